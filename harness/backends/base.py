@@ -1,0 +1,153 @@
+"""The operations a case can perform on a kernel, and what each returns.
+
+Two implementations: the bundled reference model (``harness.model``) and a
+real kernel (``harness.backends.kernel``).  Everything a backend returns is
+plain data, so traces from the two can be compared field by field.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+# Drivers that set driver_managed_dma, so binding them does not claim DMA
+# ownership of the group (drivers/vfio/pci/vfio_pci.c, drivers/pci/pci-stub.c,
+# drivers/pci/pcie/portdrv.c).
+DRIVER_MANAGED_DMA = frozenset({"vfio-pci", "pci-stub", "pcieport"})
+
+
+@dataclass(frozen=True)
+class OpResult:
+    """The result of one operation: ``ret`` as the syscall returned it (an fd,
+    an address, a count, 0), ``errno`` 0 on success, and any bytes read back."""
+
+    ret: int = 0
+    errno: int = 0
+    data: bytes = b""
+
+    @property
+    def ok(self) -> bool:
+        return self.errno == 0
+
+    @property
+    def errno_name(self) -> str | None:
+        return _errno.errorcode.get(self.errno, str(self.errno)) if self.errno else None
+
+
+@dataclass
+class PciFunction:
+    bdf: str
+    vendor: int
+    device: int
+    iommu_group: int | None
+    driver: str | None = None
+    driver_override: str | None = None
+    sriov_totalvfs: int = 0
+    sriov_numvfs: int = 0
+    physfn: str | None = None       # set on VFs: the PF's bdf
+    cdev: str | None = None         # "vfio3" when /dev/vfio/devices/vfio3 exists
+    is_pcie: bool = True
+    name: str = ""                  # a human label ("e1000", "nvme", "ich9-lpc")
+
+    @property
+    def is_pf(self) -> bool:
+        return self.sriov_totalvfs > 0
+
+    @property
+    def is_vf(self) -> bool:
+        return self.physfn is not None
+
+
+@dataclass
+class Topology:
+    functions: dict[str, PciFunction] = field(default_factory=dict)
+
+    def groups(self) -> dict[int, list[PciFunction]]:
+        out: dict[int, list[PciFunction]] = {}
+        for f in sorted(self.functions.values(), key=lambda f: f.bdf):
+            if f.iommu_group is not None:
+                out.setdefault(f.iommu_group, []).append(f)
+        return out
+
+    def siblings(self, bdf: str) -> list[PciFunction]:
+        g = self.functions[bdf].iommu_group
+        return [f for f in self.groups().get(g, []) if f.bdf != bdf] if g is not None else []
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a target kernel is, as far as cases may depend on it."""
+
+    kernel: str = "6.12.117"
+    # Kconfig symbols without the CONFIG_ prefix.
+    config: frozenset[str] = frozenset()
+    # What /dev/vfio/vfio is: "legacy" (drivers/vfio/container.c) or
+    # "iommufd" (CONFIG_IOMMUFD_VFIO_CONTAINER), or "" when absent.
+    container: str = "legacy"
+    # IOMMU_TEST_OP_MOCK_DOMAIN works (no vIOMMU in the guest; measured.md).
+    mock_domains: bool = False
+    # vfio_pci.enable_sriov at start.
+    enable_sriov: bool = False
+    profile: str = ""
+
+
+class Backend(ABC):
+    """One target.  File descriptors and addresses are the target's own numbers."""
+
+    name: str = "?"
+
+    @abstractmethod
+    def facts(self) -> Facts: ...
+
+    @abstractmethod
+    def topology(self) -> Topology: ...
+
+    @abstractmethod
+    def path_exists(self, path: str) -> bool: ...
+
+    @abstractmethod
+    def open(self, path: str, flags: int = os.O_RDWR) -> OpResult: ...
+
+    @abstractmethod
+    def close(self, fd: int) -> OpResult: ...
+
+    @abstractmethod
+    def ioctl(self, fd: int, request: int, arg: bytes | int | None) -> OpResult:
+        """``bytes``: copied into a buffer whose address is passed, read back into
+        ``data`` after the call.  ``int``: passed as the argument itself (also how a
+        raw pointer such as NULL is passed).  ``None``: 0."""
+
+    @abstractmethod
+    def mmap(self, length: int) -> OpResult:
+        """Anonymous read/write private mapping; ``ret`` is the address."""
+
+    @abstractmethod
+    def munmap(self, addr: int, length: int) -> OpResult: ...
+
+    @abstractmethod
+    def read_mem(self, addr: int, length: int) -> OpResult: ...
+
+    @abstractmethod
+    def write_mem(self, addr: int, data: bytes) -> OpResult: ...
+
+    @abstractmethod
+    def read(self, fd: int, length: int) -> OpResult: ...
+
+    @abstractmethod
+    def write(self, fd: int, data: bytes) -> OpResult: ...
+
+    @abstractmethod
+    def eventfd(self, initval: int = 0) -> OpResult: ...
+
+    @abstractmethod
+    def sysfs_read(self, path: str) -> OpResult: ...
+
+    @abstractmethod
+    def sysfs_write(self, path: str, value: str) -> OpResult: ...
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Close every fd and unmap every mapping this backend made, and put back
+        any sysfs state a case changed, so the next case starts clean."""

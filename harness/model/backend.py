@@ -1,0 +1,119 @@
+"""The reference model behind the Backend interface."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+from ..backends.base import Backend, Facts, OpResult, Topology
+from .errors import Errno, userspace_errno
+from .eventfd import EventFd
+from .kernel import ModelKernel
+from .subsystems import install_subsystems
+from .topologies import default_facts, vm_topology
+
+
+def _fail(e: Errno) -> OpResult:
+    return OpResult(ret=-1, errno=userspace_errno(e.code))
+
+
+class ModelBackend(Backend):
+    name = "model"
+
+    def __init__(self, topology: Topology | None = None, facts: Facts | None = None):
+        self._topology0 = topology if topology is not None else vm_topology()
+        self._facts = facts if facts is not None else default_facts()
+        self.last_error: Errno | None = None
+        self.kernel = self._boot()
+
+    def _boot(self) -> ModelKernel:
+        k = ModelKernel(copy.deepcopy(self._topology0), self._facts)
+        install_subsystems(k)
+        return k
+
+    def _call(self, fn, *args) -> OpResult:  # type: ignore[no-untyped-def]
+        try:
+            ret = fn(*args)
+        except Errno as e:
+            self.last_error = e
+            return _fail(e)
+        self.last_error = None
+        if isinstance(ret, OpResult):
+            return ret
+        return OpResult(ret=ret if isinstance(ret, int) else 0)
+
+    # -- Backend -----------------------------------------------------------
+    def facts(self) -> Facts:
+        return self._facts
+
+    def topology(self) -> Topology:
+        return copy.deepcopy(self.kernel.topology)
+
+    def path_exists(self, path: str) -> bool:
+        return self.kernel.node_exists(path)
+
+    def open(self, path: str, flags: int = os.O_RDWR) -> OpResult:
+        return self._call(self.kernel.open, path)
+
+    def close(self, fd: int) -> OpResult:
+        return self._call(lambda: self.kernel.close(fd) or 0)
+
+    def ioctl(self, fd: int, request: int, arg: bytes | int | None) -> OpResult:
+        k = self.kernel
+        if not isinstance(arg, (bytes, bytearray)):
+            return self._call(k.ioctl, fd, request, int(arg or 0))
+        # Like the kernel backend: the struct lives in a scratch mapping, and is
+        # read back whatever the ioctl returned.
+        length = max(len(arg), 1)
+        addr = k.mm.mmap(length)
+        try:
+            k.mm.write(addr, bytes(arg))
+            res = self._call(k.ioctl, fd, request, addr)
+            data = k.mm.read(addr, len(arg))
+        finally:
+            k.mm.munmap(addr, length)
+        return OpResult(ret=res.ret, errno=res.errno, data=data)
+
+    def mmap(self, length: int) -> OpResult:
+        return self._call(self.kernel.mm.mmap, length)
+
+    def munmap(self, addr: int, length: int) -> OpResult:
+        return self._call(lambda: self.kernel.mm.munmap(addr, length) or 0)
+
+    def read_mem(self, addr: int, length: int) -> OpResult:
+        try:
+            return OpResult(data=self.kernel.mm.read(addr, length))
+        except Errno as e:
+            return _fail(e)
+
+    def write_mem(self, addr: int, data: bytes) -> OpResult:
+        return self._call(lambda: self.kernel.mm.write(addr, data) or 0)
+
+    def read(self, fd: int, length: int) -> OpResult:
+        try:
+            data = self.kernel.fget(fd).read(self.kernel, length)
+        except Errno as e:
+            self.last_error = e
+            return _fail(e)
+        return OpResult(ret=len(data), data=data)
+
+    def write(self, fd: int, data: bytes) -> OpResult:
+        return self._call(lambda: self.kernel.fget(fd).write(self.kernel, data))
+
+    def eventfd(self, initval: int = 0) -> OpResult:
+        return self._call(self.kernel.install_fd, EventFd(initval))
+
+    def sysfs_read(self, path: str) -> OpResult:
+        try:
+            text = self.kernel.sysfs_read(path)
+        except Errno as e:
+            self.last_error = e
+            return _fail(e)
+        return OpResult(ret=len(text), data=text.encode())
+
+    def sysfs_write(self, path: str, value: str) -> OpResult:
+        return self._call(lambda: self.kernel.sysfs_write(path, value) or len(value))
+
+    def reset(self) -> None:
+        # A fresh boot is the cheapest way to be sure nothing leaks between cases.
+        self.kernel = self._boot()

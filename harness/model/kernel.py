@@ -1,0 +1,141 @@
+"""The model's kernel: one process's fd table and address space, the device
+nodes and sysfs files the subsystems register, and the dispatch from a
+syscall to the file object that serves it.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+from typing import Callable
+
+from ..backends.base import Facts, Topology
+from .errors import Errno
+from .memory import UserMemory
+
+# fs/file.c: the lowest free descriptor; 0-2 are taken by stdio.
+_FIRST_FD = 3
+
+
+class File:
+    """An open file.  Subsystems subclass it; the default answers mirror a
+    file_operations without the hook."""
+
+    kind = "file"
+
+    def ioctl(self, k: "ModelKernel", cmd: int, arg: int) -> int:
+        raise Errno(errno.ENOTTY, "fs/ioctl.c:52")
+
+    def read(self, k: "ModelKernel", length: int) -> bytes:
+        raise Errno(errno.EINVAL, "fs/read_write.c:470")
+
+    def write(self, k: "ModelKernel", data: bytes) -> int:
+        raise Errno(errno.EINVAL, "fs/read_write.c:586")
+
+    def release(self, k: "ModelKernel") -> None:
+        """Called when the last reference goes away (close of the last fd)."""
+
+
+Opener = Callable[["ModelKernel", "re.Match[str]"], File]
+SysfsReader = Callable[["ModelKernel", "re.Match[str]"], str]
+SysfsWriter = Callable[["ModelKernel", "re.Match[str]", str], None]
+
+
+class ModelKernel:
+    def __init__(self, topology: Topology, facts: Facts):
+        self.facts = facts
+        self.topology = topology
+        self.mm = UserMemory()
+        self.files: dict[int, File] = {}
+        # A File can sit behind several fds (never, today: no dup()), but
+        # subsystems hold references too (a group holds its container): count them.
+        self._refs: dict[int, int] = {}
+        self._nodes: list[tuple[re.Pattern[str], Opener, Callable[["ModelKernel", "re.Match[str]"], bool]]] = []
+        self._sysfs: list[tuple[re.Pattern[str], SysfsReader | None, SysfsWriter | None]] = []
+        # Subsystems keep their state here, keyed by a name of their choosing.
+        self.state: dict[str, object] = {}
+
+    # -- registration ------------------------------------------------------
+    def register_node(
+        self,
+        pattern: str,
+        opener: Opener,
+        exists: Callable[["ModelKernel", "re.Match[str]"], bool] = lambda k, m: True,
+    ) -> None:
+        self._nodes.append((re.compile(pattern + r"\Z"), opener, exists))
+
+    def register_sysfs(self, pattern: str, reader: SysfsReader | None, writer: SysfsWriter | None) -> None:
+        self._sysfs.append((re.compile(pattern + r"\Z"), reader, writer))
+
+    # -- files -------------------------------------------------------------
+    def node_exists(self, path: str) -> bool:
+        for pat, _, exists in self._nodes:
+            m = pat.match(path)
+            if m and exists(self, m):
+                return True
+        return any(pat.match(path) for pat, _, _ in self._sysfs)
+
+    def open(self, path: str) -> int:
+        for pat, opener, exists in self._nodes:
+            m = pat.match(path)
+            if m and exists(self, m):
+                return self.install_fd(opener(self, m))
+        raise Errno(errno.ENOENT, "fs/namei.c")
+
+    def install_fd(self, f: File) -> int:
+        fd = _FIRST_FD
+        while fd in self.files:
+            fd += 1
+        self.files[fd] = f
+        self.get_file(f)
+        return fd
+
+    def fget(self, fd: int) -> File:
+        f = self.files.get(fd)
+        if f is None:
+            raise Errno(errno.EBADF, "fs/file.c:fdget")
+        return f
+
+    def get_file(self, f: File) -> None:
+        self._refs[id(f)] = self._refs.get(id(f), 0) + 1
+
+    def put_file(self, f: File) -> None:
+        n = self._refs.get(id(f), 0) - 1
+        if n > 0:
+            self._refs[id(f)] = n
+            return
+        self._refs.pop(id(f), None)
+        f.release(self)
+
+    def close(self, fd: int) -> None:
+        f = self.files.pop(fd, None)
+        if f is None:
+            raise Errno(errno.EBADF, "fs/open.c:1570")
+        self.put_file(f)
+
+    def ioctl(self, fd: int, cmd: int, arg: int) -> int:
+        return self.fget(fd).ioctl(self, cmd, arg)
+
+    # -- sysfs -------------------------------------------------------------
+    def sysfs_read(self, path: str) -> str:
+        for pat, reader, _ in self._sysfs:
+            m = pat.match(path)
+            if m:
+                if reader is None:
+                    raise Errno(errno.EACCES, "fs/sysfs/file.c")
+                return reader(self, m)
+        raise Errno(errno.ENOENT, "fs/sysfs")
+
+    def sysfs_write(self, path: str, value: str) -> None:
+        for pat, _, writer in self._sysfs:
+            m = pat.match(path)
+            if m:
+                if writer is None:
+                    raise Errno(errno.EACCES, "fs/sysfs/file.c")
+                writer(self, m, value)
+                return
+        raise Errno(errno.ENOENT, "fs/sysfs")
+
+    def close_all(self) -> None:
+        for fd in sorted(self.files, reverse=True):
+            self.close(fd)
