@@ -91,6 +91,20 @@ class Facts:
     # vfio_pci.enable_sriov at start.
     enable_sriov: bool = False
     profile: str = ""
+    # The IOMMU the VFIO devices sit behind (QEMU 7.2 intel-iommu by default:
+    # aw-bits 39; the interrupt window is reserved as IOMMU_RESV_MSI).
+    iommu: "IommuHw" = field(default_factory=lambda: IommuHw())
+
+
+@dataclass(frozen=True)
+class IommuHw:
+    kind: str = "intel"
+    aperture_start: int = 0
+    aperture_last: int = (1 << 39) - 1
+    # Inclusive (start, last) reserved ranges every device of this IOMMU reports.
+    reserved: tuple[tuple[int, int], ...] = ((0xFEE0_0000, 0xFEEF_FFFF),)
+    pgsize_bitmap: int = 0x4020_1000  # 4K | 2M | 1G
+    dirty_tracking: bool = False
 
 
 class Backend(ABC):
