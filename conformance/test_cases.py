@@ -1,0 +1,13 @@
+"""Every case under cases/, one test each, on the backend chosen with --backend."""
+
+from typing import Any
+
+import pytest
+
+from harness.cases.model import Case, CaseError
+from harness.pytest_plugin import run_one
+
+
+def test_case(case: Case | CaseError, conformance_backends: Any, request: pytest.FixtureRequest,
+              record_property: Any) -> None:
+    run_one(case, conformance_backends, request.config, record_property)

@@ -1,0 +1,204 @@
+"""The small expression language of case values (docs/case-format.md#values).
+
+Parsed once with Python's ``ast`` and evaluated over a whitelist of nodes:
+integers, constant names, ``$variables``, arithmetic and bit operators, and
+the uAPI table functions sizeof/minsz/offsetof/offsetofend.
+"""
+
+from __future__ import annotations
+
+import ast
+import ctypes
+import errno as _errno
+import operator
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from .. import uapi
+
+
+class ExprError(ValueError):
+    pass
+
+
+_BINOPS: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.BitOr: operator.or_,
+    ast.BitAnd: operator.and_, ast.BitXor: operator.xor, ast.LShift: operator.lshift,
+    ast.RShift: operator.rshift,
+}
+_UNOPS: dict[type, Callable[[Any], Any]] = {ast.USub: operator.neg, ast.Invert: operator.invert, ast.UAdd: operator.pos}
+
+_VAR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z_][A-Za-z0-9_]*)*)")
+
+
+def _struct_of(name: str) -> type:
+    if name in uapi.STRUCTS:
+        return uapi.STRUCTS[name]
+    if name in uapi.IOCTLS and uapi.IOCTLS[name].struct is not None:
+        return uapi.IOCTLS[name].struct  # type: ignore[return-value]
+    raise ExprError(f"no struct or ioctl named {name}")
+
+
+def _sizeof(name: str) -> int:
+    return ctypes.sizeof(_struct_of(name))
+
+
+def _minsz(name: str) -> int:
+    io = uapi.IOCTLS.get(name)
+    if io is None or io.min_size is None:
+        raise ExprError(f"{name} is not an ioctl with a minimum size")
+    return io.min_size
+
+
+def _offset(name: str, field: str, end: bool) -> int:
+    cls = _struct_of(name)
+    for path, off, size, _ in uapi.abi.walk_fields(cls):
+        if path == field:
+            return off + size if end else off
+    raise ExprError(f"struct {cls.__name__} has no field {field}")
+
+
+_FUNCS: dict[str, Callable[..., int]] = {
+    "sizeof": _sizeof,
+    "minsz": _minsz,
+    "offsetof": lambda s, f: _offset(s, f, False),
+    "offsetofend": lambda s, f: _offset(s, f, True),
+}
+
+
+def constant(name: str) -> int | None:
+    if name in uapi.CONSTANTS:
+        return uapi.CONSTANTS[name]
+    if name.startswith("E") and hasattr(_errno, name):
+        return int(getattr(_errno, name))
+    return None
+
+
+@dataclass(frozen=True)
+class Expr:
+    """A parsed expression; ``variables`` are the ``$names`` it reads."""
+
+    text: str
+    tree: ast.expression
+    variables: frozenset[str]
+
+    def eval(self, env: Mapping[str, Any]) -> Any:
+        return _eval(self.tree.body, env, self.text)
+
+
+def _rewrite_vars(text: str) -> tuple[str, set[str]]:
+    names: set[str] = set()
+
+    def sub(m: re.Match[str]) -> str:
+        names.add(m.group(1))
+        return f"__var__({m.group(1)!r}, {m.group(2)[1:]!r})" if m.group(2) else f"__var__({m.group(1)!r}, '')"
+
+    return _VAR.sub(sub, text), names
+
+
+def parse(text: str) -> Expr:
+    src, names = _rewrite_vars(text.strip())
+    try:
+        tree = ast.parse(src, mode="eval")
+    except SyntaxError as e:
+        raise ExprError(f"cannot parse expression {text!r}: {e.msg}") from None
+    _check(tree.body, text)
+    return Expr(text, tree, frozenset(names))
+
+
+def _check(node: ast.AST, text: str) -> None:
+    if isinstance(node, ast.Constant):
+        if not isinstance(node.value, (int, str)) or isinstance(node.value, bool):
+            raise ExprError(f"unsupported literal in {text!r}")
+    elif isinstance(node, ast.Name):
+        if constant(node.id) is None and node.id not in uapi.STRUCTS:
+            raise ExprError(f"unknown constant {node.id}")
+    elif isinstance(node, ast.BinOp):
+        if type(node.op) not in _BINOPS:
+            raise ExprError(f"operator not allowed in {text!r}")
+        _check(node.left, text)
+        _check(node.right, text)
+    elif isinstance(node, ast.UnaryOp):
+        if type(node.op) not in _UNOPS:
+            raise ExprError(f"operator not allowed in {text!r}")
+        _check(node.operand, text)
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        if node.func.id == "__var__":
+            return
+        if node.func.id not in _FUNCS:
+            raise ExprError(f"unknown function {node.func.id}() in {text!r}")
+        for a in node.args:
+            if not isinstance(a, ast.Name) and not (isinstance(a, ast.Attribute)):
+                raise ExprError(f"{node.func.id}() takes names, in {text!r}")
+        # Evaluate eagerly: catches unknown structs and fields at load time.
+        _eval(node, {}, text)
+    else:
+        raise ExprError(f"not allowed in an expression: {text!r}")
+
+
+def _dotted(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return _dotted(node.value) + "." + node.attr
+    raise ExprError("expected a name")
+
+
+def _eval(node: ast.AST, env: Mapping[str, Any], text: str) -> Any:
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name):
+        v = constant(node.id)
+        if v is None:
+            raise ExprError(f"unknown constant {node.id}")
+        return v
+    if isinstance(node, ast.BinOp):
+        return _BINOPS[type(node.op)](_eval(node.left, env, text), _eval(node.right, env, text))
+    if isinstance(node, ast.UnaryOp):
+        return _UNOPS[type(node.op)](_eval(node.operand, env, text))
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        if node.func.id == "__var__":
+            name = node.args[0].value  # type: ignore[attr-defined]
+            attrs = node.args[1].value  # type: ignore[attr-defined]
+            return lookup(env, name, attrs)
+        try:
+            return _FUNCS[node.func.id](*[_dotted(a) for a in node.args])
+        except TypeError:
+            raise ExprError(f"wrong number of arguments in {text!r}") from None
+    raise ExprError(f"cannot evaluate {text!r}")
+
+
+def lookup(env: Mapping[str, Any], name: str, attrs: str) -> Any:
+    if name not in env:
+        raise ExprError(f"${name} is not bound at this step")
+    v = env[name]
+    for a in filter(None, attrs.split(".")):
+        if isinstance(v, Mapping) and a in v:
+            v = v[a]
+        elif hasattr(v, a):
+            v = getattr(v, a)
+        else:
+            raise ExprError(f"${name} has no attribute {a}")
+    return v
+
+
+_TEMPLATE = re.compile(r"\$\{([^}]*)\}")
+
+
+def template_vars(text: str) -> set[str]:
+    out: set[str] = set()
+    for m in _TEMPLATE.finditer(text):
+        inner = m.group(1).strip()
+        out.add(inner.split(".")[0].lstrip("$"))
+    return out
+
+
+def render(text: str, env: Mapping[str, Any]) -> str:
+    def sub(m: re.Match[str]) -> str:
+        inner = m.group(1).strip().lstrip("$")
+        name, _, attrs = inner.partition(".")
+        return str(lookup(env, name, attrs))
+
+    return _TEMPLATE.sub(sub, text)

@@ -1,0 +1,511 @@
+"""Load and validate case files (docs/case-format.md).
+
+Everything that can be checked without a target is checked here, so a
+malformed case fails at load time with file, line and field, and never
+half-way through a run.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import itertools
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from .. import uapi
+from ..uapi import abi
+from .expr import ExprError, parse, template_vars
+from .model import Case, CaseError, Expectation, Matcher, Requirements, Step
+from .yamlsrc import LList, LMap, line_of
+from .yamlsrc import load as load_yaml
+
+STEP_KINDS = (
+    "open", "close", "ioctl", "mmap", "munmap", "write_mem", "read_mem", "eventfd",
+    "read", "write", "sysfs_read", "sysfs_write",
+)
+STEP_KEYS = {
+    "open": set(), "close": set(), "mmap": set(), "eventfd": set(),
+    "munmap": {"length"}, "write_mem": set(), "read_mem": set(),
+    "read": {"length"}, "write": {"hex"}, "sysfs_read": set(), "sysfs_write": {"value"},
+    "ioctl": {"fd", "args", "data", "tail", "buffer", "value", "int", "string", "pointer"},
+}
+COMMON_STEP_KEYS = {"as", "expect", "save", "note"}
+TOP_KEYS = {
+    "id", "area", "purpose", "source", "verified_on", "requires", "fixture", "steps",
+    "cleanup", "variants", "matrix", "known_differences", "notes",
+}
+REQUIRED_TOP = ("id", "area", "purpose", "verified_on", "steps")
+ROLES = {"isolated", "nonviable", "sriov-pf", "vfio"}
+MATCH_OPS = {"has", "lacks", "ne", "ge", "gt", "le", "lt", "aligned", "any"}
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_FIXTURES_DIR = "fixtures"
+
+
+class _Ctx:
+    """Where we are in a file, for error messages."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def err(self, node: Any, key: Any, where: str, msg: str) -> CaseError:
+        return CaseError(self.path, line_of(node, key), where, msg)
+
+
+def _substitute(node: Any, params: dict[str, Any]) -> Any:
+    """Replace ``${param}`` of a variant in every string; keep line info."""
+    if isinstance(node, LMap):
+        out = LMap({k: _substitute(v, params) for k, v in node.items()})
+        out.line, out.lines = node.line, node.lines
+        return out
+    if isinstance(node, LList):
+        lst = LList([_substitute(v, params) for v in node])
+        lst.line, lst.lines = node.line, node.lines
+        return lst
+    if isinstance(node, str):
+        whole = re.fullmatch(r"\$\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}", node)
+        if whole and whole.group(1) in params:
+            return params[whole.group(1)]
+
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1).strip()
+            return str(params[name]) if name in params else m.group(0)
+
+        return re.sub(r"\$\{\s*([^}.\s]+)\s*\}", sub, node)
+    return node
+
+
+def _value(ctx: _Ctx, node: Any, key: Any, where: str, v: Any) -> Any:
+    """Validate one value expression (or list of them); return its parsed form."""
+    if isinstance(v, bool):
+        raise ctx.err(node, key, where, "booleans are not values; use 0 or 1")
+    if isinstance(v, int):
+        return v
+    if isinstance(v, str):
+        try:
+            return parse(v)
+        except ExprError as e:
+            raise ctx.err(node, key, where, str(e)) from None
+    if isinstance(v, list):
+        return [_value(ctx, v, i, f"{where}[{i}]", x) for i, x in enumerate(v)]
+    raise ctx.err(node, key, where, f"expected a number, expression or list, got {type(v).__name__}")
+
+
+def _struct_fields(cls: type) -> dict[str, Any]:
+    return {f[0]: f[1] for f in cls._fields_}
+
+
+def _args(ctx: _Ctx, node: LMap, where: str, cls: type, io: abi.Ioctl | None) -> dict[str, Any]:
+    fields = _struct_fields(cls)
+    out: dict[str, Any] = {}
+    for k, v in node.items():
+        w = f"{where}.{k}"
+        if k not in fields:
+            raise ctx.err(node, k, w, f"struct {cls.__name__} has no field {k!r} "
+                                      f"(fields: {', '.join(fields)})")
+        ctype = fields[k]
+        if io is not None and k in io.pointers and isinstance(v, dict):
+            out[k] = _pointer(ctx, node, k, w, v)
+        elif isinstance(ctype, type) and issubclass(ctype, (abi.Struct, abi.Union)):
+            if not isinstance(v, dict):
+                raise ctx.err(node, k, w, f"{k} is a struct {ctype.__name__}: give a mapping of its fields")
+            out[k] = _args(ctx, v, w, ctype, None)  # type: ignore[arg-type]
+        else:
+            out[k] = _value(ctx, node, k, w, v)
+    return out
+
+
+def _pointer(ctx: _Ctx, node: LMap, key: str, where: str, v: LMap) -> dict[str, Any]:
+    kinds = {"array", "bytes", "hex"} & set(v)
+    if len(kinds) != 1:
+        raise ctx.err(node, key, where, "a pointer field takes one of {array: STRUCT, items|count}, "
+                                        "{bytes: N}, {hex: ...}")
+    if "array" in v:
+        name = v["array"]
+        if name not in uapi.STRUCTS:
+            raise ctx.err(v, "array", f"{where}.array", f"unknown struct {name!r}")
+        unknown = set(v) - {"array", "items", "count"}
+        if unknown or ("items" in v) == ("count" in v):
+            raise ctx.err(v, "array", where, "array takes exactly one of items: [...] or count: N")
+        if "items" in v:
+            items = [_args(ctx, it, f"{where}.items[{i}]", uapi.STRUCTS[name], None)
+                     for i, it in enumerate(v["items"])]
+            return {"array": name, "items": items}
+        return {"array": name, "count": _value(ctx, v, "count", f"{where}.count", v["count"])}
+    if "bytes" in v:
+        return {"bytes": _value(ctx, v, "bytes", f"{where}.bytes", v["bytes"])}
+    return {"hex": _hex(ctx, v, "hex", f"{where}.hex", v["hex"])}
+
+
+def _hex(ctx: _Ctx, node: Any, key: Any, where: str, v: Any) -> bytes:
+    try:
+        return bytes.fromhex(str(v).replace(" ", ""))
+    except ValueError:
+        raise ctx.err(node, key, where, f"not hex bytes: {v!r}") from None
+
+
+_DATA_TYPES = {"u8": (1, False), "u16": (2, False), "u32": (4, False), "s32": (4, True), "u64": (8, False)}
+
+
+def _data(ctx: _Ctx, node: LMap, key: str, where: str) -> dict[str, Any]:
+    v = node[key]
+    if not isinstance(v, dict) or len(v) != 1:
+        raise ctx.err(node, key, where, "give one of {u8|u16|u32|s32|u64: [...]} or {hex: ...}")
+    (kind, items), = v.items()
+    if kind == "hex":
+        return {"hex": _hex(ctx, v, kind, where, items)}
+    if kind not in _DATA_TYPES or not isinstance(items, list):
+        raise ctx.err(v, kind, where, f"unknown element type {kind!r} (u8, u16, u32, s32, u64, hex)")
+    return {kind: [_value(ctx, items, i, f"{where}[{i}]", x) for i, x in enumerate(items)]}
+
+
+def _matcher(ctx: _Ctx, node: Any, key: Any, where: str, v: Any) -> Matcher:
+    if isinstance(v, dict):
+        if len(v) != 1 or next(iter(v)) not in MATCH_OPS:
+            raise ctx.err(node, key, where, f"a matcher is one of {sorted(MATCH_OPS)}, got {list(v)}")
+        (op, arg), = v.items()
+        if op == "any":
+            return Matcher("any")
+        return Matcher(op, _value(ctx, v, op, f"{where}.{op}", arg))
+    return Matcher("eq", _value(ctx, node, key, where, v))
+
+
+def _errno_name(ctx: _Ctx, node: Any, key: Any, where: str, v: Any) -> str:
+    if not isinstance(v, str) or not v.startswith("E") or not hasattr(_errno, v):
+        raise ctx.err(node, key, where, f"not an errno name: {v!r}")
+    return v
+
+
+def _expect(ctx: _Ctx, step: LMap, where: str) -> Expectation:
+    if "expect" not in step:
+        return Expectation()
+    v = step["expect"]
+    w = f"{where}.expect"
+    if v == "ok":
+        return Expectation()
+    if isinstance(v, str):
+        return Expectation(errno=_errno_name(ctx, step, "expect", w, v))
+    if not isinstance(v, dict):
+        raise ctx.err(step, "expect", w, "expect is ok, an errno name, or a mapping")
+    unknown = set(v) - {"errno", "ok", "ret", "out", "untouched_past_size", "text", "data"}
+    if unknown:
+        raise ctx.err(v, sorted(unknown)[0], w, f"unknown expectation {sorted(unknown)[0]!r}")
+    e = Expectation()
+    if "errno" in v:
+        e.errno = _errno_name(ctx, v, "errno", f"{w}.errno", v["errno"])
+    if "ret" in v:
+        e.ret = _value(ctx, v, "ret", f"{w}.ret", v["ret"])
+    if "out" in v:
+        if not isinstance(v["out"], dict):
+            raise ctx.err(v, "out", f"{w}.out", "out is a mapping of field: value")
+        e.out = {str(k): _matcher(ctx, v["out"], k, f"{w}.out.{k}", x) for k, x in v["out"].items()}
+    e.untouched_past_size = bool(v.get("untouched_past_size", False))
+    if "text" in v:
+        e.text = str(v["text"])
+    if "data" in v:
+        e.data = _hex(ctx, v, "data", f"{w}.data", v["data"]).hex()
+    return e
+
+
+def _check_out_paths(ctx: _Ctx, step: LMap, where: str, io: abi.Ioctl, paths: Iterable[str], key: str) -> None:
+    if io.struct is None:
+        return
+    valid = {p for p, *_ in abi.walk_fields(io.struct)} | set(io.pointers)
+    for p in paths:
+        head = re.split(r"\[", p)[0]
+        if head not in valid and head.split(".")[0] not in valid:
+            raise ctx.err(step, key, f"{where}.{key}",
+                          f"{io.name} has no output field {p!r}")
+
+
+def _step(ctx: _Ctx, raw: Any, idx: int, where: str, bound: set[str]) -> Step:
+    if not isinstance(raw, LMap):
+        raise CaseError(ctx.path, line_of(raw), where, "a step is a mapping")
+    kinds = [k for k in raw if k in STEP_KINDS]
+    if len(kinds) != 1:
+        raise ctx.err(raw, None, where, f"a step has exactly one of {', '.join(STEP_KINDS)}; got {list(raw)}")
+    kind = kinds[0]
+    allowed = STEP_KEYS[kind] | COMMON_STEP_KEYS | {kind}
+    for k in raw:
+        if k not in allowed:
+            raise ctx.err(raw, k, f"{where}.{k}", f"unknown key for a {kind} step (allowed: {sorted(allowed)})")
+    spec: dict[str, Any] = {}
+    target = raw[kind]
+
+    def need_bound(name: Any, key: str) -> str:
+        if not isinstance(name, str) or name.lstrip("$") not in bound:
+            raise ctx.err(raw, key, f"{where}.{key}", f"{name!r} is not bound by an earlier step's `as`")
+        return name.lstrip("$")
+
+    if kind == "ioctl":
+        if target not in uapi.IOCTLS:
+            raise ctx.err(raw, kind, f"{where}.ioctl", f"unknown ioctl {target!r}")
+        io = uapi.IOCTLS[target]
+        spec["ioctl"] = target
+        if "fd" not in raw:
+            raise ctx.err(raw, kind, where, "an ioctl step needs fd: NAME")
+        spec["fd"] = need_bound(raw["fd"], "fd")
+        arg_keys = {"args", "data", "tail", "buffer", "value", "int", "string", "pointer"} & set(raw)
+        if "pointer" in raw and len(arg_keys) > 1:
+            raise ctx.err(raw, "pointer", f"{where}.pointer", "pointer: replaces the argument; nothing else goes with it")
+        wants = {abi.ARG_STRUCT: {"args", "data", "tail", "buffer"}, abi.ARG_VALUE: {"value"},
+                 abi.ARG_INT_PTR: {"int"}, abi.ARG_STRING: {"string"}, abi.ARG_U32_PTR: {"value"},
+                 abi.ARG_NONE: set()}[io.arg] | {"pointer"}
+        for k in arg_keys - wants:
+            raise ctx.err(raw, k, f"{where}.{k}", f"{target} takes its argument as {io.arg}; {k}: does not apply")
+        if "args" in raw:
+            if not isinstance(raw["args"], LMap):
+                raise ctx.err(raw, "args", f"{where}.args", "args is a mapping of struct fields")
+            spec["args"] = _args(ctx, raw["args"], f"{where}.args", io.struct, io)  # type: ignore[arg-type]
+        for k in ("data", "tail"):
+            if k in raw:
+                spec[k] = _data(ctx, raw, k, f"{where}.{k}")
+        if "buffer" in raw:
+            b = raw["buffer"]
+            if not isinstance(b, LMap) or set(b) - {"length", "fill"}:
+                raise ctx.err(raw, "buffer", f"{where}.buffer", "buffer takes length: and fill:")
+            spec["buffer"] = {k: _value(ctx, b, k, f"{where}.buffer.{k}", x) for k, x in b.items()}
+        for k in ("value", "pointer"):
+            if k in raw:
+                spec[k] = _value(ctx, raw, k, f"{where}.{k}", raw[k])
+        if "int" in raw:
+            spec["int"] = _value(ctx, raw, "int", f"{where}.int", raw["int"])
+        if "string" in raw:
+            spec["string"] = str(raw["string"])
+    elif kind in ("close", "read", "write"):
+        spec[kind] = need_bound(target, kind)
+        if kind == "read":
+            spec["length"] = _value(ctx, raw, "length", f"{where}.length", raw.get("length", 8))
+        if kind == "write":
+            spec["hex"] = _hex(ctx, raw, "hex", f"{where}.hex", raw.get("hex", ""))
+    elif kind == "munmap":
+        spec[kind] = need_bound(target, kind)
+        if "length" in raw:
+            spec["length"] = _value(ctx, raw, "length", f"{where}.length", raw["length"])
+    elif kind in ("mmap", "eventfd"):
+        spec[kind] = _value(ctx, raw, kind, f"{where}.{kind}", target if target is not None else 0)
+    elif kind in ("open", "sysfs_read", "sysfs_write"):
+        if not isinstance(target, str):
+            raise ctx.err(raw, kind, f"{where}.{kind}", "give a path")
+        spec[kind] = target
+        if kind == "sysfs_write":
+            if "value" not in raw:
+                raise ctx.err(raw, kind, where, "sysfs_write needs value:")
+            spec["value"] = str(raw["value"])
+    elif kind in ("write_mem", "read_mem"):
+        if not isinstance(target, LMap) or "at" not in target:
+            raise ctx.err(raw, kind, f"{where}.{kind}", f"{kind} takes {{at: EXPR, ...}}")
+        spec["at"] = _value(ctx, target, "at", f"{where}.{kind}.at", target["at"])
+        if kind == "write_mem":
+            spec["hex"] = _hex(ctx, target, "hex", f"{where}.{kind}.hex", target.get("hex", ""))
+        else:
+            spec["length"] = _value(ctx, target, "length", f"{where}.{kind}.length", target.get("length", 8))
+    for name in _referenced_vars(spec):
+        if name not in bound:
+            raise ctx.err(raw, kind, where, f"${name} is not bound by an earlier step or role")
+    step = Step(index=idx, kind=kind, line=raw.line, spec=spec, note=str(raw.get("note", "")))
+    step.expect = _expect(ctx, raw, where)
+    if step.kind == "ioctl":
+        _check_out_paths(ctx, raw, where, uapi.IOCTLS[spec["ioctl"]], step.expect.out, "expect")
+    if "save" in raw:
+        if not isinstance(raw["save"], LMap):
+            raise ctx.err(raw, "save", f"{where}.save", "save is a mapping name: output field")
+        step.save = {str(k): str(v) for k, v in raw["save"].items()}
+        if step.kind == "ioctl":
+            _check_out_paths(ctx, raw, where, uapi.IOCTLS[spec["ioctl"]], step.save.values(), "save")
+        bound.update(step.save)
+    if "as" in raw:
+        if not isinstance(raw["as"], str) or not _ID.match(raw["as"].replace("_", "-")):
+            raise ctx.err(raw, "as", f"{where}.as", "as: takes a name")
+        step.bind = raw["as"]
+        bound.add(step.bind)
+    return step
+
+
+def _referenced_vars(spec: Any) -> set[str]:
+    out: set[str] = set()
+    if isinstance(spec, dict):
+        for v in spec.values():
+            out |= _referenced_vars(v)
+    elif isinstance(spec, list):
+        for v in spec:
+            out |= _referenced_vars(v)
+    elif hasattr(spec, "variables"):
+        out |= set(spec.variables)
+    elif isinstance(spec, str):
+        out |= template_vars(spec)
+    return out
+
+
+def _requires(ctx: _Ctx, doc: LMap) -> Requirements:
+    r = Requirements()
+    raw = doc.get("requires")
+    if raw is None:
+        return r
+    if not isinstance(raw, LMap):
+        raise ctx.err(doc, "requires", "requires", "requires is a mapping")
+    for k, v in raw.items():
+        w = f"requires.{k}"
+        if k in ("config", "nodes"):
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise ctx.err(raw, k, w, "a list of names")
+            setattr(r, k, list(v))
+        elif k == "container":
+            if v not in ("legacy", "iommufd"):
+                raise ctx.err(raw, k, w, "legacy or iommufd")
+            r.container = v
+        elif k == "mock_domains":
+            r.mock_domains = bool(v)
+        elif k == "topology":
+            if not isinstance(v, LMap):
+                raise ctx.err(raw, k, w, "a mapping role-name: role")
+            for name, role in v.items():
+                if role not in ROLES:
+                    raise ctx.err(v, name, f"{w}.{name}", f"unknown role {role!r} (roles: {sorted(ROLES)})")
+            r.topology = dict(v)
+        else:
+            raise ctx.err(raw, k, w, "unknown requirement (config, nodes, container, mock_domains, topology)")
+    return r
+
+
+def _merge(a: Requirements, b: Requirements) -> Requirements:
+    return Requirements(
+        config=sorted(set(a.config) | set(b.config)),
+        nodes=list(dict.fromkeys(a.nodes + b.nodes)),
+        container=b.container or a.container,
+        mock_domains=b.mock_domains if b.mock_domains is not None else a.mock_domains,
+        topology={**a.topology, **b.topology},
+    )
+
+
+def _variants(ctx: _Ctx, doc: LMap) -> list[tuple[str | None, dict[str, Any]]]:
+    if "variants" in doc and "matrix" in doc:
+        raise ctx.err(doc, "matrix", "matrix", "use variants or matrix, not both")
+    if "variants" in doc:
+        v = doc["variants"]
+        if not isinstance(v, LMap) or not v:
+            raise ctx.err(doc, "variants", "variants", "variants is a mapping name: {param: value}")
+        out = []
+        for name, params in v.items():
+            if not isinstance(params, LMap) or not _ID.match(str(name)):
+                raise ctx.err(v, name, f"variants.{name}", "a variant is name: {param: value, ...}")
+            out.append((str(name), dict(params)))
+        return out
+    if "matrix" in doc:
+        m = doc["matrix"]
+        if not isinstance(m, LMap) or not all(isinstance(x, list) and x for x in m.values()):
+            raise ctx.err(doc, "matrix", "matrix", "matrix is a mapping param: [values]")
+        keys = list(m)
+        out = []
+        for combo in itertools.product(*(m[k] for k in keys)):
+            name = "-".join(_variant_name(c) for c in combo)
+            out.append((name, dict(zip(keys, combo))))
+        return out
+    return [(None, {})]
+
+
+def _variant_name(v: Any) -> str:
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) > 9:
+        return f"{v:#x}"
+    return str(v).lower().replace("_", "-")
+
+
+class Loader:
+    def __init__(self, root: Path):
+        self.root = root
+        self._fixtures: dict[str, tuple[Requirements, LList, Path]] = {}
+
+    def _fixture(self, ctx: _Ctx, doc: LMap) -> tuple[Requirements, LList | None, Path | None]:
+        name = doc.get("fixture")
+        if name is None:
+            return Requirements(), None, None
+        if name not in self._fixtures:
+            path = self.root / _FIXTURES_DIR / f"{name}.yaml"
+            if not path.is_file():
+                raise ctx.err(doc, "fixture", "fixture", f"no fixture {name!r} ({path})")
+            fdoc = _read(path)
+            fctx = _Ctx(path)
+            if not isinstance(fdoc, LMap) or "steps" not in fdoc:
+                raise CaseError(path, 1, "", "a fixture has requires: and steps:")
+            self._fixtures[name] = (_requires(fctx, fdoc), fdoc["steps"], path)
+        req, steps, path = self._fixtures[name]
+        return req, steps, path
+
+    def load_file(self, path: Path) -> list[Case]:
+        doc = _read(path)
+        ctx = _Ctx(path)
+        if not isinstance(doc, LMap):
+            raise CaseError(path, 1, "", "a case file is a mapping")
+        for k in doc:
+            if k not in TOP_KEYS:
+                raise ctx.err(doc, k, k, f"unknown key (allowed: {sorted(TOP_KEYS)})")
+        for k in REQUIRED_TOP:
+            if k not in doc:
+                raise ctx.err(doc, None, k, "missing (required: " + ", ".join(REQUIRED_TOP) + ")")
+        if not isinstance(doc["id"], str) or not _ID.match(doc["id"]):
+            raise ctx.err(doc, "id", "id", "lower-case letters, digits and dashes")
+        rel_area = path.parent.name
+        if doc["area"] != rel_area:
+            raise ctx.err(doc, "area", "area", f"is {doc['area']!r} but the file is in folder {rel_area!r}")
+        if not isinstance(doc["verified_on"], list):
+            raise ctx.err(doc, "verified_on", "verified_on", "a list of kernel versions ([] = model only)")
+        fixture_req, fixture_steps, fixture_path = self._fixture(ctx, doc)
+        cases = []
+        for vname, params in _variants(ctx, doc):
+            d = _substitute(doc, params)
+            req = _merge(fixture_req, _requires(ctx, d))
+            bound: set[str] = set(req.topology)
+            steps: list[Step] = []
+            if fixture_steps is not None:
+                fctx = _Ctx(fixture_path)  # type: ignore[arg-type]
+                for i, raw in enumerate(_substitute(fixture_steps, params)):
+                    s = _step(fctx, raw, len(steps), f"fixture.steps[{i}]", bound)
+                    s.from_fixture = True
+                    steps.append(s)
+            if not isinstance(d["steps"], LList) or not d["steps"]:
+                raise ctx.err(d, "steps", "steps", "a non-empty list of steps")
+            for i, raw in enumerate(d["steps"]):
+                steps.append(_step(ctx, raw, len(steps), f"steps[{i}]", bound))
+            cleanup = [_step(ctx, raw, i, f"cleanup[{i}]", bound) for i, raw in enumerate(d.get("cleanup") or [])]
+            kd = d.get("known_differences") or []
+            cases.append(Case(
+                id=d["id"], area=d["area"], purpose=" ".join(str(d["purpose"]).split()), path=path,
+                line=d.line, source=str(d.get("source", "")), verified_on=[str(x) for x in d["verified_on"]],
+                requires=req, steps=steps, cleanup=cleanup, variant=vname, params=params,
+                known_differences=[dict(x) for x in kd],
+            ))
+        return cases
+
+    def load_all(self, pattern: str = "**/*.yaml") -> tuple[list[Case], list[CaseError]]:
+        cases: list[Case] = []
+        errors: list[CaseError] = []
+        seen: dict[str, Path] = {}
+        for path in sorted(self.root.glob(pattern)):
+            if _FIXTURES_DIR in path.relative_to(self.root).parts[:1]:
+                continue
+            try:
+                loaded = self.load_file(path)
+            except CaseError as e:
+                errors.append(e)
+                continue
+            for c in loaded:
+                if c.test_id in seen and seen[c.test_id] != path:
+                    errors.append(CaseError(path, c.line, "id", f"duplicate id {c.id!r} (also in {seen[c.test_id]})"))
+                    continue
+                seen[c.test_id] = path
+                cases.append(c)
+        return cases, errors
+
+
+def _read(path: Path) -> Any:
+    try:
+        return load_yaml(path.read_text())
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        raise CaseError(path, (mark.line + 1) if mark else 0, "", f"YAML: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:
+        raise CaseError(path, 0, "", f"YAML: {e}") from None
+    except OSError as e:
+        raise CaseError(path, 0, "", f"cannot read: {e.strerror}") from None

@@ -1,0 +1,89 @@
+"""What a loaded case is: plain data the runner executes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class CaseError(Exception):
+    """A malformed case: names file, line and field."""
+
+    def __init__(self, path: Path | str, line: int, where: str, message: str):
+        self.path, self.line, self.where, self.message = str(path), line, where, message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        loc = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{loc}: {self.where}: {self.message}" if self.where else f"{loc}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """One expected field value: ``op`` is eq, has, lacks, ne, ge, gt, le, lt, aligned or any."""
+
+    op: str
+    value: Any = None
+
+
+@dataclass
+class Expectation:
+    errno: str | None = None          # None: success expected
+    ret: Any = None                   # expression or None
+    out: dict[str, Matcher] = field(default_factory=dict)
+    untouched_past_size: bool = False
+    text: str | None = None
+    data: str | None = None           # hex
+
+
+@dataclass
+class Step:
+    index: int
+    kind: str
+    line: int
+    spec: dict[str, Any]
+    bind: str | None = None
+    save: dict[str, str] = field(default_factory=dict)
+    expect: Expectation = field(default_factory=Expectation)
+    note: str = ""
+    from_fixture: bool = False
+
+    def label(self) -> str:
+        target = self.spec.get(self.kind)
+        return f"{self.kind} {target}" if isinstance(target, str) and self.kind != "ioctl" else (
+            str(target) if self.kind == "ioctl" else self.kind)
+
+
+@dataclass
+class Requirements:
+    config: list[str] = field(default_factory=list)
+    nodes: list[str] = field(default_factory=list)
+    container: str | None = None
+    mock_domains: bool | None = None
+    topology: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Case:
+    id: str
+    area: str
+    purpose: str
+    path: Path
+    line: int
+    source: str = ""
+    verified_on: list[str] = field(default_factory=list)
+    requires: Requirements = field(default_factory=Requirements)
+    steps: list[Step] = field(default_factory=list)
+    cleanup: list[Step] = field(default_factory=list)
+    variant: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    known_differences: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def test_id(self) -> str:
+        return f"{self.id}[{self.variant}]" if self.variant else self.id
+
+    @property
+    def kernel_verified(self) -> bool:
+        return bool(self.verified_on)

@@ -1,0 +1,69 @@
+"""YAML that remembers where each value came from, so errors name file and line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+
+class Node:
+    """Mixin: ``line`` of the node itself and, for mappings, ``lines[key]``."""
+
+    line: int = 0
+
+
+class LMap(dict, Node):  # type: ignore[type-arg]
+    def __init__(self, *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self.lines: dict[Any, int] = {}
+
+
+class LList(list, Node):  # type: ignore[type-arg]
+    def __init__(self, *a: Any) -> None:
+        super().__init__(*a)
+        self.lines: list[int] = []
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _map(loader: _Loader, node: yaml.MappingNode) -> LMap:
+    m = LMap()
+    m.line = node.start_mark.line + 1
+    for knode, vnode in node.value:
+        key = loader.construct_object(knode, deep=True)
+        if key in m:
+            raise yaml.MarkedYAMLError("while reading a mapping", node.start_mark,
+                                       f"duplicate key {key!r}", knode.start_mark)
+        m[key] = loader.construct_object(vnode, deep=True)
+        m.lines[key] = knode.start_mark.line + 1
+    return m
+
+
+def _seq(loader: _Loader, node: yaml.SequenceNode) -> LList:
+    seq = LList()
+    seq.line = node.start_mark.line + 1
+    for item in node.value:
+        seq.append(loader.construct_object(item, deep=True))
+        seq.lines.append(item.start_mark.line + 1)
+    return seq
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _map)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _seq)
+
+
+def load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+
+
+def line_of(container: Any, key: Any = None) -> int:
+    if key is not None:
+        lines = getattr(container, "lines", None)
+        if isinstance(lines, dict) and key in lines:
+            return int(lines[key])
+        if isinstance(lines, list) and isinstance(key, int) and 0 <= key < len(lines):
+            return int(lines[key])
+    return int(getattr(container, "line", 0))

@@ -1,0 +1,95 @@
+"""`vfio-conformance`: run the corpus, validate case files, list cases."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def _cases_dir(args: argparse.Namespace) -> Path:
+    return Path(args.cases_dir) if args.cases_dir else PROJECT / "cases"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import pytest
+
+    report = Path(args.report)
+    report.mkdir(parents=True, exist_ok=True)
+    junit = args.junit or str(report / "results.xml")
+    argv = [
+        str(PROJECT / "conformance" / "test_cases.py"), "--rootdir", str(PROJECT), "-p", "no:cacheprovider",
+        "--backend", args.backend, "--cases", args.cases, "--cases-dir", str(_cases_dir(args)),
+        "--report-dir", str(report), f"--junitxml={junit}", "-o", "junit_family=xunit2",
+        "-o", "junit_suite_name=vfio-conformance", "-q" if not args.verbose else "-v",
+    ]
+    for d in args.device:
+        argv += ["--device", d]
+    if args.jobs:
+        argv += ["-n", args.jobs]
+    code = int(pytest.main(argv))
+    if code == 5:
+        print(f"vfio-conformance: no case matched --cases {args.cases!r}", file=sys.stderr)
+    return code
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .cases.loader import Loader
+
+    cases, errors = Loader(_cases_dir(args)).load_all(args.cases)
+    for e in errors:
+        print(e, file=sys.stderr)
+    per_area = Counter(c.area for c in cases)
+    unverified = sum(1 for c in cases if not c.kernel_verified)
+    print(f"{len(cases)} cases ({', '.join(f'{a} {n}' for a, n in sorted(per_area.items()))}); "
+          f"{len(errors)} malformed files; {unverified} never run on a real kernel")
+    return 1 if errors else 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .cases.loader import Loader
+
+    cases, errors = Loader(_cases_dir(args)).load_all(args.cases)
+    for c in cases:
+        verified = ",".join(c.verified_on) or "model only"
+        print(f"{c.test_id:60s} {c.area:12s} [{verified}] {c.purpose}")
+    for e in errors:
+        print(e, file=sys.stderr)
+    return 1 if errors else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vfio-conformance", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--cases", default="**/*.yaml", help="glob of case files under the cases folder")
+        sp.add_argument("--cases-dir", default=None, help=f"cases folder (default {PROJECT / 'cases'})")
+
+    r = sub.add_parser("run", help="run the corpus and write reports")
+    common(r)
+    r.add_argument("--backend", choices=("model", "kernel", "both"), default="model")
+    r.add_argument("--junit", default=None, help="JUnit XML of the results (default REPORT/results.xml)")
+    r.add_argument("--report", default="reports", help="folder for the reports (default reports/)")
+    r.add_argument("--device", action="append", default=[], metavar="BDF",
+                   help="PCI function the kernel backend may touch (repeatable)")
+    r.add_argument("-n", "--jobs", default=None, help="parallel workers (pytest-xdist), e.g. auto")
+    r.add_argument("-v", "--verbose", action="store_true")
+    r.set_defaults(func=cmd_run)
+
+    v = sub.add_parser("validate", help="load every case file and report malformed ones")
+    common(v)
+    v.set_defaults(func=cmd_validate)
+
+    ls = sub.add_parser("list", help="list cases and whether they ever ran on a kernel")
+    common(ls)
+    ls.set_defaults(func=cmd_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args))

@@ -1,0 +1,113 @@
+"""pytest integration: one test per case, ids equal to case ids.
+
+Options: --backend model|kernel|both, --cases GLOB (relative to the cases
+folder), --seed N, --device BDF (kernel backends touch only these), and
+--report-dir DIR (JUnit diff report, KTAP and Markdown written at the end,
+merged across pytest-xdist workers).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .cases.loader import Loader
+from .cases.model import Case, CaseError
+from .runner.outcome import CaseOutcome
+from .runner.session import BACKENDS, make_backends, run_case
+from .runner.trace import ERROR, FAIL, SKIP
+
+_PROP = "vfio_conformance_outcome"
+# Outcomes reported to this process (with xdist: the controller hears every worker).
+_outcomes: list[CaseOutcome] = []
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("vfio-conformance")
+    g.addoption("--backend", choices=BACKENDS, default="model", help="where cases run (default: model)")
+    g.addoption("--cases", default="**/*.yaml", help="glob of case files under the cases folder")
+    g.addoption("--cases-dir", default=None, help="the cases folder (default: <rootdir>/cases)")
+    g.addoption("--seed", type=int, default=0, help="seed for randomised runs (fuzzing)")
+    g.addoption("--device", action="append", default=[], metavar="BDF",
+                help="PCI function the kernel backend may touch (repeatable)")
+    g.addoption("--report-dir", default=None, help="write the diff report, KTAP and Markdown here")
+
+
+def cases_root(config: pytest.Config) -> Path:
+    opt = config.getoption("--cases-dir")
+    return Path(opt) if opt else Path(str(config.rootpath)) / "cases"
+
+
+def load_cases(config: pytest.Config) -> tuple[list[Case], list[CaseError]]:
+    cached = getattr(config, "_vfio_cases", None)
+    if cached is None:
+        cached = Loader(cases_root(config)).load_all(config.getoption("--cases"))
+        config._vfio_cases = cached  # type: ignore[attr-defined]
+    return cached  # type: ignore[no-any-return]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "case" not in metafunc.fixturenames:
+        return
+    cases, errors = load_cases(metafunc.config)
+    params = [pytest.param(c, id=c.test_id) for c in cases]
+    params += [pytest.param(e, id=f"malformed:{Path(e.path).name}") for e in errors]
+    metafunc.parametrize("case", params)
+
+
+@pytest.fixture(scope="session")
+def conformance_backends(request: pytest.FixtureRequest) -> Any:
+    cfg = request.config
+    try:
+        return make_backends(cfg.getoption("--backend"), tuple(cfg.getoption("--device")))
+    except (OSError, RuntimeError) as e:
+        pytest.exit(f"cannot set up the {cfg.getoption('--backend')} backend: {e}", returncode=3)
+
+
+def run_one(case: Case | CaseError, backends: Any, config: pytest.Config,
+            record: Any) -> None:
+    if isinstance(case, CaseError):
+        pytest.fail(str(case), pytrace=False)
+    outcome = run_case(case, backends, Path(str(config.rootpath)))
+    record(_PROP, json.dumps(outcome.to_json()))
+    if outcome.status == SKIP:
+        pytest.skip(outcome.reason)
+    if outcome.status in (FAIL, ERROR):
+        pytest.fail(describe_failure(outcome), pytrace=False)
+
+
+def describe_failure(o: CaseOutcome) -> str:
+    lines = [f"{o.location}: {o.test_id}: {o.purpose}", f"  {o.reason}"]
+    for s in o.steps:
+        mark = "!!" if s.diverges or s.failures else "  "
+        outs = "  ".join(f"{b}: {r}" for b, r in s.outcomes.items())
+        lines.append(f"  {mark} {s.index + 1:2d}. line {s.line:<4d} {s.label:<40s} {outs}")
+        for b, fs in s.failures.items():
+            lines.extend(f"        {b}: {f}" for f in fs)
+        if s.where and (s.failures or s.diverges):
+            lines.append(f"        model followed {s.where}")
+    return "\n".join(lines)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in report.user_properties:
+        if name == _PROP:
+            _outcomes.append(CaseOutcome.from_json(json.loads(value)))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if hasattr(config, "workerinput"):
+        return  # xdist worker: the controller writes the reports
+    out = config.getoption("--report-dir")
+    if out and _outcomes:
+        from .report import write_reports
+
+        paths = write_reports(sorted(_outcomes, key=lambda o: o.test_id), Path(out))
+        tr = config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None:
+            for p in paths:
+                tr.write_line(f"vfio-conformance: wrote {p}")

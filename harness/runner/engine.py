@@ -1,0 +1,396 @@
+"""Run one case on one backend into a Trace."""
+
+from __future__ import annotations
+
+import ctypes
+import struct as _struct
+from typing import Any, Mapping
+
+from .. import uapi
+from ..backends.base import Backend, OpResult
+from ..cases.expr import Expr, render
+from ..cases.model import Case, Expectation, Matcher, Step
+from ..uapi import abi
+from .topology import bind_roles, unmet
+from .trace import ERROR, FAIL, SKIP, StepRecord, Trace
+
+_DATA_TYPES = {"u8": ("<B", 1), "u16": ("<H", 2), "u32": ("<I", 4), "s32": ("<i", 4), "u64": ("<Q", 8)}
+PAGE = 4096
+
+
+class HarnessError(Exception):
+    """The case could not be carried out (an unbound value, a bad expression result)."""
+
+
+def evaluate(v: Any, env: Mapping[str, Any]) -> Any:
+    if isinstance(v, Expr):
+        try:
+            return v.eval(env)
+        except Exception as e:  # noqa: BLE001 - report any evaluation problem against the step
+            raise HarnessError(f"{v.text}: {e}") from None
+    if isinstance(v, list):
+        acc = 0
+        for x in v:
+            acc |= int(evaluate(x, env))
+        return acc
+    return v
+
+
+def _as_int(v: Any) -> int:
+    if hasattr(v, "bdf") and not isinstance(v, int):
+        raise HarnessError(f"{v} is a PCI function, not a number")
+    return int(v)
+
+
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else k))
+    elif isinstance(d, list) and not all(isinstance(x, int) for x in d):
+        for i, v in enumerate(d):
+            out.update(flatten(v, f"{prefix}[{i}]"))
+    else:
+        out[prefix] = d
+    return out
+
+
+def _set_fields(obj: Any, args: Mapping[str, Any], env: Mapping[str, Any], pointers: Mapping[str, int]) -> None:
+    for name, v in args.items():
+        if name in pointers:
+            setattr(obj, name, pointers[name])
+        elif isinstance(v, dict):
+            _set_fields(getattr(obj, name), v, env, {})
+        else:
+            value = _as_int(evaluate(v, env))
+            cur = getattr(obj, name)
+            if isinstance(cur, ctypes.Array):
+                raise HarnessError(f"{name} is an array; set its elements through tail/data")
+            ctype = dict(obj._fields_)[name]
+            bits = ctypes.sizeof(ctype) * 8
+            signed = ctype in (ctypes.c_int32, ctypes.c_int64, ctypes.c_int16, ctypes.c_int8)
+            lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (-(1 << (bits - 1)), (1 << bits) - 1)
+            if not lo <= value <= hi:
+                raise HarnessError(f"{name} = {value:#x} does not fit in {bits} bits")
+            setattr(obj, name, value & ((1 << bits) - 1) if not signed else value)
+
+
+def _pack_data(spec: Mapping[str, Any], env: Mapping[str, Any]) -> bytes:
+    (kind, items), = spec.items()
+    if kind == "hex":
+        return bytes(items)
+    fmt, size = _DATA_TYPES[kind]
+    return b"".join(_struct.pack(fmt, _as_int(evaluate(x, env))) for x in items)
+
+
+def _union_member(io: abi.Ioctl, fields: Mapping[str, Any]) -> str | None:
+    """iommu_test_cmd's union is read through the member its op selects (selftest.c)."""
+    if io.name == "IOMMU_TEST_CMD":
+        from ..uapi import iommufd_test
+        return iommufd_test.TEST_OP_MEMBER.get(int(fields.get("op", 0)))
+    return None
+
+
+def decode_struct(io: abi.Ioctl, data: bytes) -> dict[str, Any]:
+    assert io.struct is not None
+    obj = io.struct.from_buffer_prefix(data)  # type: ignore[attr-defined]
+    d = obj.to_dict()
+    member = _union_member(io, d)
+    # Anonymous unions show up once per member; keep the one that applies.
+    for f in io.struct._fields_:  # type: ignore[attr-defined]
+        ctype = f[1]
+        if isinstance(ctype, type) and issubclass(ctype, ctypes.Union):
+            union = d.pop(f[0], {})
+            if member and member in union:
+                d[member] = union[member]
+    if io.struct.__name__ == "iommu_test_cmd":  # anonymous union members are promoted by ctypes
+        for name in list(d):
+            if name not in ("size", "op", "id", "__reserved", "last") and name != member:
+                d.pop(name)
+    return flatten(d)
+
+
+class Runner:
+    def __init__(self, backend: Backend):
+        self.backend = backend
+
+    def run(self, case: Case) -> Trace:
+        trace = Trace(case.test_id, self.backend.name)
+        reason = unmet(case, self.backend)
+        if reason:
+            trace.status, trace.reason = SKIP, reason
+            return trace
+        env: dict[str, Any] = dict(case.params)
+        roles = bind_roles(case.requires.topology, self.backend.topology())
+        assert not isinstance(roles, str)
+        env.update(roles)
+        try:
+            for step in case.steps:
+                rec = self._step(step, env)
+                trace.steps.append(rec)
+                if rec.failures:
+                    trace.status = FAIL
+                    trace.reason = f"step {step.index + 1} ({rec.label}, line {step.line}): " + "; ".join(rec.failures)
+                    break
+        except HarnessError as e:
+            trace.status, trace.reason = ERROR, f"step {len(trace.steps) + 1}: {e}"
+        finally:
+            for step in case.cleanup:
+                try:
+                    rec = self._step(step, env)
+                except HarnessError as e:
+                    rec = StepRecord(step.index, step.line, step.kind, step.label(), failures=[str(e)])
+                rec.cleanup = True
+                trace.steps.append(rec)
+            self.backend.reset()
+        return trace
+
+    # -- steps -------------------------------------------------------------
+    def _step(self, step: Step, env: dict[str, Any]) -> StepRecord:
+        rec = StepRecord(step.index, step.line, step.kind, step.label(), from_fixture=step.from_fixture)
+        handler = getattr(self, f"_do_{step.kind}")
+        res, sent, size_value = handler(step, env, rec)
+        rec.ret, rec.errno = res.ret, res.errno_name
+        rec.where = getattr(getattr(self.backend, "last_error", None), "where", "") if res.errno else ""
+        rec.failures = check(step.expect, rec, res, sent, size_value, env)
+        if not rec.failures:
+            if step.bind:
+                env[step.bind] = res.ret
+            for name, path in step.save.items():
+                if path not in rec.out:
+                    rec.failures.append(f"save {name}: no output field {path}")
+                else:
+                    env[name] = rec.out[path]
+        return rec
+
+    def _do_open(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
+        path = render(step.spec["open"], env)
+        rec.request = {"path": step.spec["open"]}
+        return self.backend.open(path), b"", 0
+
+    def _do_close(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
+        fd = _as_int(env[step.spec["close"]])
+        rec.request = {"fd": fd}
+        return self.backend.close(fd), b"", 0
+
+    def _do_mmap(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
+        length = _as_int(evaluate(step.spec["mmap"], env))
+        rec.request = {"length": length}
+        res = self.backend.mmap(length)
+        if res.ok and step.bind:
+            env[f"__len_{step.bind}"] = length
+        return res, b"", 0
+
+    def _do_munmap(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
+        name = step.spec["munmap"]
+        addr = _as_int(env[name])
+        length = _as_int(evaluate(step.spec["length"], env)) if "length" in step.spec else env.get(f"__len_{name}", PAGE)
+        rec.request = {"addr": addr, "length": length}
+        return self.backend.munmap(addr, length), b"", 0
+
+    def _do_write_mem(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
+        addr = _as_int(evaluate(step.spec["at"], env))
+        rec.request = {"addr": addr, "hex": step.spec["hex"].hex()}
+        return self.backend.write_mem(addr, step.spec["hex"]), b"", 0
+
+    def _do_read_mem(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
+        addr = _as_int(evaluate(step.spec["at"], env))
+        length = _as_int(evaluate(step.spec["length"], env))
+        rec.request = {"addr": addr, "length": length}
+        res = self.backend.read_mem(addr, length)
+        rec.out = {"data": res.data.hex()}
+        return res, b"", 0
+
+    def _do_eventfd(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
+        init = _as_int(evaluate(step.spec["eventfd"], env))
+        rec.request = {"initval": init}
+        return self.backend.eventfd(init), b"", 0
+
+    def _do_read(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
+        fd = _as_int(env[step.spec["read"]])
+        length = _as_int(evaluate(step.spec["length"], env))
+        rec.request = {"fd": fd, "length": length}
+        res = self.backend.read(fd, length)
+        rec.out = {"data": res.data.hex()}
+        return res, b"", 0
+
+    def _do_write(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
+        fd = _as_int(env[step.spec["write"]])
+        rec.request = {"fd": fd, "hex": step.spec["hex"].hex()}
+        return self.backend.write(fd, step.spec["hex"]), b"", 0
+
+    def _do_sysfs_read(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
+        rec.request = {"path": step.spec["sysfs_read"]}
+        res = self.backend.sysfs_read(render(step.spec["sysfs_read"], env))
+        rec.out = {"text": res.data.decode(errors="replace").strip()}
+        return res, b"", 0
+
+    def _do_sysfs_write(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
+        value = render(step.spec["value"], env)
+        rec.request = {"path": step.spec["sysfs_write"], "value": value}
+        return self.backend.sysfs_write(render(step.spec["sysfs_write"], env), value), b"", 0
+
+    def _do_ioctl(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
+        io = uapi.IOCTLS[step.spec["ioctl"]]
+        fd = _as_int(env[step.spec["fd"]])
+        spec = step.spec
+        rec.request = {"fd": fd}
+        if "pointer" in spec:
+            ptr = _as_int(evaluate(spec["pointer"], env))
+            rec.request["pointer"] = ptr
+            return self.backend.ioctl(fd, io.number, ptr), b"", 0
+        if io.arg in (abi.ARG_VALUE, abi.ARG_NONE):
+            value = _as_int(evaluate(spec.get("value", 0), env))
+            rec.request["value"] = value
+            return self.backend.ioctl(fd, io.number, value), b"", 0
+        if io.arg == abi.ARG_INT_PTR:
+            value = _as_int(evaluate(spec.get("int", 0), env))
+            rec.request["int"] = value
+            return self.backend.ioctl(fd, io.number, value.to_bytes(4, "little", signed=True)), b"", 0
+        if io.arg == abi.ARG_U32_PTR:
+            value = _as_int(evaluate(spec.get("value", 0), env))
+            rec.request["value"] = value
+            return self.backend.ioctl(fd, io.number, value.to_bytes(4, "little")), b"", 0
+        if io.arg == abi.ARG_STRING:
+            text = render(spec.get("string", ""), env)
+            rec.request["string"] = spec.get("string", "")
+            return self.backend.ioctl(fd, io.number, text.encode() + b"\0"), b"", 0
+        return self._struct_ioctl(io, fd, step, env, rec)
+
+    def _struct_ioctl(self, io: abi.Ioctl, fd: int, step: Step, env: dict[str, Any],
+                      rec: StepRecord) -> tuple[OpResult, bytes, int]:
+        assert io.struct is not None
+        spec = step.spec
+        args = spec.get("args", {})
+        pointers: dict[str, int] = {}
+        readback: dict[str, tuple[int, int, Any]] = {}
+        for name, v in args.items():
+            if name in io.pointers and isinstance(v, dict):
+                addr, length, elem = self._place(v, env)
+                pointers[name] = addr
+                readback[name] = (addr, length, elem)
+        obj = io.struct()
+        data = _pack_data(spec["data"], env) if "data" in spec else b""
+        tail = _pack_data(spec["tail"], env) if "tail" in spec else b""
+        if io.size_field and io.size_field not in args:
+            setattr(obj, io.size_field, io.sizeof + len(data) + len(tail))
+        _set_fields(obj, args, env, pointers)
+        buf = bytearray(bytes(obj) + data + tail)
+        size_value = int(getattr(obj, io.size_field)) if io.size_field else len(buf)
+        if "buffer" in spec:
+            b = spec["buffer"]
+            if "length" in b:
+                n = _as_int(evaluate(b["length"], env))
+                buf = buf[:n] if n <= len(buf) else buf + bytearray(n - len(buf))
+            if "fill" in b:
+                fill = _as_int(evaluate(b["fill"], env)) & 0xFF
+                for i in range(size_value, len(buf)):
+                    buf[i] = fill
+        rec.request.update(flatten(_request_fields(obj, args)))
+        if data:
+            rec.request["data"] = data.hex()
+        if tail:
+            rec.request["tail"] = tail.hex()
+        res = self.backend.ioctl(fd, io.number, bytes(buf))
+        rec.out = decode_struct(io, res.data)
+        if len(res.data) > io.sizeof:
+            rec.out["data"] = res.data[io.sizeof:].hex()
+        for name, (addr, length, elem) in readback.items():
+            mem = self.backend.read_mem(addr, length)
+            if not mem.ok:
+                continue
+            if elem is None:
+                rec.out[name] = mem.data.hex()
+            else:
+                n = ctypes.sizeof(elem)
+                items = [elem.from_buffer_copy(mem.data[i:i + n]).to_dict() for i in range(0, len(mem.data) - n + 1, n)]
+                rec.out.pop(name, None)
+                rec.out.update(flatten({name: items}) if items else {})
+        return res, bytes(buf), size_value
+
+    def _place(self, v: Mapping[str, Any], env: Mapping[str, Any]) -> tuple[int, int, Any]:
+        """Put a pointer field's contents in fresh user memory."""
+        elem = None
+        if "array" in v:
+            elem = uapi.STRUCTS[v["array"]]
+            if "items" in v:
+                objs = []
+                for it in v["items"]:
+                    o = elem()
+                    _set_fields(o, it, env, {})
+                    objs.append(bytes(o))
+                payload = b"".join(objs)
+            else:
+                payload = bytes(ctypes.sizeof(elem) * _as_int(evaluate(v["count"], env)))
+        elif "bytes" in v:
+            payload = bytes(_as_int(evaluate(v["bytes"], env)))
+        else:
+            payload = bytes(v["hex"])
+        res = self.backend.mmap(max(len(payload), 1))
+        if not res.ok:
+            raise HarnessError(f"mmap for a pointer field failed: {res.errno_name}")
+        if payload:
+            w = self.backend.write_mem(res.ret, payload)
+            if not w.ok:
+                raise HarnessError(f"writing a pointer field's memory failed: {w.errno_name}")
+        return res.ret, len(payload), elem
+
+
+def _request_fields(obj: Any, args: Mapping[str, Any]) -> dict[str, Any]:
+    d = obj.to_dict()
+    return {k: d[k] for k in d if k in args or k in ("size", "argsz", "flags")}
+
+
+def _match(m: Matcher, actual: Any, env: Mapping[str, Any]) -> str | None:
+    if m.op == "any":
+        return None
+    want = evaluate(m.value, env)
+    if m.op == "eq":
+        if isinstance(want, str) and isinstance(actual, str):
+            ok = want == actual
+        else:
+            ok = actual == _as_int(want)
+        return None if ok else f"is {_fmt(actual)}, expected {_fmt(want)}"
+    want = _as_int(want)
+    ok = {
+        "has": lambda: actual & want == want, "lacks": lambda: actual & want == 0,
+        "ne": lambda: actual != want, "ge": lambda: actual >= want, "gt": lambda: actual > want,
+        "le": lambda: actual <= want, "lt": lambda: actual < want,
+        "aligned": lambda: want > 0 and actual % want == 0,
+    }[m.op]()
+    return None if ok else f"is {_fmt(actual)}, expected {m.op} {_fmt(want)}"
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:#x}" if isinstance(v, int) and abs(v) >= 10 else str(v)
+
+
+def check(e: Expectation, rec: StepRecord, res: OpResult, sent: bytes, size_value: int,
+          env: Mapping[str, Any]) -> list[str]:
+    fails: list[str] = []
+    got = res.errno_name
+    if e.errno != got:
+        want = e.errno or "success"
+        fails.append(f"returned {got or 'success'}, expected {want}")
+        return fails
+    if e.ret is not None:
+        want = _as_int(evaluate(e.ret, env))
+        if res.ret != want:
+            fails.append(f"ret is {res.ret}, expected {want}")
+    for path, m in e.out.items():
+        if path not in rec.out:
+            fails.append(f"{path}: not in the output")
+            continue
+        msg = _match(m, rec.out[path], env)
+        if msg:
+            fails.append(f"{path} {msg}")
+    if e.untouched_past_size and sent[size_value:] != res.data[size_value:]:
+        fails.append(f"bytes past size {size_value} changed: sent {sent[size_value:].hex()}, "
+                     f"got {res.data[size_value:].hex()}")
+    if e.text is not None and rec.out.get("text") != e.text.strip():
+        fails.append(f"text is {rec.out.get('text')!r}, expected {e.text.strip()!r}")
+    if e.data is not None and rec.out.get("data") != e.data:
+        fails.append(f"data is {rec.out.get('data')}, expected {e.data}")
+    return fails
+
+

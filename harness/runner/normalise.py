@@ -1,0 +1,98 @@
+"""What may legitimately differ between two targets running the same case, declared as rules.
+
+Object ids, file descriptors, user addresses and automatically allocated IOVAs
+are chosen by the target.  Each rule gives such values a role; within one trace
+every value of a role is renamed by order of first appearance (``id#1``,
+``fd#2``), so two traces agree when they use their values the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .. import uapi
+from .trace import StepRecord, Trace
+
+
+@dataclass(frozen=True)
+class Rule:
+    role: str
+    field: re.Pattern[str]      # the flattened field path (request or output)
+    ioctl: str = "*"            # ioctl name, or * for any; "step:KIND" for non-ioctl steps
+    # Only when this flag bit is clear in the request's `flags` (auto IOVA).
+    unless_flag: str = ""
+    reason: str = ""
+
+
+def _r(role: str, field: str, ioctl: str = "*", unless_flag: str = "", reason: str = "") -> Rule:
+    return Rule(role, re.compile(field + r"\Z"), ioctl, unless_flag, reason)
+
+
+RULES: tuple[Rule, ...] = (
+    _r("id", r"(.*\.)?(id|out_[a-z_]*id|[a-z_]*_id|out_devid)", reason="object ids are allocated by the kernel"),
+    _r("fd", r"(.*\.)?(iommufd|out_fault_fd|out_access_fd|fd|int)", reason="file descriptor numbers"),
+    _r("fd", r"ret", ioctl="step:open"), _r("fd", r"ret", ioctl="step:eventfd"),
+    _r("fd", r"fd", ioctl="step:close"), _r("fd", r"fd", ioctl="step:read"), _r("fd", r"fd", ioctl="step:write"),
+    _r("fd", r"ret", ioctl="VFIO_GROUP_GET_DEVICE_FD"),
+    _r("addr", r"ret", ioctl="step:mmap", reason="user virtual addresses"),
+    _r("addr", r"addr", ioctl="step:munmap"), _r("addr", r"addr", ioctl="step:read_mem"),
+    _r("addr", r"addr", ioctl="step:write_mem"),
+    _r("addr", r"(.*\.)?(user_va|vaddr|uptr|data_uptr|allowed_iovas|data|addr|pointer)"),
+    _r("iova", r"iova", ioctl="IOMMU_IOAS_MAP", unless_flag="IOMMU_IOAS_MAP_FIXED_IOVA",
+       reason="automatic IOVAs are the kernel's choice"),
+    _r("iova", r"dst_iova", ioctl="IOMMU_IOAS_COPY", unless_flag="IOMMU_IOAS_MAP_FIXED_IOVA"),
+)
+# Fields that look like ids but are values of an enum or an index.
+NOT_IDS = re.compile(r"(.*\.)?(option_id|iotlb_id|data_type|out_data_type|dmabuf_id)\Z")
+
+
+def _rules_for(step: StepRecord) -> list[Rule]:
+    key = step.label if step.kind == "ioctl" else f"step:{step.kind}"
+    return [r for r in RULES if r.ioctl in ("*", key) and (r.ioctl != "*" or step.kind == "ioctl")]
+
+
+def role_of(step: StepRecord, path: str) -> str | None:
+    if NOT_IDS.match(path):
+        return None
+    for r in _rules_for(step):
+        if r.field.match(path):
+            if r.unless_flag:
+                flags = int(step.request.get("flags", 0))
+                if flags & uapi.CONSTANTS[r.unless_flag]:
+                    continue
+            return r.role
+    return None
+
+
+class _Renamer:
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, Any], str] = {}
+        self.count: dict[str, int] = {}
+
+    def __call__(self, role: str, value: Any) -> Any:
+        if not isinstance(value, int) or value in (0, -1):
+            return value  # 0 / -1 mean "none" everywhere in this uAPI; keep them visible
+        key = (role, value)
+        if key not in self.seen:
+            self.count[role] = self.count.get(role, 0) + 1
+            self.seen[key] = f"{role}#{self.count[role]}"
+        return self.seen[key]
+
+
+def normalise(trace: Trace) -> list[dict[str, Any]]:
+    """The trace as comparable dicts, one per step."""
+    rename = _Renamer()
+    out = []
+    for s in trace.steps:
+        req = {k: _norm(s, k, v, rename) for k, v in s.request.items()}
+        res = {k: _norm(s, k, v, rename) for k, v in s.out.items()}
+        ret = _norm(s, "ret", s.ret, rename) if s.errno is None else s.ret
+        out.append({"step": s.label, "request": req, "errno": s.errno, "ret": ret, "out": res})
+    return out
+
+
+def _norm(step: StepRecord, path: str, value: Any, rename: _Renamer) -> Any:
+    role = role_of(step, path.split("[")[0] if "[" in path else path)
+    return rename(role, value) if role else value

@@ -1,0 +1,78 @@
+"""The result of one case on one or two backends, as plain data for reports.
+
+It crosses process boundaries (pytest-xdist workers), so it converts to and
+from a JSON-able dict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .diff import Diff
+from .trace import ERROR, FAIL, PASS, SKIP, Trace
+
+
+@dataclass
+class StepView:
+    """One row of the side-by-side view."""
+
+    index: int
+    line: int
+    label: str
+    outcomes: dict[str, str]            # backend -> "ok ret=0" / "EINVAL"
+    failures: dict[str, list[str]]      # backend -> expectation mismatches
+    where: str = ""                     # the model's kernel citation, if it failed
+    diverges: bool = False
+
+
+@dataclass
+class CaseOutcome:
+    test_id: str
+    area: str
+    purpose: str
+    location: str                       # cases/ioas/map.yaml:1
+    source: str
+    verified_on: list[str]
+    status: str                         # pass, fail, skip, error
+    reason: str = ""
+    backends: list[str] = field(default_factory=list)
+    divergence: str = ""                # first divergence, one line; "" if none
+    known_difference: str = ""          # why a divergence is accepted, if it is
+    steps: list[StepView] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "CaseOutcome":
+        d = dict(d)
+        d["steps"] = [StepView(**s) for s in d.get("steps", [])]
+        return cls(**d)
+
+
+def steps_view(traces: list[Trace], d: Diff | None) -> list[StepView]:
+    diverging = {x.step for x in d.divergences} if d else set()
+    n = max((len(t.steps) for t in traces), default=0)
+    rows = []
+    for i in range(n):
+        recs = {t.backend: t.steps[i] for t in traces if i < len(t.steps)}
+        first = next(iter(recs.values()))
+        rows.append(StepView(
+            index=i, line=first.line, label=("cleanup: " if first.cleanup else "") + first.label,
+            outcomes={b: r.outcome for b, r in recs.items()},
+            failures={b: r.failures for b, r in recs.items() if r.failures},
+            where=next((r.where for r in recs.values() if r.where), ""),
+            diverges=i in diverging,
+        ))
+    return rows
+
+
+def combine(statuses: list[str]) -> str:
+    for s in (ERROR, FAIL):
+        if s in statuses:
+            return s
+    if statuses and all(s == SKIP for s in statuses):
+        return SKIP
+    return PASS

@@ -1,0 +1,63 @@
+"""Run cases on the chosen backends: one, or kernel and model in lockstep with a diff."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..backends.base import Backend
+from ..cases.model import Case
+from .diff import Diff, diff
+from .engine import Runner
+from .outcome import CaseOutcome, combine, steps_view
+from .trace import FAIL, PASS, SKIP, Trace
+
+BACKENDS = ("model", "kernel", "both")
+
+
+def make_backends(name: str, devices: tuple[str, ...] = ()) -> list[Backend]:
+    """The backends a run uses.  With "both", the model boots with the kernel's
+    own topology and facts so the two are compared on equal terms."""
+    from ..model.backend import ModelBackend
+
+    if name == "model":
+        return [ModelBackend()]
+    from ..backends.kernel import KernelBackend
+
+    kernel = KernelBackend(devices=devices)
+    if name == "kernel":
+        return [kernel]
+    if name == "both":
+        return [kernel, ModelBackend(kernel.topology(), kernel.facts())]
+    raise ValueError(f"unknown backend {name!r} (one of {', '.join(BACKENDS)})")
+
+
+def _known_difference(case: Case, kernel_version: str) -> str:
+    for kd in case.known_differences:
+        versions = [str(v) for v in kd.get("kernels", [])]
+        if not versions or any(kernel_version.startswith(v) for v in versions):
+            return str(kd.get("reason", "documented difference"))
+    return ""
+
+
+def run_case(case: Case, backends: list[Backend], root: Path | None = None) -> CaseOutcome:
+    start = time.monotonic()
+    traces: list[Trace] = [Runner(b).run(case) for b in backends]
+    d: Diff | None = diff(traces[0], traces[1]) if len(traces) == 2 else None
+    status = combine([t.status for t in traces])
+    reason = "; ".join(f"{t.backend}: {t.reason}" for t in traces if t.reason) if len(traces) > 1 else traces[0].reason
+    known = ""
+    if d is not None and d.first is not None and SKIP not in (traces[0].status, traces[1].status):
+        known = _known_difference(case, backends[0].facts().kernel)
+        if not known:
+            status = FAIL
+            reason = f"divergence: {d.summary()}" + (f"; {reason}" if reason else "")
+        elif status == FAIL and all(t.status in (PASS, FAIL) for t in traces):
+            status = PASS  # the divergence and the expectation failure it causes are documented
+    loc = case.path.relative_to(root) if root and case.path.is_relative_to(root) else case.path
+    return CaseOutcome(
+        test_id=case.test_id, area=case.area, purpose=case.purpose, location=f"{loc}:{case.line}",
+        source=case.source, verified_on=case.verified_on, status=status, reason=reason,
+        backends=[b.name for b in backends], divergence=d.summary() if d and d.first else "",
+        known_difference=known, steps=steps_view(traces, d), duration_s=time.monotonic() - start,
+    )

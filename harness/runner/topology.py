@@ -1,0 +1,90 @@
+"""Match a case's requirements to what a backend offers (docs/case-format.md#topology-roles)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..backends.base import DRIVER_MANAGED_DMA, Backend, PciFunction, Topology
+from ..cases.model import Case
+
+
+@dataclass(frozen=True)
+class Role:
+    """What a case sees of a PCI function: ``$dev.bdf``, ``$dev.group``, ..."""
+
+    bdf: str
+    group: int
+    cdev: str
+    name: str
+    sibling: str = ""
+    sibling_driver: str = ""
+    totalvfs: int = 0
+
+    def __str__(self) -> str:
+        return self.bdf
+
+
+def _claims_dma(f: PciFunction) -> bool:
+    return f.driver is not None and f.driver not in DRIVER_MANAGED_DMA
+
+
+def _role(topo: Topology, f: PciFunction) -> Role:
+    kernel_sibling = next((s for s in topo.siblings(f.bdf) if _claims_dma(s)), None)
+    return Role(
+        bdf=f.bdf, group=f.iommu_group if f.iommu_group is not None else -1,
+        cdev=f"/dev/vfio/devices/{f.cdev}" if f.cdev else "", name=f.name,
+        sibling=kernel_sibling.bdf if kernel_sibling else "",
+        sibling_driver=(kernel_sibling.driver or "") if kernel_sibling else "",
+        totalvfs=f.sriov_totalvfs,
+    )
+
+
+def _fits(topo: Topology, f: PciFunction, role: str) -> bool:
+    if f.driver != "vfio-pci" or f.iommu_group is None:
+        return False
+    if role == "vfio":
+        return True
+    if role == "isolated":
+        return not topo.siblings(f.bdf) and not f.is_pf
+    if role == "nonviable":
+        return any(_claims_dma(s) for s in topo.siblings(f.bdf))
+    if role == "sriov-pf":
+        return f.sriov_totalvfs >= 2 and f.sriov_numvfs == 0
+    return False
+
+
+def bind_roles(wanted: dict[str, str], topo: Topology) -> dict[str, Role] | str:
+    """Bind each role to a distinct function; a string is the reason it can't be done."""
+    out: dict[str, Role] = {}
+    used: set[str] = set()
+    for name, role in wanted.items():
+        f = next((f for f in sorted(topo.functions.values(), key=lambda f: f.bdf)
+                  if f.bdf not in used and _fits(topo, f, role)), None)
+        if f is None:
+            return f"no PCI function for role {name}: {role}"
+        used.add(f.bdf)
+        out[name] = _role(topo, f)
+    return out
+
+
+def unmet(case: Case, backend: Backend) -> str | None:
+    """Why ``case`` can't run on ``backend``, or None."""
+    facts = backend.facts()
+    r = case.requires
+    missing = [c for c in r.config if c not in facts.config]
+    if missing:
+        return "kernel config lacks " + ", ".join("CONFIG_" + c for c in missing)
+    if r.container and facts.container != r.container:
+        return f"/dev/vfio/vfio is {facts.container or 'absent'}, case needs {r.container}"
+    if r.mock_domains and not facts.mock_domains:
+        return "mock domains unavailable (IOMMU_TEST_OP_MOCK_DOMAIN needs a guest without a vIOMMU)"
+    if r.mock_domains is False and facts.mock_domains and facts.profile == "mock":
+        return "case needs a guest with a vIOMMU"
+    for node in r.nodes:
+        if not backend.path_exists(node):
+            return f"{node} does not exist"
+    if r.topology:
+        bound = bind_roles(r.topology, backend.topology())
+        if isinstance(bound, str):
+            return bound
+    return None
