@@ -1,0 +1,65 @@
+"""Trace diffs: target-chosen values are renamed by declared rules, real differences are not."""
+
+from __future__ import annotations
+
+from harness.runner.diff import diff
+from harness.runner.normalise import role_of
+from harness.runner.trace import StepRecord, Trace
+
+FIXED = 1  # IOMMU_IOAS_MAP_FIXED_IOVA
+
+
+def trace(backend: str, fd: int, ioas: int, va: int, iova: int, flags: int = 0, errno: str | None = None) -> Trace:
+    t = Trace("c", backend)
+    t.steps = [
+        StepRecord(0, 1, "open", "open /dev/iommu", request={"path": "/dev/iommu"}, ret=fd),
+        StepRecord(1, 2, "ioctl", "IOMMU_IOAS_ALLOC", request={"fd": fd, "size": 12}, out={"out_ioas_id": ioas}),
+        StepRecord(2, 3, "mmap", "mmap", request={"length": 4096}, ret=va),
+        StepRecord(3, 4, "ioctl", "IOMMU_IOAS_MAP", errno=errno,
+                   request={"fd": fd, "ioas_id": ioas, "user_va": va, "flags": flags | 4, "iova": 0},
+                   out={"ioas_id": ioas, "user_va": va, "iova": iova, "flags": flags | 4}),
+    ]
+    return t
+
+
+def test_ids_fds_addresses_and_auto_iovas_are_renamed() -> None:
+    d = diff(trace("kernel", 5, 2, 0x7F12_3400_0000, 0x10_0000),
+             trace("model", 3, 1, 0x7F00_0000_0000, 0x20_0000))
+    assert d.first is None, d.summary()
+
+
+def test_a_fixed_iova_is_compared_as_is() -> None:
+    d = diff(trace("kernel", 3, 1, 0x7F00_0000_0000, 0x10_0000, flags=FIXED),
+             trace("model", 3, 1, 0x7F00_0000_0000, 0x20_0000, flags=FIXED))
+    assert d.first is not None
+    assert (d.first.step, d.first.what) == (3, "out.iova")
+
+
+def test_errno_divergence_is_reported_first_and_outputs_skipped() -> None:
+    d = diff(trace("kernel", 3, 1, 0x7F00_0000_0000, 0, errno="EINVAL"),
+             trace("model", 3, 1, 0x7F00_0000_0000, 0, errno="EEXIST"))
+    assert [x.what for x in d.divergences] == ["errno"]
+    assert "EINVAL" in d.summary() and "EEXIST" in d.summary()
+
+
+def test_renaming_keeps_identity() -> None:
+    # The same object used twice must be the same object on the other side too.
+    k = trace("kernel", 3, 1, 0x7F00_0000_0000, 0)
+    m = trace("model", 3, 1, 0x7F00_0000_0000, 0)
+    m.steps[3].request["ioas_id"] = 7  # the model maps into a different IOAS than it allocated
+    d = diff(k, m)
+    assert d.first is not None and d.first.what == "request.ioas_id"
+
+
+def test_length_mismatch() -> None:
+    k = trace("kernel", 3, 1, 0x7F00_0000_0000, 0)
+    m = trace("model", 3, 1, 0x7F00_0000_0000, 0)
+    m.steps.pop()
+    assert diff(k, m).first.what == "length"  # type: ignore[union-attr]
+
+
+def test_enum_fields_are_not_ids() -> None:
+    s = StepRecord(0, 1, "ioctl", "IOMMU_OPTION")
+    assert role_of(s, "option_id") is None
+    assert role_of(s, "object_id") == "id"
+    assert role_of(StepRecord(0, 1, "ioctl", "IOMMU_HWPT_ALLOC"), "data_type") is None

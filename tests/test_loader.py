@@ -1,0 +1,139 @@
+"""Malformed case files fail at load time with file, line and field."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness.cases.loader import Loader
+from harness.cases.model import Case, CaseError
+
+GOOD = """\
+id: ioas-example
+area: ioas
+purpose: An example.
+verified_on: []
+steps:
+  - open: /dev/iommu
+    as: iommufd
+  - ioctl: IOMMU_IOAS_ALLOC
+    fd: iommufd
+    save: {ioas: out_ioas_id}
+  - ioctl: IOMMU_IOAS_MAP
+    fd: iommufd
+    args:
+      flags: [IOMMU_IOAS_MAP_FIXED_IOVA, IOMMU_IOAS_MAP_READABLE]
+      ioas_id: $ioas
+      length: 0x1000
+      iova: minsz(IOMMU_IOAS_MAP) * 0x100
+    expect: EINVAL
+"""
+
+
+def load(tmp_path: Path, text: str, area: str = "ioas") -> list[Case]:
+    d = tmp_path / "cases" / area
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "case.yaml").write_text(textwrap.dedent(text))
+    return Loader(tmp_path / "cases").load_file(d / "case.yaml")
+
+
+def error(tmp_path: Path, text: str, area: str = "ioas") -> CaseError:
+    with pytest.raises(CaseError) as e:
+        load(tmp_path, text, area)
+    return e.value
+
+
+def test_good_case_loads(tmp_path: Path) -> None:
+    (case,) = load(tmp_path, GOOD)
+    assert case.id == "ioas-example"
+    assert [s.kind for s in case.steps] == ["open", "ioctl", "ioctl"]
+    assert case.steps[2].expect.errno == "EINVAL"
+    assert case.steps[1].save == {"ioas": "out_ioas_id"}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "where", "message"),
+    [
+        ("      flags: [IOMMU_IOAS_MAP_FIXED_IOVA, IOMMU_IOAS_MAP_READABLE]",
+         "      flags: [IOMMU_IOAS_MAP_FIXED_IOVA, IOMMU_IOAS_MAP_READABLEE]",
+         14, "steps[2].args.flags[1]", "unknown constant IOMMU_IOAS_MAP_READABLEE"),
+        ("      length: 0x1000", "      lenght: 0x1000", 16, "steps[2].args.lenght", "has no field 'lenght'"),
+        ("  - ioctl: IOMMU_IOAS_ALLOC", "  - ioctl: IOMMU_IOAS_ALOC", 8, "steps[1].ioctl", "unknown ioctl"),
+        ("      ioas_id: $ioas", "      ioas_id: $ioass", 11, "steps[2]", "$ioass is not bound"),
+        ("    expect: EINVAL", "    expect: EINVALID", 18, "steps[2].expect", "not an errno name"),
+        ("    fd: iommufd\n    save", "    fd: iommu\n    save", 9, "steps[1].fd", "not bound"),
+        ("area: ioas", "area: ioa", 2, "area", "folder 'ioas'"),
+        ("      iova: minsz(IOMMU_IOAS_MAP) * 0x100", "      iova: minsz(IOMMU_IOAS_MAP * 0x100",
+         17, "steps[2].args.iova", "cannot parse"),
+        ("      iova: minsz(IOMMU_IOAS_MAP) * 0x100", "      iova: sizeof(iommu_ioas_mapp)",
+         17, "steps[2].args.iova", "no struct or ioctl named iommu_ioas_mapp"),
+        ("    expect: EINVAL", "    expect: {out: {nonexistent: 1}}", 18, "steps[2].expect",
+         "no output field 'nonexistent'"),
+        ("    as: iommufd", "    as: iommufd\n    bogus: 1", 8, "steps[0].bogus", "unknown key"),
+    ],
+)
+def test_malformed_case_names_file_line_and_field(tmp_path: Path, old: str, new: str, line: int,
+                                                  where: str, message: str) -> None:
+    assert old in GOOD
+    e = error(tmp_path, GOOD.replace(old, new, 1))
+    assert e.path.endswith("case.yaml")
+    assert e.line == line, str(e)
+    assert e.where == where, str(e)
+    assert message in e.message, str(e)
+    assert "\n" not in str(e)
+
+
+def test_missing_required_key(tmp_path: Path) -> None:
+    e = error(tmp_path, GOOD.replace("verified_on: []\n", ""))
+    assert e.where == "verified_on" and "missing" in e.message
+
+
+def test_yaml_syntax_error_has_line(tmp_path: Path) -> None:
+    e = error(tmp_path, GOOD.replace("    as: iommufd", "    as: [iommufd"))
+    assert e.line >= 7 and e.message.startswith("YAML:")
+
+
+def test_duplicate_key_is_an_error(tmp_path: Path) -> None:
+    e = error(tmp_path, GOOD.replace("purpose: An example.", "purpose: An example.\npurpose: Again."))
+    assert "duplicate key" in e.message
+
+
+def test_load_all_collects_errors_without_stopping(tmp_path: Path) -> None:
+    load(tmp_path, GOOD)
+    bad = tmp_path / "cases" / "ioas" / "bad.yaml"
+    bad.write_text(GOOD.replace("ioas-example", "ioas-bad").replace("IOMMU_IOAS_ALLOC", "NOPE"))
+    cases, errors = Loader(tmp_path / "cases").load_all()
+    assert [c.id for c in cases] == ["ioas-example"]
+    assert len(errors) == 1 and errors[0].path.endswith("bad.yaml")
+
+
+def test_duplicate_ids_across_files(tmp_path: Path) -> None:
+    load(tmp_path, GOOD)
+    (tmp_path / "cases" / "ioas" / "again.yaml").write_text(GOOD)
+    cases, errors = Loader(tmp_path / "cases").load_all()
+    assert len(cases) == 1 and "duplicate id" in errors[0].message
+
+
+def test_matrix_expands_to_named_variants(tmp_path: Path) -> None:
+    text = GOOD.replace("steps:", "matrix:\n  iova: [0x1001, 3]\nsteps:", 1).replace(
+        "iova: minsz(IOMMU_IOAS_MAP) * 0x100", "iova: ${iova}")
+    cases = load(tmp_path, text)
+    assert [c.test_id for c in cases] == ["ioas-example[0x1001]", "ioas-example[3]"]
+    assert cases[0].steps[2].spec["args"]["iova"] == 0x1001
+
+
+def test_fixture_steps_run_first_and_bind_names(tmp_path: Path) -> None:
+    fx = tmp_path / "cases" / "fixtures"
+    fx.mkdir(parents=True)
+    (fx / "ctx.yaml").write_text("requires: {nodes: [/dev/iommu]}\nsteps:\n  - open: /dev/iommu\n    as: iommufd\n")
+    text = GOOD.replace("steps:\n  - open: /dev/iommu\n    as: iommufd\n", "fixture: ctx\nsteps:\n")
+    (case,) = load(tmp_path, text)
+    assert case.steps[0].from_fixture and case.steps[0].kind == "open"
+    assert case.requires.nodes == ["/dev/iommu"]
+
+
+def test_unknown_fixture(tmp_path: Path) -> None:
+    e = error(tmp_path, GOOD.replace("steps:", "fixture: nope\nsteps:", 1))
+    assert e.where == "fixture" and "no fixture 'nope'" in e.message
