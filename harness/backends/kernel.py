@@ -1,0 +1,467 @@
+"""A real kernel behind the Backend interface: os.open, libc ioctl/mmap, sysfs.
+
+What a case passes reaches the kernel unchanged: an ioctl's ``bytes`` argument
+is the whole buffer the kernel sees (a lying ``argsz`` is not padded), and an
+``int`` is the raw argument (NULL, a dangling pointer).  Errors come back as
+errno values, never as exceptions.
+
+The harness is protected from what cases do with real memory and fds: a
+struct buffer sits at the start of its own mapping with an inaccessible guard
+page after it, so a kernel that copies past a short buffer faults (EFAULT)
+instead of overwriting the interpreter's heap; ``read_mem``/``write_mem`` only
+touch mappings this backend made, and ``munmap`` only unmaps those; ``close``,
+``ioctl``, ``read`` and ``write`` only act on fds this backend opened (or an
+ioctl of it returned), anything else is EBADF without a syscall.
+
+The host is protected by ``sysfs_state``: sysfs writes are limited to the PCI
+functions the user named, and what they change is recorded before the change
+and put back by ``reset()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import gzip
+import mmap as _mm
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .base import Backend, Facts, OpResult, Topology
+from .pci_sysfs import ENABLE_SRIOV, SysfsTree, normalise_bdf, normalise_path
+from .sysfs_state import (
+    RefusedError,
+    StateStore,
+    WritePolicy,
+    default_state_file,
+    in_vm,
+    restore_from_state_file,
+)
+
+__all__ = ["KernelBackend", "RestoreError", "restore_from_state_file"]
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+PROFILE_ENV = "VFIO_CONFORMANCE_PROFILE"
+# A read(2) larger than this is cut to it: the buffer is allocated in the harness.
+MAX_READ = 1 << 24
+_U64 = (1 << 64) - 1
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_ioctl = _libc.ioctl
+_ioctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong)
+_ioctl.restype = ctypes.c_int
+_mmap = _libc.mmap
+_mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
+_mmap.restype = ctypes.c_void_p
+_munmap = _libc.munmap
+_munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+_munmap.restype = ctypes.c_int
+_mprotect = _libc.mprotect
+_mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+_mprotect.restype = ctypes.c_int
+MAP_FAILED = ctypes.c_void_p(-1).value
+PROT_NONE = 0  # not in Python's mmap module
+
+
+def _page_up(n: int) -> int:
+    return (n + PAGE - 1) & ~(PAGE - 1)
+
+
+def _fail(err: int) -> OpResult:
+    return OpResult(ret=-1, errno=err)
+
+
+def _libc_mmap(length: int) -> tuple[int, int]:
+    """(address, 0) or (0, errno) for an anonymous private read/write mapping."""
+    addr = _mmap(None, length, _mm.PROT_READ | _mm.PROT_WRITE, _mm.MAP_PRIVATE | _mm.MAP_ANONYMOUS, -1, 0)
+    if addr is None or addr == MAP_FAILED:
+        return 0, ctypes.get_errno()
+    return int(addr), 0
+
+
+def libc_ioctl(fd: int, request: int, arg: bytes | int | None) -> OpResult:
+    """One ioctl(2).  ``bytes`` are copied to the start of a fresh mapping followed by
+    a PROT_NONE guard page, its address is passed, and the same number of bytes
+    is read back whatever the result."""
+    if not isinstance(arg, (bytes, bytearray)):
+        ctypes.set_errno(0)
+        ret = _ioctl(fd, request & _U64, int(arg or 0) & _U64)
+        return OpResult(ret=ret, errno=ctypes.get_errno() if ret == -1 else 0)
+    n = len(arg)
+    size = _page_up(max(n, 1))
+    addr, err = _libc_mmap(size + PAGE)
+    if err:
+        return _fail(err)
+    try:
+        if _mprotect(addr + size, PAGE, PROT_NONE) != 0:
+            return _fail(ctypes.get_errno())
+        ctypes.memmove(addr, bytes(arg), n)
+        ctypes.set_errno(0)
+        ret = _ioctl(fd, request & _U64, addr)
+        err = ctypes.get_errno() if ret == -1 else 0
+        return OpResult(ret=ret, errno=err, data=ctypes.string_at(addr, n))
+    finally:
+        _munmap(addr, size + PAGE)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why the backend refused an operation; ``where`` shows in the trace like the
+    model's kernel-line citations."""
+
+    op: str
+    reason: str
+
+    @property
+    def where(self) -> str:
+        return f"vfio-conformance refused {self.op}: {self.reason}"
+
+
+class RestoreError(RuntimeError):
+    """reset() could not put the PCI functions back as they were."""
+
+
+class KernelBackend(Backend):
+    name = "kernel"
+
+    def __init__(self, devices: tuple[str, ...] = (), *, root: str = "/",
+                 state_file: str | os.PathLike[str] | None = None):
+        self.tree = SysfsTree(root)
+        if self.tree.is_host and os.geteuid() != 0:
+            raise PermissionError(
+                "the kernel backend needs root: it opens /dev/vfio and /dev/iommu, pins memory for DMA "
+                "and rebinds the PCI functions named with --device. Run it as root on a test host or in "
+                "the test VM, or use --backend model"
+            )
+        self.devices = frozenset(normalise_bdf(d) for d in devices)
+        self.vm = in_vm()
+        self.policy = WritePolicy(self.tree, self.devices, vm=self.vm)
+        self.store = StateStore(Path(state_file) if state_file is not None else default_state_file(), self.tree)
+        self._fds: set[int] = set()
+        # Page-granular [start, end) ranges of the mappings this backend made.
+        self._maps: dict[int, int] = {}
+        self._facts: Facts | None = None
+        # vfio_pci.enable_sriov as the run found it.
+        self._enable_sriov0 = (self.tree.read(ENABLE_SRIOV) or "").strip() in ("Y", "y", "1")
+        self.last_error: Refusal | None = None
+        self.last_refusal = ""
+
+    # -- helpers -------------------------------------------------------------
+    def _refuse(self, op: str, reason: str, err: int = errno.EPERM) -> OpResult:
+        self.last_error = Refusal(op, reason)
+        self.last_refusal = self.last_error.where
+        return _fail(err)
+
+    def _owned(self, fd: int, op: str) -> OpResult | None:
+        self.last_error = None
+        if fd in self._fds:
+            return None
+        return self._refuse(op, f"fd {fd} was not opened by this backend", errno.EBADF)
+
+    def adopt_fd(self, fd: int) -> int:
+        """Let this backend operate on (and close at reset) an fd opened elsewhere."""
+        self._fds.add(fd)
+        return fd
+
+    def _covered(self, addr: int, length: int) -> bool:
+        """True when every byte of [addr, addr+length) lies in this backend's mappings."""
+        end = addr + length
+        while addr < end:
+            hit = next(((s, e) for s, e in self._maps.items() if s <= addr < e), None)
+            if hit is None:
+                return False
+            addr = hit[1]
+        return True
+
+    # -- Backend: facts and topology ----------------------------------------
+    def facts(self) -> Facts:
+        if self._facts is None:
+            config = self._kconfig()
+            container = ""
+            if "IOMMUFD_VFIO_CONTAINER" in config:
+                container = "iommufd"
+            elif "VFIO_CONTAINER" in config and self.path_exists("/dev/vfio/vfio"):
+                container = "legacy"
+            # Facts.iommu keeps its defaults.  Later: describe the real IOMMU from
+            # /sys/class/iommu/*/intel-iommu/cap and ecap (aperture from MGAW, page
+            # sizes from SLLPS, dirty tracking from ecap SSADS) and from
+            # /sys/kernel/iommu_groups/*/reserved_regions.
+            self._facts = Facts(
+                kernel=os.uname().release, config=config, container=container,
+                mock_domains="IOMMUFD_TEST" in config and self.path_exists("/dev/iommu")
+                and self._probe_mock_domain(),
+                enable_sriov=self._enable_sriov0, profile=os.environ.get(PROFILE_ENV, ""),
+            )
+        return self._facts
+
+    def _kconfig(self) -> frozenset[str]:
+        """CONFIG_ symbols set to y or m, without the prefix."""
+        text = None
+        try:
+            with gzip.open(self.tree.path("/proc/config.gz"), "rt", errors="replace") as f:
+                text = f.read()
+        except OSError:
+            try:
+                text = Path(self.tree.path(f"/boot/config-{os.uname().release}")).read_text(errors="replace")
+            except OSError:
+                return frozenset()
+        out = set()
+        for line in text.splitlines():
+            name, sep, value = line.partition("=")
+            if sep and name.startswith("CONFIG_") and value in ("y", "m"):
+                out.add(name[len("CONFIG_"):])
+        return frozenset(out)
+
+    def _probe_mock_domain(self) -> bool:
+        """IOMMU_TEST_OP_MOCK_DOMAIN on a fresh IOAS works (it fails with EINVAL
+        under an emulated Intel IOMMU: measured.md).  Everything goes with the fd."""
+        from ..uapi import iommufd, iommufd_test
+
+        try:
+            fd = os.open(self.tree.path("/dev/iommu"), os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            alloc = iommufd.iommu_ioas_alloc(size=ctypes.sizeof(iommufd.iommu_ioas_alloc))
+            res = libc_ioctl(fd, iommufd.IOMMU_IOAS_ALLOC, bytes(alloc))
+            if not res.ok:
+                return False
+            ioas = iommufd.iommu_ioas_alloc.from_buffer_copy(res.data).out_ioas_id
+            cmd = iommufd_test.iommu_test_cmd(
+                size=ctypes.sizeof(iommufd_test.iommu_test_cmd), op=iommufd_test.IOMMU_TEST_OP_MOCK_DOMAIN, id=ioas,
+            )
+            return libc_ioctl(fd, iommufd_test.IOMMU_TEST_CMD, bytes(cmd)).ok
+        finally:
+            os.close(fd)
+
+    def topology(self) -> Topology:
+        return self.tree.topology()
+
+    def path_exists(self, path: str) -> bool:
+        try:
+            return os.path.exists(self.tree.path(path))
+        except ValueError:
+            return False
+
+    # -- Backend: files ------------------------------------------------------
+    def _open_refusal(self, path: str, flags: int) -> str | None:
+        """Why ``path`` may not be opened, or None.  Outside the VM only VFIO and
+        iommufd nodes of the named functions are opened."""
+        if self.vm:
+            return None
+        if flags & os.O_CREAT:
+            return "O_CREAT: the backend opens existing device nodes only"
+        norm = normalise_path(path)
+        if norm is None:
+            return "not an absolute path"
+        if norm in ("/dev/iommu", "/dev/vfio/vfio"):
+            return None
+        if not os.path.lexists(self.tree.path(norm)):
+            return None  # the kernel says ENOENT
+        parts = norm.split("/")[1:]
+        if parts[:2] != ["dev", "vfio"] or len(parts) not in (3, 4):
+            return f"{norm}: outside the VFIO and iommufd device nodes"
+        if len(parts) == 4 and parts[2] == "devices":
+            if any(self.tree.cdev(b) == parts[3] for b in self._allowed_functions()):
+                return None
+            return f"{norm} is not the VFIO cdev of a function named with --device"
+        group = parts[2].removeprefix("noiommu-")
+        if len(parts) == 3 and group.isdigit():
+            members = self.tree.group_members(int(group))
+            if any(self.policy.allowed_function(b) for b in members):
+                return None
+            return f"{norm}: IOMMU group {group} holds no function named with --device"
+        return f"{norm}: outside the VFIO and iommufd device nodes"
+
+    def _allowed_functions(self) -> list[str]:
+        return [b for b in self.tree.functions() if self.policy.allowed_function(b)]
+
+    def open(self, path: str, flags: int = os.O_RDWR) -> OpResult:
+        self.last_error = None
+        why = self._open_refusal(path, flags)
+        if why:
+            return self._refuse("open", why)
+        try:
+            fd = os.open(self.tree.path(path), flags | os.O_CLOEXEC)
+        except OSError as e:
+            return _fail(e.errno or errno.EIO)
+        except ValueError:
+            return _fail(errno.ENOENT)
+        self._fds.add(fd)
+        return OpResult(ret=fd)
+
+    def close(self, fd: int) -> OpResult:
+        refused = self._owned(fd, "close")
+        if refused:
+            return refused
+        self._fds.discard(fd)
+        try:
+            os.close(fd)
+        except OSError as e:
+            return _fail(e.errno or errno.EIO)
+        return OpResult()
+
+    def ioctl(self, fd: int, request: int, arg: bytes | int | None) -> OpResult:
+        refused = self._owned(fd, "ioctl")
+        if refused:
+            return refused
+        before = _open_fds()
+        res = libc_ioctl(fd, request, arg)
+        if res.ok:
+            # Fds the kernel installed for us (VFIO_GROUP_GET_DEVICE_FD's return
+            # value, IOMMU_FAULT_QUEUE_ALLOC's out_fault_fd): ours to close at reset.
+            for new in _open_fds() - before - self._fds:
+                try:
+                    if os.readlink(f"/proc/self/fd/{new}").startswith("anon_inode:"):
+                        self._fds.add(new)
+                except OSError:
+                    pass
+        return res
+
+    def read(self, fd: int, length: int) -> OpResult:
+        refused = self._owned(fd, "read")
+        if refused:
+            return refused
+        if length < 0:
+            return _fail(errno.EINVAL)
+        try:
+            data = os.read(fd, min(length, MAX_READ))
+        except OSError as e:
+            return _fail(e.errno or errno.EIO)
+        return OpResult(ret=len(data), data=data)
+
+    def write(self, fd: int, data: bytes) -> OpResult:
+        refused = self._owned(fd, "write")
+        if refused:
+            return refused
+        try:
+            return OpResult(ret=os.write(fd, data))
+        except OSError as e:
+            return _fail(e.errno or errno.EIO)
+
+    def eventfd(self, initval: int = 0) -> OpResult:
+        self.last_error = None
+        try:
+            fd = os.eventfd(initval, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        except OSError as e:
+            return _fail(e.errno or errno.EIO)
+        except OverflowError:
+            return _fail(errno.EINVAL)
+        self._fds.add(fd)
+        return OpResult(ret=fd)
+
+    # -- Backend: memory -----------------------------------------------------
+    def mmap(self, length: int) -> OpResult:
+        self.last_error = None
+        addr, err = _libc_mmap(length & _U64)
+        if err:
+            return _fail(err)
+        self._maps[addr] = addr + _page_up(length)
+        return OpResult(ret=addr)
+
+    def munmap(self, addr: int, length: int) -> OpResult:
+        """munmap(2) restricted to this backend's mappings: the parts of the range
+        outside them are left alone (the kernel would unmap whatever is there,
+        the interpreter's own memory included) and the call succeeds like it."""
+        self.last_error = None
+        if addr % PAGE or length <= 0 or addr < 0 or addr + length > _U64:
+            return _fail(errno.EINVAL)
+        end = addr + _page_up(length)
+        for s, e in list(self._maps.items()):
+            lo, hi = max(s, addr), min(e, end)
+            if lo >= hi:
+                continue
+            if _munmap(lo, hi - lo) != 0:
+                return _fail(ctypes.get_errno())
+            del self._maps[s]
+            if s < lo:
+                self._maps[s] = lo
+            if hi < e:
+                self._maps[hi] = e
+        return OpResult()
+
+    def read_mem(self, addr: int, length: int) -> OpResult:
+        self.last_error = None
+        if length < 0:
+            return _fail(errno.EINVAL)
+        if not self._covered(addr, length):
+            return self._refuse("read_mem", f"[{addr:#x}, +{length:#x}) is not in a mapping of this backend",
+                                errno.EFAULT)
+        return OpResult(data=ctypes.string_at(addr, length))
+
+    def write_mem(self, addr: int, data: bytes) -> OpResult:
+        self.last_error = None
+        if not self._covered(addr, len(data)):
+            return self._refuse("write_mem", f"[{addr:#x}, +{len(data):#x}) is not in a mapping of this backend",
+                                errno.EFAULT)
+        ctypes.memmove(addr, bytes(data), len(data))
+        return OpResult()
+
+    # -- Backend: sysfs ------------------------------------------------------
+    def sysfs_read(self, path: str) -> OpResult:
+        self.last_error = None
+        norm = normalise_path(path)
+        if norm is None or not norm.startswith("/sys/"):
+            return self._refuse("sysfs_read", f"{path!r} is not under /sys")
+        try:
+            fd = os.open(self.tree.path(norm), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            return _fail(e.errno or errno.EIO)
+        try:
+            data = os.read(fd, 1 << 16)
+        except OSError as e:
+            return _fail(e.errno or errno.EIO)
+        finally:
+            os.close(fd)
+        return OpResult(ret=len(data), data=data)
+
+    def sysfs_write(self, path: str, value: str) -> OpResult:
+        """One write(2) of ``value`` if the host-safety policy allows it, after the
+        functions it may change are recorded.  A refusal is EPERM, the file untouched."""
+        self.last_error = None
+        try:
+            if self.store.failures:
+                raise RefusedError(f"an earlier restore failed ({'; '.join(self.store.failures)}); "
+                              f"state kept in {self.store.path}")
+            change = self.policy.check(path, value)
+            self.store.record(change)
+        except RefusedError as e:
+            return self._refuse("sysfs_write", str(e))
+        try:
+            return OpResult(ret=self.tree.write(path, value))
+        except OSError as e:
+            return _fail(e.errno or errno.EIO)
+
+    # -- Backend: reset ------------------------------------------------------
+    def reset(self) -> None:
+        """Close every fd and unmap every mapping this backend made, then put back
+        every recorded sysfs value.  Raises RestoreError if something could not be
+        put back; the state file then stays, listing what failed."""
+        for fd in sorted(self._fds):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds.clear()
+        for s, e in self._maps.items():
+            _munmap(s, e - s)
+        self._maps.clear()
+        self.last_error = None
+        failures = self.store.restore()
+        if failures:
+            raise RestoreError(
+                "could not put the PCI functions back: " + "; ".join(failures)
+                + f". The record stays in {self.store.path}; replay it with "
+                "harness.backends.sysfs_state.restore_from_state_file once fixed"
+            )
+
+
+def _open_fds() -> set[int]:
+    """The fds open in this process (without the one listdir used while listing)."""
+    out = set()
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(int(name), fcntl.F_GETFD)
+            out.add(int(name))
+    return out

@@ -1,0 +1,209 @@
+"""Reading the PCI core's sysfs: the functions, their drivers, groups and SR-IOV state.
+
+Every path the harness names is an absolute sysfs path ("/sys/bus/pci/...");
+``SysfsTree`` maps it under a root, "/" on a real host and a directory of
+regular files and symlinks in the harness's own tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Any
+
+from .base import PciFunction, Topology
+
+BDF_RE = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]\Z")
+PCI_DEVICES = "/sys/bus/pci/devices"
+PCI_DRIVERS = "/sys/bus/pci/drivers"
+DRIVERS_PROBE = "/sys/bus/pci/drivers_probe"
+ENABLE_SRIOV = "/sys/module/vfio_pci/parameters/enable_sriov"
+# PCI_CFG_SPACE_SIZE: a config file larger than this exposes extended config
+# space, which only PCI Express (and PCI-X 2.0) functions have.
+PCI_CFG_SPACE_SIZE = 256
+
+# include/linux/pci_ids.h, base class << 8 | subclass: a label for functions without a driver.
+_CLASS_NAMES = {
+    0x0100: "scsi", 0x0101: "ide", 0x0106: "sata", 0x0108: "nvme", 0x0200: "ethernet",
+    0x0300: "vga", 0x0403: "audio", 0x0600: "host-bridge", 0x0601: "isa-bridge",
+    0x0604: "pci-bridge", 0x0c03: "usb", 0x0c05: "smbus", 0x0880: "system-peripheral",
+}
+
+
+def normalise_bdf(text: str) -> str:
+    """"00:02.0" or "0000:00:02.0" (any case) as the kernel names it, else ValueError."""
+    bdf = text.strip().lower()
+    if re.fullmatch(r"[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]", bdf):
+        bdf = "0000:" + bdf
+    if not BDF_RE.match(bdf):
+        raise ValueError(f"{text!r} is not a PCI function address (DDDD:BB:DD.F)")
+    return bdf
+
+
+def normalise_path(path: str) -> str | None:
+    """An absolute path with "." and ".." resolved lexically, or None if it is not absolute."""
+    if not path.startswith("/") or "\0" in path:
+        return None
+    return "/" + os.path.normpath(path).lstrip("/")
+
+
+class SysfsTree:
+    def __init__(self, root: str = "/"):
+        self.root = root
+
+    @property
+    def is_host(self) -> bool:
+        return os.path.realpath(self.root) == "/"
+
+    def path(self, path: str) -> str:
+        norm = normalise_path(path)
+        if norm is None:
+            raise ValueError(f"{path!r} is not an absolute path")
+        return os.path.join(self.root, norm.lstrip("/"))
+
+    # -- primitives ---------------------------------------------------------
+    def read(self, path: str) -> str | None:
+        """The file's text without its trailing newline, None if it can't be read."""
+        try:
+            with open(self.path(path), encoding="utf-8", errors="replace") as f:
+                return f.read().rstrip("\n")
+        except OSError:
+            return None
+
+    def write(self, path: str, value: str) -> int:
+        """One write(2) of ``value``, as `echo -n` would; OSError on failure."""
+        fd = os.open(self.path(path), os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            return os.write(fd, value.encode())
+        finally:
+            os.close(fd)
+
+    def link_name(self, path: str) -> str | None:
+        try:
+            return os.path.basename(os.readlink(self.path(path)))
+        except OSError:
+            return None
+
+    def exists(self, path: str) -> bool:
+        return os.path.lexists(self.path(path))
+
+    def listdir(self, path: str) -> list[str]:
+        try:
+            return sorted(os.listdir(self.path(path)))
+        except OSError:
+            return []
+
+    def read_int(self, path: str, base: int = 10) -> int | None:
+        text = self.read(path)
+        try:
+            return int(text, base) if text is not None else None
+        except ValueError:
+            return None
+
+    # -- one PCI function ---------------------------------------------------
+    def functions(self) -> list[str]:
+        return [b for b in self.listdir(PCI_DEVICES) if BDF_RE.match(b)]
+
+    def has_function(self, bdf: str) -> bool:
+        return self.exists(f"{PCI_DEVICES}/{bdf}")
+
+    def driver(self, bdf: str) -> str | None:
+        return self.link_name(f"{PCI_DEVICES}/{bdf}/driver")
+
+    def driver_override(self, bdf: str) -> str | None:
+        text = self.read(f"{PCI_DEVICES}/{bdf}/driver_override")
+        return None if text in (None, "", "(null)") else text
+
+    def sriov_numvfs(self, bdf: str) -> int | None:
+        return self.read_int(f"{PCI_DEVICES}/{bdf}/sriov_numvfs")
+
+    def reset_method(self, bdf: str) -> str | None:
+        return self.read(f"{PCI_DEVICES}/{bdf}/reset_method")
+
+    def physfn(self, bdf: str) -> str | None:
+        return self.link_name(f"{PCI_DEVICES}/{bdf}/physfn")
+
+    def virtfns(self, bdf: str) -> list[str]:
+        """The PF's VFs in VF index order (the virtfnN links)."""
+        links = [n for n in self.listdir(f"{PCI_DEVICES}/{bdf}") if re.fullmatch(r"virtfn\d+", n)]
+        links.sort(key=lambda n: int(n[6:]))
+        return [v for v in (self.link_name(f"{PCI_DEVICES}/{bdf}/{n}") for n in links) if v]
+
+    def iommu_group(self, bdf: str) -> int | None:
+        name = self.link_name(f"{PCI_DEVICES}/{bdf}/iommu_group")
+        return int(name) if name is not None and name.isdigit() else None
+
+    def group_members(self, group: int) -> list[str]:
+        return self.listdir(f"/sys/kernel/iommu_groups/{group}/devices")
+
+    def cdev(self, bdf: str) -> str | None:
+        """"vfio3" when the function has /dev/vfio/devices/vfio3 (drivers/vfio/device_cdev.c)."""
+        entries = self.listdir(f"{PCI_DEVICES}/{bdf}/vfio-dev")
+        return entries[0] if len(entries) == 1 else None
+
+    def is_pcie(self, bdf: str) -> bool | None:
+        try:
+            return os.path.getsize(self.path(f"{PCI_DEVICES}/{bdf}/config")) > PCI_CFG_SPACE_SIZE
+        except OSError:
+            return None
+
+    def bar_sizes(self, bdf: str) -> tuple[int, ...]:
+        """Sizes of BARs 0-5 from the `resource` file ("start end flags" per line; 0 when unused)."""
+        text = self.read(f"{PCI_DEVICES}/{bdf}/resource") or ""
+        sizes: list[int] = []
+        for line in text.splitlines()[:6]:
+            try:
+                start, end, _flags = (int(x, 16) for x in line.split())
+            except ValueError:
+                sizes.append(0)
+                continue
+            sizes.append(end - start + 1 if (start, end, _flags) != (0, 0, 0) else 0)
+        return tuple(sizes + [0] * (6 - len(sizes)))
+
+    def class_name(self, bdf: str) -> str:
+        code = self.read_int(f"{PCI_DEVICES}/{bdf}/class", 16)
+        if code is None:
+            return ""
+        return _CLASS_NAMES.get(code >> 8, f"class-{code:06x}")
+
+    def function(self, bdf: str) -> PciFunction:
+        driver = self.driver(bdf)
+        f = PciFunction(
+            bdf=bdf,
+            vendor=self.read_int(f"{PCI_DEVICES}/{bdf}/vendor", 16) or 0,
+            device=self.read_int(f"{PCI_DEVICES}/{bdf}/device", 16) or 0,
+            iommu_group=self.iommu_group(bdf),
+            driver=driver,
+            driver_override=self.driver_override(bdf),
+            sriov_totalvfs=self.read_int(f"{PCI_DEVICES}/{bdf}/sriov_totalvfs") or 0,
+            sriov_numvfs=self.sriov_numvfs(bdf) or 0,
+            physfn=self.physfn(bdf),
+            cdev=self.cdev(bdf),
+            name=driver or self.class_name(bdf),
+        )
+        pcie = self.is_pcie(bdf)
+        if pcie is not None:
+            f.is_pcie = pcie
+        return fill_hardware_fields(f, self, bdf)
+
+    def topology(self) -> Topology:
+        return Topology({bdf: self.function(bdf) for bdf in self.functions()})
+
+
+def fill_hardware_fields(f: PciFunction, tree: SysfsTree, bdf: str) -> PciFunction:
+    """Fill the hardware-description fields PciFunction has grown (BAR sizes, ...)
+    from sysfs, for those this tree can answer; the rest keep their defaults."""
+    have = {fl.name: fl for fl in dataclasses.fields(PciFunction)}
+    values: dict[str, Any] = {}
+    if "bar_sizes" in have:
+        values["bar_sizes"] = tree.bar_sizes(bdf)
+    if "revision" in have:
+        rev = tree.read_int(f"{PCI_DEVICES}/{bdf}/revision", 16)
+        if rev is not None:
+            values["revision"] = rev
+    if "class_code" in have:
+        code = tree.read_int(f"{PCI_DEVICES}/{bdf}/class", 16)
+        if code is not None:
+            values["class_code"] = code
+    return dataclasses.replace(f, **values) if values else f
