@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.backends import kernel as kmod
 from harness.backends.kernel import PAGE, KernelBackend
 
 KVM_GET_API_VERSION = 0xAE00  # _IO(KVMIO, 0x00)
@@ -275,3 +276,27 @@ def test_facts_from_boot_config_and_legacy_container(tmp_path: Path, monkeypatch
     (tmp_path / "dev/vfio").mkdir(parents=True)
     (tmp_path / "dev/vfio/vfio").touch()
     assert KernelBackend(root=str(tmp_path), state_file=tmp_path / "s.json").facts().container == "legacy"
+
+
+def test_an_ioctl_buffer_is_followed_by_a_guard_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel copying past a buffer faults at the guard instead of reaching the heap.
+    Probed with write(2) from the buffer's addresses: the kernel's own access check."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.write.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
+    r, w = os.pipe()
+    seen: dict[str, int] = {}
+
+    def probe(fd: int, request: int, addr: int) -> int:
+        seen["last_byte"] = libc.write(w, addr + PAGE - 1, 1)
+        ctypes.set_errno(0)
+        seen["guard"] = libc.write(w, addr + PAGE, 1)
+        seen["guard_errno"] = ctypes.get_errno()
+        return 0
+
+    monkeypatch.setattr(kmod, "_ioctl", probe)
+    try:
+        assert kmod.libc_ioctl(r, 0, b"\0" * 16).ok
+        assert seen == {"last_byte": 1, "guard": -1, "guard_errno": errno.EFAULT}
+    finally:
+        os.close(r)
+        os.close(w)
