@@ -320,6 +320,22 @@ def test_a_vf_of_a_named_pf_is_allowed_a_vf_of_another_is_not(fake: FakePci, tmp
     named_pf.reset()
 
 
+def test_a_vf_through_its_pfs_virtfn_link(fake: FakePci, tmp_path: Path) -> None:
+    kb = KernelBackend(devices=(NVME,), root=str(fake.root), state_file=tmp_path / "a.json")
+    other = KernelBackend(devices=(E1000,), root=str(fake.root), state_file=tmp_path / "b.json")
+    fake.set_vfs(NVME, 2)
+    path = f"/sys/bus/pci/devices/{NVME}/virtfn1/driver_override"
+    assert kb.sysfs_write(f"/sys/bus/pci/devices/{NVME}/virtfn2/driver_override", "x").errno == errno.ENOENT
+    assert other.sysfs_write(path, "vfio-pci").errno == errno.EPERM
+    assert kb.may_touch("0000:00:03.2") and not other.may_touch("0000:00:03.2")
+    assert kb.sysfs_write(path, "vfio-pci").ok
+    assert kb.sysfs_read(path).data == b"vfio-pci\n"
+    assert json.loads((tmp_path / "a.json").read_text())["functions"]["0000:00:03.2"]["driver_override"] is None
+    kb.reset()
+    assert fake.read("0000:00:03.2", "driver_override") == "(null)"
+    assert fake.read(NVME, "sriov_numvfs") == "2"
+
+
 def test_vm_mode_allows_every_function_but_not_every_file(fake: FakePci, state_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VFIO_CONFORMANCE_VM", "1")

@@ -161,6 +161,11 @@ class KernelBackend(Backend):
             return None
         return self._refuse(op, f"fd {fd} was not opened by this backend", errno.EBADF)
 
+    def may_touch(self, bdf: str) -> bool:
+        """Whether sysfs writes may change this PCI function (named with --device,
+        a VF of one, or anything inside the test VM)."""
+        return self.policy.allowed_function(bdf)
+
     def adopt_fd(self, fd: int) -> int:
         """Let this backend operate on (and close at reset) an fd opened elsewhere."""
         self._fds.add(fd)
@@ -271,13 +276,13 @@ class KernelBackend(Backend):
         group = parts[2].removeprefix("noiommu-")
         if len(parts) == 3 and group.isdigit():
             members = self.tree.group_members(int(group))
-            if any(self.policy.allowed_function(b) for b in members):
+            if any(self.may_touch(b) for b in members):
                 return None
             return f"{norm}: IOMMU group {group} holds no function named with --device"
         return f"{norm}: outside the VFIO and iommufd device nodes"
 
     def _allowed_functions(self) -> list[str]:
-        return [b for b in self.tree.functions() if self.policy.allowed_function(b)]
+        return [b for b in self.tree.functions() if self.may_touch(b)]
 
     def open(self, path: str, flags: int = os.O_RDWR) -> OpResult:
         self.last_error = None

@@ -5,7 +5,8 @@ The kernel backend runs as root on kernel developers' machines.  A sysfs write
 is allowed only when it can change nothing but a PCI function the user named
 (``--device``, or a VF of one) or the ``vfio_pci.enable_sriov`` parameter:
 
-- ``/sys/bus/pci/devices/<bdf>/{driver_override,sriov_numvfs,reset_method}``
+- ``/sys/bus/pci/devices/<bdf>/{driver_override,sriov_numvfs,reset_method}``, also
+  reached through a named PF's ``virtfnN`` link
 - ``/sys/bus/pci/drivers/<drv>/{bind,unbind}``, ``/sys/bus/pci/devices/<any>/driver/{bind,unbind}``
   and ``/sys/bus/pci/drivers_probe`` when the value written is such a bdf
 - ``/sys/module/vfio_pci/parameters/enable_sriov``
@@ -49,6 +50,8 @@ STATE_FILE_ENV = "VFIO_CONFORMANCE_STATE_FILE"
 
 _FUNCTION_ATTRS = ("driver_override", "sriov_numvfs", "reset_method")
 _FUNCTION_ATTR_RE = re.compile(re.escape(PCI_DEVICES) + r"/([^/]+)/(" + "|".join(_FUNCTION_ATTRS) + r")\Z")
+# The same attributes reached through a PF's virtfnN link.
+_VIRTFN_ATTR_RE = re.compile(re.escape(PCI_DEVICES) + r"/([^/]+)/(virtfn\d+)/(" + "|".join(_FUNCTION_ATTRS) + r")\Z")
 _BINDING_RE = re.compile(r"/sys/bus/pci/(?:drivers/[^/]+|devices/[^/]+/driver)/(bind|unbind)\Z")
 _DRIVER_NAME_RE = re.compile(r"[A-Za-z0-9_.:+-]+\Z")
 
@@ -114,6 +117,13 @@ class WritePolicy:
         if m:
             self._need(m[1], norm)
             return Change(m[1], m[2])
+        m = _VIRTFN_ATTR_RE.match(norm)
+        if m:
+            self._need(m[1], norm)
+            # A VF of a function that may be touched may be touched.  Without the
+            # link the write fails with ENOENT; only the PF is recorded then.
+            vf = self.tree.link_name(f"{PCI_DEVICES}/{m[1]}/{m[2]}")
+            return Change(vf if vf and BDF_RE.match(vf) else m[1], m[3])
         m = _BINDING_RE.match(norm)
         if m or norm == DRIVERS_PROBE:
             target = value.strip()
