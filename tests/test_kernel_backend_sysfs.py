@@ -588,6 +588,16 @@ def test_a_tampered_record_is_not_replayed(fake: FakePci, state_path: Path) -> N
     assert state_path.exists()
 
 
+def test_no_change_without_a_saved_record(fake: FakePci, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    kb = KernelBackend(devices=(E1000,), root=str(fake.root), state_file=blocker / "state.json")
+    before = fake.snapshot()
+    res = kb.sysfs_write(f"/sys/bus/pci/devices/{E1000}/driver_override", "vfio-pci")
+    assert res.errno == errno.EPERM and "could not save the restore record" in kb.last_refusal
+    assert fake.snapshot() == before
+
+
 def test_sysfs_read(kb: KernelBackend) -> None:
     res = kb.sysfs_read(f"/sys/bus/pci/devices/{NVME}/sriov_totalvfs")
     assert (res.ret, res.data) == (2, b"3\n")

@@ -301,18 +301,18 @@ class StateStore:
         st = self.state
         if st is not None and st.globals_recorded and all(b in st.functions for b in bdfs):
             return
-        with _locked(self.path):
-            st = self.state if self.state is not None else self._claim()
-            if not st.globals_recorded:
-                st.enable_sriov, st.globals_recorded = self.tree.read(ENABLE_SRIOV), True
-            for b in bdfs:
-                if b not in st.functions:
-                    st.functions[b] = FunctionRecord.read(self.tree, b)
-            try:
+        try:
+            with _locked(self.path):
+                st = self.state if self.state is not None else self._claim()
+                if not st.globals_recorded:
+                    st.enable_sriov, st.globals_recorded = self.tree.read(ENABLE_SRIOV), True
+                for b in bdfs:
+                    if b not in st.functions:
+                        st.functions[b] = FunctionRecord.read(self.tree, b)
                 save_state(self.path, st)
-            except OSError as e:
-                raise RefusedError(f"could not save the restore record to {self.path}: {e}") from None
-            self.state = st
+                self.state = st
+        except OSError as e:
+            raise RefusedError(f"could not save the restore record to {self.path}: {e}") from None
 
     def restore(self) -> list[str]:
         """Put every recorded value back.  On success the state file goes; otherwise
