@@ -36,6 +36,7 @@ from .sysfs_state import (
     RefusedError,
     StateStore,
     WritePolicy,
+    bool_param,
     default_state_file,
     in_vm,
     restore_from_state_file,
@@ -145,7 +146,7 @@ class KernelBackend(Backend):
         self._maps: dict[int, int] = {}
         self._facts: Facts | None = None
         # vfio_pci.enable_sriov as the run found it.
-        self._enable_sriov0 = (self.tree.read(ENABLE_SRIOV) or "").strip() in ("Y", "y", "1")
+        self._enable_sriov0 = bool_param(self.tree.read(ENABLE_SRIOV))
         self.last_error: Refusal | None = None
         self.last_refusal = ""
 

@@ -65,7 +65,7 @@ def in_vm() -> bool:
     return os.environ.get(VM_ENV) == "1"
 
 
-def _is_true(text: str | None) -> bool:
+def bool_param(text: str | None) -> bool:
     return (text or "").strip() in ("Y", "y", "1")
 
 
@@ -361,7 +361,7 @@ def restore(tree: SysfsTree, state: RestoreState) -> list[str]:
 
     def set_numvfs(bdf: str, n: int) -> None:
         # vfio_pci_sriov_configure() returns -ENOENT while enable_sriov is N, even for 0.
-        if tree.driver(bdf) == "vfio-pci" and tree.exists(ENABLE_SRIOV) and not _is_true(tree.read(ENABLE_SRIOV)):
+        if tree.driver(bdf) == "vfio-pci" and tree.exists(ENABLE_SRIOV) and not bool_param(tree.read(ENABLE_SRIOV)):
             write(ENABLE_SRIOV, "Y")
         write(f"{PCI_DEVICES}/{bdf}/sriov_numvfs", str(n))
 
@@ -389,7 +389,7 @@ def restore(tree: SysfsTree, state: RestoreState) -> list[str]:
             _restore_function(tree, r, write)
     # 5. enable_sriov last: it may have been opened above.
     target = state.enable_sriov if state.globals_recorded else param_at_start
-    if target is not None and tree.exists(ENABLE_SRIOV) and _is_true(tree.read(ENABLE_SRIOV)) != _is_true(target):
+    if target is not None and tree.exists(ENABLE_SRIOV) and bool_param(tree.read(ENABLE_SRIOV)) != bool_param(target):
         write(ENABLE_SRIOV, target)
     return failures + differences(tree, state, recs)
 
@@ -430,7 +430,7 @@ def differences(tree: SysfsTree, state: RestoreState, recs: list[FunctionRecord]
                 out.append(f"{r.bdf}: {name} is {is_!r}, was {was!r}")
     if state.globals_recorded and state.enable_sriov is not None:
         now_param = tree.read(ENABLE_SRIOV)
-        if _is_true(now_param) != _is_true(state.enable_sriov):
+        if bool_param(now_param) != bool_param(state.enable_sriov):
             out.append(f"vfio_pci enable_sriov is {now_param!r}, was {state.enable_sriov!r}")
     return out
 
