@@ -360,6 +360,18 @@ def test_write_reports_writes_the_three_files_whole(tmp_path: Path) -> None:
     ET.parse(paths[0])
 
 
+def test_write_reports_lists_a_repeated_outcome_once(tmp_path: Path) -> None:
+    # The plugin sees each case's outcome with the call report and again with the teardown report.
+    doubled = [o for o in outcomes() for _ in range(2)]
+    paths = write_reports(sorted(doubled, key=lambda o: o.test_id), tmp_path)
+    assert len(list(ET.parse(paths[0]).getroot().iter("testcase"))) == 5
+    assert sum(len(t.subtests) for t in check_ktap(paths[1].read_text())) == 5
+    # A different result for the same case is not a repeat: both stay visible.
+    other = outcomes()[0]
+    other.status, other.reason = "fail", "flaky"
+    assert len(list(ET.parse(write_reports([outcomes()[0], other], tmp_path)[0]).getroot().iter("testcase"))) == 2
+
+
 def _harness_imports(path: Path) -> set[str]:
     here = list(path.relative_to(ROOT).with_suffix("").parts[:-1])
     found: set[str] = set()

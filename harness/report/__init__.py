@@ -8,6 +8,7 @@ CLI and the pytest plugin import this package (docs/architecture.md).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -17,7 +18,7 @@ from .junit import render_junit
 from .ktap import render_ktap
 from .markdown import render_markdown
 
-__all__ = ["FILES", "render_junit", "render_ktap", "render_markdown", "write_atomic", "write_reports"]
+__all__ = ["FILES", "render_junit", "render_ktap", "render_markdown", "unique", "write_atomic", "write_reports"]
 
 FILES = {
     "diff-junit.xml": render_junit,
@@ -43,10 +44,26 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def unique(outcomes: list[CaseOutcome]) -> list[CaseOutcome]:
+    """Drop exact repeats of an outcome (same case, same result), keeping the first.
+
+    pytest hands the plugin a case's recorded properties with the call report and
+    again with the teardown report; a report lists each case once."""
+    seen: set[str] = set()
+    out = []
+    for o in outcomes:
+        key = json.dumps(o.to_json(), sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            out.append(o)
+    return out
+
+
 def write_reports(outcomes: list[CaseOutcome], folder: Path) -> list[Path]:
     """Render every report (all before writing any) and write them into `folder`, creating it.
-    Returns the paths written, in the order of FILES."""
+    Exact repeats of an outcome are reported once.  Returns the paths written, in the order of FILES."""
     folder = Path(folder)
+    outcomes = unique(outcomes)
     texts = {name: render(outcomes) for name, render in FILES.items()}
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
