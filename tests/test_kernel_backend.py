@@ -300,3 +300,35 @@ def test_an_ioctl_buffer_is_followed_by_a_guard_page(monkeypatch: pytest.MonkeyP
     finally:
         os.close(r)
         os.close(w)
+
+
+@pytest.mark.parametrize("mock_errno,expected", [(0, True), (errno.EINVAL, False)])
+def test_mock_domain_probe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mock_errno: int, expected: bool) -> None:
+    """facts().mock_domains asks the kernel: IOAS_ALLOC, then TEST_CMD MOCK_DOMAIN on that IOAS.
+    (Under an emulated Intel IOMMU the second fails with EINVAL: measured.md.)"""
+    from harness.uapi import iommufd, iommufd_test
+
+    _write_config(tmp_path, ["CONFIG_IOMMUFD=y", "CONFIG_IOMMUFD_TEST=y"])
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev/iommu").write_text("")
+    calls: list[tuple[int, int, bytes]] = []
+
+    def fake_ioctl(fd: int, request: int, arg: bytes | int | None) -> kmod.OpResult:
+        assert isinstance(arg, bytes)
+        calls.append((fd, request, arg))
+        if request == iommufd.IOMMU_IOAS_ALLOC:
+            out = iommufd.iommu_ioas_alloc.from_buffer_copy(arg)
+            assert out.size == ctypes.sizeof(iommufd.iommu_ioas_alloc)
+            out.out_ioas_id = 7
+            return kmod.OpResult(data=bytes(out))
+        cmd = iommufd_test.iommu_test_cmd.from_buffer_copy(arg)
+        assert (request, cmd.size, cmd.op, cmd.id) == (
+            iommufd_test.IOMMU_TEST_CMD, 72, iommufd_test.IOMMU_TEST_OP_MOCK_DOMAIN, 7)
+        return kmod.OpResult(ret=-1 if mock_errno else 0, errno=mock_errno, data=arg)
+
+    monkeypatch.setattr(kmod, "libc_ioctl", fake_ioctl)
+    f = KernelBackend(root=str(tmp_path), state_file=tmp_path / "s.json").facts()
+    assert f.mock_domains is expected
+    assert [c[1] for c in calls] == [iommufd.IOMMU_IOAS_ALLOC, iommufd_test.IOMMU_TEST_CMD]
+    with pytest.raises(OSError):  # the probe's fd is closed again
+        os.fstat(calls[0][0])
