@@ -54,6 +54,10 @@ class UserMemory:
             return self._maps[i]
         return None
 
+    def lookup(self, addr: int) -> Mapping | None:
+        """The mapping that holds ``addr`` (the "page" behind a user address), or None."""
+        return self._find(addr)
+
     def is_mapped(self, addr: int, length: int) -> bool:
         """True when every byte of [addr, addr+length) is mapped."""
         end = addr + length
@@ -95,12 +99,25 @@ class UserMemory:
     def get_user_s32(self, addr: int) -> int:
         return int.from_bytes(self.read(addr, 4), "little", signed=True)
 
+    def check_zeroed_user(self, addr: int, length: int) -> bool:
+        """lib/usercopy.c:check_zeroed_user(): scan in address order; False at
+        the first non-zero byte, EFAULT at an unmapped byte met before it."""
+        end = addr + length
+        while addr < end:
+            m = self._find(addr)
+            if m is None:
+                raise Errno(errno.EFAULT, "lib/usercopy.c:80")
+            n = min(end, m.end) - addr
+            chunk = bytes(memoryview(m.data)[addr - m.start : addr - m.start + n])
+            if chunk.count(0) != n:
+                return False
+            addr += n
+        return True
+
     def copy_struct_from_user(self, ksize: int, addr: int, usize: int) -> bytes:
         """include/linux/uaccess.h:387-408: zero-extend a short copy; E2BIG for a
-        non-zero tail past ``ksize``."""
+        non-zero tail past ``ksize`` (checked before the copy, as the kernel does)."""
         size = min(ksize, usize)
-        if usize > ksize:
-            tail = self.read(addr + ksize, usize - ksize)
-            if any(tail):
-                raise Errno(errno.E2BIG, "include/linux/uaccess.h:402")
+        if usize > ksize and not self.check_zeroed_user(addr + ksize, usize - ksize):
+            raise Errno(errno.E2BIG, "include/linux/uaccess.h:402")
         return self.read(addr, size).ljust(ksize, b"\0")
