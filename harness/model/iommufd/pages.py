@@ -1,0 +1,244 @@
+"""drivers/iommu/iommufd/pages.c: iopt_pages, the pinned user pages behind
+one IOAS_MAP, shared by every area (and every IOAS, after IOAS_COPY) that
+maps a slice of them.
+
+A page is pinned while an access or a domain-backed area needs it (the
+kernel's access_itree and domains_itree); pinning reads the user address
+space at that moment, so a page pinned once stays the same page even if the
+user later unmaps or remaps the address.  A pinned page is a slice of a
+``Mapping``'s bytearray: the model's physical page.
+
+The caller runs as root (CAP_IPC_LOCK), so iopt_alloc_pages() picks
+IOPT_PAGES_ACCOUNT_NONE (pages.c:1172-1175) and no RLIMIT_MEMLOCK accounting
+can fail: it is not modelled.
+"""
+
+from __future__ import annotations
+
+import bisect
+import errno
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from ..errors import Errno
+from ..memory import Mapping
+from .private import (
+    __IOMMUFD_ACCESS_RW_SLOW_PATH,
+    IOMMUFD_ACCESS_RW_KTHREAD,
+    IOMMUFD_ACCESS_RW_WRITE,
+    IOPT_PAGES_ACCOUNT_NONE,
+    PAGE_SIZE,
+    SIZE_MAX,
+    E,
+    check_add_overflow,
+    copy_to_user_partial,
+)
+
+if TYPE_CHECKING:
+    from ..kernel import ModelKernel
+    from .io_pagetable import IoptArea
+
+_REGISTRY = "iommufd.pinned_pages"
+
+
+class PagesAccess:
+    """struct iopt_pages_access (io_pagetable.h:236-239)."""
+
+    __slots__ = ("last", "start", "users")
+
+    def __init__(self, start: int, last: int):
+        self.start = start
+        self.last = last
+        self.users = 1
+
+
+class Pin:
+    """Pages [start, last] of an iopt_pages, pinned from ``mapping`` at
+    byte offset ``moff`` (of page ``start``)."""
+
+    __slots__ = ("last", "mapping", "moff", "start")
+
+    def __init__(self, start: int, last: int, mapping: Mapping, moff: int):
+        self.start = start
+        self.last = last
+        self.mapping = mapping
+        self.moff = moff
+
+
+class IoptPages:
+    """struct iopt_pages (io_pagetable.h:189-207)."""
+
+    def __init__(self, uptr: int, length: int, writable: bool):
+        self.uptr = uptr & ~(PAGE_SIZE - 1)
+        self.npages = (length + (uptr - self.uptr) + PAGE_SIZE - 1) // PAGE_SIZE
+        self.writable = writable
+        self.account_mode = IOPT_PAGES_ACCOUNT_NONE
+        # domains_itree: areas whose storage_domain holds these pages
+        self.domain_areas: list[IoptArea] = []
+        # access_itree
+        self.accesses: list[PagesAccess] = []
+        self.pins: list[Pin] = []
+
+    # -- pinning -----------------------------------------------------------
+    def _users(self) -> list[tuple[int, int]]:
+        spans = [(a.pages_index, a.pages_last) for a in self.domain_areas]
+        spans += [(x.start, x.last) for x in self.accesses]
+        return spans
+
+    def is_pinned(self, index: int) -> bool:
+        return self.find_pin(index) is not None
+
+    def find_pin(self, index: int) -> Pin | None:
+        i = bisect.bisect_right(self.pins, index, key=lambda p: p.start) - 1
+        if i >= 0 and self.pins[i].last >= index:
+            return self.pins[i]
+        return None
+
+    def _gaps(self, start: int, last: int) -> Iterator[tuple[int, int]]:
+        cur = start
+        for p in self.pins:
+            if p.last < cur:
+                continue
+            if p.start > last:
+                break
+            if p.start > cur:
+                yield cur, p.start - 1
+            cur = p.last + 1
+            if cur > last:
+                return
+        if cur <= last:
+            yield cur, last
+
+    def pin(self, k: ModelKernel, start: int, last: int) -> None:
+        """pfn_reader_user_pin() for every index of [start, last] not already
+        pinned: all or nothing, EFAULT at an unmapped page (pages.c:792-795)."""
+        new: list[Pin] = []
+        for gs, gl in self._gaps(start, last):
+            idx = gs
+            while idx <= gl:
+                addr = self.uptr + idx * PAGE_SIZE
+                m = k.mm.lookup(addr)
+                if m is None:
+                    raise E(errno.EFAULT, "pages.c:795")
+                n = min(gl - idx + 1, (m.end - addr) // PAGE_SIZE)
+                new.append(Pin(idx, idx + n - 1, m, addr - m.start))
+                idx += n
+        if not new:
+            return
+        self.pins.extend(new)
+        self.pins.sort(key=lambda p: p.start)
+        reg = k.state.setdefault(_REGISTRY, set())
+        assert isinstance(reg, set)
+        reg.add(self)
+
+    def unpin_unused(self, k: ModelKernel) -> None:
+        """Drop the pins no access and no domain holds any more (the unpin half
+        of iopt_area_unfill_domain / iopt_pages_unfill_xarray)."""
+        if not self.pins:
+            return
+        users = sorted(self._users())
+        keep: list[Pin] = []
+        for p in self.pins:
+            for us, ul in users:
+                s, lst = max(us, p.start), min(ul, p.last)
+                if s <= lst:
+                    keep.append(Pin(s, lst, p.mapping, p.moff + (s - p.start) * PAGE_SIZE))
+        keep.sort(key=lambda p: p.start)
+        merged: list[Pin] = []
+        for p in keep:
+            if merged and merged[-1].last >= p.start - 1:
+                q = merged[-1]
+                if p.last > q.last:
+                    q.last = p.last
+                continue
+            merged.append(p)
+        self.pins = merged
+        if not merged:
+            reg = k.state.get(_REGISTRY)
+            if isinstance(reg, set):
+                reg.discard(self)
+
+    # -- the page behind an index ---------------------------------------------
+    def page(self, k: ModelKernel, index: int) -> tuple[Mapping, int]:
+        """The physical page of ``index``: the pinned one, else whatever the
+        user address maps now (a transient pin; EFAULT if nothing)."""
+        p = self.find_pin(index)
+        if p is not None:
+            return p.mapping, p.moff + (index - p.start) * PAGE_SIZE
+        addr = self.uptr + index * PAGE_SIZE
+        m = k.mm.lookup(addr)
+        if m is None:
+            raise E(errno.EFAULT, "pages.c:795")
+        return m, addr - m.start
+
+    def rw_slow(self, k: ModelKernel, start_byte: int, data: bytearray, write: bool) -> None:
+        """iopt_pages_rw_slow() / iopt_pages_rw_page(): through the pages the
+        pfn_reader finds (pinned ones first, else freshly pinned)."""
+        length = len(data)
+        first = start_byte // PAGE_SIZE
+        last = (start_byte + length - 1) // PAGE_SIZE
+        pages = [self.page(k, i) for i in range(first, last + 1)]  # fails before any copy
+        pos = 0
+        off = start_byte % PAGE_SIZE
+        for m, moff in pages:
+            n = min(PAGE_SIZE - off, length - pos)
+            if write:
+                m.data[moff + off : moff + off + n] = data[pos : pos + n]
+            else:
+                data[pos : pos + n] = m.data[moff + off : moff + off + n]
+            pos += n
+            off = 0
+
+
+def iopt_alloc_pages(uptr: int, length: int, writable: bool) -> IoptPages:
+    """pages.c:1142-1180."""
+    if length > SIZE_MAX - PAGE_SIZE or length == 0:
+        raise E(errno.EINVAL, "pages.c:1153")
+    if check_add_overflow(uptr, length) is None:
+        raise E(errno.EOVERFLOW, "pages.c:1156")
+    return IoptPages(uptr, length, writable)
+
+
+def pin_count(k: ModelKernel, mapping: Mapping, moff: int) -> int:
+    """How many iopt_pages hold the physical page at ``mapping``+``moff``
+    pinned: the page_ref_count() / GUP_PIN_COUNTING_BIAS that
+    IOMMU_TEST_OP_MD_CHECK_REFS reads (selftest.c:944-951)."""
+    reg = k.state.get(_REGISTRY)
+    if not isinstance(reg, set):
+        return 0
+    n = 0
+    for pages in reg:
+        for p in pages.pins:
+            if p.mapping is mapping and p.moff <= moff < p.moff + (p.last - p.start + 1) * PAGE_SIZE:
+                n += 1
+    return n
+
+
+def iopt_pages_rw_access(k: ModelKernel, pages: IoptPages, start_byte: int, data: bytearray, flags: int) -> None:
+    """pages.c:1832-1884.  The model has one process, so current->mm is always
+    the pages' source mm: the copy_to/from_user() fast path, unless the
+    selftest asks for the slow path (the pinned pages, pfn_reader style)."""
+    write = bool(flags & IOMMUFD_ACCESS_RW_WRITE)
+    change_mm = False
+    if "IOMMUFD_TEST" in k.facts.config and flags & __IOMMUFD_ACCESS_RW_SLOW_PATH:
+        change_mm = True
+    if write and not pages.writable:
+        raise E(errno.EPERM, "pages.c:1845")
+    if not (flags & IOMMUFD_ACCESS_RW_KTHREAD) and change_mm:
+        single = start_byte // PAGE_SIZE == (start_byte + len(data) - 1) // PAGE_SIZE
+        try:
+            pages.rw_slow(k, start_byte, data, write)
+        except Errno as e:
+            if single:  # iopt_pages_rw_page(): pin_user_pages_remote() failed
+                raise E(e.code, "pages.c:1810") from None
+            raise
+        return
+    addr = pages.uptr + start_byte
+    if write:
+        if not copy_to_user_partial(k, addr, bytes(data)):
+            raise E(errno.EFAULT, "pages.c:1872")
+        return
+    try:
+        data[:] = k.mm.read(addr, len(data))
+    except Errno:
+        raise E(errno.EFAULT, "pages.c:1875") from None

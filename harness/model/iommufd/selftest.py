@@ -1,0 +1,823 @@
+"""drivers/iommu/iommufd/selftest.c: IOMMU_TEST_CMD (CONFIG_IOMMUFD_TEST)
+with the mock IOMMU driver, mock devices, mock (nested) domains and the
+test access object.
+
+Mock devices are a real iommufd_device each, in its own IOMMU group.  When
+``facts.mock_domains`` is false (a guest with the emulated Intel IOMMU),
+binding a mock device fails with EINVAL, as measured on 6.12.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import struct
+from typing import TYPE_CHECKING, Any
+
+from ...uapi import iommufd as u
+from ...uapi.abi import _IO, FD_IOMMUFD, Ioctl, Struct, Union, aligned_u64, u32
+from ..errors import Errno
+from ..iommu import IommuGroup
+from ..kernel import File
+from . import device as device_c
+from .domain import (
+    IOMMU_CAP_CACHE_COHERENCY,
+    IOMMU_CAP_DIRTY_TRACKING,
+    IOMMU_DOMAIN_NESTED,
+    IOMMU_DOMAIN_UNMANAGED,
+    DirtyBitmap,
+    IommuDomain,
+    IommuOps,
+    UserData,
+)
+from .fault import (
+    IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE,
+    IOMMU_FAULT_PAGE_REQUEST_PASID_VALID,
+    iommu_report_device_fault,
+    unused_fd,
+)
+from .hw_pagetable import HwptNested, HwptPaging
+from .io_pagetable import iopt_reserve_iova
+from .ioas import get_ioas, syz_conv_iova
+from .pages import pin_count
+from .private import (
+    IOMMU_DIRTY_NO_CLEAR,
+    IOMMU_NO_PASID,
+    IOMMUFD_OBJ_DEVICE,
+    IOMMUFD_OBJ_HWPT_NESTED,
+    IOMMUFD_OBJ_HWPT_PAGING,
+    IOMMUFD_OBJ_SELFTEST,
+    PAGE_SIZE,
+    ULONG_MAX,
+    E,
+    IommufdObject,
+    Ucmd,
+    check_add_overflow,
+    copy_to_user_partial,
+)
+
+if TYPE_CHECKING:
+    from ..kernel import ModelKernel
+    from ..memory import Mapping
+    from .device import IommufdAccess, IommufdDevice
+    from .main import IommufdCtx
+
+
+# -- include/uapi/.../iommufd_test.h ------------------------------------------------
+# (declared here until harness.uapi.iommufd_test lands; same C names)
+
+IOMMU_TEST_OP_ADD_RESERVED = 1
+IOMMU_TEST_OP_MOCK_DOMAIN = 2
+IOMMU_TEST_OP_MD_CHECK_MAP = 3
+IOMMU_TEST_OP_MD_CHECK_REFS = 4
+IOMMU_TEST_OP_CREATE_ACCESS = 5
+IOMMU_TEST_OP_DESTROY_ACCESS_PAGES = 6
+IOMMU_TEST_OP_ACCESS_PAGES = 7
+IOMMU_TEST_OP_ACCESS_RW = 8
+IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT = 9
+IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE = 10
+IOMMU_TEST_OP_ACCESS_REPLACE_IOAS = 11
+IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS = 12
+IOMMU_TEST_OP_DIRTY = 13
+IOMMU_TEST_OP_MD_CHECK_IOTLB = 14
+IOMMU_TEST_OP_TRIGGER_IOPF = 15
+
+MOCK_APERTURE_START = 1 << 24
+MOCK_APERTURE_LAST = (1 << 31) - 1
+MOCK_FLAGS_ACCESS_WRITE = 1 << 0
+MOCK_FLAGS_ACCESS_SYZ = 1 << 16
+MOCK_ACCESS_RW_WRITE = 1 << 0
+MOCK_ACCESS_RW_SLOW_PATH = 1 << 2
+MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES = 1 << 0
+MOCK_FLAGS_DEVICE_NO_DIRTY = 1 << 0
+MOCK_FLAGS_DEVICE_HUGE_IOVA = 1 << 1
+MOCK_NESTED_DOMAIN_IOTLB_ID_MAX = 3
+MOCK_NESTED_DOMAIN_IOTLB_NUM = 4
+
+IOMMU_HW_INFO_TYPE_SELFTEST = 0xFEEDBEEF
+IOMMU_HW_INFO_SELFTEST_REGVAL = 0xDEADBEEF
+IOMMU_HWPT_DATA_SELFTEST = 0xDEAD
+IOMMU_TEST_IOTLB_DEFAULT = 0xBADBEEF
+IOMMU_HWPT_INVALIDATE_DATA_SELFTEST = 0xDEADBEEF
+IOMMU_HWPT_INVALIDATE_DATA_SELFTEST_INVALID = 0xDADBEEF
+IOMMU_TEST_INVALIDATE_FLAG_ALL = 1 << 0
+
+
+class _add_reserved(Struct):
+    _fields_ = [("start", aligned_u64), ("length", aligned_u64)]
+
+
+class _mock_domain(Struct):
+    _fields_ = [("out_stdev_id", u32), ("out_hwpt_id", u32), ("out_idev_id", u32)]
+
+
+class _mock_domain_flags(Struct):
+    _fields_ = [("out_stdev_id", u32), ("out_hwpt_id", u32), ("out_idev_id", u32), ("dev_flags", u32)]
+
+
+class _mock_domain_replace(Struct):
+    _fields_ = [("pt_id", u32)]
+
+
+class _check_map(Struct):
+    _fields_ = [("iova", aligned_u64), ("length", aligned_u64), ("uptr", aligned_u64)]
+
+
+class _check_refs(Struct):
+    _fields_ = [("length", aligned_u64), ("uptr", aligned_u64), ("refs", u32)]
+
+
+class _create_access(Struct):
+    _fields_ = [("out_access_fd", u32), ("flags", u32)]
+
+
+class _destroy_access_pages(Struct):
+    _fields_ = [("access_pages_id", u32)]
+
+
+class _access_pages(Struct):
+    _fields_ = [("flags", u32), ("out_access_pages_id", u32), ("iova", aligned_u64),
+                ("length", aligned_u64), ("uptr", aligned_u64)]
+
+
+class _access_rw(Struct):
+    _fields_ = [("iova", aligned_u64), ("length", aligned_u64), ("uptr", aligned_u64), ("flags", u32)]
+
+
+class _memory_limit(Struct):
+    _fields_ = [("limit", u32)]
+
+
+class _access_replace_ioas(Struct):
+    _fields_ = [("ioas_id", u32)]
+
+
+class _dirty(Struct):
+    _fields_ = [("flags", u32), ("iova", aligned_u64), ("length", aligned_u64), ("page_size", aligned_u64),
+                ("uptr", aligned_u64), ("out_nr_dirty", aligned_u64)]
+
+
+class _check_iotlb(Struct):
+    _fields_ = [("id", u32), ("iotlb", u32)]
+
+
+class _trigger_iopf(Struct):
+    _fields_ = [("dev_id", u32), ("pasid", u32), ("grpid", u32), ("perm", u32), ("addr", ctypes.c_uint64)]
+
+
+class _iommu_test_cmd_union(Union):
+    _fields_ = [
+        ("add_reserved", _add_reserved), ("mock_domain", _mock_domain),
+        ("mock_domain_flags", _mock_domain_flags), ("mock_domain_replace", _mock_domain_replace),
+        ("check_map", _check_map), ("check_refs", _check_refs), ("create_access", _create_access),
+        ("destroy_access_pages", _destroy_access_pages), ("access_pages", _access_pages),
+        ("access_rw", _access_rw), ("memory_limit", _memory_limit),
+        ("access_replace_ioas", _access_replace_ioas), ("dirty", _dirty), ("check_iotlb", _check_iotlb),
+        ("trigger_iopf", _trigger_iopf),
+    ]
+
+
+class iommu_test_cmd(Struct):
+    _anonymous_ = ("_u",)
+    _fields_ = [("size", u32), ("op", u32), ("id", u32), ("__reserved", u32),
+                ("_u", _iommu_test_cmd_union), ("last", u32)]
+
+
+class iommu_hwpt_selftest(Struct):
+    _fields_ = [("iotlb", u32)]
+
+
+class iommu_hwpt_invalidate_selftest(Struct):
+    _fields_ = [("flags", u32), ("iotlb_id", u32)]
+
+
+def test_cmd_ioctl() -> Ioctl:
+    """IOCTL_OP(IOMMU_TEST_CMD, iommufd_test, struct iommu_test_cmd, last) (main.c:409)."""
+    from ...uapi.abi import IOCTLS
+
+    found = IOCTLS.get("IOMMU_TEST_CMD")
+    if found is not None:
+        return found
+    return Ioctl(name="IOMMU_TEST_CMD", number=_IO(u.IOMMUFD_TYPE, u.IOMMUFD_CMD_BASE + 32),
+                 fd_kinds=frozenset({FD_IOMMUFD}), struct=iommu_test_cmd,
+                 min_size=iommu_test_cmd.offsetofend("last"), size_field="size",
+                 handler="selftest.c:1474")
+
+
+# -- the mock driver (selftest.c:124-635) ------------------------------------------------
+
+MOCK_DIRTY_TRACK = 1
+MOCK_IO_PAGE_SIZE = PAGE_SIZE // 2
+MOCK_HUGE_PAGE_SIZE = 512 * MOCK_IO_PAGE_SIZE
+
+
+class MockDev:
+    """struct mock_dev: a device on the iommufd_mock bus, alone in its group."""
+
+    def __init__(self, k: ModelKernel, id_: int, flags: int):
+        self.id = id_
+        self.flags = flags
+        self.bdf = f"iommufd_mock{id_}"
+        self.iommu_group: IommuGroup | None = IommuGroup(id=_MOCK_GROUP_BASE + id_, members=[self.bdf])
+        self.iommu_ops = MOCK_OPS
+        self.hw = None
+        # With the emulated Intel IOMMU present the mock bus devices get no
+        # iommu (measured: MOCK_DOMAIN fails with EINVAL).
+        self.probed = bool(k.facts.mock_domains)
+
+
+_MOCK_GROUP_BASE = 1 << 20
+_MOCK_IDA = "iommufd.mock_dev_ida"
+_MEMORY_LIMIT = "iommufd.test_memory_limit"
+
+
+class MockDomain(IommuDomain):
+    """struct mock_iommu_domain (mock_domain_alloc_paging(), selftest.c:284-301)."""
+
+    def __init__(self, ops: IommuOps, dev: MockDev | None):
+        super().__init__(ops, IOMMU_DOMAIN_UNMANAGED)
+        self.aperture_start = MOCK_APERTURE_START
+        self.aperture_end = MOCK_APERTURE_LAST
+        self.pgsize_bitmap = MOCK_IO_PAGE_SIZE
+        if dev is not None and dev.flags & MOCK_FLAGS_DEVICE_HUGE_IOVA:
+            self.pgsize_bitmap |= MOCK_HUGE_PAGE_SIZE
+        self.flags = 0
+        # xarray indexes (iova / MOCK_IO_PAGE_SIZE) whose entry has MOCK_PFN_DIRTY_IOVA
+        self.dirty: set[int] = set()
+
+    def has_entry(self, index: int) -> bool:
+        return self.is_mapped(index * MOCK_IO_PAGE_SIZE)
+
+    def unmap_range(self, iova: int, last: int) -> None:
+        if self.dirty:
+            lo, hi = iova // MOCK_IO_PAGE_SIZE, last // MOCK_IO_PAGE_SIZE
+            self.dirty = {i for i in self.dirty if not lo <= i <= hi}
+
+    def set_dirty_tracking(self, enable: bool) -> None:
+        """selftest.c:195-213."""
+        if enable and not self.dirty_ops:
+            raise E(errno.EINVAL, "selftest.c:203")
+        self.flags = (self.flags | MOCK_DIRTY_TRACK) if enable else (self.flags & ~MOCK_DIRTY_TRACK)
+
+    def _test_and_clear_dirty(self, iova: int, page_size: int, flags: int) -> bool:
+        """selftest.c:215-241."""
+        end = iova + page_size - 1
+        dirty = False
+        cur = iova
+        while cur < end:
+            idx = cur // MOCK_IO_PAGE_SIZE
+            if idx in self.dirty and self.has_entry(idx):
+                dirty = True
+                if not flags & IOMMU_DIRTY_NO_CLEAR:
+                    self.dirty.discard(idx)
+            cur += MOCK_IO_PAGE_SIZE
+        return dirty
+
+    def read_and_clear_dirty(self, iova: int, size: int, flags: int, dirty: DirtyBitmap | None) -> Errno | None:
+        """selftest.c:243-277 (no entry is ever a huge IOPTE: the model's user
+        pages are not physically contiguous)."""
+        end = iova + size
+        if not self.flags & MOCK_DIRTY_TRACK and dirty is not None:
+            return E(errno.EINVAL, "selftest.c:254")
+        while True:
+            pgsize = MOCK_IO_PAGE_SIZE
+            if self.has_entry(iova // MOCK_IO_PAGE_SIZE):
+                head = iova & ~(pgsize - 1)
+                if self._test_and_clear_dirty(head, pgsize, flags) and dirty is not None:
+                    dirty.record(iova, pgsize)
+            iova += pgsize
+            if iova >= end:
+                return None
+
+
+class MockNestedDomain(IommuDomain):
+    """struct mock_iommu_domain_nested (selftest.c:303-319)."""
+
+    def __init__(self, ops: IommuOps, parent: MockDomain, iotlb: int):
+        super().__init__(ops, IOMMU_DOMAIN_NESTED)
+        self.parent = parent
+        self.iotlb = [iotlb] * MOCK_NESTED_DOMAIN_IOTLB_NUM
+
+    def cache_invalidate_user(self, k: ModelKernel, type_: int, uptr: int, entry_len: int,
+                              entry_num: int) -> tuple[int, Errno | None]:
+        """mock_domain_cache_invalidate_user() (selftest.c:582-629)."""
+        processed = 0
+        if type_ != IOMMU_HWPT_INVALIDATE_DATA_SELFTEST:
+            return 0, E(errno.EINVAL, "selftest.c:595")
+        ksize = ctypes.sizeof(iommu_hwpt_invalidate_selftest)
+        min_len = iommu_hwpt_invalidate_selftest.offsetofend("iotlb_id")
+        for i in range(entry_num):
+            # iommu_copy_struct_from_user_array() (include/linux/iommu.h:464-481)
+            if entry_len < min_len or ksize < entry_len:
+                return processed, Errno(errno.EINVAL, "include/linux/iommu.h:431")
+            try:
+                raw = k.mm.copy_struct_from_user(ksize, (uptr + entry_len * i) & ULONG_MAX, entry_len)
+            except Errno as e:
+                return processed, e
+            inv = iommu_hwpt_invalidate_selftest.from_buffer_copy(raw)
+            if inv.flags & ~IOMMU_TEST_INVALIDATE_FLAG_ALL:
+                return processed, E(errno.EOPNOTSUPP, "selftest.c:606")
+            if inv.iotlb_id > MOCK_NESTED_DOMAIN_IOTLB_ID_MAX:
+                return processed, E(errno.EINVAL, "selftest.c:611")
+            if inv.flags & IOMMU_TEST_INVALIDATE_FLAG_ALL:
+                self.iotlb = [0] * MOCK_NESTED_DOMAIN_IOTLB_NUM
+            else:
+                self.iotlb[inv.iotlb_id] = 0
+            processed += 1
+        return processed, None
+
+
+class MockOps(IommuOps):
+    """static const struct iommu_ops mock_ops (selftest.c:545-572)."""
+
+    name = "mock"
+    user_pasid_table = True
+
+    def capable(self, dev: Any, cap: int) -> bool:
+        """mock_domain_capable() (selftest.c:494-508)."""
+        if not getattr(dev, "probed", False):
+            return False  # device_iommu_capable() without dev->iommu
+        if cap == IOMMU_CAP_CACHE_COHERENCY:
+            return True
+        if cap == IOMMU_CAP_DIRTY_TRACKING:
+            return not dev.flags & MOCK_FLAGS_DEVICE_NO_DIRTY
+        return False
+
+    def hw_info(self, dev: Any) -> tuple[int, bytes] | None:
+        """mock_domain_hw_info() (selftest.c:180-193): struct iommu_test_hw_info."""
+        return IOMMU_HW_INFO_TYPE_SELFTEST, struct.pack("<II", 0, IOMMU_HW_INFO_SELFTEST_REGVAL)
+
+    def domain_alloc_user(self, k: ModelKernel, dev: Any, flags: int, parent: IommuDomain | None,
+                          user_data: UserData | None) -> IommuDomain:
+        """mock_domain_alloc_user() (selftest.c:321-367)."""
+        if parent is None:
+            has_dirty_flag = bool(flags & u.IOMMU_HWPT_ALLOC_DIRTY_TRACKING)
+            no_dirty_ops = bool(dev.flags & MOCK_FLAGS_DEVICE_NO_DIRTY)
+            if flags & ~(u.IOMMU_HWPT_ALLOC_NEST_PARENT | u.IOMMU_HWPT_ALLOC_DIRTY_TRACKING):
+                raise E(errno.EOPNOTSUPP, "selftest.c:339")
+            if user_data is not None or (has_dirty_flag and no_dirty_ops):
+                raise E(errno.EOPNOTSUPP, "selftest.c:341")
+            domain = MockDomain(self, dev)
+            domain.dirty_ops = has_dirty_flag
+            return domain
+        assert user_data is not None
+        if user_data.type != IOMMU_HWPT_DATA_SELFTEST or flags:
+            raise E(errno.EOPNOTSUPP, "selftest.c:353")
+        if not isinstance(parent, MockDomain):
+            raise E(errno.EINVAL, "selftest.c:355")
+        # iommu_copy_struct_from_user(&user_cfg, user_data, IOMMU_HWPT_DATA_SELFTEST, iotlb)
+        ksize = ctypes.sizeof(iommu_hwpt_selftest)
+        if user_data.len < iommu_hwpt_selftest.offsetofend("iotlb") or ksize < user_data.len:
+            raise Errno(errno.EINVAL, "include/linux/iommu.h:431")
+        raw = k.mm.copy_struct_from_user(ksize, user_data.uptr, user_data.len)
+        return MockNestedDomain(self, parent, iommu_hwpt_selftest.from_buffer_copy(raw).iotlb)
+
+    def attach_dev(self, domain: IommuDomain, dev: Any) -> None:
+        """mock_domain_nop_attach() (selftest.c:160-169)."""
+        if domain.dirty_ops and getattr(dev, "flags", 0) & MOCK_FLAGS_DEVICE_NO_DIRTY:
+            raise E(errno.EINVAL, "selftest.c:166")
+
+    def enable_iopf(self, dev: Any) -> None:
+        """mock_dev_enable_feat(): iopf_queue_add_device() on mock-iopfq."""
+
+
+MOCK_OPS = MockOps()
+
+
+def mock_dev_create(k: ModelKernel, dev_flags: int) -> MockDev:
+    """selftest.c:693-731."""
+    if dev_flags & ~(MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_HUGE_IOVA):
+        raise E(errno.EINVAL, "selftest.c:700")
+    ida = k.state.setdefault(_MOCK_IDA, set())
+    assert isinstance(ida, set)
+    id_ = 0
+    while id_ in ida:
+        id_ += 1
+    ida.add(id_)
+    return MockDev(k, id_, dev_flags)
+
+
+def mock_dev_destroy(k: ModelKernel, mdev: MockDev) -> None:
+    """selftest.c:733-736 (the ida entry goes in mock_dev_release())."""
+    ida = k.state.get(_MOCK_IDA)
+    if isinstance(ida, set):
+        ida.discard(mdev.id)
+    mdev.iommu_group = None
+
+
+class SelftestObj(IommufdObject):
+    """struct selftest_obj of TYPE_IDEV (selftest.c:147-158)."""
+
+    type = IOMMUFD_OBJ_SELFTEST
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.idev: IommufdDevice | None = None
+        self.mock_dev: MockDev | None = None
+
+    def destroy(self, k: ModelKernel) -> None:
+        """iommufd_selftest_destroy() (selftest.c:1459-1472)."""
+        assert self.idev is not None and self.mock_dev is not None
+        self.idev.detach(k)
+        self.idev.unbind(k)
+        mock_dev_destroy(k, self.mock_dev)
+
+
+def get_md_pagetable(ictx: IommufdCtx, mockpt_id: int) -> MockDomain:
+    """selftest.c:648-664."""
+    hwpt = ictx.get_object(mockpt_id, IOMMUFD_OBJ_HWPT_PAGING)
+    assert isinstance(hwpt, HwptPaging)
+    if not isinstance(hwpt.domain, MockDomain):
+        raise E(errno.EINVAL, "selftest.c:660")
+    return hwpt.domain
+
+
+def get_md_pagetable_nested(ictx: IommufdCtx, mockpt_id: int) -> MockNestedDomain:
+    """selftest.c:666-683."""
+    hwpt = ictx.get_object(mockpt_id, IOMMUFD_OBJ_HWPT_NESTED)
+    assert isinstance(hwpt, HwptNested)
+    if not isinstance(hwpt.domain, MockNestedDomain):
+        raise E(errno.EINVAL, "selftest.c:678")
+    return hwpt.domain
+
+
+# -- the ops --------------------------------------------------------------------------
+
+def iommufd_test_mock_domain(ucmd: Ucmd[iommu_test_cmd]) -> None:
+    """selftest.c:744-805."""
+    cmd = ucmd.cmd
+    ictx = ucmd.ictx
+    k = ucmd.k
+    pt_id = cmd.id
+    sobj = SelftestObj()
+    ictx.object_alloc(sobj)
+    try:
+        dev_flags = cmd.mock_domain_flags.dev_flags if cmd.op == IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS else 0
+        mdev = mock_dev_create(k, dev_flags)
+        try:
+            idev = device_c.iommufd_device_bind(k, ictx, mdev, is_mock=True)
+            try:
+                pt_id = idev.attach(k, pt_id)
+            except BaseException:
+                idev.unbind(k)
+                raise
+        except BaseException:
+            mock_dev_destroy(k, mdev)
+            raise
+    except BaseException:
+        ictx.object_abort(sobj)
+        raise
+    sobj.idev = idev
+    sobj.mock_dev = mdev
+    cmd.mock_domain.out_hwpt_id = pt_id
+    cmd.mock_domain.out_stdev_id = sobj.id
+    cmd.mock_domain.out_idev_id = idev.id
+    try:
+        ucmd.respond()
+    except BaseException:
+        idev.detach(k)
+        idev.unbind(k)
+        mock_dev_destroy(k, mdev)
+        ictx.object_abort(sobj)
+        raise
+    ictx.finalize(sobj)
+
+
+def iommufd_test_mock_domain_replace(ucmd: Ucmd[iommu_test_cmd]) -> None:
+    """selftest.c:808-843."""
+    cmd = ucmd.cmd
+    sobj = ucmd.ictx.get_object(cmd.id, IOMMUFD_OBJ_SELFTEST)
+    assert isinstance(sobj, SelftestObj) and sobj.idev is not None
+    cmd.mock_domain_replace.pt_id = sobj.idev.replace(ucmd.k, cmd.mock_domain_replace.pt_id)
+    ucmd.respond()
+
+
+def iommufd_test_add_reserved(ucmd: Ucmd[iommu_test_cmd]) -> None:
+    """selftest.c:846-867."""
+    cmd = ucmd.cmd
+    start, length = cmd.add_reserved.start, cmd.add_reserved.length
+    if not length:
+        raise E(errno.EINVAL, "selftest.c:855")
+    last = check_add_overflow(start, length - 1)
+    if last is None:
+        raise E(errno.EOVERFLOW, "selftest.c:857")
+    ioas = get_ioas(ucmd.ictx, cmd.id)
+    iopt_reserve_iova(ioas.iopt, start, last, None)
+
+
+def _gup(k: ModelKernel, uptr: int) -> tuple[Mapping, int]:
+    """get_user_pages_fast() of one page: (mapping, page offset) or EFAULT."""
+    addr = uptr & ~(PAGE_SIZE - 1)
+    m = k.mm.lookup(addr)
+    if m is None:
+        raise Errno(errno.EFAULT, "mm/gup.c:get_user_pages_fast")
+    return m, addr - m.start
+
+
+def iommufd_test_md_check_pa(ucmd: Ucmd[iommu_test_cmd]) -> None:
+    """selftest.c:870-922: every IOVA maps the page under the user VA."""
+    cmd = ucmd.cmd
+    k = ucmd.k
+    iova, length, uptr = cmd.check_map.iova, cmd.check_map.length, cmd.check_map.uptr
+    if (iova % MOCK_IO_PAGE_SIZE or length % MOCK_IO_PAGE_SIZE or uptr % MOCK_IO_PAGE_SIZE
+            or check_add_overflow(uptr, length) is None):
+        raise E(errno.EINVAL, "selftest.c:882")
+    mock = get_md_pagetable(ucmd.ictx, cmd.id)
+    while length:
+        m, moff = _gup(k, uptr)
+        ent = _mock_phys(mock, iova)
+        if ent is None or ent[0] is not m or ent[1] != moff + uptr % PAGE_SIZE:
+            raise E(errno.EINVAL, "selftest.c:911")
+        iova += MOCK_IO_PAGE_SIZE
+        uptr += MOCK_IO_PAGE_SIZE
+        length -= MOCK_IO_PAGE_SIZE
+
+
+def _mock_phys(mock: MockDomain, iova: int) -> tuple[Mapping, int] | None:
+    """The physical address (mapping, offset; MOCK_IO_PAGE_SIZE granular) the
+    mock domain holds for ``iova``."""
+    if not mock.has_entry(iova // MOCK_IO_PAGE_SIZE):
+        return None
+    assert mock.iopt is not None
+    area = mock.iopt.area_iter_first(iova, iova)
+    assert area is not None and area.pages is not None
+    sb = area.start_byte(iova)
+    pin = area.pages.find_pin(sb // PAGE_SIZE)
+    if pin is None:
+        return None
+    off = pin.moff + (sb // PAGE_SIZE - pin.start) * PAGE_SIZE + sb % PAGE_SIZE
+    return pin.mapping, off & ~(MOCK_IO_PAGE_SIZE - 1)
+
+
+def iommufd_test_md_check_refs(ucmd: Ucmd[iommu_test_cmd]) -> None:
+    """selftest.c:925-957."""
+    cmd = ucmd.cmd
+    k = ucmd.k
+    length, uptr, refs = cmd.check_refs.length, cmd.check_refs.uptr, cmd.check_refs.refs
+    if length % PAGE_SIZE or uptr % PAGE_SIZE or check_add_overflow(uptr, length) is None:
+        raise E(errno.EINVAL, "selftest.c:933")
+    while length:
+        m, moff = _gup(k, uptr)
+        if pin_count(k, m, moff) != refs:
+            raise E(errno.EIO, "selftest.c:949")
+        uptr += PAGE_SIZE
+        length -= PAGE_SIZE
+
+
+def iommufd_test_md_check_iotlb(ucmd: Ucmd[iommu_test_cmd]) -> None:
+    """selftest.c:959-979."""
+    cmd = ucmd.cmd
+    nested = get_md_pagetable_nested(ucmd.ictx, cmd.id)
+    iotlb_id = cmd.check_iotlb.id
+    if iotlb_id > MOCK_NESTED_DOMAIN_IOTLB_ID_MAX or nested.iotlb[iotlb_id] != cmd.check_iotlb.iotlb:
+        raise E(errno.EINVAL, "selftest.c:976")
+
+
+# -- the test access (selftest.c:981-1356) ----------------------------------------------
+
+class StaccessItem:
+    __slots__ = ("id", "iova", "length")
+
+    def __init__(self, iova: int, length: int, id_: int):
+        self.iova = iova
+        self.length = length
+        self.id = id_
+
+
+class SelftestAccess(File):
+    """struct selftest_access behind the anon inode "[iommufd_test_staccess]"."""
+
+    kind = "iommufd_test_staccess"
+
+    def __init__(self) -> None:
+        self.access: IommufdAccess | None = None
+        self.items: list[StaccessItem] = []
+        self.next_id = 0
+
+    def release(self, k: ModelKernel) -> None:
+        """iommufd_test_staccess_release() (selftest.c:1063-1075)."""
+        if self.access is not None:
+            iommufd_test_access_unmap(k, self, 0, ULONG_MAX)
+            device_c.iommufd_access_destroy(k, self.access)
+
+
+def iommufd_test_access_unmap(k: ModelKernel, staccess: Any, iova: int, length: int) -> None:
+    """selftest.c:1014-1033: the access ops' unmap callback."""
+    iova_last = iova + length - 1
+    assert isinstance(staccess, SelftestAccess) and staccess.access is not None
+    for item in list(staccess.items):
+        if iova > item.iova + item.length - 1 or iova_last < item.iova:
+            continue
+        staccess.items.remove(item)
+        device_c.iommufd_access_unpin_pages(k, staccess.access, item.iova, item.length)
+
+
+SELFTEST_ACCESS_OPS_PIN = device_c.AccessOps(True, iommufd_test_access_unmap)
+SELFTEST_ACCESS_OPS = device_c.AccessOps(False, iommufd_test_access_unmap)
+
+
+def iommufd_access_get(k: ModelKernel, fd: int) -> SelftestAccess:
+    """selftest.c:999-1012."""
+    f = k.files.get(fd)
+    if f is None:
+        raise E(errno.EBADFD, "selftest.c:1005")
+    if not isinstance(f, SelftestAccess):
+        raise E(errno.EBADFD, "selftest.c:1009")
+    return f
+
+
+def iommufd_test_access_item_destroy(ucmd: Ucmd[iommu_test_cmd]) -> None:
+    """selftest.c:1035-1061."""
+    k = ucmd.k
+    staccess = iommufd_access_get(k, ucmd.cmd.id)
+    item_id = ucmd.cmd.destroy_access_pages.access_pages_id
+    for item in staccess.items:
+        if item.id == item_id:
+            staccess.items.remove(item)
+            assert staccess.access is not None
+            device_c.iommufd_access_unpin_pages(k, staccess.access, item.iova, item.length)
+            return
+    raise E(errno.ENOENT, "selftest.c:1060")
+
+
+def iommufd_test_create_access(ucmd: Ucmd[iommu_test_cmd]) -> None:
+    """selftest.c:1112-1164."""
+    cmd = ucmd.cmd
+    k = ucmd.k
+    flags = cmd.create_access.flags
+    if flags & ~MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES:
+        raise E(errno.EOPNOTSUPP, "selftest.c:1123")
+    staccess = SelftestAccess()
+    fdno = unused_fd(k)
+    ops = SELFTEST_ACCESS_OPS_PIN if flags & MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES else SELFTEST_ACCESS_OPS
+    access = device_c.iommufd_access_create(k, ucmd.ictx, ops, staccess)
+    try:
+        device_c.iommufd_access_attach(k, access, cmd.id)
+        cmd.create_access.out_access_fd = fdno
+        ucmd.respond()
+    except BaseException:
+        device_c.iommufd_access_destroy(k, access)
+        raise
+    staccess.access = access
+    k.install_fd(staccess)
+
+
+def iommufd_test_access_replace_ioas(ucmd: Ucmd[iommu_test_cmd]) -> None:
+    """selftest.c:1166-1180."""
+    staccess = iommufd_access_get(ucmd.k, ucmd.cmd.id)
+    assert staccess.access is not None
+    device_c.iommufd_access_replace(ucmd.k, staccess.access, ucmd.cmd.access_replace_ioas.ioas_id)
+
+
+def _syz_conv(staccess: SelftestAccess, iova: int) -> int:
+    """iommufd_test_syz_conv_iova() (selftest.c:93-106)."""
+    access = staccess.access
+    if access is None or access.ioas is None:
+        return 0
+    return syz_conv_iova(access.ioas.iopt, iova)
+
+
+def iommufd_test_access_pages(ucmd: Ucmd[iommu_test_cmd]) -> None:
+    """selftest.c:1204-1297."""
+    cmd = ucmd.cmd
+    k = ucmd.k
+    ap = cmd.access_pages
+    iova, length, uptr, flags = ap.iova, ap.length, ap.uptr, ap.flags
+    if length > 16 * 1024 * 1024:
+        raise E(errno.ENOMEM, "selftest.c:1218")
+    if flags & ~(MOCK_FLAGS_ACCESS_WRITE | MOCK_FLAGS_ACCESS_SYZ):
+        raise E(errno.EOPNOTSUPP, "selftest.c:1221")
+    staccess = iommufd_access_get(k, cmd.id)
+    access = staccess.access
+    assert access is not None
+    if access.ops is not SELFTEST_ACCESS_OPS_PIN:
+        raise E(errno.EOPNOTSUPP, "selftest.c:1228")
+    if flags & MOCK_FLAGS_ACCESS_SYZ:
+        iova = _syz_conv(staccess, ap.iova)
+    npages = (((iova + length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)) - (iova & ~(PAGE_SIZE - 1))) // PAGE_SIZE
+    pages = device_c.iommufd_access_pin_pages(k, access, iova, length, flags & MOCK_FLAGS_ACCESS_WRITE)
+    try:
+        if uptr:
+            # iommufd_test_check_pages() (selftest.c:1183-1202)
+            u_ = uptr - (iova - (iova & ~(PAGE_SIZE - 1)))
+            for i in range(npages):
+                m, moff = _gup(k, u_)
+                got = pages[i] if i < len(pages) else None
+                if got is None or got[0] is not m or got[1] != moff:
+                    raise E(errno.EBADE, "selftest.c:1197")
+                u_ += PAGE_SIZE
+        item = StaccessItem(iova, length, staccess.next_id)
+        staccess.next_id += 1
+        staccess.items.append(item)
+        ap.out_access_pages_id = item.id
+        try:
+            ucmd.respond()
+        except BaseException:
+            staccess.items.remove(item)
+            raise
+    except BaseException:
+        device_c.iommufd_access_unpin_pages(k, access, iova, length)
+        raise
+
+
+def iommufd_test_access_rw(ucmd: Ucmd[iommu_test_cmd]) -> None:
+    """selftest.c:1299-1353."""
+    cmd = ucmd.cmd
+    k = ucmd.k
+    rw = cmd.access_rw
+    iova, length, ubuf, flags = rw.iova, rw.length, rw.uptr, rw.flags
+    if length > 16 * 1024 * 1024:
+        raise E(errno.ENOMEM, "selftest.c:1311")
+    if flags & ~(MOCK_ACCESS_RW_WRITE | MOCK_ACCESS_RW_SLOW_PATH | MOCK_FLAGS_ACCESS_SYZ):
+        raise E(errno.EOPNOTSUPP, "selftest.c:1315")
+    staccess = iommufd_access_get(k, cmd.id)
+    assert staccess.access is not None
+    tmp = bytearray(length)
+    if flags & MOCK_ACCESS_RW_WRITE:
+        try:
+            tmp[:] = k.mm.read(ubuf, length)
+        except Errno:
+            raise E(errno.EFAULT, "selftest.c:1330") from None
+    if flags & MOCK_FLAGS_ACCESS_SYZ:
+        iova = _syz_conv(staccess, rw.iova)
+    device_c.iommufd_access_rw(k, staccess.access, iova, tmp, flags)
+    if not flags & MOCK_ACCESS_RW_WRITE and not copy_to_user_partial(k, ubuf, bytes(tmp)):
+        raise E(errno.EFAULT, "selftest.c:1344")
+
+
+def iommufd_test_dirty(ucmd: Ucmd[iommu_test_cmd]) -> None:
+    """selftest.c:1358-1424."""
+    cmd = ucmd.cmd
+    k = ucmd.k
+    d = cmd.dirty
+    iova, length, page_size, uptr = d.iova, d.length, d.page_size, d.uptr
+    if not page_size or not length or iova % page_size or length % page_size or not uptr:
+        raise E(errno.EINVAL, "selftest.c:1372")
+    nmax = length // page_size
+    if nmax > (16 << 20) * 8:
+        raise E(errno.EOVERFLOW, "selftest.c:1375")
+    mock = get_md_pagetable(ucmd.ictx, cmd.id)
+    if not mock.flags & MOCK_DIRTY_TRACK:
+        raise E(errno.EINVAL, "selftest.c:1382")
+    try:
+        bits = int.from_bytes(k.mm.read(uptr, (nmax + 7) // 8), "little")
+    except Errno:
+        raise E(errno.EFAULT, "selftest.c:1395") from None
+    count = 0
+    for i in range(nmax):
+        if not (bits >> i) & 1:
+            continue
+        idx = (iova + i * page_size) // page_size  # the xarray index, as the kernel computes it
+        if mock.has_entry(idx):
+            mock.dirty.add(idx)
+            count += 1
+    d.out_nr_dirty = count
+    ucmd.respond()
+
+
+def iommufd_test_trigger_iopf(ucmd: Ucmd[iommu_test_cmd]) -> None:
+    """selftest.c:1426-1457: the return of iommu_report_device_fault() is ignored."""
+    t = ucmd.cmd.trigger_iopf
+    idev = ucmd.ictx.get_object(t.dev_id, IOMMUFD_OBJ_DEVICE)
+    assert isinstance(idev, device_c.IommufdDevice)
+    if not isinstance(idev.dev, MockDev):
+        raise E(errno.EINVAL, "selftest.c:1438")
+    flags = IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE
+    if t.pasid != IOMMU_NO_PASID:
+        flags |= IOMMU_FAULT_PAGE_REQUEST_PASID_VALID
+    iommu_report_device_fault(ucmd.k, idev, flags, t.pasid, t.grpid, t.perm, t.addr)
+
+
+def iommufd_test_set_memory_limit(ucmd: Ucmd[iommu_test_cmd]) -> None:
+    """selftest.c:1523-1529: only batching changes; the value is module-wide."""
+    limit = ucmd.cmd.memory_limit.limit
+    if limit < 8 + 4:
+        raise E(errno.EINVAL, "selftest.c:1527")
+    ucmd.k.state[_MEMORY_LIMIT] = limit
+
+
+_OPS = {
+    IOMMU_TEST_OP_ADD_RESERVED: iommufd_test_add_reserved,
+    IOMMU_TEST_OP_MOCK_DOMAIN: iommufd_test_mock_domain,
+    IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS: iommufd_test_mock_domain,
+    IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE: iommufd_test_mock_domain_replace,
+    IOMMU_TEST_OP_MD_CHECK_MAP: iommufd_test_md_check_pa,
+    IOMMU_TEST_OP_MD_CHECK_REFS: iommufd_test_md_check_refs,
+    IOMMU_TEST_OP_MD_CHECK_IOTLB: iommufd_test_md_check_iotlb,
+    IOMMU_TEST_OP_CREATE_ACCESS: iommufd_test_create_access,
+    IOMMU_TEST_OP_ACCESS_REPLACE_IOAS: iommufd_test_access_replace_ioas,
+    IOMMU_TEST_OP_ACCESS_PAGES: iommufd_test_access_pages,
+    IOMMU_TEST_OP_ACCESS_RW: iommufd_test_access_rw,
+    IOMMU_TEST_OP_DESTROY_ACCESS_PAGES: iommufd_test_access_item_destroy,
+    IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT: iommufd_test_set_memory_limit,
+    IOMMU_TEST_OP_DIRTY: iommufd_test_dirty,
+    IOMMU_TEST_OP_TRIGGER_IOPF: iommufd_test_trigger_iopf,
+}
+
+
+def iommufd_test(ucmd: Ucmd[Any]) -> None:
+    """selftest.c:1474-1541 (__reserved is never checked)."""
+    fn = _OPS.get(ucmd.cmd.op)
+    if fn is None:
+        raise E(errno.EOPNOTSUPP, "selftest.c:1539")
+    fn(ucmd)
