@@ -95,7 +95,7 @@ def describe_failure(o: CaseOutcome) -> str:
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     for name, value in report.user_properties:
         if name == _PROP:
-            _outcomes.append(CaseOutcome.from_json(json.loads(value)))
+            _outcomes.append(CaseOutcome.from_json(json.loads(str(value))))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -33,7 +33,15 @@ class OpResult:
 
     @property
     def errno_name(self) -> str | None:
-        return _errno.errorcode.get(self.errno, str(self.errno)) if self.errno else None
+        return errno_name(self.errno) if self.errno else None
+
+
+# Where Python's errno table picks an alias, use the name the kernel's sources use.
+_KERNEL_NAMES = {_errno.EOPNOTSUPP: "EOPNOTSUPP", _errno.EAGAIN: "EAGAIN", _errno.EDEADLK: "EDEADLK"}
+
+
+def errno_name(code: int) -> str:
+    return _KERNEL_NAMES.get(code) or _errno.errorcode.get(code, str(code))
 
 
 @dataclass
@@ -93,7 +101,7 @@ class Facts:
     profile: str = ""
     # The IOMMU the VFIO devices sit behind (QEMU 7.2 intel-iommu by default:
     # aw-bits 39; the interrupt window is reserved as IOMMU_RESV_MSI).
-    iommu: "IommuHw" = field(default_factory=lambda: IommuHw())
+    iommu: IommuHw = field(default_factory=lambda: IommuHw())
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ import ctypes
 import errno as _errno
 import operator
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .. import uapi
 
@@ -81,7 +82,7 @@ class Expr:
     """A parsed expression; ``variables`` are the ``$names`` it reads."""
 
     text: str
-    tree: ast.expression
+    tree: ast.Expression
     variables: frozenset[str]
 
     def eval(self, env: Mapping[str, Any]) -> Any:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import errno as _errno
 import itertools
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -94,7 +95,14 @@ def _value(ctx: _Ctx, node: Any, key: Any, where: str, v: Any) -> Any:
 
 
 def _struct_fields(cls: type) -> dict[str, Any]:
-    return {f[0]: f[1] for f in cls._fields_}
+    """Field name -> ctype, with an anonymous union's members under their own names."""
+    out: dict[str, Any] = {}
+    for name, ctype, *_ in cls._fields_:  # type: ignore[attr-defined]
+        if name in getattr(cls, "_anonymous_", ()):
+            out.update(_struct_fields(ctype))
+        else:
+            out[name] = ctype
+    return out
 
 
 def _args(ctx: _Ctx, node: LMap, where: str, cls: type, io: abi.Ioctl | None) -> dict[str, Any]:
@@ -117,7 +125,7 @@ def _args(ctx: _Ctx, node: LMap, where: str, cls: type, io: abi.Ioctl | None) ->
     return out
 
 
-def _pointer(ctx: _Ctx, node: LMap, key: str, where: str, v: LMap) -> dict[str, Any]:
+def _pointer(ctx: _Ctx, node: LMap, key: str, where: str, v: Any) -> dict[str, Any]:
     kinds = {"array", "bytes", "hex"} & set(v)
     if len(kinds) != 1:
         raise ctx.err(node, key, where, "a pointer field takes one of {array: STRUCT, items|count}, "
@@ -249,7 +257,8 @@ def _step(ctx: _Ctx, raw: Any, idx: int, where: str, bound: set[str]) -> Step:
         spec["fd"] = need_bound(raw["fd"], "fd")
         arg_keys = {"args", "data", "tail", "buffer", "value", "int", "string", "pointer"} & set(raw)
         if "pointer" in raw and len(arg_keys) > 1:
-            raise ctx.err(raw, "pointer", f"{where}.pointer", "pointer: replaces the argument; nothing else goes with it")
+            raise ctx.err(raw, "pointer", f"{where}.pointer",
+                          "pointer: replaces the argument; nothing else goes with it")
         wants = {abi.ARG_STRUCT: {"args", "data", "tail", "buffer"}, abi.ARG_VALUE: {"value"},
                  abi.ARG_INT_PTR: {"int"}, abi.ARG_STRING: {"string"}, abi.ARG_U32_PTR: {"value"},
                  abi.ARG_NONE: set()}[io.arg] | {"pointer"}
@@ -387,7 +396,7 @@ def _variants(ctx: _Ctx, doc: LMap) -> list[tuple[str | None, dict[str, Any]]]:
         v = doc["variants"]
         if not isinstance(v, LMap) or not v:
             raise ctx.err(doc, "variants", "variants", "variants is a mapping name: {param: value}")
-        out = []
+        out: list[tuple[str | None, dict[str, Any]]] = []
         for name, params in v.items():
             if not isinstance(params, LMap) or not _ID.match(str(name)):
                 raise ctx.err(v, name, f"variants.{name}", "a variant is name: {param: value, ...}")
@@ -398,11 +407,11 @@ def _variants(ctx: _Ctx, doc: LMap) -> list[tuple[str | None, dict[str, Any]]]:
         if not isinstance(m, LMap) or not all(isinstance(x, list) and x for x in m.values()):
             raise ctx.err(doc, "matrix", "matrix", "matrix is a mapping param: [values]")
         keys = list(m)
-        out = []
+        expanded: list[tuple[str | None, dict[str, Any]]] = []
         for combo in itertools.product(*(m[k] for k in keys)):
             name = "-".join(_variant_name(c) for c in combo)
-            out.append((name, dict(zip(keys, combo))))
-        return out
+            expanded.append((name, dict(zip(keys, combo, strict=True))))
+        return expanded
     return [(None, {})]
 
 
@@ -482,6 +491,9 @@ class Loader:
         cases: list[Case] = []
         errors: list[CaseError] = []
         seen: dict[str, Path] = {}
+        if not pattern.endswith((".yaml", ".yml")):
+            # A folder or folder glob ("ioas", "size/**") means the case files below it.
+            pattern = pattern.rstrip("/") + ("/*.yaml" if pattern.endswith("**") else "/**/*.yaml")
         for path in sorted(self.root.glob(pattern)):
             if _FIXTURES_DIR in path.relative_to(self.root).parts[:1]:
                 continue

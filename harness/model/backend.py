@@ -42,6 +42,16 @@ class ModelBackend(Backend):
             return ret
         return OpResult(ret=ret if isinstance(ret, int) else 0)
 
+    @staticmethod
+    def _none(fn, *args) -> int:  # type: ignore[no-untyped-def]
+        fn(*args)
+        return 0
+
+    @staticmethod
+    def _written(fn, path: str, value: str) -> int:  # type: ignore[no-untyped-def]
+        fn(path, value)
+        return len(value)
+
     # -- Backend -----------------------------------------------------------
     def facts(self) -> Facts:
         return self._facts
@@ -56,7 +66,7 @@ class ModelBackend(Backend):
         return self._call(self.kernel.open, path)
 
     def close(self, fd: int) -> OpResult:
-        return self._call(lambda: self.kernel.close(fd) or 0)
+        return self._call(self._none, self.kernel.close, fd)
 
     def ioctl(self, fd: int, request: int, arg: bytes | int | None) -> OpResult:
         k = self.kernel
@@ -78,7 +88,7 @@ class ModelBackend(Backend):
         return self._call(self.kernel.mm.mmap, length)
 
     def munmap(self, addr: int, length: int) -> OpResult:
-        return self._call(lambda: self.kernel.mm.munmap(addr, length) or 0)
+        return self._call(self._none, self.kernel.mm.munmap, addr, length)
 
     def read_mem(self, addr: int, length: int) -> OpResult:
         try:
@@ -87,7 +97,7 @@ class ModelBackend(Backend):
             return _fail(e)
 
     def write_mem(self, addr: int, data: bytes) -> OpResult:
-        return self._call(lambda: self.kernel.mm.write(addr, data) or 0)
+        return self._call(self._none, self.kernel.mm.write, addr, data)
 
     def read(self, fd: int, length: int) -> OpResult:
         try:
@@ -112,7 +122,7 @@ class ModelBackend(Backend):
         return OpResult(ret=len(text), data=text.encode())
 
     def sysfs_write(self, path: str, value: str) -> OpResult:
-        return self._call(lambda: self.kernel.sysfs_write(path, value) or len(value))
+        return self._call(self._written, self.kernel.sysfs_write, path, value)
 
     def reset(self) -> None:
         # A fresh boot is the cheapest way to be sure nothing leaks between cases.

@@ -9,7 +9,8 @@ class Errno(Exception):
     """A syscall failure.  ``where`` is the 6.12 source line the model mirrors."""
 
     def __init__(self, code: int, where: str = ""):
-        super().__init__(f"{_errno.errorcode.get(code, code)} ({where})" if where else _errno.errorcode.get(code, str(code)))
+        name = _errno.errorcode.get(code, str(code))
+        super().__init__(f"{name} ({where})" if where else name)
         self.code = code
         self.where = where
 

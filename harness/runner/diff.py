@@ -40,7 +40,7 @@ class Diff:
 def diff(left: Trace, right: Trace) -> Diff:
     result = Diff(left.case_id, left, right)
     a, b = normalise(left), normalise(right)
-    for i, (x, y) in enumerate(zip(a, b)):
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
         label = x["step"]
         for key in ("errno", "ret"):
             if x[key] != y[key]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ctypes
+import errno as _errno
 import struct as _struct
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .. import uapi
 from ..backends.base import Backend, OpResult
@@ -22,11 +24,15 @@ class HarnessError(Exception):
     """The case could not be carried out (an unbound value, a bad expression result)."""
 
 
+class Unbound(HarnessError):
+    pass
+
+
 def evaluate(v: Any, env: Mapping[str, Any]) -> Any:
     if isinstance(v, Expr):
         try:
             return v.eval(env)
-        except Exception as e:  # noqa: BLE001 - report any evaluation problem against the step
+        except Exception as e:
             raise HarnessError(f"{v.text}: {e}") from None
     if isinstance(v, list):
         acc = 0
@@ -34,6 +40,12 @@ def evaluate(v: Any, env: Mapping[str, Any]) -> Any:
             acc |= int(evaluate(x, env))
         return acc
     return v
+
+
+def bound(env: Mapping[str, Any], name: str) -> Any:
+    if name not in env:
+        raise Unbound(f"${name} is not bound (the step that binds it did not run or failed)")
+    return env[name]
 
 
 def _as_int(v: Any) -> int:
@@ -79,7 +91,7 @@ def _pack_data(spec: Mapping[str, Any], env: Mapping[str, Any]) -> bytes:
     (kind, items), = spec.items()
     if kind == "hex":
         return bytes(items)
-    fmt, size = _DATA_TYPES[kind]
+    fmt, _ = _DATA_TYPES[kind]
     return b"".join(_struct.pack(fmt, _as_int(evaluate(x, env))) for x in items)
 
 
@@ -93,20 +105,14 @@ def _union_member(io: abi.Ioctl, fields: Mapping[str, Any]) -> str | None:
 
 def decode_struct(io: abi.Ioctl, data: bytes) -> dict[str, Any]:
     assert io.struct is not None
-    obj = io.struct.from_buffer_prefix(data)  # type: ignore[attr-defined]
-    d = obj.to_dict()
+    d = io.struct.from_buffer_prefix(data).to_dict()  # type: ignore[attr-defined]
     member = _union_member(io, d)
-    # Anonymous unions show up once per member; keep the one that applies.
-    for f in io.struct._fields_:  # type: ignore[attr-defined]
-        ctype = f[1]
-        if isinstance(ctype, type) and issubclass(ctype, ctypes.Union):
-            union = d.pop(f[0], {})
-            if member and member in union:
-                d[member] = union[member]
-    if io.struct.__name__ == "iommu_test_cmd":  # anonymous union members are promoted by ctypes
-        for name in list(d):
-            if name not in ("size", "op", "id", "__reserved", "last") and name != member:
-                d.pop(name)
+    if member is not None or io.name == "IOMMU_TEST_CMD":
+        # All members of the anonymous union alias the same bytes: keep the one the op reads.
+        union = next(c for n, c, *_ in io.struct._fields_ if n in io.struct._anonymous_)  # type: ignore[attr-defined]
+        for name, *_ in union._fields_:
+            if name != member:
+                d.pop(name, None)
     return flatten(d)
 
 
@@ -138,6 +144,8 @@ class Runner:
             for step in case.cleanup:
                 try:
                     rec = self._step(step, env)
+                except Unbound:
+                    continue  # what it would undo never happened
                 except HarnessError as e:
                     rec = StepRecord(step.index, step.line, step.kind, step.label(), failures=[str(e)])
                 rec.cleanup = True
@@ -169,7 +177,7 @@ class Runner:
         return self.backend.open(path), b"", 0
 
     def _do_close(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
-        fd = _as_int(env[step.spec["close"]])
+        fd = _as_int(bound(env, step.spec["close"]))
         rec.request = {"fd": fd}
         return self.backend.close(fd), b"", 0
 
@@ -183,8 +191,11 @@ class Runner:
 
     def _do_munmap(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
         name = step.spec["munmap"]
-        addr = _as_int(env[name])
-        length = _as_int(evaluate(step.spec["length"], env)) if "length" in step.spec else env.get(f"__len_{name}", PAGE)
+        addr = _as_int(bound(env, name))
+        if "length" in step.spec:
+            length = _as_int(evaluate(step.spec["length"], env))
+        else:
+            length = env.get(f"__len_{name}", PAGE)
         rec.request = {"addr": addr, "length": length}
         return self.backend.munmap(addr, length), b"", 0
 
@@ -207,7 +218,7 @@ class Runner:
         return self.backend.eventfd(init), b"", 0
 
     def _do_read(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
-        fd = _as_int(env[step.spec["read"]])
+        fd = _as_int(bound(env, step.spec["read"]))
         length = _as_int(evaluate(step.spec["length"], env))
         rec.request = {"fd": fd, "length": length}
         res = self.backend.read(fd, length)
@@ -215,7 +226,7 @@ class Runner:
         return res, b"", 0
 
     def _do_write(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
-        fd = _as_int(env[step.spec["write"]])
+        fd = _as_int(bound(env, step.spec["write"]))
         rec.request = {"fd": fd, "hex": step.spec["hex"].hex()}
         return self.backend.write(fd, step.spec["hex"]), b"", 0
 
@@ -232,7 +243,7 @@ class Runner:
 
     def _do_ioctl(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
         io = uapi.IOCTLS[step.spec["ioctl"]]
-        fd = _as_int(env[step.spec["fd"]])
+        fd = _as_int(bound(env, step.spec["fd"]))
         spec = step.spec
         rec.request = {"fd": fd}
         if "pointer" in spec:
@@ -369,14 +380,13 @@ def check(e: Expectation, rec: StepRecord, res: OpResult, sent: bytes, size_valu
           env: Mapping[str, Any]) -> list[str]:
     fails: list[str] = []
     got = res.errno_name
-    if e.errno != got:
-        want = e.errno or "success"
-        fails.append(f"returned {got or 'success'}, expected {want}")
+    if (getattr(_errno, e.errno) if e.errno else 0) != res.errno:
+        fails.append(f"returned {got or 'success'}, expected {e.errno or 'success'}")
         return fails
     if e.ret is not None:
-        want = _as_int(evaluate(e.ret, env))
-        if res.ret != want:
-            fails.append(f"ret is {res.ret}, expected {want}")
+        want_ret = _as_int(evaluate(e.ret, env))
+        if res.ret != want_ret:
+            fails.append(f"ret is {res.ret}, expected {want_ret}")
     for path, m in e.out.items():
         if path not in rec.out:
             fails.append(f"{path}: not in the output")

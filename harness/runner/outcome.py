@@ -46,7 +46,7 @@ class CaseOutcome:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "CaseOutcome":
+    def from_json(cls, d: dict[str, Any]) -> CaseOutcome:
         d = dict(d)
         d["steps"] = [StepView(**s) for s in d.get("steps", [])]
         return cls(**d)
