@@ -11,6 +11,7 @@ ENOENT when vfio-pci's enable_sriov is N, ...).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -23,8 +24,9 @@ from pathlib import Path
 import pytest
 
 from harness.backends import sysfs_state
+from harness.backends.base import PciFunction
 from harness.backends.kernel import KernelBackend, RestoreError
-from harness.backends.pci_sysfs import SysfsTree
+from harness.backends.pci_sysfs import SysfsTree, fill_hardware_fields
 from harness.backends.sysfs_state import restore_from_state_file
 
 E1000 = "0000:00:02.0"
@@ -270,6 +272,18 @@ def test_topology_sees_vfio_cdev_and_vfs(kb: KernelBackend, fake: FakePci) -> No
 
 def test_bar_sizes_from_resource(kb: KernelBackend) -> None:
     assert kb.tree.bar_sizes(E1000) == (0x20000, 0, 0, 0, 0, 0)
+
+
+def test_hardware_fields_are_filled_when_pcifunction_has_them(kb: KernelBackend) -> None:
+    @dataclasses.dataclass
+    class Described(PciFunction):
+        bar_sizes: tuple[int, ...] = ()
+        class_code: int = 0
+
+    plain = kb.topology().functions[E1000]
+    f = fill_hardware_fields(Described(**dataclasses.asdict(plain)), kb.tree, E1000)
+    assert (f.bar_sizes, f.class_code, f.vendor) == ((0x20000, 0, 0, 0, 0, 0), 0x020000, 0x8086)
+    assert fill_hardware_fields(plain, kb.tree, E1000) == plain
 
 
 # -- refusals -------------------------------------------------------------------

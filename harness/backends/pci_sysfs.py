@@ -193,8 +193,9 @@ class SysfsTree:
 
 def fill_hardware_fields(f: PciFunction, tree: SysfsTree, bdf: str) -> PciFunction:
     """Fill the hardware-description fields PciFunction has grown (BAR sizes, ...)
-    from sysfs, for those this tree can answer; the rest keep their defaults."""
-    have = {fl.name: fl for fl in dataclasses.fields(PciFunction)}
+    from sysfs, for those this tree can answer; the rest keep their defaults.
+    The names are guesses at what the hardware description will call them."""
+    have = {fl.name for fl in dataclasses.fields(f)}
     values: dict[str, Any] = {}
     if "bar_sizes" in have:
         values["bar_sizes"] = tree.bar_sizes(bdf)
