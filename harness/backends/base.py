@@ -129,6 +129,10 @@ class Backend(ABC):
     @abstractmethod
     def path_exists(self, path: str) -> bool: ...
 
+    def may_touch(self, bdf: str) -> bool:
+        """Whether cases may use (and change the binding of) this PCI function."""
+        return True
+
     @abstractmethod
     def open(self, path: str, flags: int = os.O_RDWR) -> OpResult: ...
 

@@ -127,7 +127,7 @@ class Runner:
             trace.status, trace.reason = SKIP, reason
             return trace
         env: dict[str, Any] = dict(case.params)
-        roles = bind_roles(case.requires.topology, self.backend.topology())
+        roles = bind_roles(case.requires.topology, self.backend.topology(), self.backend.may_touch)
         assert not isinstance(roles, str)
         env.update(roles)
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..backends.base import DRIVER_MANAGED_DMA, Backend, PciFunction, Topology
@@ -53,15 +54,18 @@ def _fits(topo: Topology, f: PciFunction, role: str) -> bool:
     return False
 
 
-def bind_roles(wanted: dict[str, str], topo: Topology) -> dict[str, Role] | str:
-    """Bind each role to a distinct function; a string is the reason it can't be done."""
+def bind_roles(wanted: dict[str, str], topo: Topology,
+               may_touch: Callable[[str], bool] = lambda bdf: True) -> dict[str, Role] | str:
+    """Bind each role to a distinct function the backend lets cases use (with a
+    kernel-bound sibling, that sibling too); a string is the reason it can't be done."""
     out: dict[str, Role] = {}
     used: set[str] = set()
     for name, role in wanted.items():
         f = next((f for f in sorted(topo.functions.values(), key=lambda f: f.bdf)
-                  if f.bdf not in used and _fits(topo, f, role)), None)
+                  if f.bdf not in used and _fits(topo, f, role) and may_touch(f.bdf)
+                  and all(may_touch(s.bdf) for s in topo.siblings(f.bdf))), None)
         if f is None:
-            return f"no PCI function for role {name}: {role}"
+            return f"no PCI function for role {name}: {role} (among those this run may use)"
         used.add(f.bdf)
         out[name] = _role(topo, f)
     return out
@@ -84,7 +88,7 @@ def unmet(case: Case, backend: Backend) -> str | None:
         if not backend.path_exists(node):
             return f"{node} does not exist"
     if r.topology:
-        bound = bind_roles(r.topology, backend.topology())
+        bound = bind_roles(r.topology, backend.topology(), backend.may_touch)
         if isinstance(bound, str):
             return bound
     return None
