@@ -7,8 +7,9 @@ Nothing here imports anything else of ours.
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, ClassVar
 
 # C scalar types as the uAPI headers spell them.  __aligned_u64 is a u64 with
 # 8-byte alignment, which is what ctypes gives c_uint64 on every 64-bit ABI.
@@ -72,7 +73,7 @@ class Struct(ctypes.Structure):
         return int(d.offset + d.size)
 
     @classmethod
-    def from_buffer_prefix(cls, data: bytes) -> "Struct":
+    def from_buffer_prefix(cls, data: bytes) -> Struct:
         """Decode ``data`` (zero-extended when shorter than the struct)."""
         raw = bytes(data[: ctypes.sizeof(cls)]).ljust(ctypes.sizeof(cls), b"\0")
         return cls.from_buffer_copy(raw)
@@ -100,7 +101,7 @@ def _value(v: Any) -> Any:
 
 def walk_fields(cls: type, prefix: str = "", base: int = 0) -> Iterator[tuple[str, int, int, Any]]:
     """Yield (dotted name, offset, size, ctype) for every leaf field of a struct."""
-    for f in cls._fields_:
+    for f in cls._fields_:  # type: ignore[attr-defined]
         name, ctype = f[0], f[1]
         desc = getattr(cls, name)
         off = base + desc.offset

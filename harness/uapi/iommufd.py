@@ -7,11 +7,11 @@ IOCTL_OP() in drivers/iommu/iommufd/main.c:378-411.
 from __future__ import annotations
 
 from .abi import (
+    _IO,
     FD_IOMMUFD,
     Ioctl,
     PointerField,
     Struct,
-    _IO,
     aligned_u64,
     register_constants,
     register_ioctl,
@@ -284,7 +284,7 @@ register_structs(
 )
 
 
-def _op(name: str, cmd: int, struct: type, last: str, handler: str, **kw: object) -> Ioctl:
+def _op(name: str, cmd: int, struct: type[Struct], last: str, handler: str, **kw: object) -> Ioctl:
     return register_ioctl(
         Ioctl(
             name=name,
@@ -293,7 +293,7 @@ def _op(name: str, cmd: int, struct: type, last: str, handler: str, **kw: object
             struct=struct,
             min_size=struct.offsetofend(last),
             size_field="size",
-            handler=handler,
+            handler=f"drivers/iommu/iommufd/{handler}",
             **kw,  # type: ignore[arg-type]
         )
     )
@@ -303,23 +303,23 @@ _RANGES = PointerField(iommu_iova_range, "num_iovas", "in")
 
 IOMMU_DESTROY = _op("IOMMU_DESTROY", IOMMUFD_CMD_DESTROY, iommu_destroy, "id", "main.c:247").number
 IOMMU_IOAS_ALLOC = _op(
-    "IOMMU_IOAS_ALLOC", IOMMUFD_CMD_IOAS_ALLOC, iommu_ioas_alloc, "out_ioas_id", "ioas.c:35",
+    "IOMMU_IOAS_ALLOC", IOMMUFD_CMD_IOAS_ALLOC, iommu_ioas_alloc, "out_ioas_id", "ioas.c:37",
 ).number
 IOMMU_IOAS_ALLOW_IOVAS = _op(
     "IOMMU_IOAS_ALLOW_IOVAS", IOMMUFD_CMD_IOAS_ALLOW_IOVAS, iommu_ioas_allow_iovas,
-    "allowed_iovas", "ioas.c:120", pointers={"allowed_iovas": _RANGES},
+    "allowed_iovas", "ioas.c:142", pointers={"allowed_iovas": _RANGES},
 ).number
 IOMMU_IOAS_COPY = _op(
-    "IOMMU_IOAS_COPY", IOMMUFD_CMD_IOAS_COPY, iommu_ioas_copy, "src_iova", "ioas.c:246",
+    "IOMMU_IOAS_COPY", IOMMUFD_CMD_IOAS_COPY, iommu_ioas_copy, "src_iova", "ioas.c:239",
     flag_fields={"flags": "IOMMU_IOAS_MAP_"},
 ).number
 IOMMU_IOAS_IOVA_RANGES = _op(
     "IOMMU_IOAS_IOVA_RANGES", IOMMUFD_CMD_IOAS_IOVA_RANGES, iommu_ioas_iova_ranges,
-    "out_iova_alignment", "ioas.c:63",
+    "out_iova_alignment", "ioas.c:62",
     pointers={"allowed_iovas": PointerField(iommu_iova_range, "num_iovas", "out")},
 ).number
 IOMMU_IOAS_MAP = _op(
-    "IOMMU_IOAS_MAP", IOMMUFD_CMD_IOAS_MAP, iommu_ioas_map, "iova", "ioas.c:201",
+    "IOMMU_IOAS_MAP", IOMMUFD_CMD_IOAS_MAP, iommu_ioas_map, "iova", "ioas.c:200",
     flag_fields={"flags": "IOMMU_IOAS_MAP_"},
 ).number
 IOMMU_IOAS_UNMAP = _op(
@@ -330,7 +330,7 @@ IOMMU_VFIO_IOAS = _op(
     "IOMMU_VFIO_IOAS", IOMMUFD_CMD_VFIO_IOAS, iommu_vfio_ioas, "__reserved", "vfio_compat.c:123",
 ).number
 IOMMU_HWPT_ALLOC = _op(
-    "IOMMU_HWPT_ALLOC", IOMMUFD_CMD_HWPT_ALLOC, iommu_hwpt_alloc, "__reserved", "hw_pagetable.c:281",
+    "IOMMU_HWPT_ALLOC", IOMMUFD_CMD_HWPT_ALLOC, iommu_hwpt_alloc, "__reserved", "hw_pagetable.c:267",
     flag_fields={"flags": "IOMMU_HWPT_"},
     pointers={"data_uptr": PointerField(None, "data_len", "in")},
 ).number

@@ -1,0 +1,1 @@
+"""Locating the Linux source the uAPI declarations are checked against."""
