@@ -225,13 +225,20 @@ def iopt_pages_rw_access(k: ModelKernel, pages: IoptPages, start_byte: int, data
     if write and not pages.writable:
         raise E(errno.EPERM, "pages.c:1845")
     if not (flags & IOMMUFD_ACCESS_RW_KTHREAD) and change_mm:
-        single = start_byte // PAGE_SIZE == (start_byte + len(data) - 1) // PAGE_SIZE
-        try:
-            pages.rw_slow(k, start_byte, data, write)
-        except Errno as e:
-            if single:  # iopt_pages_rw_page(): pin_user_pages_remote() failed
-                raise E(e.code, "pages.c:1810") from None
-            raise
+        if start_byte // PAGE_SIZE == (start_byte + len(data) - 1) // PAGE_SIZE:
+            # iopt_pages_rw_page() (pages.c:1785-1819): pin_user_pages_remote()
+            # of the page the mm has now, whatever is pinned
+            addr = pages.uptr + (start_byte & ~(PAGE_SIZE - 1))
+            m = k.mm.lookup(addr)
+            if m is None:
+                raise E(errno.EFAULT, "pages.c:1810")
+            off = addr - m.start + start_byte % PAGE_SIZE
+            if write:
+                m.data[off : off + len(data)] = data
+            else:
+                data[:] = m.data[off : off + len(data)]
+            return
+        pages.rw_slow(k, start_byte, data, write)
         return
     addr = pages.uptr + start_byte
     if write:
