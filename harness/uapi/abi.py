@@ -79,7 +79,7 @@ class Struct(ctypes.Structure):
         return cls.from_buffer_copy(raw)
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: _value(getattr(self, name)) for name in self.field_names()}
+        return _to_dict(self)
 
 
 class Union(ctypes.Union):
@@ -88,7 +88,21 @@ class Union(ctypes.Union):
         return [f[0] for f in cls._fields_]
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: _value(getattr(self, name)) for name in self.field_names()}
+        return _to_dict(self)
+
+
+def _to_dict(obj: Any) -> dict[str, Any]:
+    """Field name -> value; members of an anonymous union or struct appear
+    under their own names, as C code spells them."""
+    out: dict[str, Any] = {}
+    anonymous = getattr(obj, "_anonymous_", ())
+    for name, *_ in obj._fields_:
+        value = _value(getattr(obj, name))
+        if name in anonymous:
+            out.update(value)
+        else:
+            out[name] = value
+    return out
 
 
 def _value(v: Any) -> Any:
@@ -105,9 +119,9 @@ def walk_fields(cls: type, prefix: str = "", base: int = 0) -> Iterator[tuple[st
         name, ctype = f[0], f[1]
         desc = getattr(cls, name)
         off = base + desc.offset
-        full = prefix + name
+        full = prefix if name in getattr(cls, "_anonymous_", ()) else prefix + name
         if isinstance(ctype, type) and issubclass(ctype, (ctypes.Structure, ctypes.Union)):
-            yield from walk_fields(ctype, full + ".", off)
+            yield from walk_fields(ctype, full + "." if full != prefix else prefix, off)
         else:
             yield full, off, desc.size, ctype
 
