@@ -8,8 +8,8 @@ import errno
 
 from test_iommufd_util import PAGE_SIZE, Rig
 
-from harness.model.iommufd import selftest as st
 from harness.uapi import iommufd as u
+from harness.uapi import iommufd_test as st
 
 START = st.MOCK_APERTURE_START
 PIN = st.MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES

@@ -16,10 +16,10 @@ from harness.backends.base import IommuHw
 from harness.model.errors import Errno
 from harness.model.iommu import IommuGroup
 from harness.model.iommufd import IommufdCtx, ctx_from_file
-from harness.model.iommufd import selftest as st
 from harness.model.kernel import File
 from harness.model.topologies import DEFAULT_CONFIG
 from harness.uapi import iommufd as u
+from harness.uapi import iommufd_test as st
 
 HW = IommuHw()  # QEMU 7.2 intel-iommu: aw-bits 39, MSI window reserved
 MSI = (0xFEE0_0000, 0xFEEF_FFFF)

@@ -9,9 +9,9 @@ import struct
 
 from test_iommufd_util import PAGE_SIZE, Rig
 
-from harness.model.iommufd import selftest as st
 from harness.model.topologies import DEFAULT_CONFIG
 from harness.uapi import iommufd as u
+from harness.uapi import iommufd_test as st
 
 U64_MAX = (1 << 64) - 1
 HPAGE = 2 << 20

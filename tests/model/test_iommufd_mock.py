@@ -11,8 +11,8 @@ import pytest
 from test_iommufd_util import PAGE_SIZE, Rig
 
 from harness.model.errors import Errno
-from harness.model.iommufd import selftest as st
 from harness.uapi import iommufd as u
+from harness.uapi import iommufd_test as st
 
 U64_MAX = (1 << 64) - 1
 START, LAST = st.MOCK_APERTURE_START, st.MOCK_APERTURE_LAST

@@ -12,9 +12,9 @@ from typing import Any
 from harness.backends.base import Facts, Topology
 from harness.model import iommufd
 from harness.model.errors import Errno, userspace_errno
-from harness.model.iommufd import selftest as st
 from harness.model.kernel import ModelKernel
 from harness.model.topologies import default_facts
+from harness.uapi import iommufd_test as st
 from harness.uapi.abi import IOCTLS
 
 PAGE_SIZE = 4096
@@ -95,7 +95,7 @@ class Rig:
             sub = getattr(cmd, member)
             for key, val in fields.items():
                 setattr(sub, key, val)
-        return self.call(cmd, st.test_cmd_ioctl().number)
+        return self.call(cmd, st.IOMMU_TEST_CMD)
 
     # -- common steps ------------------------------------------------------------------
     def ioas(self) -> int:

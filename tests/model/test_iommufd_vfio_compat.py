@@ -10,9 +10,9 @@ import struct
 
 from test_iommufd_util import PAGE_SIZE, Rig
 
-from harness.model.iommufd import selftest as st
-from harness.model.iommufd import vfio_compat as vc
 from harness.uapi import iommufd as u
+from harness.uapi import iommufd_test as st
+from harness.uapi import vfio as vc
 
 START = st.MOCK_APERTURE_START
 

@@ -15,7 +15,8 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from ...uapi import iommufd as u
-from ...uapi.abi import _IO, FD_IOMMUFD, Ioctl, Struct, Union, aligned_u64, u32
+from ...uapi import iommufd_test as ut
+from ...uapi.abi import IOCTLS, Ioctl
 from ..errors import Errno
 from ..iommu import IommuGroup
 from ..kernel import File
@@ -63,145 +64,9 @@ if TYPE_CHECKING:
     from .main import IommufdCtx
 
 
-# -- include/uapi/.../iommufd_test.h ------------------------------------------------
-# (declared here until harness.uapi.iommufd_test lands; same C names)
-
-IOMMU_TEST_OP_ADD_RESERVED = 1
-IOMMU_TEST_OP_MOCK_DOMAIN = 2
-IOMMU_TEST_OP_MD_CHECK_MAP = 3
-IOMMU_TEST_OP_MD_CHECK_REFS = 4
-IOMMU_TEST_OP_CREATE_ACCESS = 5
-IOMMU_TEST_OP_DESTROY_ACCESS_PAGES = 6
-IOMMU_TEST_OP_ACCESS_PAGES = 7
-IOMMU_TEST_OP_ACCESS_RW = 8
-IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT = 9
-IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE = 10
-IOMMU_TEST_OP_ACCESS_REPLACE_IOAS = 11
-IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS = 12
-IOMMU_TEST_OP_DIRTY = 13
-IOMMU_TEST_OP_MD_CHECK_IOTLB = 14
-IOMMU_TEST_OP_TRIGGER_IOPF = 15
-
-MOCK_APERTURE_START = 1 << 24
-MOCK_APERTURE_LAST = (1 << 31) - 1
-MOCK_FLAGS_ACCESS_WRITE = 1 << 0
-MOCK_FLAGS_ACCESS_SYZ = 1 << 16
-MOCK_ACCESS_RW_WRITE = 1 << 0
-MOCK_ACCESS_RW_SLOW_PATH = 1 << 2
-MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES = 1 << 0
-MOCK_FLAGS_DEVICE_NO_DIRTY = 1 << 0
-MOCK_FLAGS_DEVICE_HUGE_IOVA = 1 << 1
-MOCK_NESTED_DOMAIN_IOTLB_ID_MAX = 3
-MOCK_NESTED_DOMAIN_IOTLB_NUM = 4
-
-IOMMU_HW_INFO_TYPE_SELFTEST = 0xFEEDBEEF
-IOMMU_HW_INFO_SELFTEST_REGVAL = 0xDEADBEEF
-IOMMU_HWPT_DATA_SELFTEST = 0xDEAD
-IOMMU_TEST_IOTLB_DEFAULT = 0xBADBEEF
-IOMMU_HWPT_INVALIDATE_DATA_SELFTEST = 0xDEADBEEF
-IOMMU_HWPT_INVALIDATE_DATA_SELFTEST_INVALID = 0xDADBEEF
-IOMMU_TEST_INVALIDATE_FLAG_ALL = 1 << 0
-
-
-class _add_reserved(Struct):
-    _fields_ = [("start", aligned_u64), ("length", aligned_u64)]
-
-
-class _mock_domain(Struct):
-    _fields_ = [("out_stdev_id", u32), ("out_hwpt_id", u32), ("out_idev_id", u32)]
-
-
-class _mock_domain_flags(Struct):
-    _fields_ = [("out_stdev_id", u32), ("out_hwpt_id", u32), ("out_idev_id", u32), ("dev_flags", u32)]
-
-
-class _mock_domain_replace(Struct):
-    _fields_ = [("pt_id", u32)]
-
-
-class _check_map(Struct):
-    _fields_ = [("iova", aligned_u64), ("length", aligned_u64), ("uptr", aligned_u64)]
-
-
-class _check_refs(Struct):
-    _fields_ = [("length", aligned_u64), ("uptr", aligned_u64), ("refs", u32)]
-
-
-class _create_access(Struct):
-    _fields_ = [("out_access_fd", u32), ("flags", u32)]
-
-
-class _destroy_access_pages(Struct):
-    _fields_ = [("access_pages_id", u32)]
-
-
-class _access_pages(Struct):
-    _fields_ = [("flags", u32), ("out_access_pages_id", u32), ("iova", aligned_u64),
-                ("length", aligned_u64), ("uptr", aligned_u64)]
-
-
-class _access_rw(Struct):
-    _fields_ = [("iova", aligned_u64), ("length", aligned_u64), ("uptr", aligned_u64), ("flags", u32)]
-
-
-class _memory_limit(Struct):
-    _fields_ = [("limit", u32)]
-
-
-class _access_replace_ioas(Struct):
-    _fields_ = [("ioas_id", u32)]
-
-
-class _dirty(Struct):
-    _fields_ = [("flags", u32), ("iova", aligned_u64), ("length", aligned_u64), ("page_size", aligned_u64),
-                ("uptr", aligned_u64), ("out_nr_dirty", aligned_u64)]
-
-
-class _check_iotlb(Struct):
-    _fields_ = [("id", u32), ("iotlb", u32)]
-
-
-class _trigger_iopf(Struct):
-    _fields_ = [("dev_id", u32), ("pasid", u32), ("grpid", u32), ("perm", u32), ("addr", ctypes.c_uint64)]
-
-
-class _iommu_test_cmd_union(Union):
-    _fields_ = [
-        ("add_reserved", _add_reserved), ("mock_domain", _mock_domain),
-        ("mock_domain_flags", _mock_domain_flags), ("mock_domain_replace", _mock_domain_replace),
-        ("check_map", _check_map), ("check_refs", _check_refs), ("create_access", _create_access),
-        ("destroy_access_pages", _destroy_access_pages), ("access_pages", _access_pages),
-        ("access_rw", _access_rw), ("memory_limit", _memory_limit),
-        ("access_replace_ioas", _access_replace_ioas), ("dirty", _dirty), ("check_iotlb", _check_iotlb),
-        ("trigger_iopf", _trigger_iopf),
-    ]
-
-
-class iommu_test_cmd(Struct):
-    _anonymous_ = ("_u",)
-    _fields_ = [("size", u32), ("op", u32), ("id", u32), ("__reserved", u32),
-                ("_u", _iommu_test_cmd_union), ("last", u32)]
-
-
-class iommu_hwpt_selftest(Struct):
-    _fields_ = [("iotlb", u32)]
-
-
-class iommu_hwpt_invalidate_selftest(Struct):
-    _fields_ = [("flags", u32), ("iotlb_id", u32)]
-
-
 def test_cmd_ioctl() -> Ioctl:
     """IOCTL_OP(IOMMU_TEST_CMD, iommufd_test, struct iommu_test_cmd, last) (main.c:409)."""
-    from ...uapi.abi import IOCTLS
-
-    found = IOCTLS.get("IOMMU_TEST_CMD")
-    if found is not None:
-        return found
-    return Ioctl(name="IOMMU_TEST_CMD", number=_IO(u.IOMMUFD_TYPE, u.IOMMUFD_CMD_BASE + 32),
-                 fd_kinds=frozenset({FD_IOMMUFD}), struct=iommu_test_cmd,
-                 min_size=iommu_test_cmd.offsetofend("last"), size_field="size",
-                 handler="selftest.c:1474")
+    return IOCTLS["IOMMU_TEST_CMD"]
 
 
 # -- the mock driver (selftest.c:124-635) ------------------------------------------------
@@ -236,10 +101,10 @@ class MockDomain(IommuDomain):
 
     def __init__(self, ops: IommuOps, dev: MockDev | None):
         super().__init__(ops, IOMMU_DOMAIN_UNMANAGED)
-        self.aperture_start = MOCK_APERTURE_START
-        self.aperture_end = MOCK_APERTURE_LAST
+        self.aperture_start = ut.MOCK_APERTURE_START
+        self.aperture_end = ut.MOCK_APERTURE_LAST
         self.pgsize_bitmap = MOCK_IO_PAGE_SIZE
-        if dev is not None and dev.flags & MOCK_FLAGS_DEVICE_HUGE_IOVA:
+        if dev is not None and dev.flags & ut.MOCK_FLAGS_DEVICE_HUGE_IOVA:
             self.pgsize_bitmap |= MOCK_HUGE_PAGE_SIZE
         self.flags = 0
         # xarray indexes (iova / MOCK_IO_PAGE_SIZE) whose entry has MOCK_PFN_DIRTY_IOVA
@@ -296,16 +161,16 @@ class MockNestedDomain(IommuDomain):
     def __init__(self, ops: IommuOps, parent: MockDomain, iotlb: int):
         super().__init__(ops, IOMMU_DOMAIN_NESTED)
         self.parent = parent
-        self.iotlb = [iotlb] * MOCK_NESTED_DOMAIN_IOTLB_NUM
+        self.iotlb = [iotlb] * ut.MOCK_NESTED_DOMAIN_IOTLB_NUM
 
     def cache_invalidate_user(self, k: ModelKernel, type_: int, uptr: int, entry_len: int,
                               entry_num: int) -> tuple[int, Errno | None]:
         """mock_domain_cache_invalidate_user() (selftest.c:582-629)."""
         processed = 0
-        if type_ != IOMMU_HWPT_INVALIDATE_DATA_SELFTEST:
+        if type_ != ut.IOMMU_HWPT_INVALIDATE_DATA_SELFTEST:
             return 0, E(errno.EINVAL, "selftest.c:595")
-        ksize = ctypes.sizeof(iommu_hwpt_invalidate_selftest)
-        min_len = iommu_hwpt_invalidate_selftest.offsetofend("iotlb_id")
+        ksize = ctypes.sizeof(ut.iommu_hwpt_invalidate_selftest)
+        min_len = ut.iommu_hwpt_invalidate_selftest.offsetofend("iotlb_id")
         for i in range(entry_num):
             # iommu_copy_struct_from_user_array() (include/linux/iommu.h:464-481)
             if entry_len < min_len or ksize < entry_len:
@@ -314,13 +179,13 @@ class MockNestedDomain(IommuDomain):
                 raw = k.mm.copy_struct_from_user(ksize, (uptr + entry_len * i) & ULONG_MAX, entry_len)
             except Errno as e:
                 return processed, e
-            inv = iommu_hwpt_invalidate_selftest.from_buffer_copy(raw)
-            if inv.flags & ~IOMMU_TEST_INVALIDATE_FLAG_ALL:
+            inv = ut.iommu_hwpt_invalidate_selftest.from_buffer_copy(raw)
+            if inv.flags & ~ut.IOMMU_TEST_INVALIDATE_FLAG_ALL:
                 return processed, E(errno.EOPNOTSUPP, "selftest.c:606")
-            if inv.iotlb_id > MOCK_NESTED_DOMAIN_IOTLB_ID_MAX:
+            if inv.iotlb_id > ut.MOCK_NESTED_DOMAIN_IOTLB_ID_MAX:
                 return processed, E(errno.EINVAL, "selftest.c:611")
-            if inv.flags & IOMMU_TEST_INVALIDATE_FLAG_ALL:
-                self.iotlb = [0] * MOCK_NESTED_DOMAIN_IOTLB_NUM
+            if inv.flags & ut.IOMMU_TEST_INVALIDATE_FLAG_ALL:
+                self.iotlb = [0] * ut.MOCK_NESTED_DOMAIN_IOTLB_NUM
             else:
                 self.iotlb[inv.iotlb_id] = 0
             processed += 1
@@ -340,19 +205,19 @@ class MockOps(IommuOps):
         if cap == IOMMU_CAP_CACHE_COHERENCY:
             return True
         if cap == IOMMU_CAP_DIRTY_TRACKING:
-            return not dev.flags & MOCK_FLAGS_DEVICE_NO_DIRTY
+            return not dev.flags & ut.MOCK_FLAGS_DEVICE_NO_DIRTY
         return False
 
     def hw_info(self, dev: Any) -> tuple[int, bytes] | None:
         """mock_domain_hw_info() (selftest.c:180-193): struct iommu_test_hw_info."""
-        return IOMMU_HW_INFO_TYPE_SELFTEST, struct.pack("<II", 0, IOMMU_HW_INFO_SELFTEST_REGVAL)
+        return ut.IOMMU_HW_INFO_TYPE_SELFTEST, struct.pack("<II", 0, ut.IOMMU_HW_INFO_SELFTEST_REGVAL)
 
     def domain_alloc_user(self, k: ModelKernel, dev: Any, flags: int, parent: IommuDomain | None,
                           user_data: UserData | None) -> IommuDomain:
         """mock_domain_alloc_user() (selftest.c:321-367)."""
         if parent is None:
             has_dirty_flag = bool(flags & u.IOMMU_HWPT_ALLOC_DIRTY_TRACKING)
-            no_dirty_ops = bool(dev.flags & MOCK_FLAGS_DEVICE_NO_DIRTY)
+            no_dirty_ops = bool(dev.flags & ut.MOCK_FLAGS_DEVICE_NO_DIRTY)
             if flags & ~(u.IOMMU_HWPT_ALLOC_NEST_PARENT | u.IOMMU_HWPT_ALLOC_DIRTY_TRACKING):
                 raise E(errno.EOPNOTSUPP, "selftest.c:339")
             if user_data is not None or (has_dirty_flag and no_dirty_ops):
@@ -361,20 +226,20 @@ class MockOps(IommuOps):
             domain.dirty_ops = has_dirty_flag
             return domain
         assert user_data is not None
-        if user_data.type != IOMMU_HWPT_DATA_SELFTEST or flags:
+        if user_data.type != ut.IOMMU_HWPT_DATA_SELFTEST or flags:
             raise E(errno.EOPNOTSUPP, "selftest.c:353")
         if not isinstance(parent, MockDomain):
             raise E(errno.EINVAL, "selftest.c:355")
         # iommu_copy_struct_from_user(&user_cfg, user_data, IOMMU_HWPT_DATA_SELFTEST, iotlb)
-        ksize = ctypes.sizeof(iommu_hwpt_selftest)
-        if user_data.len < iommu_hwpt_selftest.offsetofend("iotlb") or ksize < user_data.len:
+        ksize = ctypes.sizeof(ut.iommu_hwpt_selftest)
+        if user_data.len < ut.iommu_hwpt_selftest.offsetofend("iotlb") or ksize < user_data.len:
             raise Errno(errno.EINVAL, "include/linux/iommu.h:431")
         raw = k.mm.copy_struct_from_user(ksize, user_data.uptr, user_data.len)
-        return MockNestedDomain(self, parent, iommu_hwpt_selftest.from_buffer_copy(raw).iotlb)
+        return MockNestedDomain(self, parent, ut.iommu_hwpt_selftest.from_buffer_copy(raw).iotlb)
 
     def attach_dev(self, domain: IommuDomain, dev: Any) -> None:
         """mock_domain_nop_attach() (selftest.c:160-169)."""
-        if domain.dirty_ops and getattr(dev, "flags", 0) & MOCK_FLAGS_DEVICE_NO_DIRTY:
+        if domain.dirty_ops and getattr(dev, "flags", 0) & ut.MOCK_FLAGS_DEVICE_NO_DIRTY:
             raise E(errno.EINVAL, "selftest.c:166")
 
     def enable_iopf(self, dev: Any) -> None:
@@ -386,7 +251,7 @@ MOCK_OPS = MockOps()
 
 def mock_dev_create(k: ModelKernel, dev_flags: int) -> MockDev:
     """selftest.c:693-731."""
-    if dev_flags & ~(MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_HUGE_IOVA):
+    if dev_flags & ~(ut.MOCK_FLAGS_DEVICE_NO_DIRTY | ut.MOCK_FLAGS_DEVICE_HUGE_IOVA):
         raise E(errno.EINVAL, "selftest.c:700")
     ida = k.state.setdefault(_MOCK_IDA, set())
     assert isinstance(ida, set)
@@ -443,7 +308,7 @@ def get_md_pagetable_nested(ictx: IommufdCtx, mockpt_id: int) -> MockNestedDomai
 
 # -- the ops --------------------------------------------------------------------------
 
-def iommufd_test_mock_domain(ucmd: Ucmd[iommu_test_cmd]) -> None:
+def iommufd_test_mock_domain(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
     """selftest.c:744-805."""
     cmd = ucmd.cmd
     ictx = ucmd.ictx
@@ -452,7 +317,7 @@ def iommufd_test_mock_domain(ucmd: Ucmd[iommu_test_cmd]) -> None:
     sobj = SelftestObj()
     ictx.object_alloc(sobj)
     try:
-        dev_flags = cmd.mock_domain_flags.dev_flags if cmd.op == IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS else 0
+        dev_flags = cmd.mock_domain_flags.dev_flags if cmd.op == ut.IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS else 0
         mdev = mock_dev_create(k, dev_flags)
         try:
             idev = device_c.iommufd_device_bind(k, ictx, mdev, is_mock=True)
@@ -483,7 +348,7 @@ def iommufd_test_mock_domain(ucmd: Ucmd[iommu_test_cmd]) -> None:
     ictx.finalize(sobj)
 
 
-def iommufd_test_mock_domain_replace(ucmd: Ucmd[iommu_test_cmd]) -> None:
+def iommufd_test_mock_domain_replace(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
     """selftest.c:808-843."""
     cmd = ucmd.cmd
     sobj = ucmd.ictx.get_object(cmd.id, IOMMUFD_OBJ_SELFTEST)
@@ -492,7 +357,7 @@ def iommufd_test_mock_domain_replace(ucmd: Ucmd[iommu_test_cmd]) -> None:
     ucmd.respond()
 
 
-def iommufd_test_add_reserved(ucmd: Ucmd[iommu_test_cmd]) -> None:
+def iommufd_test_add_reserved(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
     """selftest.c:846-867."""
     cmd = ucmd.cmd
     start, length = cmd.add_reserved.start, cmd.add_reserved.length
@@ -514,7 +379,7 @@ def _gup(k: ModelKernel, uptr: int) -> tuple[Mapping, int]:
     return m, addr - m.start
 
 
-def iommufd_test_md_check_pa(ucmd: Ucmd[iommu_test_cmd]) -> None:
+def iommufd_test_md_check_pa(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
     """selftest.c:870-922: every IOVA maps the page under the user VA."""
     cmd = ucmd.cmd
     k = ucmd.k
@@ -549,7 +414,7 @@ def _mock_phys(mock: MockDomain, iova: int) -> tuple[Mapping, int] | None:
     return pin.mapping, off & ~(MOCK_IO_PAGE_SIZE - 1)
 
 
-def iommufd_test_md_check_refs(ucmd: Ucmd[iommu_test_cmd]) -> None:
+def iommufd_test_md_check_refs(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
     """selftest.c:925-957."""
     cmd = ucmd.cmd
     k = ucmd.k
@@ -564,12 +429,12 @@ def iommufd_test_md_check_refs(ucmd: Ucmd[iommu_test_cmd]) -> None:
         length -= PAGE_SIZE
 
 
-def iommufd_test_md_check_iotlb(ucmd: Ucmd[iommu_test_cmd]) -> None:
+def iommufd_test_md_check_iotlb(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
     """selftest.c:959-979."""
     cmd = ucmd.cmd
     nested = get_md_pagetable_nested(ucmd.ictx, cmd.id)
     iotlb_id = cmd.check_iotlb.id
-    if iotlb_id > MOCK_NESTED_DOMAIN_IOTLB_ID_MAX or nested.iotlb[iotlb_id] != cmd.check_iotlb.iotlb:
+    if iotlb_id > ut.MOCK_NESTED_DOMAIN_IOTLB_ID_MAX or nested.iotlb[iotlb_id] != cmd.check_iotlb.iotlb:
         raise E(errno.EINVAL, "selftest.c:976")
 
 
@@ -626,7 +491,7 @@ def iommufd_access_get(k: ModelKernel, fd: int) -> SelftestAccess:
     return f
 
 
-def iommufd_test_access_item_destroy(ucmd: Ucmd[iommu_test_cmd]) -> None:
+def iommufd_test_access_item_destroy(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
     """selftest.c:1035-1061."""
     k = ucmd.k
     staccess = iommufd_access_get(k, ucmd.cmd.id)
@@ -640,16 +505,16 @@ def iommufd_test_access_item_destroy(ucmd: Ucmd[iommu_test_cmd]) -> None:
     raise E(errno.ENOENT, "selftest.c:1060")
 
 
-def iommufd_test_create_access(ucmd: Ucmd[iommu_test_cmd]) -> None:
+def iommufd_test_create_access(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
     """selftest.c:1112-1164."""
     cmd = ucmd.cmd
     k = ucmd.k
     flags = cmd.create_access.flags
-    if flags & ~MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES:
+    if flags & ~ut.MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES:
         raise E(errno.EOPNOTSUPP, "selftest.c:1123")
     staccess = SelftestAccess()
     fdno = unused_fd(k)
-    ops = SELFTEST_ACCESS_OPS_PIN if flags & MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES else SELFTEST_ACCESS_OPS
+    ops = SELFTEST_ACCESS_OPS_PIN if flags & ut.MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES else SELFTEST_ACCESS_OPS
     access = device_c.iommufd_access_create(k, ucmd.ictx, ops, staccess)
     try:
         device_c.iommufd_access_attach(k, access, cmd.id)
@@ -662,7 +527,7 @@ def iommufd_test_create_access(ucmd: Ucmd[iommu_test_cmd]) -> None:
     k.install_fd(staccess)
 
 
-def iommufd_test_access_replace_ioas(ucmd: Ucmd[iommu_test_cmd]) -> None:
+def iommufd_test_access_replace_ioas(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
     """selftest.c:1166-1180."""
     staccess = iommufd_access_get(ucmd.k, ucmd.cmd.id)
     assert staccess.access is not None
@@ -677,7 +542,7 @@ def _syz_conv(staccess: SelftestAccess, iova: int) -> int:
     return syz_conv_iova(access.ioas.iopt, iova)
 
 
-def iommufd_test_access_pages(ucmd: Ucmd[iommu_test_cmd]) -> None:
+def iommufd_test_access_pages(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
     """selftest.c:1204-1297."""
     cmd = ucmd.cmd
     k = ucmd.k
@@ -685,17 +550,17 @@ def iommufd_test_access_pages(ucmd: Ucmd[iommu_test_cmd]) -> None:
     iova, length, uptr, flags = ap.iova, ap.length, ap.uptr, ap.flags
     if length > 16 * 1024 * 1024:
         raise E(errno.ENOMEM, "selftest.c:1218")
-    if flags & ~(MOCK_FLAGS_ACCESS_WRITE | MOCK_FLAGS_ACCESS_SYZ):
+    if flags & ~(ut.MOCK_FLAGS_ACCESS_WRITE | ut.MOCK_FLAGS_ACCESS_SYZ):
         raise E(errno.EOPNOTSUPP, "selftest.c:1221")
     staccess = iommufd_access_get(k, cmd.id)
     access = staccess.access
     assert access is not None
     if access.ops is not SELFTEST_ACCESS_OPS_PIN:
         raise E(errno.EOPNOTSUPP, "selftest.c:1228")
-    if flags & MOCK_FLAGS_ACCESS_SYZ:
+    if flags & ut.MOCK_FLAGS_ACCESS_SYZ:
         iova = _syz_conv(staccess, ap.iova)
     npages = (((iova + length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)) - (iova & ~(PAGE_SIZE - 1))) // PAGE_SIZE
-    pages = device_c.iommufd_access_pin_pages(k, access, iova, length, flags & MOCK_FLAGS_ACCESS_WRITE)
+    pages = device_c.iommufd_access_pin_pages(k, access, iova, length, flags & ut.MOCK_FLAGS_ACCESS_WRITE)
     try:
         if uptr:
             # iommufd_test_check_pages() (selftest.c:1183-1202)
@@ -720,7 +585,7 @@ def iommufd_test_access_pages(ucmd: Ucmd[iommu_test_cmd]) -> None:
         raise
 
 
-def iommufd_test_access_rw(ucmd: Ucmd[iommu_test_cmd]) -> None:
+def iommufd_test_access_rw(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
     """selftest.c:1299-1353."""
     cmd = ucmd.cmd
     k = ucmd.k
@@ -728,24 +593,24 @@ def iommufd_test_access_rw(ucmd: Ucmd[iommu_test_cmd]) -> None:
     iova, length, ubuf, flags = rw.iova, rw.length, rw.uptr, rw.flags
     if length > 16 * 1024 * 1024:
         raise E(errno.ENOMEM, "selftest.c:1311")
-    if flags & ~(MOCK_ACCESS_RW_WRITE | MOCK_ACCESS_RW_SLOW_PATH | MOCK_FLAGS_ACCESS_SYZ):
+    if flags & ~(ut.MOCK_ACCESS_RW_WRITE | ut.MOCK_ACCESS_RW_SLOW_PATH | ut.MOCK_FLAGS_ACCESS_SYZ):
         raise E(errno.EOPNOTSUPP, "selftest.c:1315")
     staccess = iommufd_access_get(k, cmd.id)
     assert staccess.access is not None
     tmp = bytearray(length)
-    if flags & MOCK_ACCESS_RW_WRITE:
+    if flags & ut.MOCK_ACCESS_RW_WRITE:
         try:
             tmp[:] = k.mm.read(ubuf, length)
         except Errno:
             raise E(errno.EFAULT, "selftest.c:1330") from None
-    if flags & MOCK_FLAGS_ACCESS_SYZ:
+    if flags & ut.MOCK_FLAGS_ACCESS_SYZ:
         iova = _syz_conv(staccess, rw.iova)
     device_c.iommufd_access_rw(k, staccess.access, iova, tmp, flags)
-    if not flags & MOCK_ACCESS_RW_WRITE and not copy_to_user_partial(k, ubuf, bytes(tmp)):
+    if not flags & ut.MOCK_ACCESS_RW_WRITE and not copy_to_user_partial(k, ubuf, bytes(tmp)):
         raise E(errno.EFAULT, "selftest.c:1344")
 
 
-def iommufd_test_dirty(ucmd: Ucmd[iommu_test_cmd]) -> None:
+def iommufd_test_dirty(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
     """selftest.c:1358-1424."""
     cmd = ucmd.cmd
     k = ucmd.k
@@ -775,7 +640,7 @@ def iommufd_test_dirty(ucmd: Ucmd[iommu_test_cmd]) -> None:
     ucmd.respond()
 
 
-def iommufd_test_trigger_iopf(ucmd: Ucmd[iommu_test_cmd]) -> None:
+def iommufd_test_trigger_iopf(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
     """selftest.c:1426-1457: the return of iommu_report_device_fault() is ignored."""
     t = ucmd.cmd.trigger_iopf
     idev = ucmd.ictx.get_object(t.dev_id, IOMMUFD_OBJ_DEVICE)
@@ -788,7 +653,7 @@ def iommufd_test_trigger_iopf(ucmd: Ucmd[iommu_test_cmd]) -> None:
     iommu_report_device_fault(ucmd.k, idev, flags, t.pasid, t.grpid, t.perm, t.addr)
 
 
-def iommufd_test_set_memory_limit(ucmd: Ucmd[iommu_test_cmd]) -> None:
+def iommufd_test_set_memory_limit(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
     """selftest.c:1523-1529: only batching changes; the value is module-wide."""
     limit = ucmd.cmd.memory_limit.limit
     if limit < 8 + 4:
@@ -797,21 +662,21 @@ def iommufd_test_set_memory_limit(ucmd: Ucmd[iommu_test_cmd]) -> None:
 
 
 _OPS = {
-    IOMMU_TEST_OP_ADD_RESERVED: iommufd_test_add_reserved,
-    IOMMU_TEST_OP_MOCK_DOMAIN: iommufd_test_mock_domain,
-    IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS: iommufd_test_mock_domain,
-    IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE: iommufd_test_mock_domain_replace,
-    IOMMU_TEST_OP_MD_CHECK_MAP: iommufd_test_md_check_pa,
-    IOMMU_TEST_OP_MD_CHECK_REFS: iommufd_test_md_check_refs,
-    IOMMU_TEST_OP_MD_CHECK_IOTLB: iommufd_test_md_check_iotlb,
-    IOMMU_TEST_OP_CREATE_ACCESS: iommufd_test_create_access,
-    IOMMU_TEST_OP_ACCESS_REPLACE_IOAS: iommufd_test_access_replace_ioas,
-    IOMMU_TEST_OP_ACCESS_PAGES: iommufd_test_access_pages,
-    IOMMU_TEST_OP_ACCESS_RW: iommufd_test_access_rw,
-    IOMMU_TEST_OP_DESTROY_ACCESS_PAGES: iommufd_test_access_item_destroy,
-    IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT: iommufd_test_set_memory_limit,
-    IOMMU_TEST_OP_DIRTY: iommufd_test_dirty,
-    IOMMU_TEST_OP_TRIGGER_IOPF: iommufd_test_trigger_iopf,
+    ut.IOMMU_TEST_OP_ADD_RESERVED: iommufd_test_add_reserved,
+    ut.IOMMU_TEST_OP_MOCK_DOMAIN: iommufd_test_mock_domain,
+    ut.IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS: iommufd_test_mock_domain,
+    ut.IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE: iommufd_test_mock_domain_replace,
+    ut.IOMMU_TEST_OP_MD_CHECK_MAP: iommufd_test_md_check_pa,
+    ut.IOMMU_TEST_OP_MD_CHECK_REFS: iommufd_test_md_check_refs,
+    ut.IOMMU_TEST_OP_MD_CHECK_IOTLB: iommufd_test_md_check_iotlb,
+    ut.IOMMU_TEST_OP_CREATE_ACCESS: iommufd_test_create_access,
+    ut.IOMMU_TEST_OP_ACCESS_REPLACE_IOAS: iommufd_test_access_replace_ioas,
+    ut.IOMMU_TEST_OP_ACCESS_PAGES: iommufd_test_access_pages,
+    ut.IOMMU_TEST_OP_ACCESS_RW: iommufd_test_access_rw,
+    ut.IOMMU_TEST_OP_DESTROY_ACCESS_PAGES: iommufd_test_access_item_destroy,
+    ut.IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT: iommufd_test_set_memory_limit,
+    ut.IOMMU_TEST_OP_DIRTY: iommufd_test_dirty,
+    ut.IOMMU_TEST_OP_TRIGGER_IOPF: iommufd_test_trigger_iopf,
 }
 
 

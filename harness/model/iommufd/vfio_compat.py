@@ -10,7 +10,8 @@ import struct
 from typing import TYPE_CHECKING
 
 from ...uapi import iommufd as u
-from ...uapi.abi import _IO, Struct, aligned_u64, u16, u32
+from ...uapi import vfio as uv
+from ...uapi.abi import Struct
 from ..errors import ENOIOCTLCMD, Errno
 from .io_pagetable import (
     iopt_cut_iova,
@@ -35,69 +36,6 @@ from .private import (
 if TYPE_CHECKING:
     from ..kernel import ModelKernel
     from .main import IommufdCtx
-
-# -- include/uapi/linux/vfio.h (the parts vfio_compat.c uses; C names) ------------------
-
-VFIO_TYPE = ord(";")
-VFIO_BASE = 100
-VFIO_API_VERSION = 0
-VFIO_GET_API_VERSION = _IO(VFIO_TYPE, VFIO_BASE + 0)
-VFIO_CHECK_EXTENSION = _IO(VFIO_TYPE, VFIO_BASE + 1)
-VFIO_SET_IOMMU = _IO(VFIO_TYPE, VFIO_BASE + 2)
-VFIO_IOMMU_GET_INFO = _IO(VFIO_TYPE, VFIO_BASE + 12)
-VFIO_IOMMU_MAP_DMA = _IO(VFIO_TYPE, VFIO_BASE + 13)
-VFIO_IOMMU_UNMAP_DMA = _IO(VFIO_TYPE, VFIO_BASE + 14)
-VFIO_IOMMU_DIRTY_PAGES = _IO(VFIO_TYPE, VFIO_BASE + 17)
-
-VFIO_TYPE1_IOMMU = 1
-VFIO_SPAPR_TCE_IOMMU = 2
-VFIO_TYPE1v2_IOMMU = 3
-VFIO_DMA_CC_IOMMU = 4
-VFIO_EEH = 5
-VFIO_TYPE1_NESTING_IOMMU = 6
-VFIO_SPAPR_TCE_v2_IOMMU = 7
-VFIO_NOIOMMU_IOMMU = 8
-VFIO_UNMAP_ALL = 9
-VFIO_UPDATE_VADDR = 10
-
-VFIO_DMA_MAP_FLAG_READ = 1 << 0
-VFIO_DMA_MAP_FLAG_WRITE = 1 << 1
-VFIO_DMA_UNMAP_FLAG_ALL = 1 << 1
-VFIO_IOMMU_INFO_PGSIZES = 1 << 0
-VFIO_IOMMU_INFO_CAPS = 1 << 1
-VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE = 1
-VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL = 3
-
-
-class vfio_iommu_type1_dma_map(Struct):
-    _fields_ = [("argsz", u32), ("flags", u32), ("vaddr", aligned_u64), ("iova", aligned_u64),
-                ("size", aligned_u64)]
-
-
-class vfio_iommu_type1_dma_unmap(Struct):
-    _fields_ = [("argsz", u32), ("flags", u32), ("iova", aligned_u64), ("size", aligned_u64)]
-
-
-class vfio_iommu_type1_info(Struct):
-    _fields_ = [("argsz", u32), ("flags", u32), ("iova_pgsizes", aligned_u64), ("cap_offset", u32),
-                ("pad", u32)]
-
-
-class vfio_info_cap_header(Struct):
-    _fields_ = [("id", u16), ("version", u16), ("next", u32)]
-
-
-class vfio_iommu_type1_info_cap_iova_range(Struct):
-    _fields_ = [("header", vfio_info_cap_header), ("nr_iovas", u32), ("reserved", u32)]
-
-
-class vfio_iova_range(Struct):
-    _fields_ = [("start", aligned_u64), ("end", aligned_u64)]
-
-
-class vfio_iommu_type1_info_dma_avail(Struct):
-    _fields_ = [("header", vfio_info_cap_header), ("avail", u32)]
-
 
 # -- the compat IOAS ------------------------------------------------------------------
 
@@ -161,15 +99,15 @@ def _copy_in(k: ModelKernel, arg: int, cls: type[Struct], minsz: int, where: str
 
 def iommufd_vfio_map_dma(k: ModelKernel, ictx: IommufdCtx, arg: int) -> int:
     """vfio_compat.c:159-195."""
-    minsz = vfio_iommu_type1_dma_map.offsetofend("size")
-    m = _copy_in(k, arg, vfio_iommu_type1_dma_map, minsz, "vfio_compat.c:171")
-    assert isinstance(m, vfio_iommu_type1_dma_map)
-    if m.argsz < minsz or m.flags & ~(VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE):
+    minsz = uv.vfio_iommu_type1_dma_map.offsetofend("size")
+    m = _copy_in(k, arg, uv.vfio_iommu_type1_dma_map, minsz, "vfio_compat.c:171")
+    assert isinstance(m, uv.vfio_iommu_type1_dma_map)
+    if m.argsz < minsz or m.flags & ~(uv.VFIO_DMA_MAP_FLAG_READ | uv.VFIO_DMA_MAP_FLAG_WRITE):
         raise E(errno.EINVAL, "vfio_compat.c:174")
     prot = IOMMU_CACHE
-    if m.flags & VFIO_DMA_MAP_FLAG_READ:
+    if m.flags & uv.VFIO_DMA_MAP_FLAG_READ:
         prot |= IOMMU_READ
-    if m.flags & VFIO_DMA_MAP_FLAG_WRITE:
+    if m.flags & uv.VFIO_DMA_MAP_FLAG_WRITE:
         prot |= IOMMU_WRITE
     ioas = get_compat_ioas(ictx)
     iopt_map_user_pages(k, ictx.account_mode, ioas.iopt, m.iova, m.vaddr, m.size, prot, 0)
@@ -178,13 +116,13 @@ def iommufd_vfio_map_dma(k: ModelKernel, ictx: IommufdCtx, arg: int) -> int:
 
 def iommufd_vfio_unmap_dma(k: ModelKernel, ictx: IommufdCtx, arg: int) -> int:
     """vfio_compat.c:197-254: the unmapped size goes back even on failure."""
-    minsz = vfio_iommu_type1_dma_unmap.offsetofend("size")
-    un = _copy_in(k, arg, vfio_iommu_type1_dma_unmap, minsz, "vfio_compat.c:214")
-    assert isinstance(un, vfio_iommu_type1_dma_unmap)
-    if un.argsz < minsz or un.flags & ~VFIO_DMA_UNMAP_FLAG_ALL:
+    minsz = uv.vfio_iommu_type1_dma_unmap.offsetofend("size")
+    un = _copy_in(k, arg, uv.vfio_iommu_type1_dma_unmap, minsz, "vfio_compat.c:214")
+    assert isinstance(un, uv.vfio_iommu_type1_dma_unmap)
+    if un.argsz < minsz or un.flags & ~uv.VFIO_DMA_UNMAP_FLAG_ALL:
         raise E(errno.EINVAL, "vfio_compat.c:217")
     ioas = get_compat_ioas(ictx)
-    if un.flags & VFIO_DMA_UNMAP_FLAG_ALL:
+    if un.flags & uv.VFIO_DMA_UNMAP_FLAG_ALL:
         if un.iova != 0 or un.size != 0:
             raise E(errno.EINVAL, "vfio_compat.c:225")
         unmapped, err = iopt_unmap_all(k, ioas.iopt)
@@ -214,11 +152,11 @@ def iommufd_vfio_cc_iommu(ictx: IommufdCtx) -> int:
 
 def iommufd_vfio_check_extension(k: ModelKernel, ictx: IommufdCtx, type_: int) -> int:
     """vfio_compat.c:279-313."""
-    if type_ in (VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU, VFIO_UNMAP_ALL):
+    if type_ in (uv.VFIO_TYPE1_IOMMU, uv.VFIO_TYPE1v2_IOMMU, uv.VFIO_UNMAP_ALL):
         return int(not ictx.no_iommu_mode)
-    if type_ == VFIO_NOIOMMU_IOMMU:
+    if type_ == uv.VFIO_NOIOMMU_IOMMU:
         return int("VFIO_NOIOMMU" in k.facts.config)
-    if type_ == VFIO_DMA_CC_IOMMU:
+    if type_ == uv.VFIO_DMA_CC_IOMMU:
         return iommufd_vfio_cc_iommu(ictx)
     return 0
 
@@ -226,12 +164,12 @@ def iommufd_vfio_check_extension(k: ModelKernel, ictx: IommufdCtx, type_: int) -
 def iommufd_vfio_set_iommu(k: ModelKernel, ictx: IommufdCtx, type_: int) -> int:
     """vfio_compat.c:315-354 (the caller is root: CAP_SYS_RAWIO)."""
     no_iommu_mode = ictx.no_iommu_mode
-    if "VFIO_NOIOMMU" in k.facts.config and type_ == VFIO_NOIOMMU_IOMMU and no_iommu_mode:
+    if "VFIO_NOIOMMU" in k.facts.config and type_ == uv.VFIO_NOIOMMU_IOMMU and no_iommu_mode:
         return 0
-    if type_ not in (VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU) or no_iommu_mode:
+    if type_ not in (uv.VFIO_TYPE1_IOMMU, uv.VFIO_TYPE1v2_IOMMU) or no_iommu_mode:
         raise E(errno.EINVAL, "vfio_compat.c:335")
     ioas = get_compat_ioas(ictx)
-    if type_ == VFIO_TYPE1_IOMMU:
+    if type_ == uv.VFIO_TYPE1_IOMMU:
         iopt_disable_large_pages(ioas.iopt)
     return 0
 
@@ -249,18 +187,18 @@ def iommufd_get_pagesizes(ioas: IommufdIoas) -> int:
 
 def iommufd_fill_cap_iova(k: ModelKernel, ioas: IommufdIoas, cur: int, avail: int) -> int:
     """vfio_compat.c:377-412."""
-    hdr_size = ctypes.sizeof(vfio_iommu_type1_info_cap_iova_range)
-    elm_size = ctypes.sizeof(vfio_iova_range)
+    hdr_size = ctypes.sizeof(uv.vfio_iommu_type1_info_cap_iova_range)
+    elm_size = ctypes.sizeof(uv.vfio_iova_range)
     nr = 0
     for start, last in ioas.iopt.iova_ranges():
         if avail >= hdr_size + elm_size * (nr + 1):
-            rng = vfio_iova_range(start=start, end=last)
+            rng = uv.vfio_iova_range(start=start, end=last)
             if not copy_to_user_partial(k, cur + hdr_size + elm_size * nr, bytes(rng)):
                 raise E(errno.EFAULT, "vfio_compat.c:405")
         nr += 1
     if avail >= hdr_size + elm_size * nr:
-        cap = vfio_iommu_type1_info_cap_iova_range(nr_iovas=nr)
-        cap.header.id = VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE
+        cap = uv.vfio_iommu_type1_info_cap_iova_range(nr_iovas=nr)
+        cap.header.id = uv.VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE
         cap.header.version = 1
         if not copy_to_user_partial(k, cur, bytes(cap)):
             raise E(errno.EFAULT, "vfio_compat.c:410")
@@ -269,8 +207,8 @@ def iommufd_fill_cap_iova(k: ModelKernel, ioas: IommufdIoas, cur: int, avail: in
 
 def iommufd_fill_cap_dma_avail(k: ModelKernel, ioas: IommufdIoas, cur: int, avail: int) -> int:
     """vfio_compat.c:414-437."""
-    cap = vfio_iommu_type1_info_dma_avail(avail=U32_MAX)
-    cap.header.id = VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL
+    cap = uv.vfio_iommu_type1_info_dma_avail(avail=U32_MAX)
+    cap.header.id = uv.VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL
     cap.header.version = 1
     size = ctypes.sizeof(cap)
     if avail >= size and not copy_to_user_partial(k, cur, bytes(cap)):
@@ -282,14 +220,14 @@ def iommufd_vfio_iommu_get_info(k: ModelKernel, ictx: IommufdCtx, arg: int) -> i
     """vfio_compat.c:439-516: caps that do not fit are left out (argsz says
     how much is needed), but each cap's ``next`` is patched whenever the
     user's argsz reaches the start of the following cap."""
-    minsz = vfio_iommu_type1_info.offsetofend("iova_pgsizes")
-    info = _copy_in(k, arg, vfio_iommu_type1_info, minsz, "vfio_compat.c:458")
-    assert isinstance(info, vfio_iommu_type1_info)
+    minsz = uv.vfio_iommu_type1_info.offsetofend("iova_pgsizes")
+    info = _copy_in(k, arg, uv.vfio_iommu_type1_info, minsz, "vfio_compat.c:458")
+    assert isinstance(info, uv.vfio_iommu_type1_info)
     if info.argsz < minsz:
         raise E(errno.EINVAL, "vfio_compat.c:461")
     minsz = min(info.argsz, ctypes.sizeof(info))
     ioas = get_compat_ioas(ictx)
-    info.flags = VFIO_IOMMU_INFO_PGSIZES
+    info.flags = uv.VFIO_IOMMU_INFO_PGSIZES
     info.iova_pgsizes = iommufd_get_pagesizes(ioas)
     info.cap_offset = 0
     total = ctypes.sizeof(info)
@@ -302,7 +240,7 @@ def iommufd_vfio_iommu_get_info(k: ModelKernel, ictx: IommufdCtx, arg: int) -> i
         cap_size = (cap_size + 7) & ~7
         if last_cap is not None and info.argsz >= total:
             try:
-                k.mm.write(last_cap + vfio_info_cap_header.offsetof("next"), struct.pack("<I", total))
+                k.mm.write(last_cap + uv.vfio_info_cap_header.offsetof("next"), struct.pack("<I", total))
             except Errno:
                 raise E(errno.EFAULT, "vfio_compat.c:490") from None
         last_cap = arg + total
@@ -310,7 +248,7 @@ def iommufd_vfio_iommu_get_info(k: ModelKernel, ictx: IommufdCtx, arg: int) -> i
     if info.argsz >= total:
         info.cap_offset = ctypes.sizeof(info)
     info.argsz = total
-    info.flags |= VFIO_IOMMU_INFO_CAPS
+    info.flags |= uv.VFIO_IOMMU_INFO_CAPS
     try:
         k.mm.write(arg, bytes(info)[:minsz])
     except Errno:
@@ -320,16 +258,16 @@ def iommufd_vfio_iommu_get_info(k: ModelKernel, ictx: IommufdCtx, arg: int) -> i
 
 def iommufd_vfio_ioctl(k: ModelKernel, ictx: IommufdCtx, cmd: int, arg: int) -> int:
     """vfio_compat.c:518-541."""
-    if cmd == VFIO_GET_API_VERSION:
-        return VFIO_API_VERSION
-    if cmd == VFIO_SET_IOMMU:
+    if cmd == uv.VFIO_GET_API_VERSION:
+        return uv.VFIO_API_VERSION
+    if cmd == uv.VFIO_SET_IOMMU:
         return iommufd_vfio_set_iommu(k, ictx, arg)
-    if cmd == VFIO_CHECK_EXTENSION:
+    if cmd == uv.VFIO_CHECK_EXTENSION:
         return iommufd_vfio_check_extension(k, ictx, arg)
-    if cmd == VFIO_IOMMU_GET_INFO:
+    if cmd == uv.VFIO_IOMMU_GET_INFO:
         return iommufd_vfio_iommu_get_info(k, ictx, arg)
-    if cmd == VFIO_IOMMU_MAP_DMA:
+    if cmd == uv.VFIO_IOMMU_MAP_DMA:
         return iommufd_vfio_map_dma(k, ictx, arg)
-    if cmd == VFIO_IOMMU_UNMAP_DMA:
+    if cmd == uv.VFIO_IOMMU_UNMAP_DMA:
         return iommufd_vfio_unmap_dma(k, ictx, arg)
     raise E(ENOIOCTLCMD, "vfio_compat.c:538")
