@@ -391,3 +391,21 @@ def test_close_releases_everything() -> None:
     fd = r.k.open("/dev/iommu")
     res = r.test(st.IOMMU_TEST_OP_MD_CHECK_REFS, check_refs={"length": 4 * PAGE_SIZE, "uptr": buf, "refs": 0})
     assert fd == r.fd and res.ok
+
+
+def test_allowed_ranges_outside_the_aperture_block_the_attach() -> None:
+    # iopt_table_add_domain() reserves outside the aperture; iopt_reserve_iova()
+    # refuses a range that meets an allowed one (io_pagetable.c:810-812)
+    r = Rig()
+    ioas = r.ioas()
+    rng = r.buffer(bytes(u.iommu_iova_range(start=PAGE_SIZE, last=2 * PAGE_SIZE - 1)))
+    assert r.io("IOMMU_IOAS_ALLOW_IOVAS", ioas_id=ioas, num_iovas=1, allowed_iovas=rng).ok
+    res = r.test(st.IOMMU_TEST_OP_MOCK_DOMAIN, ioas)
+    assert res.errno == errno.EADDRINUSE and res.where.endswith("io_pagetable.c:812")
+    rng = r.buffer(bytes(u.iommu_iova_range(start=START, last=START + PAGE_SIZE - 1)))
+    assert r.io("IOMMU_IOAS_ALLOW_IOVAS", ioas_id=ioas, num_iovas=1, allowed_iovas=rng).ok
+    r.mock_domain(ioas)
+    # the allowed range now limits automatic IOVAs to it
+    buf = r.mmap(2 * PAGE_SIZE)
+    assert r.map(ioas, buf, PAGE_SIZE).s.iova == START
+    assert r.map(ioas, buf, PAGE_SIZE).errno == errno.ENOSPC

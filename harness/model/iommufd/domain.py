@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import struct
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ...backends.base import IommuHw
@@ -294,5 +293,3 @@ def dev_iommu_ops(k: ModelKernel, dev: Any) -> IommuOps:
     assert isinstance(found, IommuOps)
     return found
 
-
-Callback = Callable[[], None]

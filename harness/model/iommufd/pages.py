@@ -136,22 +136,18 @@ class IoptPages:
         of iopt_area_unfill_domain / iopt_pages_unfill_xarray)."""
         if not self.pins:
             return
-        users = sorted(self._users())
-        keep: list[Pin] = []
+        users: list[list[int]] = []
+        for us, ul in sorted(self._users()):
+            if users and us <= users[-1][1] + 1:
+                users[-1][1] = max(users[-1][1], ul)
+            else:
+                users.append([us, ul])
+        merged: list[Pin] = []
         for p in self.pins:
             for us, ul in users:
                 s, lst = max(us, p.start), min(ul, p.last)
                 if s <= lst:
-                    keep.append(Pin(s, lst, p.mapping, p.moff + (s - p.start) * PAGE_SIZE))
-        keep.sort(key=lambda p: p.start)
-        merged: list[Pin] = []
-        for p in keep:
-            if merged and merged[-1].last >= p.start - 1:
-                q = merged[-1]
-                if p.last > q.last:
-                    q.last = p.last
-                continue
-            merged.append(p)
+                    merged.append(Pin(s, lst, p.mapping, p.moff + (s - p.start) * PAGE_SIZE))
         self.pins = merged
         if not merged:
             reg = k.state.get(_REGISTRY)

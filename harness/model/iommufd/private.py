@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from ..errors import Errno
 
@@ -15,15 +15,12 @@ if TYPE_CHECKING:
     from .main import IommufdCtx
 
 PAGE_SIZE = 4096
-PAGE_SHIFT = 12
 ULONG_MAX = (1 << 64) - 1
 U64_MAX = ULONG_MAX
 SIZE_MAX = ULONG_MAX
 U32_MAX = (1 << 32) - 1
 # include/linux/pgtable.h (x86-64): HPAGE_PMD_SIZE
 HPAGE_SIZE = 2 << 20
-# arch/x86/include/asm/page_64_types.h: TASK_SIZE_MAX with 4-level paging
-TASK_SIZE_MAX = (1 << 47) - PAGE_SIZE
 
 # iommufd_private.h:125-138
 IOMMUFD_OBJ_NONE = 0
@@ -132,13 +129,3 @@ def copy_to_user_partial(k: ModelKernel, addr: int, data: bytes) -> bool:
         m.data[off : off + n] = data[pos : pos + n]
         pos += n
     return True
-
-
-def struct_from(cls: type[S], data: bytes) -> S:
-    """Decode ``data`` (zero-extended) as ``cls``."""
-    raw = bytes(data[: ctypes.sizeof(cls)]).ljust(ctypes.sizeof(cls), b"\0")
-    return cls.from_buffer_copy(raw)
-
-
-def any_obj(x: Any) -> Any:
-    return x
