@@ -3,6 +3,7 @@ RLIMIT_MODE half of IOMMU_OPTION."""
 
 from __future__ import annotations
 
+import bisect
 import ctypes
 import errno
 from typing import TYPE_CHECKING
@@ -120,8 +121,10 @@ def iommufd_ioas_iova_ranges(ucmd: Ucmd[u.iommu_ioas_iova_ranges]) -> int:
 
 
 def iommufd_ioas_load_iovas(k: ModelKernel, uptr: int, num: int) -> list[tuple[int, int]]:
-    """ioas.c:112-140."""
-    out: list[tuple[int, int]] = []
+    """ioas.c:112-140 (the ranges loaded so far never overlap, so checking the
+    neighbour by start is the interval-tree lookup)."""
+    starts: list[int] = []
+    lasts: list[int] = []
     elm_size = ctypes.sizeof(u.iommu_iova_range)
     for i in range(num):
         try:
@@ -131,10 +134,12 @@ def iommufd_ioas_load_iovas(k: ModelKernel, uptr: int, num: int) -> list[tuple[i
         r = u.iommu_iova_range.from_buffer_copy(raw)
         if r.start >= r.last:
             raise E(errno.EINVAL, "ioas.c:126")
-        if any(s <= r.last and lst >= r.start for s, lst in out):
+        j = bisect.bisect_right(starts, r.last)
+        if j and lasts[j - 1] >= r.start:
             raise E(errno.EINVAL, "ioas.c:129")
-        out.append((r.start, r.last))
-    return out
+        starts.insert(j, r.start)
+        lasts.insert(j, r.last)
+    return list(zip(starts, lasts, strict=True))
 
 
 def iommufd_ioas_allow_iovas(ucmd: Ucmd[u.iommu_ioas_allow_iovas]) -> int:

@@ -124,35 +124,23 @@ class MockDomain(IommuDomain):
             raise E(errno.EINVAL, "selftest.c:203")
         self.flags = (self.flags | MOCK_DIRTY_TRACK) if enable else (self.flags & ~MOCK_DIRTY_TRACK)
 
-    def _test_and_clear_dirty(self, iova: int, page_size: int, flags: int) -> bool:
-        """selftest.c:215-241."""
-        end = iova + page_size - 1
-        dirty = False
-        cur = iova
-        while cur < end:
-            idx = cur // MOCK_IO_PAGE_SIZE
-            if idx in self.dirty and self.has_entry(idx):
-                dirty = True
-                if not flags & IOMMU_DIRTY_NO_CLEAR:
-                    self.dirty.discard(idx)
-            cur += MOCK_IO_PAGE_SIZE
-        return dirty
-
     def read_and_clear_dirty(self, iova: int, size: int, flags: int, dirty: DirtyBitmap | None) -> Errno | None:
-        """selftest.c:243-277 (no entry is ever a huge IOPTE: the model's user
-        pages are not physically contiguous)."""
-        end = iova + size
+        """mock_domain_read_and_clear_dirty() (selftest.c:243-277) with
+        mock_test_and_clear_dirty() (215-241).  The loop visits one
+        MOCK_IO_PAGE_SIZE entry per step from ``iova``; only dirty entries do
+        anything, so only those are visited here.  No entry is ever a huge
+        IOPTE: the model's user pages are not physically contiguous."""
         if not self.flags & MOCK_DIRTY_TRACK and dirty is not None:
             return E(errno.EINVAL, "selftest.c:254")
-        while True:
-            pgsize = MOCK_IO_PAGE_SIZE
-            if self.has_entry(iova // MOCK_IO_PAGE_SIZE):
-                head = iova & ~(pgsize - 1)
-                if self._test_and_clear_dirty(head, pgsize, flags) and dirty is not None:
-                    dirty.record(iova, pgsize)
-            iova += pgsize
-            if iova >= end:
-                return None
+        lo = iova // MOCK_IO_PAGE_SIZE
+        steps = max(1, (size + MOCK_IO_PAGE_SIZE - 1) // MOCK_IO_PAGE_SIZE)
+        hits = sorted(i for i in self.dirty if lo <= i < lo + steps and self.has_entry(i))
+        for idx in hits:
+            if not flags & IOMMU_DIRTY_NO_CLEAR:
+                self.dirty.discard(idx)
+            if dirty is not None:
+                dirty.record(iova + (idx - lo) * MOCK_IO_PAGE_SIZE, MOCK_IO_PAGE_SIZE)
+        return None
 
 
 class MockNestedDomain(IommuDomain):
@@ -629,9 +617,11 @@ def iommufd_test_dirty(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
     except Errno:
         raise E(errno.EFAULT, "selftest.c:1395") from None
     count = 0
-    for i in range(nmax):
-        if not (bits >> i) & 1:
-            continue
+    bits &= (1 << nmax) - 1
+    while bits:  # test_bit() over the set bits only
+        low = bits & -bits
+        bits ^= low
+        i = low.bit_length() - 1
         idx = (iova + i * page_size) // page_size  # the xarray index, as the kernel computes it
         if mock.has_entry(idx):
             mock.dirty.add(idx)
