@@ -58,6 +58,39 @@ class PciFunction:
     cdev: str | None = None         # "vfio3" when /dev/vfio/devices/vfio3 exists
     is_pcie: bool = True
     name: str = ""                  # a human label ("e1000", "nvme", "ich9-lpc")
+    # -- Hardware description.  A kernel backend discovers these from sysfs (the
+    # `class`, `resource`, `reset_method` and `sriov_*` files, the config space's
+    # capability list); the reference model answers the VFIO device ioctls from them.
+    class_code: int = 0
+    # pci_resource_len() of BARs 0-5: 0 for an unimplemented BAR or the upper half
+    # of a 64-bit BAR.
+    bar_sizes: tuple[int, ...] = (0, 0, 0, 0, 0, 0)
+    io_bars: tuple[int, ...] = ()   # indices of the BARs in I/O space (never mmappable)
+    rom_size: int = 0               # expansion ROM BAR size; 0: no ROM
+    interrupt_pin: int = 0          # PCI_INTERRUPT_PIN (1 = INTA); 0: no INTx
+    msi_vectors: int = 0            # 1 << (MSI Multiple Message Capable); 0: no MSI capability
+    msix_vectors: int = 0           # MSI-X table size; 0: no MSI-X capability
+    msix_bar: int = 0               # MSI-X table BIR ...
+    msix_table_offset: int = 0      # ... and offset in that BAR
+    # The reset methods pci_init_reset_methods() found, in the kernel's order
+    # ("flr", "pm", "bus", ...): what `reset_method` reads at boot.
+    reset_methods: tuple[str, ...] = ()
+    # The functions a slot or secondary-bus reset of this function's slot/bus would
+    # reset, this one included; empty when neither pci_probe_reset_slot() nor
+    # pci_probe_reset_bus() succeeds (a function on the root bus).
+    hot_reset_functions: tuple[str, ...] = ()
+    # The kernel driver whose id_table matches the function (what binds it when no
+    # driver_override is set); None: no such driver in the kernel.
+    native_driver: str | None = None
+    # SR-IOV capability of a PF (sriov_offset, sriov_stride, sriov_vf_device) and what
+    # each of its VFs has (the IOV BARs divided by TotalVFs, the VF's MSI-X table
+    # size and reset methods; a VF's MSI-X table sits where the PF's does).
+    sriov_offset: int = 0
+    sriov_stride: int = 0
+    sriov_vf_device: int = 0
+    sriov_vf_bar_sizes: tuple[int, ...] = (0, 0, 0, 0, 0, 0)
+    sriov_vf_msix_vectors: int = 0
+    sriov_vf_reset_methods: tuple[str, ...] = ()
 
     @property
     def is_pf(self) -> bool:
