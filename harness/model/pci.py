@@ -18,6 +18,7 @@ drivers/base/{bus.c,dd.c} and drivers/iommu/iommu.c's group membership:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import re
 from collections.abc import Callable
@@ -296,10 +297,8 @@ def pci_register_driver(k: ModelKernel, drv: PciDriver) -> None:
         for pdev in list(core.devices.values()):
             if core.boot_driver.get(pdev.bdf) == drv.name and pdev.driver is None:
                 del core.boot_driver[pdev.bdf]
-                try:
+                with contextlib.suppress(Errno):  # left unbound, as after a failed probe
                     driver_probe_device(k, drv, pdev)
-                except Errno:
-                    pass  # left unbound, as after a failed probe at boot
     finally:
         core.booting = False
 
