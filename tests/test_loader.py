@@ -137,3 +137,27 @@ def test_fixture_steps_run_first_and_bind_names(tmp_path: Path) -> None:
 def test_unknown_fixture(tmp_path: Path) -> None:
     e = error(tmp_path, GOOD.replace("steps:", "fixture: nope\nsteps:", 1))
     assert e.where == "fixture" and "no fixture 'nope'" in e.message
+
+
+def test_raw_ioctl_and_array_fields(tmp_path: Path) -> None:
+    text = GOOD.replace("    expect: EINVAL\n", "    expect: EINVAL\n"
+                        "  - raw_ioctl: 0x3b00 + 0x8f\n    fd: iommufd\n    pointer: 0\n    expect: EFAULT\n"
+                        "  - ioctl: IOMMU_GET_HW_INFO\n    fd: iommufd\n    args: {__reserved: [0, 1, 0]}\n"
+                        "    expect: EOPNOTSUPP\n")
+    (case,) = load(tmp_path, text)
+    assert case.steps[3].kind == "raw_ioctl" and case.steps[3].label() == "raw_ioctl 0x3b00 + 0x8f"
+    assert list(case.steps[4].spec["args"]["__reserved"]) == [0, 1, 0]
+    e = error(tmp_path, text.replace("[0, 1, 0]", "[0, 1, 0, 0]"))
+    assert e.where == "steps[4].args.__reserved" and "array of 3" in e.message
+
+
+def test_fixture_per_variant(tmp_path: Path) -> None:
+    fx = tmp_path / "cases" / "fixtures"
+    fx.mkdir(parents=True)
+    for name in ("a", "b"):
+        (fx / f"{name}.yaml").write_text(f"requires: {{config: [{name.upper()}]}}\nsteps:\n"
+                                         "  - open: /dev/iommu\n    as: iommufd\n")
+    text = GOOD.replace("steps:\n  - open: /dev/iommu\n    as: iommufd\n",
+                        "fixture: ${fx}\nvariants:\n  one: {fx: a}\n  two: {fx: b}\nsteps:\n")
+    one, two = load(tmp_path, text)
+    assert (one.requires.config, two.requires.config) == (["A"], ["B"])

@@ -7,6 +7,7 @@ half-way through a run.
 
 from __future__ import annotations
 
+import ctypes
 import errno as _errno
 import itertools
 import re
@@ -19,12 +20,12 @@ import yaml
 from .. import uapi
 from ..uapi import abi
 from .expr import ExprError, parse, template_vars
-from .model import Case, CaseError, Expectation, Matcher, Requirements, Step
+from .model import ArrayValue, Case, CaseError, Expectation, Matcher, Requirements, Step
 from .yamlsrc import LList, LMap, line_of
 from .yamlsrc import load as load_yaml
 
 STEP_KINDS = (
-    "open", "close", "ioctl", "mmap", "munmap", "write_mem", "read_mem", "eventfd",
+    "open", "close", "ioctl", "raw_ioctl", "mmap", "munmap", "write_mem", "read_mem", "eventfd",
     "read", "write", "sysfs_read", "sysfs_write",
 )
 STEP_KEYS = {
@@ -32,6 +33,7 @@ STEP_KEYS = {
     "munmap": {"length"}, "write_mem": set(), "read_mem": set(),
     "read": {"length"}, "write": {"hex"}, "sysfs_read": set(), "sysfs_write": {"value"},
     "ioctl": {"fd", "args", "data", "tail", "buffer", "value", "int", "string", "pointer"},
+    "raw_ioctl": {"fd", "hex", "pointer"},
 }
 COMMON_STEP_KEYS = {"as", "expect", "save", "note"}
 TOP_KEYS = {
@@ -116,6 +118,10 @@ def _args(ctx: _Ctx, node: LMap, where: str, cls: type, io: abi.Ioctl | None) ->
         ctype = fields[k]
         if io is not None and k in io.pointers and isinstance(v, dict):
             out[k] = _pointer(ctx, node, k, w, v)
+        elif isinstance(ctype, type) and issubclass(ctype, ctypes.Array):
+            if not isinstance(v, list) or len(v) > ctype._length_:
+                raise ctx.err(node, k, w, f"{k} is an array of {ctype._length_}: give a list of at most that many")
+            out[k] = ArrayValue([_value(ctx, v, i, f"{w}[{i}]", x) for i, x in enumerate(v)])
         elif isinstance(ctype, type) and issubclass(ctype, (abi.Struct, abi.Union)):
             if not isinstance(v, dict):
                 raise ctx.err(node, k, w, f"{k} is a struct {ctype.__name__}: give a mapping of its fields")
@@ -283,6 +289,17 @@ def _step(ctx: _Ctx, raw: Any, idx: int, where: str, bound: set[str]) -> Step:
             spec["int"] = _value(ctx, raw, "int", f"{where}.int", raw["int"])
         if "string" in raw:
             spec["string"] = str(raw["string"])
+    elif kind == "raw_ioctl":
+        spec["raw_ioctl"] = _value(ctx, raw, kind, f"{where}.raw_ioctl", target)
+        if "fd" not in raw:
+            raise ctx.err(raw, kind, where, "a raw_ioctl step needs fd: NAME")
+        spec["fd"] = need_bound(raw["fd"], "fd")
+        if ("hex" in raw) == ("pointer" in raw):
+            raise ctx.err(raw, kind, where, "a raw_ioctl step takes hex: (a buffer) or pointer: (a number)")
+        if "hex" in raw:
+            spec["hex"] = _hex(ctx, raw, "hex", f"{where}.hex", raw["hex"])
+        else:
+            spec["pointer"] = _value(ctx, raw, "pointer", f"{where}.pointer", raw["pointer"])
     elif kind in ("close", "read", "write"):
         spec[kind] = need_bound(target, kind)
         if kind == "read":
@@ -460,10 +477,10 @@ class Loader:
             raise ctx.err(doc, "area", "area", f"is {doc['area']!r} but the file is in folder {rel_area!r}")
         if not isinstance(doc["verified_on"], list):
             raise ctx.err(doc, "verified_on", "verified_on", "a list of kernel versions ([] = model only)")
-        fixture_req, fixture_steps, fixture_path = self._fixture(ctx, doc)
         cases = []
         for vname, params in _variants(ctx, doc):
             d = _substitute(doc, params)
+            fixture_req, fixture_steps, fixture_path = self._fixture(ctx, d)
             req = _merge(fixture_req, _requires(ctx, d))
             bound: set[str] = set(req.topology)
             steps: list[Step] = []

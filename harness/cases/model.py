@@ -19,6 +19,10 @@ class CaseError(Exception):
         return f"{loc}: {self.where}: {self.message}" if self.where else f"{loc}: {self.message}"
 
 
+class ArrayValue(list):  # type: ignore[type-arg]
+    """The elements of an array field (``__reserved: [0, 1, 0]``), not flags to OR."""
+
+
 @dataclass(frozen=True)
 class Matcher:
     """One expected field value: ``op`` is eq, has, lacks, ne, ge, gt, le, lt, aligned or any."""
@@ -51,8 +55,11 @@ class Step:
 
     def label(self) -> str:
         target = self.spec.get(self.kind)
-        return f"{self.kind} {target}" if isinstance(target, str) and self.kind != "ioctl" else (
-            str(target) if self.kind == "ioctl" else self.kind)
+        if self.kind == "ioctl":
+            return str(target)
+        if self.kind == "raw_ioctl":
+            return f"raw_ioctl {getattr(target, 'text', target)}"
+        return f"{self.kind} {target}" if isinstance(target, str) else self.kind
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Any
 from .. import uapi
 from ..backends.base import Backend, OpResult
 from ..cases.expr import Expr, render
-from ..cases.model import Case, Expectation, Matcher, Step
+from ..cases.model import ArrayValue, Case, Expectation, Matcher, Step
 from ..uapi import abi
 from .topology import bind_roles, unmet
 from .trace import ERROR, FAIL, SKIP, StepRecord, Trace
@@ -71,6 +71,10 @@ def _set_fields(obj: Any, args: Mapping[str, Any], env: Mapping[str, Any], point
     for name, v in args.items():
         if name in pointers:
             setattr(obj, name, pointers[name])
+        elif isinstance(v, ArrayValue):
+            arr = getattr(obj, name)
+            for i, x in enumerate(v):
+                arr[i] = _as_int(evaluate(x, env))
         elif isinstance(v, dict):
             _set_fields(getattr(obj, name), v, env, {})
         else:
@@ -240,6 +244,18 @@ class Runner:
         value = render(step.spec["value"], env)
         rec.request = {"path": step.spec["sysfs_write"], "value": value}
         return self.backend.sysfs_write(render(step.spec["sysfs_write"], env), value), b"", 0
+
+    def _do_raw_ioctl(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
+        number = _as_int(evaluate(step.spec["raw_ioctl"], env))
+        fd = _as_int(bound(env, step.spec["fd"]))
+        rec.request = {"fd": fd, "number": number}
+        if "pointer" in step.spec:
+            rec.request["pointer"] = _as_int(evaluate(step.spec["pointer"], env))
+            return self.backend.ioctl(fd, number, rec.request["pointer"]), b"", 0
+        rec.request["hex"] = step.spec["hex"].hex()
+        res = self.backend.ioctl(fd, number, step.spec["hex"])
+        rec.out = {"data": res.data.hex()}
+        return res, step.spec["hex"], len(step.spec["hex"])
 
     def _do_ioctl(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
         io = uapi.IOCTLS[step.spec["ioctl"]]

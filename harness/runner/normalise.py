@@ -34,7 +34,7 @@ RULES: tuple[Rule, ...] = (
     _r("id", r"(.*\.)?(id|out_[a-z_]*id|[a-z_]*_id|out_devid)", reason="object ids are allocated by the kernel"),
     _r("fd", r"(.*\.)?(iommufd|out_fault_fd|out_access_fd|fd|int)", reason="file descriptor numbers"),
     _r("fd", r"ret", ioctl="step:open"), _r("fd", r"ret", ioctl="step:eventfd"),
-    _r("fd", r"fd", ioctl="step:close"), _r("fd", r"fd", ioctl="step:read"), _r("fd", r"fd", ioctl="step:write"),
+    *(_r("fd", r"fd", ioctl=f"step:{k}") for k in ("close", "read", "write", "raw_ioctl")),
     _r("fd", r"ret", ioctl="VFIO_GROUP_GET_DEVICE_FD"),
     _r("addr", r"ret", ioctl="step:mmap", reason="user virtual addresses"),
     _r("addr", r"addr", ioctl="step:munmap"), _r("addr", r"addr", ioctl="step:read_mem"),
