@@ -136,6 +136,39 @@ def throughput(pattern: str, seconds: float) -> tuple[float, Pass, int, float]:
     return total.steps / elapsed, total, passes, elapsed
 
 
+def breakdown(pattern: str) -> dict[str, float]:
+    """Where one pass spends its time: the Runner's steps, the backend's reset between cases (a
+    fresh boot of the model) and its topology() (which the Runner asks for per case), timed by
+    wrapping them on this one runner and backend."""
+    from harness.model.backend import ModelBackend
+    from harness.runner.engine import Runner
+
+    cases, _ = load(pattern)
+    runner = Runner(ModelBackend())
+    spent = {"steps": 0.0, "reset": 0.0, "topology": 0.0}
+
+    def timed(name: str, fn: Any) -> Any:
+        def wrapper(*a: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return fn(*a)
+            finally:
+                spent[name] += time.perf_counter() - t
+        return wrapper
+
+    backend: Any = runner.backend
+    runner._step = timed("steps", runner._step)  # type: ignore[method-assign]
+    backend.reset = timed("reset", backend.reset)
+    backend.topology = timed("topology", backend.topology)
+    steps = 0
+    t0 = time.perf_counter()
+    for case in cases:
+        with contextlib.suppress(Exception):
+            steps += len(runner.run(case).steps)
+    total = time.perf_counter() - t0
+    return {"total_s": total, "steps": steps, **{f"{k}_s": v for k, v in spent.items()}}
+
+
 def timed_subprocess(argv: list[str], timeout: float) -> tuple[float, subprocess.CompletedProcess[str]]:
     t0 = time.perf_counter()
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
@@ -202,6 +235,19 @@ def measure(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
     except Exception as e:
         rows.insert(0, Row("model steps per second, one core", None, "steps/s", TARGET_STEPS_PER_S, True,
                            error=short(f"{type(e).__name__}: {e}")))
+
+    # Where (a)'s time goes.
+    try:
+        b = breakdown(args.cases)
+        pass_s = b["total_s"]
+        other = pass_s - b["steps_s"] - b["reset_s"] - b["topology_s"]
+        notes.append(
+            f"where one pass's {pass_s:.2f} s go: steps {b['steps_s'] / pass_s:.0%} "
+            f"({b['steps'] / b['steps_s']:,.0f} steps/s counting only the steps), "
+            f"backend.reset() {b['reset_s'] / pass_s:.0%}, backend.topology() {b['topology_s'] / pass_s:.0%}, "
+            f"other per-case work {other / pass_s:.0%}")
+    except Exception as e:
+        notes.append(f"time breakdown did not run: {type(e).__name__}: {short(str(e), 200)}")
 
     # (b) through the CLI.
     if not args.no_cli:
