@@ -8,6 +8,5 @@ from harness.cases.model import Case, CaseError
 from harness.pytest_plugin import run_one
 
 
-def test_case(case: Case | CaseError, conformance_backends: Any, request: pytest.FixtureRequest,
-              record_property: Any) -> None:
-    run_one(case, conformance_backends, request.config, record_property)
+def test_case(case: Case | CaseError, conformance_backends: Any, request: pytest.FixtureRequest) -> None:
+    run_one(case, conformance_backends, request.node)

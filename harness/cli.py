@@ -17,6 +17,12 @@ def _cases_dir(args: argparse.Namespace) -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     import pytest
 
+    from .cases.loader import Loader
+
+    cases, errors = Loader(_cases_dir(args)).load_all(args.cases)
+    if not cases and not errors:
+        print(f"vfio-conformance: no case matched --cases {args.cases!r} under {_cases_dir(args)}", file=sys.stderr)
+        return 5
     report = Path(args.report)
     report.mkdir(parents=True, exist_ok=True)
     junit = args.junit or str(report / "results.xml")
@@ -30,10 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv += ["--device", d]
     if args.jobs:
         argv += ["-n", args.jobs]
-    code = int(pytest.main(argv))
-    if code == 5:
-        print(f"vfio-conformance: no case matched --cases {args.cases!r}", file=sys.stderr)
-    return code
+    return int(pytest.main(argv))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -20,9 +20,16 @@ from .runner.outcome import CaseOutcome
 from .runner.session import BACKENDS, make_backends, run_case
 from .runner.trace import ERROR, FAIL, SKIP
 
-_PROP = "vfio_conformance_outcome"
+_OUTCOME = pytest.StashKey[CaseOutcome]()
 # Outcomes reported to this process (with xdist: the controller hears every worker).
 _outcomes: list[CaseOutcome] = []
+
+
+def malformed_outcome(e: CaseError) -> CaseOutcome:
+    return CaseOutcome(
+        test_id=f"malformed:{Path(e.path).name}", area=Path(e.path).parent.name, purpose="(malformed case file)",
+        location=f"{e.path}:{e.line}", source="", verified_on=[], status=ERROR, reason=str(e),
+    )
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -67,12 +74,12 @@ def conformance_backends(request: pytest.FixtureRequest) -> Any:
         pytest.exit(f"cannot set up the {cfg.getoption('--backend')} backend: {e}", returncode=3)
 
 
-def run_one(case: Case | CaseError, backends: Any, config: pytest.Config,
-            record: Any) -> None:
+def run_one(case: Case | CaseError, backends: Any, item: pytest.Item) -> None:
     if isinstance(case, CaseError):
+        item.stash[_OUTCOME] = malformed_outcome(case)
         pytest.fail(str(case), pytrace=False)
-    outcome = run_case(case, backends, Path(str(config.rootpath)))
-    record(_PROP, json.dumps(outcome.to_json()))
+    outcome = run_case(case, backends, Path(str(item.config.rootpath)))
+    item.stash[_OUTCOME] = outcome
     if outcome.status == SKIP:
         pytest.skip(outcome.reason)
     if outcome.status in (FAIL, ERROR):
@@ -92,10 +99,23 @@ def describe_failure(o: CaseOutcome) -> str:
     return "\n".join(lines)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    _outcomes.clear()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if call.when == "call" and _OUTCOME in item.stash:
+        # A plain attribute: pytest-xdist carries it from the worker with the report.
+        report.vfio_outcome = json.dumps(item.stash[_OUTCOME].to_json())
+    return report
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    for name, value in report.user_properties:
-        if name == _PROP:
-            _outcomes.append(CaseOutcome.from_json(json.loads(str(value))))
+    data = getattr(report, "vfio_outcome", None)
+    if report.when == "call" and data:
+        _outcomes.append(CaseOutcome.from_json(json.loads(data)))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -103,7 +123,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if hasattr(config, "workerinput"):
         return  # xdist worker: the controller writes the reports
     out = config.getoption("--report-dir")
-    if out and _outcomes:
+    if out:
         from .report import write_reports
 
         paths = write_reports(sorted(_outcomes, key=lambda o: o.test_id), Path(out))

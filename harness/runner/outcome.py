@@ -53,26 +53,29 @@ class CaseOutcome:
 
 
 def steps_view(traces: list[Trace], d: Diff | None) -> list[StepView]:
+    """Rows lined up by step: a case's steps first, then its cleanup steps, so a
+    trace that stopped early leaves gaps rather than shifting its cleanup up."""
     diverging = {x.step for x in d.divergences} if d else set()
-    n = max((len(t.steps) for t in traces), default=0)
+    keyed = [{(s.cleanup, s.index): (i, s) for i, s in enumerate(t.steps)} for t in traces]
     rows = []
-    for i in range(n):
-        recs = {t.backend: t.steps[i] for t in traces if i < len(t.steps)}
+    for key in sorted(set().union(*keyed)):
+        recs = {t.backend: k[key][1] for t, k in zip(traces, keyed, strict=True) if key in k}
+        positions = {k[key][0] for k in keyed if key in k}
         first = next(iter(recs.values()))
         rows.append(StepView(
-            index=i, line=first.line, label=("cleanup: " if first.cleanup else "") + first.label,
+            index=first.index, line=first.line, label=("cleanup: " if first.cleanup else "") + first.label,
             outcomes={b: r.outcome for b, r in recs.items()},
             failures={b: r.failures for b, r in recs.items() if r.failures},
             where=next((r.where for r in recs.values() if r.where), ""),
-            diverges=i in diverging,
+            diverges=bool(positions & diverging),
         ))
     return rows
 
 
 def combine(statuses: list[str]) -> str:
-    for s in (ERROR, FAIL):
+    """A case passes only where it ran and passed everywhere: a skip on one
+    backend means it was not compared."""
+    for s in (ERROR, FAIL, SKIP):
         if s in statuses:
             return s
-    if statuses and all(s == SKIP for s in statuses):
-        return SKIP
     return PASS

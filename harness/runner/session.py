@@ -10,7 +10,7 @@ from ..cases.model import Case
 from .diff import Diff, diff
 from .engine import Runner
 from .outcome import CaseOutcome, combine, steps_view
-from .trace import FAIL, PASS, SKIP, Trace
+from .trace import ERROR, FAIL, PASS, SKIP, Trace
 
 BACKENDS = ("model", "kernel", "both")
 
@@ -32,10 +32,15 @@ def make_backends(name: str, devices: tuple[str, ...] = ()) -> list[Backend]:
     raise ValueError(f"unknown backend {name!r} (one of {', '.join(BACKENDS)})")
 
 
+def _version_matches(kernel: str, wanted: str) -> bool:
+    """"6.12" matches 6.12, 6.12.117 and 6.12.0-rc1, not 6.1 or 6.120."""
+    return kernel == wanted or kernel.startswith((wanted + ".", wanted + "-", wanted + "+"))
+
+
 def _known_difference(case: Case, kernel_version: str) -> str:
     for kd in case.known_differences:
         versions = [str(v) for v in kd.get("kernels", [])]
-        if not versions or any(kernel_version.startswith(v) for v in versions):
+        if not versions or any(_version_matches(kernel_version, v) for v in versions):
             return str(kd.get("reason", "documented difference"))
     return ""
 
@@ -50,7 +55,7 @@ def run_case(case: Case, backends: list[Backend], root: Path | None = None) -> C
     if d is not None and d.first is not None and SKIP not in (traces[0].status, traces[1].status):
         known = _known_difference(case, backends[0].facts().kernel)
         if not known:
-            status = FAIL
+            status = ERROR if status == ERROR else FAIL
             reason = f"divergence: {d.summary()}" + (f"; {reason}" if reason else "")
         elif status == FAIL and all(t.status in (PASS, FAIL) for t in traces):
             status = PASS  # the divergence and the expectation failure it causes are documented

@@ -1,0 +1,56 @@
+"""`vfio-conformance run` end to end on the model: reports a standard parser reads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from junitparser import JUnitXml
+
+from harness.cases.loader import Loader
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.mark.parametrize("jobs", [None, "2"])
+def test_run_writes_one_junit_testcase_per_case(tmp_path: Path, jobs: str | None) -> None:
+    cases, errors = Loader(ROOT / "cases").load_all("ioas/**")
+    assert cases and not errors
+    args = ["run", "--cases", "ioas/**", "--report", str(tmp_path)]
+    if jobs:
+        args += ["-n", jobs]
+    proc = run_cli(*args)
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    xml = JUnitXml.fromfile(str(tmp_path / "results.xml"))
+    names = [tc.name for suite in xml for tc in suite]
+    assert len(names) == len(cases)
+    assert {n.removeprefix("test_case[").removesuffix("]") for n in names} == {c.test_id for c in cases}
+    diff_report = JUnitXml.fromfile(str(tmp_path / "diff-junit.xml"))
+    assert sum(1 for suite in diff_report for _ in suite) == len(cases)
+    assert (tmp_path / "results.ktap").read_text().startswith("KTAP version 1")
+    assert "ioas" in (tmp_path / "report.md").read_text()
+
+
+def test_validate_reports_malformed_file_with_line(tmp_path: Path) -> None:
+    area = tmp_path / "ioas"
+    area.mkdir()
+    (area / "bad.yaml").write_text("id: ioas-bad\narea: ioas\npurpose: x\nverified_on: []\nsteps:\n"
+                                   "  - open: /dev/iommu\n    as: fd\n  - ioctl: IOMMU_IOAS_ALLOC\n"
+                                   "    fd: fd\n    args: {flagz: 1}\n")
+    proc = run_cli("validate", "--cases-dir", str(tmp_path))
+    assert proc.returncode == 1
+    line = proc.stderr.strip().splitlines()[0]
+    assert line.startswith(f"{area / 'bad.yaml'}:10: steps[1].args.flagz: ")
+
+
+def test_no_matching_cases_says_so(tmp_path: Path) -> None:
+    proc = run_cli("run", "--cases", "no-such-area/**", "--report", str(tmp_path))
+    assert proc.returncode == 5
+    assert "no case matched" in proc.stderr
