@@ -119,8 +119,9 @@ def _args(ctx: _Ctx, node: LMap, where: str, cls: type, io: abi.Ioctl | None) ->
         if io is not None and k in io.pointers and isinstance(v, dict):
             out[k] = _pointer(ctx, node, k, w, v)
         elif isinstance(ctype, type) and issubclass(ctype, ctypes.Array):
-            if not isinstance(v, list) or len(v) > ctype._length_:
-                raise ctx.err(node, k, w, f"{k} is an array of {ctype._length_}: give a list of at most that many")
+            length = int(getattr(ctype, "_length_", 0))
+            if not isinstance(v, list) or len(v) > length:
+                raise ctx.err(node, k, w, f"{k} is an array of {length}: give a list of at most that many")
             out[k] = ArrayValue([_value(ctx, v, i, f"{w}[{i}]", x) for i, x in enumerate(v)])
         elif isinstance(ctype, type) and issubclass(ctype, (abi.Struct, abi.Union)):
             if not isinstance(v, dict):
