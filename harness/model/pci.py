@@ -57,6 +57,7 @@ _DRV = "/sys/bus/pci/drivers"
 _BDF = r"[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]"
 
 Notifier = Callable[["ModelKernel", int, "PciDev"], None]
+SysfsStore = Callable[["ModelKernel", "re.Match[str]", str], None]
 
 
 class ProbeError(Errno):
@@ -557,12 +558,26 @@ def _resolve(k: ModelKernel, m: re.Match[str]) -> PciDev:
     return pdev
 
 
+def sysfs_store(store: SysfsStore) -> SysfsStore:
+    """The sysfs write path every store runs behind: at most a page is passed
+    (kernfs_fop_write_iter(), fs/kernfs/file.c:318-322) and an empty write never
+    reaches the store (sysfs_kf_write(), fs/sysfs/file.c:137-138)."""
+
+    def write(k: ModelKernel, m: re.Match[str], buf: str) -> None:
+        if not buf:
+            return
+        store(k, m, buf[:PAGE_SIZE])
+
+    return write
+
+
 def driver_override_show(k: ModelKernel, m: re.Match[str]) -> str:
     """drivers/base/bus.c:479-484: sysfs_emit("%s\\n") of a NULL name prints "(null)"."""
     name = _resolve(k, m).fn.driver_override
     return f"{name if name is not None else '(null)'}\n"
 
 
+@sysfs_store
 def driver_override_store(k: ModelKernel, m: re.Match[str], buf: str) -> None:
     """drivers/base/bus.c:466-477 -> __device_set_driver_override() (dd.c:383-440)."""
     pdev = _resolve(k, m)
@@ -581,6 +596,7 @@ def sriov_numvfs_show(k: ModelKernel, m: re.Match[str]) -> str:
     return f"{pdev.num_vfs}\n"  # iov.c:393-406
 
 
+@sysfs_store
 def sriov_numvfs_store(k: ModelKernel, m: re.Match[str], buf: str) -> None:
     """iov.c:415-481."""
     pdev = _pf(k, m)
@@ -619,6 +635,7 @@ def reset_method_show(k: ModelKernel, m: re.Match[str]) -> str:
     return " ".join(pdev.reset_methods) + "\n" if pdev.reset_methods else ""
 
 
+@sysfs_store
 def reset_method_store(k: ModelKernel, m: re.Match[str], buf: str) -> None:
     """pci.c:5186-5251."""
     pdev = _reset_dev(k, m)
@@ -684,6 +701,7 @@ def _driver(k: ModelKernel, m: re.Match[str]) -> PciDriver:
     return drv
 
 
+@sysfs_store
 def bind_store(k: ModelKernel, m: re.Match[str], buf: str) -> None:
     """drivers/base/bus.c:258-276 -> device_driver_attach() (dd.c:1216-1230):
     ENODEV unless the device exists and the driver matches it; a probe failure
@@ -698,6 +716,7 @@ def bind_store(k: ModelKernel, m: re.Match[str], buf: str) -> None:
         raise Errno(e.code, e.where) from None
 
 
+@sysfs_store
 def unbind_store(k: ModelKernel, m: re.Match[str], buf: str) -> None:
     """drivers/base/bus.c:235-250."""
     drv = _driver(k, m)
@@ -707,6 +726,7 @@ def unbind_store(k: ModelKernel, m: re.Match[str], buf: str) -> None:
     device_release_driver(k, pdev)
 
 
+@sysfs_store
 def drivers_probe_store(k: ModelKernel, m: re.Match[str], buf: str) -> None:
     """drivers/base/bus.c:309-322: ENODEV for an unknown device; a core failure
     while attaching (not a probe failure, which only moves on to the next driver)

@@ -262,3 +262,35 @@ def test_links_read_as_names() -> None:
     assert r.read(f"{DEV}/{AHCI}/iommu_group") == "3\n"
     assert r.read(f"{DEV}/{AHCI}/driver") == "ahci\n"
     assert r.read(f"{DEV}/0000:00:00.0/driver") == errno.ENOENT
+
+
+def test_empty_write_never_reaches_the_store() -> None:
+    r = Rig()
+    assert r.write(f"{DEV}/{E1000}/driver_override", "vfio-pci").ok
+    # sysfs_kf_write(): a zero-length write returns 0 at once (fs/sysfs/file.c:137-138)
+    assert r.write(f"{DEV}/{E1000}/driver_override", "").ok
+    assert r.read(f"{DEV}/{E1000}/driver_override") == "vfio-pci\n"
+
+
+def test_boot_with_vfs_already_enabled() -> None:
+    # A topology as a kernel backend reports it after `sriov_numvfs=2` on vfio-pci:
+    # the model boots into that state (PF on the sriov_pfs list, VFs linked to it).
+    r = Rig()
+    r.enable_vfs(2)
+    topo = r.b.topology()
+    r2 = Rig(topo)
+    t2 = r2.b.topology()
+    assert t2.functions["0000:00:03.1"].driver == "vfio-pci"
+    assert t2.functions[NVME].sriov_numvfs == 2
+    assert (t2.functions["0000:00:03.1"].cdev, t2.functions["0000:00:03.2"].cdev) == ("vfio3", "vfio4")
+    # the VF knows its PF: without a token it is refused (vfio_pci_core.c:1909-1912)
+    grp = t2.functions["0000:00:03.1"].iommu_group
+    container = r2.fd("/dev/vfio/vfio")
+    g = r2.fd(f"/dev/vfio/{grp}")
+    assert r2.ioctl(g, uv.VFIO_GROUP_SET_CONTAINER, ctypes.c_int32(container)).ok
+    assert r2.ioctl(container, uv.VFIO_SET_IOMMU, uv.VFIO_TYPE1v2_IOMMU).ok
+    assert r2.ioctl(g, uv.VFIO_GROUP_GET_DEVICE_FD, b"0000:00:03.1\0").errno == errno.EACCES
+    # no VF device is open (a group fd does not count): disabling removes them
+    assert r2.write(f"{DEV}/{NVME}/sriov_numvfs", "0").ok
+    assert "0000:00:03.1" not in r2.b.topology().functions
+    assert status(r2, g).errno == errno.ENODEV  # the group lost its last device (group.c:367-369)

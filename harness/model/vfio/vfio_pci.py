@@ -8,7 +8,7 @@ import re
 
 from ..errors import Errno
 from ..kernel import ModelKernel
-from ..pci import PciDev, PciDriver, kstrtobool, pci_core, pci_register_driver
+from ..pci import PciDev, PciDriver, kstrtobool, pci_core, pci_register_driver, sysfs_store
 from .pci_core import (
     VfioPciCoreDevice,
     vfio_pci_core_register_device,
@@ -73,6 +73,7 @@ def enable_sriov_show(k: ModelKernel, m: re.Match[str]) -> str:
     return "Y\n" if vfio_pci_driver(k).enable_sriov else "N\n"
 
 
+@sysfs_store
 def enable_sriov_store(k: ModelKernel, m: re.Match[str], buf: str) -> None:
     """param_attr_store() -> param_set_bool() -> kstrtobool() (kernel/params.c:578-597,312-319)."""
     vfio_pci_driver(k).enable_sriov = kstrtobool(buf)
