@@ -193,7 +193,7 @@ class PcieportDriver(PciDriver):
     driver_managed_dma = True
 
     def probe(self, k: ModelKernel, pdev: PciDev) -> None:
-        raise Errno(errno.ENODEV, "drivers/pci/pcie/portdrv.c:701")
+        raise Errno(errno.ENODEV, "drivers/pci/pcie/portdrv.c:693")
 
 
 class PciCore:
@@ -418,7 +418,8 @@ def pci_iov_add_virtfn(k: ModelKernel, pdev: PciDev, vf_id: int) -> None:
     k.topology.functions[fn.bdf] = fn
     pdev.virtfns[vf_id] = vf
     bus_notify(k, vf, BUS_NOTIFY_ADD_DEVICE)
-    device_attach(k, vf)  # pci_bus_add_device() (bus.c:352)
+    with contextlib.suppress(Errno):  # pci_bus_add_device() only warns (bus.c:352-354)
+        device_attach(k, vf)
 
 
 def pci_iov_remove_virtfn(k: ModelKernel, pdev: PciDev, vf_id: int) -> None:
@@ -468,11 +469,11 @@ def pci_vfs_assigned(pdev: PciDev) -> bool:
 
 
 def pci_sriov_configure_simple(k: ModelKernel, pdev: PciDev, nr_virtfn: int) -> int:
-    """iov.c:1234-1256."""
+    """iov.c:1210-1234."""
     if not pdev.is_physfn:
-        raise Errno(errno.ENODEV, "drivers/pci/iov.c:1240")
+        raise Errno(errno.ENODEV, "drivers/pci/iov.c:1217")
     if pci_vfs_assigned(pdev):
-        raise Errno(errno.EPERM, "drivers/pci/iov.c:1244")
+        raise Errno(errno.EPERM, "drivers/pci/iov.c:1221")
     if nr_virtfn == 0:
         pci_disable_sriov(k, pdev)
         return 0

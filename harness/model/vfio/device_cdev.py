@@ -56,10 +56,10 @@ def vfio_df_ioctl_bind_iommufd(k: ModelKernel, df: VfioDeviceFile, arg: int) -> 
             raise Errno(errno.EINVAL, f"{CDEV_C}:92")
         f = k.files.get(bind.iommufd)
         if f is None:
-            raise Errno(errno.EBADF, "drivers/iommu/iommufd/main.c:500")
+            raise Errno(errno.EBADF, "drivers/iommu/iommufd/main.c:501")
         ictx = ctx_from_file(f)
         if ictx is None:
-            raise Errno(errno.EBADFD, "drivers/iommu/iommufd/main.c:504")
+            raise Errno(errno.EBADFD, "drivers/iommu/iommufd/main.c:505")
         df.iommufd = ictx
         k.get_file(ictx)  # iommufd_ctx_from_fd()'s reference, put at unbind
         try:
