@@ -29,7 +29,7 @@ class IommuGroup:
     def device_use_default_domain(self) -> None:
         """A kernel driver probes a member (iommu.c:3110-3138)."""
         if self.owner_cnt and self.owner is not None:
-            raise Errno(errno.EBUSY, "drivers/iommu/iommu.c:3125")
+            raise Errno(errno.EBUSY, "drivers/iommu/iommu.c:3128")
         self.owner_cnt += 1
 
     def device_unuse_default_domain(self) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import errno
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from ..backends.base import Facts, Topology
 from .errors import Errno
@@ -23,16 +23,16 @@ class File:
 
     kind = "file"
 
-    def ioctl(self, k: "ModelKernel", cmd: int, arg: int) -> int:
-        raise Errno(errno.ENOTTY, "fs/ioctl.c:52")
+    def ioctl(self, k: ModelKernel, cmd: int, arg: int) -> int:
+        raise Errno(errno.ENOTTY, "fs/ioctl.c:46")
 
-    def read(self, k: "ModelKernel", length: int) -> bytes:
-        raise Errno(errno.EINVAL, "fs/read_write.c:470")
+    def read(self, k: ModelKernel, length: int) -> bytes:
+        raise Errno(errno.EINVAL, "fs/read_write.c:556")
 
-    def write(self, k: "ModelKernel", data: bytes) -> int:
-        raise Errno(errno.EINVAL, "fs/read_write.c:586")
+    def write(self, k: ModelKernel, data: bytes) -> int:
+        raise Errno(errno.EINVAL, "fs/read_write.c:670")
 
-    def release(self, k: "ModelKernel") -> None:
+    def release(self, k: ModelKernel) -> None:
         """Called when the last reference goes away (close of the last fd)."""
 
 
@@ -50,7 +50,7 @@ class ModelKernel:
         # A File can sit behind several fds (never, today: no dup()), but
         # subsystems hold references too (a group holds its container): count them.
         self._refs: dict[int, int] = {}
-        self._nodes: list[tuple[re.Pattern[str], Opener, Callable[["ModelKernel", "re.Match[str]"], bool]]] = []
+        self._nodes: list[tuple[re.Pattern[str], Opener, Callable[[ModelKernel, re.Match[str]], bool]]] = []
         self._sysfs: list[tuple[re.Pattern[str], SysfsReader | None, SysfsWriter | None]] = []
         # Subsystems keep their state here, keyed by a name of their choosing.
         self.state: dict[str, object] = {}
@@ -60,7 +60,7 @@ class ModelKernel:
         self,
         pattern: str,
         opener: Opener,
-        exists: Callable[["ModelKernel", "re.Match[str]"], bool] = lambda k, m: True,
+        exists: Callable[[ModelKernel, re.Match[str]], bool] = lambda k, m: True,
     ) -> None:
         self._nodes.append((re.compile(pattern + r"\Z"), opener, exists))
 
@@ -110,7 +110,7 @@ class ModelKernel:
     def close(self, fd: int) -> None:
         f = self.files.pop(fd, None)
         if f is None:
-            raise Errno(errno.EBADF, "fs/open.c:1570")
+            raise Errno(errno.EBADF, "fs/file.c:663")
         self.put_file(f)
 
     def ioctl(self, fd: int, cmd: int, arg: int) -> int:
