@@ -108,7 +108,7 @@ def test_kernel_driver_bind_on_owned_group_is_ebusy() -> None:
     # iommu_device_use_default_domain(): owner set -> EBUSY (iommu.c:3125-3130),
     # returned as is by device_driver_attach() (dd.c:1216-1230)
     res = r.write(f"{DRV}/ahci/bind", AHCI)
-    assert (res.errno, res.where) == (errno.EBUSY, "drivers/iommu/iommu.c:3125")
+    assert (res.errno, res.where) == (errno.EBUSY, "drivers/iommu/iommu.c:3128")
     # drivers_probe turns the same core failure into EINVAL (bus.c:313,318-319)
     assert r.write("/sys/bus/pci/drivers_probe", AHCI).errno == errno.EINVAL
     r.close(gfd)  # releases ownership (group.c:492-493)
