@@ -1,9 +1,12 @@
 """Topologies and facts the model boots with when no kernel tells it otherwise.
 
 ``vm_topology`` is the guest the VM runner boots (q35 + intel-iommu): an
-isolated e1000, an SR-IOV NVMe PF, and the ICH9 functions at 00:1f.* that
-share one group (measured.md: binding 00:1f.0 to vfio-pci gives a group that
-GET_STATUS reports not viable).
+isolated e1000, an SR-IOV NVMe PF, the ICH9 functions at 00:1f.* that share
+one group (measured.md: binding 00:1f.0 to vfio-pci gives a group that
+GET_STATUS reports not viable; two of its members stay on kernel drivers), and
+two e1000s behind a conventional PCI bridge, which share one group with the
+bridge: one on vfio-pci, one on e1000, the non-viable group with exactly one
+kernel-driver sibling that cases can move (to be confirmed on the VM).
 """
 
 from __future__ import annotations
@@ -64,5 +67,17 @@ def vm_topology() -> Topology:
         PciFunction("0000:00:1f.3", 0x8086, 0x2930, iommu_group=3, driver="i801_smbus", is_pcie=False,
                     name="ich9-smbus", class_code=0x0C0500, bar_sizes=(0, 0, 0, 0, 0x40, 0),
                     io_bars=(4,), interrupt_pin=1, native_driver="i801_smbus"),
+        # QEMU `pci-bridge` (1b36:0001) at 00:04.0 with two e1000s behind it: devices
+        # behind a conventional bridge alias to it for DMA, so all three share a group.
+        PciFunction("0000:00:04.0", 0x1B36, 0x0001, iommu_group=4, driver=None, is_pcie=False,
+                    name="pci-bridge", class_code=0x060400),
+        PciFunction("0000:01:01.0", 0x8086, 0x100E, iommu_group=4, driver="vfio-pci", cdev="vfio3",
+                    is_pcie=False, name="e1000", class_code=0x020000,
+                    bar_sizes=(0x20000, 0x40, 0, 0, 0, 0), io_bars=(1,), rom_size=0x40000,
+                    interrupt_pin=1, native_driver="e1000"),
+        PciFunction("0000:01:02.0", 0x8086, 0x100E, iommu_group=4, driver="e1000",
+                    is_pcie=False, name="e1000", class_code=0x020000,
+                    bar_sizes=(0x20000, 0x40, 0, 0, 0, 0), io_bars=(1,), rom_size=0x40000,
+                    interrupt_pin=1, native_driver="e1000"),
     ]
     return Topology({f.bdf: f for f in fns})

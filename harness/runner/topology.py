@@ -48,7 +48,8 @@ def _fits(topo: Topology, f: PciFunction, role: str) -> bool:
     if role == "isolated":
         return not topo.siblings(f.bdf) and not f.is_pf
     if role == "nonviable":
-        return any(_claims_dma(s) for s in topo.siblings(f.bdf))
+        # Exactly one claimant, so a case can make the group viable by moving `sibling`.
+        return sum(1 for s in topo.siblings(f.bdf) if _claims_dma(s)) == 1
     if role == "sriov-pf":
         return f.sriov_totalvfs >= 2 and f.sriov_numvfs == 0
     return False

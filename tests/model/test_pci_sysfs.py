@@ -80,8 +80,8 @@ def test_drivers_probe_with_override_binds_vfio_pci() -> None:
     assert r.write("/sys/bus/pci/drivers_probe", AHCI).ok
     f = r.b.topology().functions[AHCI]
     # vfio_init_device(): ida_alloc gives the lowest free index (vfio_main.c:275)
-    assert (f.driver, f.cdev) == ("vfio-pci", "vfio3")
-    assert r.b.path_exists("/dev/vfio/devices/vfio3")
+    assert (f.driver, f.cdev) == ("vfio-pci", "vfio4")  # the boot topology holds vfio0-3
+    assert r.b.path_exists("/dev/vfio/devices/vfio4")
     # drivers_probe of an unknown device: ENODEV (bus.c:316-317)
     assert r.write("/sys/bus/pci/drivers_probe", "0000:00:09.0").errno == errno.ENODEV
 
@@ -168,9 +168,9 @@ def test_sriov_enable_creates_vfs_on_vfio_pci() -> None:
     for vf in (vf0, vf1):
         # vfio_pci_bus_notifier() sets driver_override (vfio_pci_core.c:2016-2021)
         assert (vf.driver_override, vf.driver, vf.physfn) == ("vfio-pci", "vfio-pci", NVME)
-    assert (vf0.cdev, vf1.cdev) == ("vfio3", "vfio4")
+    assert (vf0.cdev, vf1.cdev) == ("vfio4", "vfio5")  # the boot topology holds vfio0-3
     # one new IOMMU group each (measured.md)
-    assert len({vf0.iommu_group, vf1.iommu_group, 0, 1, 2, 3}) == 6
+    assert len({vf0.iommu_group, vf1.iommu_group, 0, 1, 2, 3, 4}) == 7
     assert topo.functions[NVME].sriov_numvfs == 2
     assert r.read(f"{DEV}/{NVME}/virtfn1/driver_override") == "vfio-pci\n"
     assert r.b.path_exists(f"/dev/vfio/{vf0.iommu_group}")
@@ -180,7 +180,7 @@ def test_sriov_enable_creates_vfs_on_vfio_pci() -> None:
     assert r.write(f"{DEV}/{NVME}/sriov_numvfs", "0").ok
     topo = r.b.topology()
     assert "0000:00:03.1" not in topo.functions
-    assert not r.b.path_exists("/dev/vfio/devices/vfio3")
+    assert not r.b.path_exists(f"/dev/vfio/devices/{vf0.cdev}")
 
 
 def test_sriov_disable_with_enable_sriov_off_is_enoent() -> None:
@@ -282,7 +282,8 @@ def test_boot_with_vfs_already_enabled() -> None:
     t2 = r2.b.topology()
     assert t2.functions["0000:00:03.1"].driver == "vfio-pci"
     assert t2.functions[NVME].sriov_numvfs == 2
-    assert (t2.functions["0000:00:03.1"].cdev, t2.functions["0000:00:03.2"].cdev) == ("vfio3", "vfio4")
+    # the boot topology holds vfio0-3
+    assert (t2.functions["0000:00:03.1"].cdev, t2.functions["0000:00:03.2"].cdev) == ("vfio4", "vfio5")
     # the VF knows its PF: without a token it is refused (vfio_pci_core.c:1909-1912)
     grp = t2.functions["0000:00:03.1"].iommu_group
     container = r2.fd("/dev/vfio/vfio")

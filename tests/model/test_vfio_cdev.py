@@ -125,7 +125,7 @@ def test_two_iommufds_one_group() -> None:
     assert r.write("/sys/bus/pci/drivers_probe", "0000:00:1f.2").ok
     a, b = r.fd("/dev/iommu"), r.fd("/dev/iommu")
     d1 = r.fd("/dev/vfio/devices/vfio2")
-    d2 = r.fd("/dev/vfio/devices/vfio3")
+    d2 = r.fd(f"/dev/vfio/devices/{r.k.topology.functions['0000:00:1f.2'].cdev}")
     assert r.ioctl(d1, uv.VFIO_DEVICE_BIND_IOMMUFD, bind_arg(a)).ok
     assert r.ioctl(d2, uv.VFIO_DEVICE_BIND_IOMMUFD, bind_arg(b)).errno == errno.EPERM
     # the same iommufd shares the ownership
