@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 # Drivers that set driver_managed_dma, so binding them does not claim DMA
 # ownership of the group (drivers/vfio/pci/vfio_pci.c, drivers/pci/pci-stub.c,
@@ -111,6 +111,11 @@ class Topology:
             if f.iommu_group is not None:
                 out.setdefault(f.iommu_group, []).append(f)
         return out
+
+    def copy(self) -> Topology:
+        """An independent copy (every PciFunction field is immutable, so a shallow
+        copy of each function is enough, and much cheaper than deepcopy)."""
+        return Topology({bdf: replace(f) for bdf, f in self.functions.items()})
 
     def siblings(self, bdf: str) -> list[PciFunction]:
         g = self.functions[bdf].iommu_group

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 
 from ..backends.base import Backend, Facts, OpResult, Topology
@@ -27,7 +26,7 @@ class ModelBackend(Backend):
         self.kernel = self._boot()
 
     def _boot(self) -> ModelKernel:
-        k = ModelKernel(copy.deepcopy(self._topology0), self._facts)
+        k = ModelKernel(self._topology0.copy(), self._facts)
         install_subsystems(k)
         return k
 
@@ -57,7 +56,7 @@ class ModelBackend(Backend):
         return self._facts
 
     def topology(self) -> Topology:
-        return copy.deepcopy(self.kernel.topology)
+        return self.kernel.topology.copy()
 
     def path_exists(self, path: str) -> bool:
         return self.kernel.node_exists(path)

@@ -1,0 +1,54 @@
+"""Topology copies and the binding of case roles to PCI functions."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+from harness.backends.base import PciFunction, Topology
+from harness.model.topologies import vm_topology
+from harness.runner.topology import bind_roles
+
+
+def test_copy_is_independent_and_fields_stay_immutable() -> None:
+    topo = vm_topology()
+    dup = topo.copy()
+    dup.functions["0000:00:02.0"].driver = "e1000"
+    assert topo.functions["0000:00:02.0"].driver == "vfio-pci"
+    # copy() relies on every field being immutable; a list or dict field would be shared.
+    hints = typing.get_type_hints(PciFunction)
+    for f in dataclasses.fields(PciFunction):
+        assert "list" not in str(hints[f.name]) and "dict" not in str(hints[f.name]), f.name
+
+
+def fn(bdf: str, group: int, driver: str | None, **kw: typing.Any) -> PciFunction:
+    return PciFunction(bdf, 0x8086, 0x100E, iommu_group=group, driver=driver, **kw)
+
+
+def topo(*fns: PciFunction) -> Topology:
+    return Topology({f.bdf: f for f in fns})
+
+
+def test_roles_bind_distinct_functions_by_their_definition() -> None:
+    t = topo(fn("0:a", 1, "vfio-pci"), fn("0:b", 2, "vfio-pci"), fn("0:c", 2, "e1000"),
+             fn("0:d", 3, "vfio-pci", sriov_totalvfs=3), fn("0:e", 4, "vfio-pci"))
+    roles = bind_roles({"x": "isolated", "g": "nonviable", "pf": "sriov-pf", "y": "isolated"}, t)
+    assert not isinstance(roles, str)
+    assert (roles["x"].bdf, roles["g"].bdf, roles["pf"].bdf, roles["y"].bdf) == ("0:a", "0:b", "0:d", "0:e")
+    assert (roles["g"].sibling, roles["g"].sibling_driver) == ("0:c", "e1000")
+
+
+def test_nonviable_needs_exactly_one_kernel_driver_sibling() -> None:
+    two = topo(fn("0:a", 1, "vfio-pci"), fn("0:b", 1, "ahci"), fn("0:c", 1, "i801_smbus"))
+    assert isinstance(bind_roles({"g": "nonviable"}, two), str)
+    managed = topo(fn("0:a", 1, "vfio-pci"), fn("0:b", 1, "pci-stub"))
+    assert isinstance(bind_roles({"g": "nonviable"}, managed), str)
+
+
+def test_roles_only_use_functions_the_backend_may_touch() -> None:
+    t = topo(fn("0:a", 1, "vfio-pci"), fn("0:b", 2, "vfio-pci"), fn("0:c", 2, "e1000"))
+    assert bind_roles({"x": "isolated"}, t, lambda bdf: bdf != "0:a") == "no PCI function for role x: isolated " \
+        "(among those this run may use)"
+    # A non-viable group is usable only when its sibling may be touched too.
+    assert isinstance(bind_roles({"g": "nonviable"}, t, lambda bdf: bdf != "0:c"), str)
+    assert not isinstance(bind_roles({"g": "nonviable"}, t, lambda bdf: True), str)
