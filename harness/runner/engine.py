@@ -126,12 +126,13 @@ class Runner:
 
     def run(self, case: Case) -> Trace:
         trace = Trace(case.test_id, self.backend.name)
-        reason = unmet(case, self.backend)
+        topo = self.backend.topology() if case.requires.topology else None
+        reason = unmet(case, self.backend, topo)
         if reason:
             trace.status, trace.reason = SKIP, reason
             return trace
         env: dict[str, Any] = dict(case.params)
-        roles = bind_roles(case.requires.topology, self.backend.topology(), self.backend.may_touch)
+        roles = bind_roles(case.requires.topology, topo, self.backend.may_touch) if topo else {}
         assert not isinstance(roles, str)
         env.update(roles)
         try:

@@ -72,8 +72,8 @@ def bind_roles(wanted: dict[str, str], topo: Topology,
     return out
 
 
-def unmet(case: Case, backend: Backend) -> str | None:
-    """Why ``case`` can't run on ``backend``, or None."""
+def unmet(case: Case, backend: Backend, topo: Topology | None = None) -> str | None:
+    """Why ``case`` can't run on ``backend`` (whose topology is ``topo``), or None."""
     facts = backend.facts()
     r = case.requires
     missing = [c for c in r.config if c not in facts.config]
@@ -89,7 +89,7 @@ def unmet(case: Case, backend: Backend) -> str | None:
         if not backend.path_exists(node):
             return f"{node} does not exist"
     if r.topology:
-        bound = bind_roles(r.topology, backend.topology(), backend.may_touch)
+        bound = bind_roles(r.topology, topo if topo is not None else backend.topology(), backend.may_touch)
         if isinstance(bound, str):
             return bound
     return None
