@@ -295,15 +295,7 @@ def vfio_pci_ioctl_get_region_info(k: ModelKernel, vdev: VfioPciCoreDevice, arg:
     else:
         # no device-specific regions: vdev->num_regions is 0 for vfio-pci here
         raise Errno(errno.EINVAL, f"{CORE_C}:1134")
-    if caps.size:
-        info.flags |= uv.VFIO_REGION_INFO_FLAG_CAPS
-        if info.argsz < ctypes.sizeof(info) + caps.size:
-            info.argsz = ctypes.sizeof(info) + caps.size
-            info.cap_offset = 0
-        else:
-            caps.shift(ctypes.sizeof(info))
-            copy_to_user(k, arg + ctypes.sizeof(info), bytes(caps.buf), f"{CORE_C}:1170")
-            info.cap_offset = ctypes.sizeof(info)
+    caps.copy_to_info(k, info, arg, uv.VFIO_REGION_INFO_FLAG_CAPS, f"{CORE_C}:1170")
     put_struct(k, info, arg, minsz, f"{CORE_C}:1178")
     return 0
 

@@ -517,14 +517,8 @@ def vfio_iommu_type1_get_info(k: ModelKernel, iommu: VfioIommu, arg: int) -> int
             r = uv.vfio_iova_range(start=start, end=end)
             pos = off + hdr_size + i * range_size
             caps.buf[pos : pos + range_size] = bytes(r)
-    if caps.size:
-        info.flags |= uv.VFIO_IOMMU_INFO_CAPS
-        if info.argsz < ctypes.sizeof(info) + caps.size:
-            info.argsz = ctypes.sizeof(info) + caps.size
-        else:
-            caps.shift(ctypes.sizeof(info))
-            copy_to_user(k, arg + ctypes.sizeof(info), bytes(caps.buf), f"{TYPE1_C}:2803")
-            info.cap_offset = ctypes.sizeof(info)
+    # Only the first minsz bytes come from the user: cap_offset starts 0 (vfio_iommu_type1.c:2759).
+    caps.copy_to_info(k, info, arg, uv.VFIO_IOMMU_INFO_CAPS, f"{TYPE1_C}:2803")
     put_struct(k, info, arg, minsz, f"{TYPE1_C}:2812")
     return 0
 

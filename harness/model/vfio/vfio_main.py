@@ -129,6 +129,22 @@ class VfioInfoCap:
         off = self.add(len(raw), id_, version)
         self.buf[off + 8 : off + len(raw)] = raw[8:]
 
+    def copy_to_info(self, k: ModelKernel, info: Any, arg: int, caps_flag: int, where: str) -> None:
+        """The tail every VFIO INFO ioctl open-codes (vfio_iommu_type1.c:2792-2806,
+        vfio_pci_core.c:1158-1171): set ``caps_flag``; then either grow ``argsz``
+        to what the chain needs and copy nothing (the call still succeeds), or copy
+        the chain right after the struct and point ``cap_offset`` at it."""
+        if not self.size:
+            return
+        info.flags |= caps_flag
+        if info.argsz < ctypes.sizeof(info) + self.size:
+            info.argsz = ctypes.sizeof(info) + self.size
+            info.cap_offset = 0
+        else:
+            self.shift(ctypes.sizeof(info))
+            copy_to_user(k, arg + ctypes.sizeof(info), bytes(self.buf), where)
+            info.cap_offset = ctypes.sizeof(info)
+
     def shift(self, offset: int) -> None:
         """vfio_info_cap_shift(): make the next offsets relative to the user buffer."""
         tmp = 0
