@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import ctypes
 import errno as _errno
+import mmap
 import operator
 import re
 from collections.abc import Callable, Mapping
@@ -69,9 +70,15 @@ _FUNCS: dict[str, Callable[..., int]] = {
 }
 
 
+# The page size of the machine the harness runs on; cases assume the target's is the same.
+BUILTINS = {"PAGE_SIZE": mmap.PAGESIZE, "U64_MAX": (1 << 64) - 1, "U32_MAX": (1 << 32) - 1}
+
+
 def constant(name: str) -> int | None:
     if name in uapi.CONSTANTS:
         return uapi.CONSTANTS[name]
+    if name in BUILTINS:
+        return BUILTINS[name]
     if name.startswith("E") and hasattr(_errno, name):
         return int(getattr(_errno, name))
     return None

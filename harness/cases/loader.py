@@ -176,15 +176,15 @@ def _data(ctx: _Ctx, node: LMap, key: str, where: str) -> dict[str, Any]:
     return {kind: [_value(ctx, items, i, f"{where}[{i}]", x) for i, x in enumerate(items)]}
 
 
-def _matcher(ctx: _Ctx, node: Any, key: Any, where: str, v: Any) -> Matcher:
+def _matcher(ctx: _Ctx, node: Any, key: Any, where: str, v: Any) -> list[Matcher]:
+    """A plain value, or a mapping of one or more of MATCH_OPS that must all hold."""
     if isinstance(v, dict):
-        if len(v) != 1 or next(iter(v)) not in MATCH_OPS:
-            raise ctx.err(node, key, where, f"a matcher is one of {sorted(MATCH_OPS)}, got {list(v)}")
-        (op, arg), = v.items()
-        if op == "any":
-            return Matcher("any")
-        return Matcher(op, _value(ctx, v, op, f"{where}.{op}", arg))
-    return Matcher("eq", _value(ctx, node, key, where, v))
+        unknown = [op for op in v if op not in MATCH_OPS]
+        if not v or unknown:
+            raise ctx.err(node, key, where, f"a matcher takes {sorted(MATCH_OPS)}, got {unknown or 'nothing'}")
+        return [Matcher("any") if op == "any" else Matcher(op, _value(ctx, v, op, f"{where}.{op}", arg))
+                for op, arg in v.items()]
+    return [Matcher("eq", _value(ctx, node, key, where, v))]
 
 
 def _errno_name(ctx: _Ctx, node: Any, key: Any, where: str, v: Any) -> str:
@@ -211,7 +211,7 @@ def _expect(ctx: _Ctx, step: LMap, where: str) -> Expectation:
     if "errno" in v:
         e.errno = _errno_name(ctx, v, "errno", f"{w}.errno", v["errno"])
     if "ret" in v:
-        e.ret = _value(ctx, v, "ret", f"{w}.ret", v["ret"])
+        e.ret = _matcher(ctx, v, "ret", f"{w}.ret", v["ret"])
     if "out" in v:
         if not isinstance(v["out"], dict):
             raise ctx.err(v, "out", f"{w}.out", "out is a mapping of field: value")

@@ -34,8 +34,8 @@ class Matcher:
 @dataclass
 class Expectation:
     errno: str | None = None          # None: success expected
-    ret: Any = None                   # expression or None
-    out: dict[str, Matcher] = field(default_factory=dict)
+    ret: list[Matcher] | None = None
+    out: dict[str, list[Matcher]] = field(default_factory=dict)
     untouched_past_size: bool = False
     text: str | None = None
     data: str | None = None           # hex

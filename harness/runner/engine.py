@@ -400,17 +400,18 @@ def check(e: Expectation, rec: StepRecord, res: OpResult, sent: bytes, size_valu
     if (getattr(_errno, e.errno) if e.errno else 0) != res.errno:
         fails.append(f"returned {got or 'success'}, expected {e.errno or 'success'}")
         return fails
-    if e.ret is not None:
-        want_ret = _as_int(evaluate(e.ret, env))
-        if res.ret != want_ret:
-            fails.append(f"ret is {res.ret}, expected {want_ret}")
-    for path, m in e.out.items():
+    for m in e.ret or []:
+        msg = _match(m, res.ret, env)
+        if msg:
+            fails.append(f"ret {msg}")
+    for path, matchers in e.out.items():
         if path not in rec.out:
             fails.append(f"{path}: not in the output")
             continue
-        msg = _match(m, rec.out[path], env)
-        if msg:
-            fails.append(f"{path} {msg}")
+        for m in matchers:
+            msg = _match(m, rec.out[path], env)
+            if msg:
+                fails.append(f"{path} {msg}")
     if e.untouched_past_size and sent[size_value:] != res.data[size_value:]:
         fails.append(f"bytes past size {size_value} changed: sent {sent[size_value:].hex()}, "
                      f"got {res.data[size_value:].hex()}")
