@@ -20,7 +20,7 @@ import yaml
 from .. import uapi
 from ..uapi import abi
 from .expr import ExprError, parse, template_vars
-from .model import ArrayValue, Case, CaseError, Expectation, Matcher, Requirements, Step
+from .model import ArrayValue, Case, CaseError, Expectation, KnownDifference, Matcher, Requirements, Step
 from .yamlsrc import LList, LMap, line_of
 from .yamlsrc import load as load_yaml
 
@@ -397,6 +397,30 @@ def _requires(ctx: _Ctx, doc: LMap) -> Requirements:
     return r
 
 
+def _known_differences(ctx: _Ctx, doc: LMap, step_lines: set[int]) -> list[KnownDifference]:
+    raw = doc.get("known_differences")
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ctx.err(doc, "known_differences", "known_differences", "a list of {reason, kernels, step, field}")
+    out = []
+    for i, item in enumerate(raw):
+        w = f"known_differences[{i}]"
+        if not isinstance(item, LMap) or set(item) - {"reason", "kernels", "step", "field"}:
+            raise ctx.err(raw, i, w, "takes reason:, kernels:, and optionally step: (a step's line) and field:")
+        if not isinstance(item.get("reason"), str) or not item["reason"].strip():
+            raise ctx.err(item, "reason", f"{w}.reason", "say why the kernel differs from the contract")
+        kernels = item.get("kernels")
+        if not isinstance(kernels, list) or not kernels:
+            raise ctx.err(item, "kernels", f"{w}.kernels", "list the kernel versions it applies to, e.g. [\"6.12\"]")
+        line = int(item.get("step", 0))
+        if line and line not in step_lines:
+            raise ctx.err(item, "step", f"{w}.step", f"no step starts at line {line}")
+        out.append(KnownDifference(item["reason"].strip(), tuple(str(k) for k in kernels), line,
+                                   str(item.get("field", ""))))
+    return out
+
+
 def _merge(a: Requirements, b: Requirements) -> Requirements:
     return Requirements(
         config=sorted(set(a.config) | set(b.config)),
@@ -496,12 +520,12 @@ class Loader:
             for i, raw in enumerate(d["steps"]):
                 steps.append(_step(ctx, raw, len(steps), f"steps[{i}]", bound))
             cleanup = [_step(ctx, raw, i, f"cleanup[{i}]", bound) for i, raw in enumerate(d.get("cleanup") or [])]
-            kd = d.get("known_differences") or []
+            kd = _known_differences(ctx, d, {s.line for s in steps})
             cases.append(Case(
                 id=d["id"], area=d["area"], purpose=" ".join(str(d["purpose"]).split()), path=path,
                 line=d.line, source=str(d.get("source", "")), verified_on=[str(x) for x in d["verified_on"]],
                 requires=req, steps=steps, cleanup=cleanup, variant=vname, params=params,
-                known_differences=[dict(x) for x in kd],
+                known_differences=kd,
             ))
         return cases
 

@@ -62,6 +62,20 @@ class Step:
         return f"{self.kind} {target}" if isinstance(target, str) else self.kind
 
 
+@dataclass(frozen=True)
+class KnownDifference:
+    """A documented kernel-vs-contract difference: a divergence at ``step`` (the
+    case step's line, 0 = any step) in a field matching ``field`` (a prefix of
+    "errno", "ret", "out.<name>", "request.<name>"; "" = any) is accepted on the
+    ``kernels`` listed (a release matches by its leading components: "6.12"
+    covers 6.12.117), for ``reason``."""
+
+    reason: str
+    kernels: tuple[str, ...]
+    step_line: int = 0
+    field: str = ""
+
+
 @dataclass
 class Requirements:
     config: list[str] = field(default_factory=list)
@@ -85,7 +99,7 @@ class Case:
     cleanup: list[Step] = field(default_factory=list)
     variant: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
-    known_differences: list[dict[str, Any]] = field(default_factory=list)
+    known_differences: list[KnownDifference] = field(default_factory=list)
 
     @property
     def test_id(self) -> str:

@@ -37,12 +37,18 @@ def _version_matches(kernel: str, wanted: str) -> bool:
     return kernel == wanted or kernel.startswith((wanted + ".", wanted + "-", wanted + "+"))
 
 
-def _known_difference(case: Case, kernel_version: str) -> str:
-    for kd in case.known_differences:
-        versions = [str(v) for v in kd.get("kernels", [])]
-        if not versions or any(_version_matches(kernel_version, v) for v in versions):
-            return str(kd.get("reason", "documented difference"))
-    return ""
+def accepted(case: Case, kernel_version: str, d: Diff) -> str:
+    """The reason every divergence of ``d`` is documented for this kernel, or ""."""
+    reasons = []
+    for x in d.divergences:
+        line = d.left.steps[x.step].line if x.step < len(d.left.steps) else 0
+        kd = next((k for k in case.known_differences
+                   if any(_version_matches(kernel_version, v) for v in k.kernels)
+                   and k.step_line in (0, line) and x.what.startswith(k.field)), None)
+        if kd is None:
+            return ""
+        reasons.append(kd.reason)
+    return "; ".join(dict.fromkeys(reasons))
 
 
 def run_case(case: Case, backends: list[Backend], root: Path | None = None) -> CaseOutcome:
@@ -53,7 +59,7 @@ def run_case(case: Case, backends: list[Backend], root: Path | None = None) -> C
     reason = "; ".join(f"{t.backend}: {t.reason}" for t in traces if t.reason) if len(traces) > 1 else traces[0].reason
     known = ""
     if d is not None and d.first is not None and SKIP not in (traces[0].status, traces[1].status):
-        known = _known_difference(case, backends[0].facts().kernel)
+        known = accepted(case, backends[0].facts().kernel, d)
         if not known:
             status = ERROR if status == ERROR else FAIL
             reason = f"divergence: {d.summary()}" + (f"; {reason}" if reason else "")
