@@ -64,6 +64,21 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def cmd_restore(args: argparse.Namespace) -> int:
+    from .backends.sysfs_state import default_state_file, restore_from_state_file
+
+    path = Path(args.state_file) if args.state_file else default_state_file()
+    if not path.exists():
+        print(f"vfio-conformance: nothing to restore ({path} does not exist)")
+        return 0
+    failures = restore_from_state_file(path)
+    for f in failures:
+        print(f"vfio-conformance: could not restore: {f}", file=sys.stderr)
+    if not failures:
+        print(f"vfio-conformance: restored every driver binding and SR-IOV setting recorded in {path}")
+    return 1 if failures else 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vfio-conformance", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -90,6 +105,9 @@ def parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list cases and whether they ever ran on a kernel")
     common(ls)
     ls.set_defaults(func=cmd_list)
+    rs = sub.add_parser("restore", help="put back the PCI state a crashed kernel-backend run changed")
+    rs.add_argument("--state-file", default=None, help="the state file (default: the kernel backend's)")
+    rs.set_defaults(func=cmd_restore)
     return p
 
 

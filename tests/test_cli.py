@@ -54,3 +54,8 @@ def test_no_matching_cases_says_so(tmp_path: Path) -> None:
     proc = run_cli("run", "--cases", "no-such-area/**", "--report", str(tmp_path))
     assert proc.returncode == 5
     assert "no case matched" in proc.stderr
+
+
+def test_restore_with_nothing_recorded(tmp_path: Path) -> None:
+    proc = run_cli("restore", "--state-file", str(tmp_path / "none.json"))
+    assert proc.returncode == 0 and "nothing to restore" in proc.stdout
