@@ -1,0 +1,10 @@
+"""The test VM: QEMU command lines, guest-init, boot and console scanning (docs/vm.md)."""
+
+from __future__ import annotations
+
+from .console import Splat
+from .topology import AGENT_PORT, PROFILES, GuestFunction, Profile
+from .vm import BootError, Vm, VmError, find_kernel
+
+__all__ = ["AGENT_PORT", "PROFILES", "BootError", "GuestFunction", "Profile", "Splat", "Vm", "VmError",
+           "find_kernel"]

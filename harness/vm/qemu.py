@@ -1,0 +1,126 @@
+"""The QEMU and kernel command lines of the test VM (docs/vm.md).
+
+No disk image: the host's / is shared read-only over 9p and mounted as the
+guest's root, so the host's python3 and this checkout are at the same paths in
+the guest.  ``guest-init.sh`` (``init=``) mounts the pseudo filesystems and
+tmpfs, binds the profile's functions to vfio-pci and runs the agent on the
+virtio-serial port ``vfioconf.agent``, which QEMU exposes on the host as a unix
+socket (``-chardev socket,server=on,wait=off``).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .topology import AGENT_PORT, ROOT_TAG, VIRTIO_9P, VIRTIO_SERIAL, Profile
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+GUEST_INIT = Path(__file__).resolve().parent / "guest-init.sh"
+QEMU = "qemu-system-x86_64"
+# Linux caps virtio 9p at 512000 bytes ("Limiting 'msize' to 512000").
+NINEP_MSIZE = 512000
+
+# QEMU 7.2 under this machine's nested KVM aborts on MSR 0x10a (IA32_ARCH_CAPABILITIES)
+# with `-cpu host`; without that feature it starts (whether it then boots is measured
+# at run time: the launcher falls back to TCG).
+KVM_CPU = "host,-arch-capabilities"
+TCG_CPU = "max"
+
+
+@dataclass
+class LaunchConfig:
+    """Everything that decides one QEMU invocation."""
+
+    profile: Profile
+    kernel: Path
+    accel: str                       # "kvm" or "tcg"
+    console_log: Path
+    agent_socket: Path
+    memory: str = "2G"
+    smp: int = 1
+    checkout: Path = CHECKOUT
+    python: str = sys.executable
+    # guest-init switches (vfioconf.*): topo, agent, shell, pyprobe, sriov.
+    init_options: dict[str, str] = field(default_factory=dict)
+    extra_cmdline: tuple[str, ...] = ()
+    extra_qemu_args: tuple[str, ...] = ()
+    # Console on QEMU's stdio (and still logged), for an interactive shell.
+    interactive: bool = False
+    qemu: str = QEMU
+
+
+def _no_space(what: str, value: str) -> str:
+    if not value or any(c.isspace() for c in value):
+        raise ValueError(f"{what} {value!r} can't go on the kernel command line (empty or has whitespace)")
+    return value
+
+
+def kernel_cmdline(cfg: LaunchConfig) -> list[str]:
+    p = cfg.profile
+    checkout = _no_space("checkout", str(cfg.checkout))
+    init = cfg.checkout / GUEST_INIT.relative_to(CHECKOUT)
+    words = [
+        "console=ttyS0,115200",
+        # The first lines reach the console before the serial driver is up, so a
+        # guest stuck early (nested KVM) is told apart from a slow one.
+        "earlyprintk=serial,ttyS0,115200",
+        f"root={ROOT_TAG}", "rootfstype=9p",
+        f"rootflags=trans=virtio,version=9p2000.L,msize={NINEP_MSIZE},cache=loose", "ro",
+        f"init={_no_space('init', str(init))}",
+        # A panic exits QEMU (-no-reboot turns the reboot into an exit).
+        "panic=-1",
+        *p.cmdline,
+        f"vfioconf.profile={p.name}",
+        f"vfioconf.checkout={checkout}",
+        f"vfioconf.python={_no_space('python', cfg.python)}",
+    ]
+    if p.bind_order():
+        words.append("vfioconf.bind=" + ",".join(p.bind_order()))
+    if p.clear_reset():
+        words.append("vfioconf.noreset=" + ",".join(p.clear_reset()))
+    for key, value in sorted(cfg.init_options.items()):
+        words.append(f"vfioconf.{key}={_no_space(key, value)}")
+    words.extend(cfg.extra_cmdline)
+    return words
+
+
+def qemu_command(cfg: LaunchConfig) -> list[str]:
+    """argv of one VM.  The vIOMMU comes before every PCI device (a device realized
+    before it keeps the untranslated address space)."""
+    if cfg.accel not in ("kvm", "tcg"):
+        raise ValueError(f"accel must be kvm or tcg, not {cfg.accel!r}")
+    p = cfg.profile
+    machine = "q35"
+    if cfg.accel == "kvm" and p.viommu:
+        machine += ",kernel-irqchip=split"  # intremap=on needs it under KVM
+    argv = [
+        cfg.qemu, "-name", f"vfioconf-{p.name}",
+        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        "-machine", machine, "-accel", cfg.accel,
+        "-cpu", KVM_CPU if cfg.accel == "kvm" else TCG_CPU,
+        "-m", cfg.memory, "-smp", str(cfg.smp),
+        "-kernel", str(cfg.kernel), "-append", " ".join(kernel_cmdline(cfg)),
+    ]
+    if cfg.interactive:
+        argv += ["-chardev", f"stdio,id=con,signal=off,logfile={cfg.console_log}"]
+    else:
+        argv += ["-chardev", f"file,id=con,path={cfg.console_log}"]
+    argv += ["-serial", "chardev:con"]
+    if p.viommu:
+        argv += ["-device", "intel-iommu,intremap=on"]
+    for dev in p.qemu_prelude:
+        argv += ["-device", dev]
+    for f in p.functions:
+        argv += ["-device", f.qemu]
+    argv += [
+        "-fsdev", "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap",
+        "-device", VIRTIO_9P.qemu,
+        "-device", VIRTIO_SERIAL.qemu,
+        "-chardev", f"socket,id=agent,path={cfg.agent_socket},server=on,wait=off",
+        "-device", f"virtserialport,bus=vser0.0,chardev=agent,name={AGENT_PORT}",
+    ]
+    argv += list(cfg.extra_qemu_args)
+    return argv
+

@@ -1,0 +1,143 @@
+"""The test VM's PCI layout, declared once.
+
+Each guest profile lists the PCI functions the launcher adds (at fixed guest
+addresses, so bind lists and case expectations are stable) and which of them
+guest-init binds to vfio-pci.  The QEMU command line (``harness.vm.qemu``), the
+kernel command line's bind list and the reference model's boot topology
+(``harness.model.topologies.vm_topology``, which may read this module: it
+imports nothing but the standard library) all come from here.
+
+Profiles (measured.md):
+
+- ``viommu``: q35 + the emulated Intel IOMMU, VFIO devices.  IOMMU_TEST_OP_MOCK_DOMAIN
+  fails with EINVAL under the vIOMMU, so mock-domain cases cannot run here.
+- ``mock``: no vIOMMU and no VFIO devices; iommufd's selftest mock domains work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The virtio-serial port the guest agent serves on (/dev/virtio-ports/<name>).
+AGENT_PORT = "vfioconf.agent"
+# 9p mount tag of the host root; the guest mounts it as / (root=/dev/root).
+ROOT_TAG = "/dev/root"
+
+
+@dataclass(frozen=True)
+class GuestFunction:
+    """One PCI function of the guest."""
+
+    bdf: str
+    name: str
+    vendor: int
+    device: int
+    # The `-device` value that creates it; "" for the machine's built-in functions.
+    qemu: str = ""
+    # guest-init binds it to vfio-pci (driver_override + drivers_probe), in list order,
+    # so /dev/vfio/devices/vfioN numbers follow that order.
+    vfio: bool = False
+    # guest-init clears its reset_method before binding (the QEMU 7.2 NVMe quirk:
+    # an FLR through vfio-pci drops the VFs but leaves VF Enable set).
+    clear_reset: bool = False
+    # What the function is there for (the runner's topology roles and their helpers).
+    role: str = ""
+
+
+# Functions every q35 guest has without being asked (-nodefaults keeps these).
+Q35_BUILTIN = (
+    GuestFunction("0000:00:00.0", "q35-host-bridge", 0x8086, 0x29C0),
+    GuestFunction("0000:00:1f.0", "ich9-lpc", 0x8086, 0x2918),
+    GuestFunction("0000:00:1f.2", "ich9-ahci", 0x8086, 0x2922),
+    GuestFunction("0000:00:1f.3", "ich9-smbus", 0x8086, 0x2930),
+)
+
+# The launcher's own devices: outside the range test functions use.
+VIRTIO_SERIAL = GuestFunction("0000:00:10.0", "virtio-serial", 0x1AF4, 0x1003,
+                              qemu="virtio-serial-pci,id=vser0,bus=pcie.0,addr=10.0")
+VIRTIO_9P = GuestFunction("0000:00:11.0", "virtio-9p", 0x1AF4, 0x1009,
+                          qemu=f"virtio-9p-pci,fsdev=root,mount_tag={ROOT_TAG},bus=pcie.0,addr=11.0")
+
+NVME_SUBSYS = "nvme-subsys,id=s0"
+NVME_PF = (
+    "nvme,serial=vfioconf0,subsys=s0,sriov_max_vfs=3,sriov_vq_flexible=8,sriov_vi_flexible=4,"
+    "max_ioqpairs=12,msix_qsize=6,bus=pcie.0,addr=03.0"
+)
+
+VIOMMU_FUNCTIONS = (
+    # An e1000 alone in its group.
+    GuestFunction("0000:00:02.0", "e1000", 0x8086, 0x100E, qemu="e1000,bus=pcie.0,addr=02.0",
+                  vfio=True, role="isolated"),
+    # The SR-IOV NVMe PF (VFs appear at 00:03.1-00:03.3 when sriov_numvfs is written).
+    GuestFunction("0000:00:03.0", "nvme", 0x1B36, 0x0010, qemu=NVME_PF, vfio=True, clear_reset=True,
+                  role="sriov-pf"),
+    # A conventional PCI bridge with two e1000s behind it: devices behind it alias
+    # to the bridge for DMA, so the three share one IOMMU group.  The first goes to
+    # vfio-pci, the second stays on e1000: a non-viable group with exactly one
+    # kernel-driver sibling.
+    GuestFunction("0000:00:04.0", "pci-bridge", 0x1B36, 0x0001,
+                  qemu="pci-bridge,id=br1,chassis_nr=1,bus=pcie.0,addr=04.0", role="bridge"),
+    GuestFunction("0000:01:01.0", "e1000", 0x8086, 0x100E, qemu="e1000,bus=br1,addr=01.0", vfio=True,
+                  role="nonviable"),
+    GuestFunction("0000:01:02.0", "e1000", 0x8086, 0x100E, qemu="e1000,bus=br1,addr=02.0",
+                  role="nonviable-sibling"),
+)
+
+# The ICH9 LPC bridge goes to vfio-pci too: its group holds ahci and i801_smbus
+# (two kernel-driver siblings, measured.md), the group GET_STATUS reports not viable.
+_ICH9_LPC_VFIO = GuestFunction("0000:00:1f.0", "ich9-lpc", 0x8086, 0x2918, vfio=True, role="ich9-group")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    # -device intel-iommu before every test function (it must exist before the
+    # devices it translates are realized).
+    viommu: bool
+    # Test functions, in the order they go on the QEMU command line.
+    functions: tuple[GuestFunction, ...]
+    # Built-in functions guest-init binds to vfio-pci as well.
+    builtin_vfio: tuple[GuestFunction, ...] = ()
+    # -device values that are no PCI function (an NVMe subsystem) and go before them.
+    qemu_prelude: tuple[str, ...] = ()
+    # Kernel command line words the profile needs.
+    cmdline: tuple[str, ...] = ()
+    description: str = ""
+
+    def bind_order(self) -> tuple[str, ...]:
+        """The functions guest-init binds to vfio-pci, in order: the model's cdev
+        numbering (vfio0 = 00:02.0, vfio1 = 00:03.0, vfio2 = 00:1f.0, vfio3 = 01:01.0)."""
+        fns = [f for f in (*self.functions, *self.builtin_vfio) if f.vfio]
+        return tuple(f.bdf for f in sorted(fns, key=lambda f: (f.bdf.split(":")[1] != "00", f.bdf)))
+
+    def clear_reset(self) -> tuple[str, ...]:
+        return tuple(f.bdf for f in self.functions if f.clear_reset)
+
+    def all_functions(self) -> tuple[GuestFunction, ...]:
+        """Every function the guest should show at boot (without VFs), by address."""
+        fns = {f.bdf: f for f in (*Q35_BUILTIN, VIRTIO_SERIAL, VIRTIO_9P, *self.functions)}
+        for f in self.builtin_vfio:
+            fns[f.bdf] = f
+        return tuple(fns[b] for b in sorted(fns))
+
+
+PROFILES: dict[str, Profile] = {
+    "viommu": Profile(
+        name="viommu", viommu=True, functions=VIOMMU_FUNCTIONS, builtin_vfio=(_ICH9_LPC_VFIO,),
+        qemu_prelude=(NVME_SUBSYS,),
+        cmdline=("intel_iommu=on", "vfio_pci.enable_sriov=1", "hugepages=128"),
+        description="q35 + intel-iommu: e1000s, a bridge group, an SR-IOV NVMe PF on vfio-pci",
+    ),
+    "mock": Profile(
+        name="mock", viommu=False, functions=(),
+        cmdline=("hugepages=128",),
+        description="q35 without a vIOMMU: iommufd selftest mock domains, no VFIO devices",
+    ),
+}
+
+
+def profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown VM profile {name!r} (known: {', '.join(PROFILES)})") from None
