@@ -79,6 +79,27 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_kernel_build(args: argparse.Namespace) -> int:
+    from .kernel import build
+
+    source = Path(args.source) if args.source else None
+    fragment = Path(args.fragment) if args.fragment else None
+    try:
+        if args.print_path:
+            image = build.cached_kernel(source, fragment, args.coverage)
+            if image is None:
+                print("vfio-conformance: no cached kernel for these inputs (run without --print-path to build)",
+                      file=sys.stderr)
+                return 1
+        else:
+            image = build.ensure_kernel(source, args.jobs, args.force, fragment=fragment, coverage=args.coverage)
+    except build.KernelBuildError as e:
+        print(f"vfio-conformance: {e}", file=sys.stderr)
+        return 1
+    print(image)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vfio-conformance", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -108,6 +129,24 @@ def parser() -> argparse.ArgumentParser:
     rs = sub.add_parser("restore", help="put back the PCI state a crashed kernel-backend run changed")
     rs.add_argument("--state-file", default=None, help="the state file (default: the kernel backend's)")
     rs.set_defaults(func=cmd_restore)
+
+    k = sub.add_parser("kernel", help="the test kernel booted in QEMU")
+    ksub = k.add_subparsers(dest="kernel_command", required=True)
+    kb = ksub.add_parser("build", help="build the test kernel (or find it in the cache); print its bzImage path",
+                         description="Build the x86_64 test kernel (docs/kernel.md) unless cached, and print "
+                                     "the path of its bzImage on stdout (only that).")
+    kb.add_argument("--source", metavar="DIR", default=None,
+                    help="Linux source tree to build (default: Debian's linux-source-6.12)")
+    kb.add_argument("--jobs", "-j", type=int, default=None, metavar="N", help="make -jN (default: CPUs + 1)")
+    kb.add_argument("--fragment", metavar="FILE", default=None,
+                    help="Kconfig fragment merged over x86_64_defconfig "
+                         "(default: harness/kernel/config/vfio-conformance.config)")
+    kb.add_argument("--coverage", action="store_true",
+                    help="gcov for drivers/iommu/iommufd, drivers/vfio, drivers/vfio/pci (a separate kernel)")
+    kb.add_argument("--print-path", action="store_true",
+                    help="print the cached bzImage's path, or exit 1; never build")
+    kb.add_argument("--force", action="store_true", help="rebuild even when cached")
+    kb.set_defaults(func=cmd_kernel_build)
     return p
 
 
