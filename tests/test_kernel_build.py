@@ -352,6 +352,7 @@ def test_a_finished_build_directory_is_adopted(cache: Path, fragment: Path, monk
     assert info["duration_s"] == 890.6 and info["max_rss_kb"] == 460144     # from /usr/bin/time -v
     assert (image.parent / "config").read_text() == "CONFIG_NET_9P=y\n"
     assert not list((cache / "kernels").glob(".*")), "no temporary left behind"
+    assert image.parent.stat().st_mode & 0o777 == 0o755
 
 
 @pytest.mark.parametrize(("log_end", "config"), [

@@ -600,6 +600,7 @@ def _store(keys: Keys, builddir: Path, info: dict[str, object], force: bool) -> 
     final = kernels / keys.cache
     tmp = Path(tempfile.mkdtemp(prefix=f".{keys.cache}.", dir=kernels))
     try:
+        tmp.chmod(0o755)                   # mkdtemp's 0700 would hide the kernel from other users
         shutil.copy2(builddir / IMAGE, tmp / "bzImage")
         shutil.copy2(builddir / ".config", tmp / "config")
         image = (tmp / "bzImage").read_bytes()
