@@ -693,6 +693,15 @@ def test_startup_failure_is_reported_in_the_hello(tmp_path: Path) -> None:
                            stderr=subprocess.DEVNULL)
 
 
+def test_the_reason_is_read_even_when_the_agent_is_gone_before_the_host_speaks() -> None:
+    ours, theirs = socket.socketpair()
+    theirs.sendall(encode({"hello": protocol.HELLO, "protocol": 1, "error": "PermissionError: needs root"}))
+    theirs.close()
+    fd = ours.detach()
+    with pytest.raises(AgentConnectionError, match="could not start: PermissionError: needs root"):
+        AgentBackend.from_fds(fd, fd, hello_timeout=10)
+
+
 def test_agent_exits_on_eof_and_on_shutdown(tmp_path: Path) -> None:
     root = make_root(tmp_path / "root")
     b = AgentBackend.spawn(agent_argv(root, "--vm"), env=agent_env(True), cwd=str(REPO))

@@ -7,7 +7,6 @@ import errno
 import os
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from json import loads
 from typing import Any
@@ -117,6 +116,8 @@ def _check_args(op: str, args: Any) -> list[Any]:
 def error_reply(rid: Any, exc: BaseException, with_traceback: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {"id": rid, "error": str(exc) or type(exc).__name__, "type": type(exc).__name__}
     if with_traceback and not isinstance(exc, ProtocolError):
+        import traceback  # only when something went wrong: it costs start-up time in the guest
+
         out["traceback"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:]
     return out
 

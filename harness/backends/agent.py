@@ -346,14 +346,18 @@ class AgentBackend(Backend):
         on the agent's side."""
         nonce = f"hello-{secrets.token_hex(8)}"
         deadline = time.monotonic() + timeout
-        self._chan.send(b"\n" + encode({"id": nonce, "op": "hello"}), deadline, "hello")
+        try:
+            self._chan.send(b"\n" + encode({"id": nonce, "op": "hello"}), deadline, "hello")
+            unsent = None
+        except AgentConnectionError as e:
+            unsent = e  # an agent that could not start may be gone already: read why first
         while True:
             try:
                 line = self._chan.recv(deadline, "the agent's hello")
             except AgentTimeout:
                 raise AgentTimeout(f"{self._chan.describe}: no hello from the agent within {timeout:g} s") from None
             except AgentConnectionError as e:
-                raise AgentConnectionError(f"{e}{self._exit_status()}") from None
+                raise AgentConnectionError(f"{unsent or e}{self._exit_status()}") from None
             try:
                 msg = json.loads(line)
             except ValueError:
