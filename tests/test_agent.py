@@ -238,6 +238,20 @@ def test_hello(agent: AgentBackend) -> None:
     assert agent.ping({"nested": [1, None, "a"]}) == {"nested": [1, None, "a"]}
 
 
+def test_a_new_host_session_starts_clean(agent: AgentBackend) -> None:
+    """The handshake resets the agent: a host that vanished mid-write on a virtio-serial
+    port never shows as an EOF, so its fds would otherwise still be open."""
+    ev = agent.eventfd(1).ret
+    agent.hello = agent._handshake(10)
+    assert agent.read(ev, 8).errno == errno.EBADF
+    # A failed reset stops the new session (its sysfs record is the state to fix first).
+    root = Path(agent.hello["root"])
+    assert agent.sysfs_write(f"/sys/bus/pci/devices/{E1000}/driver_override", "pci-stub").ok
+    (root / f"sys/devices/pci0000:00/{E1000}/driver_override").unlink()
+    with pytest.raises(AgentConnectionError, match="could not reset what an earlier session left: RestoreError"):
+        agent._handshake(10)
+
+
 def test_batch_runs_in_order_in_one_round_trip(agent: AgentBackend, monkeypatch: pytest.MonkeyPatch) -> None:
     fifo = agent.open("/fifo", FIFO_FLAGS).ret
     addr = agent.mmap(PAGE).ret
@@ -731,6 +745,9 @@ def test_usage_errors(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, "-m", "harness.agent", "--help"], capture_output=True,
                          env=agent_env(False), cwd=str(REPO))
     assert run.returncode == 0 and b"--channel" in run.stderr
+    run = subprocess.run([sys.executable, "-m", "harness.agent", "--channel", str(tmp_path / "no-port")],
+                         capture_output=True, env=agent_env(False), cwd=str(REPO))
+    assert run.returncode == 1 and b"cannot open the channel" in run.stderr
 
 
 # -- what the agent imports -------------------------------------------------------------------

@@ -80,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, _terminate)
 
     if opts["channel"]:
-        fd = os.open(opts["channel"], os.O_RDWR | os.O_CLOEXEC | os.O_NOCTTY)
+        try:
+            fd = os.open(opts["channel"], os.O_RDWR | os.O_CLOEXEC | os.O_NOCTTY)
+        except OSError as e:
+            print(f"harness.agent: cannot open the channel {opts['channel']}: {e.strerror}", file=sys.stderr)
+            return 1
         if os.isatty(fd):
             _raw_tty(fd)
         rfd = wfd = fd

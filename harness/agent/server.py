@@ -42,7 +42,9 @@ SIGNATURES: dict[str, tuple[tuple[str, tuple[type, ...], Any], ...]] = {
     "reset": (),
     # Agent ops.
     "ping": (("payload", (object,), None),),
-    "hello": (),
+    # reset=true: a new host session begins; drop what an earlier one left (a host
+    # that vanished mid-write on a virtio-serial port is never seen as an EOF).
+    "hello": (("reset", (bool,), False),),
     "shutdown": (),
 }
 # The Backend methods that return an OpResult.
@@ -192,7 +194,13 @@ class Agent:
             if op == "ping":
                 return {"id": rid, "value": args[0]}
             if op == "hello":
-                return self.hello(rid)
+                reply = self.hello(rid)
+                if args[0]:
+                    try:
+                        self.backend.reset()
+                    except Exception as e:
+                        reply["reset_error"] = f"{type(e).__name__}: {e}"
+                return reply
             if op == "shutdown":
                 self.stopped = True
                 self.backend.reset()

@@ -343,11 +343,12 @@ class AgentBackend(Backend):
         """Ask for a hello and skip everything before the answer: the agent's own
         first hello, and on a reused virtio-serial port whatever a previous host
         session left half-sent.  The leading newline ends any stale partial request
-        on the agent's side."""
+        on the agent's side; the hello's reset drops fds, mappings and sysfs changes
+        an earlier session left (a no-op for a fresh agent)."""
         nonce = f"hello-{secrets.token_hex(8)}"
         deadline = time.monotonic() + timeout
         try:
-            self._chan.send(b"\n" + encode({"id": nonce, "op": "hello"}), deadline, "hello")
+            self._chan.send(b"\n" + encode({"id": nonce, "op": "hello", "args": [True]}), deadline, "hello")
             unsent = None
         except AgentConnectionError as e:
             unsent = e  # an agent that could not start may be gone already: read why first
@@ -370,6 +371,9 @@ class AgentBackend(Backend):
                 raise AgentConnectionError(f"{self._chan.describe}: agent speaks protocol {msg.get('protocol')!r}, "
                                            f"this host {PROTOCOL_VERSION}")
             if msg.get("id") == nonce:
+                if msg.get("reset_error"):
+                    raise AgentConnectionError(f"{self._chan.describe}: the agent could not reset what an earlier "
+                                               f"session left: {msg['reset_error']}")
                 msg.pop("id")
                 return dict(msg)
 
