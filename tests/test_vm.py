@@ -380,7 +380,7 @@ def fake_qemu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def boot(fake_qemu: Path, mode: str, monkeypatch: pytest.MonkeyPatch, **kw: object) -> vmmod.Vm:
     monkeypatch.setenv("FAKE_QEMU_MODE", mode)
-    v = vmmod.Vm(qemu=str(fake_qemu), workdir=fake_qemu.parent / f"run-{mode}", **kw)  # type: ignore[arg-type]
+    v = vmmod.Vm(qemu=str(fake_qemu), workdir=fake_qemu.parent / f"run-{mode}", precompile=False, **kw)  # type: ignore[arg-type]
     return v.start("viommu", fake_qemu.parent / "bzImage")
 
 

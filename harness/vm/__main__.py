@@ -13,23 +13,26 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..backends.base import Topology
+from ..model.topologies import vm_topology
 from . import observe
 from .topology import PROFILES
 from .vm import BootError, Vm, VmError, find_kernel
 
 
-def _report_agent(agent: Any) -> bool:
-    """Print facts and topology through the agent; False if it can't answer those."""
+def _report_agent(agent: Any) -> Topology | None:
+    """Print facts and topology through the agent; None if it can't answer those."""
     facts = getattr(agent, "facts", None)
     topology = getattr(agent, "topology", None)
     if facts is None or topology is None:
-        return False
+        return None
     f = facts()
     print(f"kernel {f.kernel}, container {f.container or '-'}, mock domains {f.mock_domains}, "
           f"enable_sriov {f.enable_sriov}, profile {f.profile or '-'}")
-    for line in observe.summary(topology()):
+    topo: Topology = topology()
+    for line in observe.summary(topo):
         print("  " + line)
-    return True
+    return topo
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shell", action="store_true", help="leave an interactive console (exit the shell to stop)")
     ap.add_argument("--accel", choices=("auto", "kvm", "tcg"), default=None)
     ap.add_argument("--no-agent", action="store_true", help="boot to guest-init only (no agent)")
+    ap.add_argument("--dump", action="store_true",
+                    help="have guest-init print every PCI function's sysfs facts, and compare them with the model")
     ap.add_argument("--sriov", metavar="N", type=int, help="have guest-init write N to the NVMe PF's sriov_numvfs")
     ap.add_argument("--timeout", type=float, default=300.0, help="boot timeout in seconds")
     ap.add_argument("--workdir", type=Path, help="keep console.log, qemu.log, agent.sock here")
@@ -49,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if kernel is None:
         print("no kernel: pass --kernel or set $VFIO_CONFORMANCE_KERNEL", file=sys.stderr)
         return 2
-    options = {"topo": "1"}
+    options = {"topo": "1"} if args.dump or args.no_agent else {}
     if args.shell:
         options["shell"] = "1"
     if args.sriov is not None:
@@ -70,21 +75,29 @@ def main(argv: list[str] | None = None) -> int:
         if vm.kvm_failure:
             print(f"KVM not used: {vm.kvm_failure}")
         if vm.hello is not None:
-            print(f"agent hello: {vm.hello[:200]!r}")
-        if vm.agent is None or not _report_agent(vm.agent):
+            print(f"agent hello: {vm.hello if isinstance(vm.hello, dict) else vm.hello[:200]!r}")
+        reported = _report_agent(vm.agent) if vm.agent is not None else None
+        diffs: list[str] | None = None
+        if "topo" in options:
             vm.wait_console(r"vfioconf: topology printed", 60)
             dump = observe.parse_dump(vm.console_text())
-            print("guest topology (guest-init's sysfs dump):")
-            for line in observe.summary(dump.topology):
-                print("  " + line)
-            print("  nodes: " + " ".join(dump.nodes))
-            from ..model.topologies import vm_topology
-
-            if args.profile == "viommu":
-                diffs = observe.differences(dump.topology, vm_topology())
-                print("differences from the model's vm_topology():" if diffs else "same as vm_topology()")
-                for d in diffs:
-                    print("  " + d)
+            if reported is None:
+                print("guest topology (guest-init's sysfs dump):")
+                for line in observe.summary(dump.topology):
+                    print("  " + line)
+            print("device nodes: " + " ".join(dump.nodes))
+            print("memory: " + ", ".join(f"{k} {v} kB" if k.startswith("Mem") else f"{k} {v}"
+                                         for k, v in dump.meminfo.items()))
+            diffs = observe.differences(dump.topology, vm_topology())
+        elif reported is not None:
+            # What the kernel backend reads from sysfs (no reset methods, ROM or I/O BARs).
+            diffs = observe.differences(reported, vm_topology(), fields=(
+                "vendor", "device", "iommu_group", "driver", "cdev", "sriov_totalvfs", "class_code", "bar_sizes",
+                "is_pcie"))
+        if diffs is not None and args.profile == "viommu":
+            print("differences from the model's vm_topology():" if diffs else "same as vm_topology()")
+            for d in diffs:
+                print("  " + d)
         if args.shell:
             print("console is interactive; exit the guest shell to power off", file=sys.stderr)
             vm.wait()

@@ -18,6 +18,9 @@
 #   vfioconf.agent=0           do not start the agent: print "vfioconf: ready" and wait
 #   vfioconf.shell=1           an interactive shell on the console, the agent in the background
 #   vfioconf.pyprobe=1         time a bare python3 start and the import of the kernel backend
+#   vfioconf.site=1            run the agent with site-packages (default: python3 -S; the
+#                              agent needs only the standard library and the checkout, and
+#                              the host's .pth files cost about 5 s under TCG)
 # Then it execs `python3 -m harness.agent --channel /dev/virtio-ports/vfioconf.agent --vm`;
 # when the agent (or the shell) exits, the guest powers off.
 
@@ -26,6 +29,26 @@ export PATH
 AGENT_PORT=vfioconf.agent
 
 log() { echo "vfioconf: $*"; }
+
+# Under TCG every exec over 9p costs: the static busybox, when the host has one,
+# starts faster than the dynamically linked tools.
+BB=/usr/bin/busybox
+if [ -x "$BB" ]; then
+    mount() { "$BB" mount "$@"; }
+    mkdir() { "$BB" mkdir "$@"; }
+    ln() { "$BB" ln "$@"; }
+    stat() { "$BB" stat "$@"; }
+    sleep() { "$BB" sleep "$@"; }
+fi
+
+link_name() {  # link_name PATH: the last component of the symlink's target, or "-"
+    if [ -e "$1" ]; then
+        t=$(cd -P "$1" 2>/dev/null && pwd -P) || t=-
+        echo "${t##*/}"
+    else
+        echo "-"
+    fi
+}
 
 uptime_now() {
     read -r up _ < /proc/uptime
@@ -70,7 +93,7 @@ mnt debugfs /sys/kernel/debug
 log "init at $(uptime_now)s"
 
 # -- parameters ---------------------------------------------------------------
-checkout="" python="" profile="" bind="" noreset="" sriov="" topo=0 agent=1 shell=0 pyprobe=0
+checkout="" python="" profile="" bind="" noreset="" sriov="" topo=0 agent=1 shell=0 pyprobe=0 site=0
 read -r cmdline < /proc/cmdline
 for word in $cmdline; do
     case "$word" in
@@ -84,6 +107,7 @@ for word in $cmdline; do
         vfioconf.agent=*) agent="${word#*=}" ;;
         vfioconf.shell=*) shell="${word#*=}" ;;
         vfioconf.pyprobe=*) pyprobe="${word#*=}" ;;
+        vfioconf.site=*) site="${word#*=}" ;;
     esac
 done
 [ -n "$python" ] || python=python3
@@ -101,23 +125,8 @@ done
 # -- binding ------------------------------------------------------------------
 PCI=/sys/bus/pci/devices
 
-driver_of() {
-    if [ -e "$PCI/$1/driver" ]; then
-        d=$(readlink "$PCI/$1/driver")
-        echo "${d##*/}"
-    else
-        echo "-"
-    fi
-}
-
-group_of() {
-    if [ -e "$PCI/$1/iommu_group" ]; then
-        g=$(readlink "$PCI/$1/iommu_group")
-        echo "${g##*/}"
-    else
-        echo "-"
-    fi
-}
+driver_of() { link_name "$PCI/$1/driver"; }
+group_of() { link_name "$PCI/$1/iommu_group"; }
 
 bind_vfio() {
     dev="$PCI/$1"
@@ -154,6 +163,12 @@ IFS=$IFS_SAVED
 log "bound at $(uptime_now)s"
 
 # -- what the guest looks like (host side: harness.vm.observe) ---------------
+commas() {  # commas WORD...: the words joined by commas
+    IFS=,
+    echo "$*"
+    IFS=$IFS_SAVED
+}
+
 dump_function() {
     bdf=$1
     d="$PCI/$bdf"
@@ -175,10 +190,7 @@ dump_function() {
     numvfs="-" totalvfs="-" physfn="-"
     [ -r "$d/sriov_numvfs" ] && read -r numvfs < "$d/sriov_numvfs"
     [ -r "$d/sriov_totalvfs" ] && read -r totalvfs < "$d/sriov_totalvfs"
-    if [ -e "$d/physfn" ]; then
-        p=$(readlink "$d/physfn")
-        physfn="${p##*/}"
-    fi
+    [ -e "$d/physfn" ] && physfn=$(link_name "$d/physfn")
     cfgsize=0
     [ -e "$d/config" ] && cfgsize=$(stat -c %s "$d/config")
     res="" i=0
@@ -188,7 +200,7 @@ dump_function() {
         i=$((i + 1))
     done < "$d/resource"
     echo "vfioconf-pci bdf=$bdf vendor=$vendor device=$device class=$class driver=$(driver_of "$bdf")" \
-        "override=${override:--} group=$(group_of "$bdf") cdev=$cdev reset=$(echo "$reset" | tr ' ' ,)" \
+        "override=${override:--} group=$(group_of "$bdf") cdev=$cdev reset=$(commas $reset)" \
         "numvfs=$numvfs totalvfs=$totalvfs physfn=$physfn cfgsize=$cfgsize res=$res"
 }
 
@@ -239,9 +251,11 @@ if [ "$pyprobe" = 1 ]; then
     t0=$(uptime_now)
     "$python" -c 'import os'
     t1=$(uptime_now)
-    "$python" -c 'import harness.backends.kernel'
+    "$python" -S -c 'import os'
     t2=$(uptime_now)
-    log "pyprobe: python3 start $t0-$t1 s, import harness.backends.kernel $t1-$t2 s"
+    "$python" -S -c 'import harness.backends.kernel'
+    t3=$(uptime_now)
+    log "pyprobe: python3 -c 'import os' $t0-$t1 s; with -S $t1-$t2 s; -S import harness.backends.kernel $t2-$t3 s"
 fi
 
 if [ "$agent" = 0 ]; then
@@ -253,13 +267,15 @@ if [ "$agent" = 0 ]; then
     while :; do sleep 3600; done
 fi
 
+nosite=-S
+[ "$site" = 1 ] && nosite=
 log "agent starting at $(uptime_now)s"
 if [ "$shell" = 1 ]; then
-    "$python" -m harness.agent --channel "/dev/virtio-ports/$AGENT_PORT" --vm &
+    "$python" $nosite -m harness.agent --channel "/dev/virtio-ports/$AGENT_PORT" --vm &
     log "agent in the background (pid $!); exit the shell to power off"
     interactive_shell
 else
-    "$python" -m harness.agent --channel "/dev/virtio-ports/$AGENT_PORT" --vm
+    "$python" $nosite -m harness.agent --channel "/dev/virtio-ports/$AGENT_PORT" --vm
     log "agent exited with status $?"
 fi
 power_off

@@ -13,6 +13,7 @@ verdict is remembered for the rest of the process.
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import os
 import re
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import console
-from .qemu import QEMU, LaunchConfig, qemu_command
+from .qemu import CHECKOUT, QEMU, LaunchConfig, qemu_command
 from .topology import profile as get_profile
 
 ACCEL_ENV = "VFIO_CONFORMANCE_ACCEL"        # auto (default), kvm, tcg
@@ -76,6 +77,14 @@ def find_kernel() -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
+def precompile(checkout: Path = CHECKOUT) -> None:
+    """Byte-compile the checkout's harness on the host.  The guest's root is
+    read-only, so a guest never writes __pycache__, and compiling the modules the
+    agent imports costs seconds on every TCG boot."""
+    with contextlib.suppress(OSError):
+        compileall.compile_dir(str(checkout / "harness"), quiet=2, workers=1)
+
+
 def kvm_usable() -> str | None:
     """None when KVM may be tried, else why not."""
     if _kvm_broken:
@@ -103,7 +112,7 @@ class Vm:
                  boot_timeout: float = 300.0, kvm_probe_timeout: float = 10.0, kvm_boot_timeout: float = 60.0,
                  run_timeout: float | None = None, workdir: Path | None = None, keep_workdir: bool = False,
                  wait_for: str = "agent", init_options: dict[str, str] | None = None,
-                 interactive: bool = False, qemu: str = QEMU):
+                 interactive: bool = False, qemu: str = QEMU, precompile: bool = True):
         self.accel_wanted = (accel or os.environ.get(ACCEL_ENV) or "auto").lower()
         if self.accel_wanted not in ("auto", "kvm", "tcg"):
             raise ValueError(f"accel must be auto, kvm or tcg, not {self.accel_wanted!r}")
@@ -118,6 +127,7 @@ class Vm:
         if wait_for == "init":
             self.init_options.setdefault("agent", "0")
         self.interactive = interactive
+        self.precompile = precompile
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="vfioconf-vm-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -154,6 +164,8 @@ class Vm:
         if shutil.which(self.qemu) is None:
             raise VmError(f"{self.qemu} is not installed")
         prof = get_profile(profile)
+        if self.precompile:
+            precompile()
         order = ["kvm", "tcg"] if self.accel_wanted == "auto" else [self.accel_wanted]
         if order[0] == "kvm" and self.accel_wanted == "auto":
             why = kvm_usable()

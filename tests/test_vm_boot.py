@@ -1,0 +1,99 @@
+"""Real boots of the test kernel in QEMU (docs/vm.md): only where a bzImage is
+available ($VFIO_CONFORMANCE_KERNEL or the kernel build's cache) and
+qemu-system-x86_64 is installed.  Under TCG each boot takes about a minute."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.uapi.vfio import VFIO_GROUP_FLAGS_VIABLE, VFIO_GROUP_GET_STATUS
+from harness.vm import Vm, find_kernel, observe
+from harness.vm.topology import PROFILES
+
+KERNEL = find_kernel()
+pytestmark = pytest.mark.skipif(KERNEL is None or shutil.which("qemu-system-x86_64") is None,
+                                reason="needs a test kernel bzImage and qemu-system-x86_64")
+
+ROLES = {f.role: f.bdf for f in PROFILES["viommu"].functions}
+PF = ROLES["sriov-pf"]
+
+
+def group_flags(agent: Any, group: int | None) -> int:
+    """VFIO_GROUP_GET_STATUS flags of /dev/vfio/<group>, through the agent."""
+    opened = agent.open(f"/dev/vfio/{group}")
+    assert opened.ok, opened
+    try:
+        res = agent.ioctl(opened.ret, VFIO_GROUP_GET_STATUS, struct.pack("<II", 8, 0))
+        assert res.ok, res
+        return int(struct.unpack("<II", res.data)[1])
+    finally:
+        agent.close(opened.ret)
+
+
+def test_viommu_guest_topology(tmp_path: Path) -> None:
+    assert KERNEL is not None
+    with Vm(workdir=tmp_path, init_options={"topo": "1"}) as vm:
+        vm.start("viommu", KERNEL)
+        assert vm.hello, vm.console_tail()
+        assert vm.wait_console(r"vfioconf: topology printed", 120), vm.console_tail()
+        dump = observe.parse_dump(vm.console_text())
+        fns = dump.topology.functions
+        # The bound functions, in bind order, got the cdevs the model expects.
+        prof = PROFILES["viommu"]
+        assert [(fns[b].driver, fns[b].cdev) for b in prof.bind_order()] == [
+            ("vfio-pci", f"vfio{i}") for i in range(len(prof.bind_order()))]
+        # The bridge group: the bridge, one e1000 on vfio-pci and one on e1000.
+        bridge = fns[ROLES["bridge"]].iommu_group
+        assert bridge is not None
+        assert fns[ROLES["nonviable"]].iommu_group == bridge == fns[ROLES["nonviable-sibling"]].iommu_group
+        assert fns[ROLES["nonviable-sibling"]].driver == "e1000"
+        assert sorted(f.bdf for f in dump.topology.groups()[bridge]) == sorted(
+            [ROLES["bridge"], ROLES["nonviable"], ROLES["nonviable-sibling"]])
+        # The isolated e1000 and the NVMe PF are alone in their groups.
+        for role in ("isolated", "sriov-pf"):
+            assert dump.topology.siblings(ROLES[role]) == [], role
+        assert fns[PF].sriov_totalvfs == 3 and fns[PF].reset_methods == ()
+        assert dump.params.get("vfio_pci.enable_sriov") == "Y"
+
+        agent = vm.agent
+        if agent is not None:
+            facts = agent.facts()
+            assert facts.kernel.startswith("6.") and facts.profile == "viommu" and facts.enable_sriov
+            assert not facts.mock_domains
+            topo = agent.topology()
+            assert {b: f.iommu_group for b, f in topo.functions.items()} == {
+                b: f.iommu_group for b, f in fns.items()}
+            # The bridge group (and the ICH9 one) are not viable; the isolated ones are.
+            assert group_flags(agent, bridge) & VFIO_GROUP_FLAGS_VIABLE == 0
+            assert group_flags(agent, fns["0000:00:1f.0"].iommu_group) & VFIO_GROUP_FLAGS_VIABLE == 0
+            for role in ("isolated", "sriov-pf"):
+                assert group_flags(agent, fns[ROLES[role]].iommu_group) & VFIO_GROUP_FLAGS_VIABLE
+            # SR-IOV through the agent: both VFs come up on vfio-pci, one group each.
+            res = agent.sysfs_write(f"/sys/bus/pci/devices/{PF}/sriov_numvfs", "2")
+            assert res.ok, (res, vm.console_tail())
+            after = agent.topology()
+            vfs = {b: f for b, f in after.functions.items() if f.physfn == PF}
+            assert len(vfs) == 2, vm.console_tail()
+            assert all(f.driver == "vfio-pci" and f.cdev and not after.siblings(b) for b, f in vfs.items())
+            groups = {f.iommu_group for f in vfs.values()}
+            assert len(groups) == 2 and not groups & {f.iommu_group for f in fns.values()}
+        assert vm.scan_console() == [], vm.console_tail()
+
+
+def test_mock_guest_has_iommufd_and_no_vfio_devices(tmp_path: Path) -> None:
+    assert KERNEL is not None
+    with Vm(workdir=tmp_path, init_options={"topo": "1"}) as vm:
+        vm.start("mock", KERNEL)
+        assert vm.wait_console(r"vfioconf: topology printed", 120), vm.console_tail()
+        dump = observe.parse_dump(vm.console_text())
+        assert "/dev/iommu" in dump.nodes
+        assert all(f.iommu_group is None and f.driver != "vfio-pci" for f in dump.topology.functions.values())
+        if vm.agent is not None:
+            facts = vm.agent.facts()
+            assert facts.mock_domains and facts.profile == "mock"
+        assert vm.scan_console() == [], vm.console_tail()
