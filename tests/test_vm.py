@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -420,3 +421,23 @@ def test_missing_kernel_or_qemu(tmp_path: Path) -> None:
     (tmp_path / "k").write_bytes(b"")
     with pytest.raises(vmmod.VmError, match="not installed"):
         vmmod.Vm(workdir=tmp_path, qemu="no-such-qemu-binary").start("viommu", tmp_path / "k")
+
+
+def test_stop_does_not_wait_on_a_hung_agent(fake_qemu: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    v = boot(fake_qemu, "ok", monkeypatch, accel="tcg", wait_for="init")
+
+    class Hung:
+        closed = False
+
+        def call(self, op: str, timeout: float | None = None) -> None:
+            raise TimeoutError(f"{op}: no reply")
+
+        def close(self) -> None:
+            self.closed = True
+
+    hung = Hung()
+    v.agent = hung
+    t0 = time.monotonic()
+    assert v.stop() is not None
+    assert time.monotonic() - t0 < 5 and not v.alive() and hung.closed
+    v.close()

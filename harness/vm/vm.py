@@ -328,11 +328,22 @@ class Vm:
         """Ask the agent to power off, then SIGTERM, then SIGKILL; QEMU's exit status."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            shutdown = getattr(self.agent, "shutdown", None)
-            if shutdown is not None:
+        if self.proc.poll() is None and self.agent is not None and not getattr(self.agent, "closed", False):
+            # The agent resets its backend and exits; guest-init then powers off.  A
+            # hung agent gets a short deadline, then QEMU is signalled.
+            asked = False
+            try:
+                if hasattr(self.agent, "call"):
+                    self.agent.call("shutdown", timeout=timeout)
+                else:
+                    self.agent.shutdown()
+                asked = True
+            except Exception:
+                pass
+            finally:
                 with contextlib.suppress(Exception):
-                    shutdown()
+                    self.agent.close()
+            if asked:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self.proc.wait(timeout)
         for sig in (signal.SIGTERM, signal.SIGKILL):
