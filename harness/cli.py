@@ -34,9 +34,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     ]
     for d in args.device:
         argv += ["--device", d]
+    if getattr(args, "vm_kernel", None):
+        argv += ["--vm-kernel", args.vm_kernel]
+        if args.accel:
+            argv += ["--accel", args.accel]
     if args.jobs:
         argv += ["-n", args.jobs]
     return int(pytest.main(argv))
+
+
+def cmd_vm(args: argparse.Namespace) -> int:
+    """Boot the kernel under test in QEMU and run the corpus on it and on the model."""
+    if args.kernel:
+        kernel = Path(args.kernel)
+    else:
+        from .kernel.build import ensure_kernel
+
+        kernel = ensure_kernel()
+    if not kernel.is_file():
+        print(f"vfio-conformance: no kernel image at {kernel}", file=sys.stderr)
+        return 2
+    args.vm_kernel = str(kernel)
+    return cmd_run(args)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -118,6 +137,17 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("-n", "--jobs", default=None, help="parallel workers (pytest-xdist), e.g. auto")
     r.add_argument("-v", "--verbose", action="store_true")
     r.set_defaults(func=cmd_run)
+
+    vm = sub.add_parser("vm", help="boot the kernel under test in QEMU; run every case on it and on the model")
+    common(vm)
+    vm.add_argument("--kernel", default=None, help="bzImage (default: build or reuse the cached 6.12 test kernel)")
+    vm.add_argument("--backend", choices=("both", "kernel"), default="both")
+    vm.add_argument("--accel", choices=("auto", "kvm", "tcg"), default=None)
+    vm.add_argument("--junit", default=None, help="JUnit XML of the results (default REPORT/results.xml)")
+    vm.add_argument("--report", default="reports", help="folder for the reports (default reports/)")
+    vm.add_argument("-n", "--jobs", default=None, help="parallel workers, each with its own guests")
+    vm.add_argument("-v", "--verbose", action="store_true")
+    vm.set_defaults(func=cmd_vm, device=[])
 
     v = sub.add_parser("validate", help="load every case file and report malformed ones")
     common(v)

@@ -41,6 +41,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--device", action="append", default=[], metavar="BDF",
                 help="PCI function the kernel backend may touch (repeatable)")
     g.addoption("--report-dir", default=None, help="write the diff report, KTAP and Markdown here")
+    g.addoption("--vm-kernel", default=None, metavar="BZIMAGE",
+                help="run the kernel side in QEMU guests booted from this kernel (with --backend both|kernel)")
+    g.addoption("--accel", choices=("auto", "kvm", "tcg"), default=None, help="QEMU accelerator (default: auto)")
 
 
 def cases_root(config: pytest.Config) -> Path:
@@ -68,17 +71,31 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def conformance_backends(request: pytest.FixtureRequest) -> Any:
     cfg = request.config
+    backend = cfg.getoption("--backend")
+    if cfg.getoption("--vm-kernel"):
+        if backend == "model":
+            pytest.exit("--vm-kernel needs --backend both or kernel", returncode=4)
+        from .runner.vmtarget import VmTarget
+
+        target = VmTarget(Path(cfg.getoption("--vm-kernel")), backend, cfg.getoption("--accel"),
+                          Path(str(cfg.rootpath)))
+        yield target
+        target.close()
+        return
     try:
-        return make_backends(cfg.getoption("--backend"), tuple(cfg.getoption("--device")))
+        yield make_backends(backend, tuple(cfg.getoption("--device")))
     except (OSError, RuntimeError) as e:
-        pytest.exit(f"cannot set up the {cfg.getoption('--backend')} backend: {e}", returncode=3)
+        pytest.exit(f"cannot set up the {backend} backend: {e}", returncode=3)
 
 
 def run_one(case: Case | CaseError, backends: Any, item: pytest.Item) -> None:
     if isinstance(case, CaseError):
         item.stash[_OUTCOME] = malformed_outcome(case)
         pytest.fail(str(case), pytrace=False)
-    outcome = run_case(case, backends, Path(str(item.config.rootpath)))
+    if hasattr(backends, "run"):  # a VmTarget picks the guest and watches its console
+        outcome = backends.run(case)
+    else:
+        outcome = run_case(case, backends, Path(str(item.config.rootpath)))
     item.stash[_OUTCOME] = outcome
     if outcome.status == SKIP:
         pytest.skip(outcome.reason)

@@ -63,3 +63,16 @@ def test_enum_fields_are_not_ids() -> None:
     assert role_of(s, "option_id") is None
     assert role_of(s, "object_id") == "id"
     assert role_of(StepRecord(0, 1, "ioctl", "IOMMU_HWPT_ALLOC"), "data_type") is None
+
+
+def test_a_saved_automatic_iova_is_followed_into_later_requests() -> None:
+    def with_unmap(backend: str, iova: int) -> Trace:
+        t = trace(backend, 3, 1, 0x7F00_0000_0000, iova)
+        t.steps.append(StepRecord(4, 5, "ioctl", "IOMMU_IOAS_UNMAP", request={"ioas_id": 1, "iova": iova}))
+        return t
+
+    assert diff(with_unmap("kernel", 0x1000), with_unmap("model", 0x2000)).first is None
+    # A literal IOVA no allocation produced is the case's own, and compared as is.
+    k, m = with_unmap("kernel", 0x1000), with_unmap("model", 0x1000)
+    m.steps[4].request["iova"] = 0x5000
+    assert diff(k, m).first.what == "request.iova"  # type: ignore[union-attr]

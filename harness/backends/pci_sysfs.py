@@ -79,6 +79,13 @@ class SysfsTree:
         finally:
             os.close(fd)
 
+    def read_bytes(self, path: str) -> bytes:
+        try:
+            with open(self.path(path), "rb") as f:
+                return f.read()
+        except OSError:
+            return b""
+
     def link_name(self, path: str) -> str | None:
         try:
             return os.path.basename(os.readlink(self.path(path)))
@@ -148,17 +155,22 @@ class SysfsTree:
         except OSError:
             return None
 
-    def bar_sizes(self, bdf: str) -> tuple[int, ...]:
-        """Sizes of BARs 0-5 from the `resource` file ("start end flags" per line; 0 when unused)."""
-        text = self.read(f"{PCI_DEVICES}/{bdf}/resource") or ""
-        sizes: list[int] = []
-        for line in text.splitlines()[:6]:
+    def resources(self, bdf: str) -> list[tuple[int, int]]:
+        """(size, flags) of every line of the `resource` file: BARs 0-5, the ROM,
+        then the SR-IOV VF BARs of a PF (drivers/pci/pci-sysfs.c resource_show)."""
+        out = []
+        for line in (self.read(f"{PCI_DEVICES}/{bdf}/resource") or "").splitlines():
             try:
-                start, end, _flags = (int(x, 16) for x in line.split())
+                start, end, flags = (int(x, 16) for x in line.split())
             except ValueError:
-                sizes.append(0)
+                out.append((0, 0))
                 continue
-            sizes.append(end - start + 1 if (start, end, _flags) != (0, 0, 0) else 0)
+            out.append((end - start + 1 if end else 0, flags))
+        return out
+
+    def bar_sizes(self, bdf: str) -> tuple[int, ...]:
+        """Sizes of BARs 0-5 (0 when unused)."""
+        sizes = [size for size, _ in self.resources(bdf)[:6]]
         return tuple(sizes + [0] * (6 - len(sizes)))
 
     def class_name(self, bdf: str) -> str:
@@ -207,4 +219,59 @@ def fill_hardware_fields(f: PciFunction, tree: SysfsTree, bdf: str) -> PciFuncti
         code = tree.read_int(f"{PCI_DEVICES}/{bdf}/class", 16)
         if code is not None:
             values["class_code"] = code
+    values.update({k: v for k, v in _described(tree, bdf, f).items() if k in have})
     return dataclasses.replace(f, **values) if values else f
+
+
+_IORESOURCE_IO = 0x100  # include/linux/ioport.h
+_PCI_CAP_ID_MSI, _PCI_CAP_ID_MSIX = 0x05, 0x11  # include/uapi/linux/pci_regs.h
+
+
+def _capabilities(config: bytes) -> dict[int, int]:
+    """Capability id -> offset, walking the standard list (pci_regs.h: PCI_CAPABILITY_LIST)."""
+    caps: dict[int, int] = {}
+    if len(config) < 64 or not config[0x06] & 0x10:  # PCI_STATUS_CAP_LIST
+        return caps
+    pos, seen = config[0x34] & ~3, 0
+    while pos >= 0x40 and pos + 4 <= len(config) and seen < 48:
+        caps.setdefault(config[pos], pos)
+        pos, seen = config[pos + 1] & ~3, seen + 1
+    return caps
+
+
+def _described(tree: SysfsTree, bdf: str, f: PciFunction) -> dict[str, Any]:
+    """The hardware description the model needs, from sysfs and config space."""
+    dev = f"{PCI_DEVICES}/{bdf}"
+    res = tree.resources(bdf)
+    out: dict[str, Any] = {
+        "io_bars": tuple(i for i, (size, flags) in enumerate(res[:6]) if size and flags & _IORESOURCE_IO),
+        "rom_size": res[6][0] if len(res) > 6 else 0,
+        "reset_methods": tuple((tree.read(f"{dev}/reset_method") or "").split()),
+    }
+    if f.driver and f.driver not in ("vfio-pci", "pci-stub"):
+        out["native_driver"] = f.driver
+    config = tree.read_bytes(f"{dev}/config")
+    if len(config) >= 0x40:
+        out["interrupt_pin"] = config[0x3D]
+        caps = _capabilities(config)
+        if _PCI_CAP_ID_MSI in caps and caps[_PCI_CAP_ID_MSI] + 4 <= len(config):
+            ctrl = int.from_bytes(config[caps[_PCI_CAP_ID_MSI] + 2:caps[_PCI_CAP_ID_MSI] + 4], "little")
+            out["msi_vectors"] = 1 << ((ctrl >> 1) & 7)
+        if _PCI_CAP_ID_MSIX in caps and caps[_PCI_CAP_ID_MSIX] + 8 <= len(config):
+            at = caps[_PCI_CAP_ID_MSIX]
+            ctrl = int.from_bytes(config[at + 2:at + 4], "little")
+            table = int.from_bytes(config[at + 4:at + 8], "little")
+            out.update(msix_vectors=(ctrl & 0x7FF) + 1, msix_bar=table & 7, msix_table_offset=table & ~7)
+    if f.sriov_totalvfs:
+        for name in ("sriov_offset", "sriov_stride"):
+            value = tree.read_int(f"{dev}/{name}")
+            if value is not None:
+                out[name] = value
+        vf_device = tree.read_int(f"{dev}/sriov_vf_device", 16)
+        if vf_device is not None:
+            out["sriov_vf_device"] = vf_device
+        # The IOV resources hold every VF's BAR back to back (drivers/pci/iov.c sriov_init).
+        iov = [size // f.sriov_totalvfs for size, _ in res[7:13]]
+        if iov:
+            out["sriov_vf_bar_sizes"] = tuple(iov + [0] * (6 - len(iov)))
+    return out

@@ -24,10 +24,15 @@ class Rule:
     # Only when this flag bit is clear in the request's `flags` (auto IOVA).
     unless_flag: str = ""
     reason: str = ""
+    # False: the field only refers to values of this role that a chosen field
+    # introduced earlier (an UNMAP of an automatic IOVA); any other value in it is
+    # the case's own literal and is compared as is.
+    chosen: bool = True
 
 
-def _r(role: str, field: str, ioctl: str = "*", unless_flag: str = "", reason: str = "") -> Rule:
-    return Rule(role, re.compile(field + r"\Z"), ioctl, unless_flag, reason)
+def _r(role: str, field: str, ioctl: str = "*", unless_flag: str = "", reason: str = "",
+       chosen: bool = True) -> Rule:
+    return Rule(role, re.compile(field + r"\Z"), ioctl, unless_flag, reason, chosen)
 
 
 RULES: tuple[Rule, ...] = (
@@ -43,6 +48,8 @@ RULES: tuple[Rule, ...] = (
     _r("iova", r"iova", ioctl="IOMMU_IOAS_MAP", unless_flag="IOMMU_IOAS_MAP_FIXED_IOVA",
        reason="automatic IOVAs are the kernel's choice"),
     _r("iova", r"dst_iova", ioctl="IOMMU_IOAS_COPY", unless_flag="IOMMU_IOAS_MAP_FIXED_IOVA"),
+    _r("iova", r"(.*\.)?(iova|src_iova|dst_iova)", chosen=False,
+       reason="an IOVA a case saved from an automatic allocation"),
 )
 # Fields that look like ids but are values of an enum or an index.
 NOT_IDS = re.compile(r"(.*\.)?(option_id|iotlb_id|data_type|out_data_type|dmabuf_id)\Z")
@@ -53,7 +60,7 @@ def _rules_for(step: StepRecord) -> list[Rule]:
     return [r for r in RULES if r.ioctl in ("*", key) and (r.ioctl != "*" or step.kind == "ioctl")]
 
 
-def role_of(step: StepRecord, path: str) -> str | None:
+def rule_of(step: StepRecord, path: str) -> Rule | None:
     if NOT_IDS.match(path):
         return None
     for r in _rules_for(step):
@@ -62,8 +69,13 @@ def role_of(step: StepRecord, path: str) -> str | None:
                 flags = int(step.request.get("flags", 0))
                 if flags & uapi.CONSTANTS[r.unless_flag]:
                     continue
-            return r.role
+            return r
     return None
+
+
+def role_of(step: StepRecord, path: str) -> str | None:
+    r = rule_of(step, path)
+    return r.role if r else None
 
 
 class _Renamer:
@@ -71,11 +83,13 @@ class _Renamer:
         self.seen: dict[tuple[str, Any], str] = {}
         self.count: dict[str, int] = {}
 
-    def __call__(self, role: str, value: Any) -> Any:
+    def __call__(self, role: str, value: Any, introduce: bool = True) -> Any:
         if not isinstance(value, int) or value in (0, -1):
             return value  # 0 / -1 mean "none" everywhere in this uAPI; keep them visible
         key = (role, value)
         if key not in self.seen:
+            if not introduce:
+                return value
             self.count[role] = self.count.get(role, 0) + 1
             self.seen[key] = f"{role}#{self.count[role]}"
         return self.seen[key]
@@ -94,5 +108,5 @@ def normalise(trace: Trace) -> list[dict[str, Any]]:
 
 
 def _norm(step: StepRecord, path: str, value: Any, rename: _Renamer) -> Any:
-    role = role_of(step, path.split("[")[0] if "[" in path else path)
-    return rename(role, value) if role else value
+    rule = rule_of(step, path.split("[")[0] if "[" in path else path)
+    return rename(rule.role, value, rule.chosen) if rule else value
