@@ -34,6 +34,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     ]
     for d in args.device:
         argv += ["--device", d]
+    if getattr(args, "target", None):
+        argv += ["--target", args.target]
     if getattr(args, "vm_kernel", None):
         argv += ["--vm-kernel", args.vm_kernel]
         if args.accel:
@@ -134,6 +136,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--report", default="reports", help="folder for the reports (default reports/)")
     r.add_argument("--device", action="append", default=[], metavar="BDF",
                    help="PCI function the kernel backend may touch (repeatable)")
+    r.add_argument("--target", default=None, metavar="ssh://[user@]host[:port]/checkout",
+                   help="run the kernel side on that host through the agent (default: this host)")
     r.add_argument("-n", "--jobs", default=None, help="parallel workers (pytest-xdist), e.g. auto")
     r.add_argument("-v", "--verbose", action="store_true")
     r.set_defaults(func=cmd_run)

@@ -41,6 +41,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--device", action="append", default=[], metavar="BDF",
                 help="PCI function the kernel backend may touch (repeatable)")
     g.addoption("--report-dir", default=None, help="write the diff report, KTAP and Markdown here")
+    g.addoption("--target", default=None, metavar="ssh://[user@]host[:port]/checkout",
+                help="the kernel backend runs on that host, through the agent over ssh")
     g.addoption("--vm-kernel", default=None, metavar="BZIMAGE",
                 help="run the kernel side in QEMU guests booted from this kernel (with --backend both|kernel)")
     g.addoption("--accel", choices=("auto", "kvm", "tcg"), default=None, help="QEMU accelerator (default: auto)")
@@ -83,7 +85,7 @@ def conformance_backends(request: pytest.FixtureRequest) -> Any:
         target.close()
         return
     try:
-        yield make_backends(backend, tuple(cfg.getoption("--device")))
+        yield make_backends(backend, tuple(cfg.getoption("--device")), cfg.getoption("--target"))
     except (OSError, RuntimeError) as e:
         pytest.exit(f"cannot set up the {backend} backend: {e}", returncode=3)
 

@@ -59,3 +59,13 @@ def test_no_matching_cases_says_so(tmp_path: Path) -> None:
 def test_restore_with_nothing_recorded(tmp_path: Path) -> None:
     proc = run_cli("restore", "--state-file", str(tmp_path / "none.json"))
     assert proc.returncode == 0 and "nothing to restore" in proc.stdout
+
+
+def test_ssh_target_becomes_an_agent_command() -> None:
+    from harness.runner.session import agent_command
+
+    assert agent_command("ssh://root@kvm1:2222/srv/vfio-conformance", ("0000:03:00.0", "0000:03:00.1")) == [
+        "ssh", "-T", "-p", "2222", "root@kvm1",
+        "cd /srv/vfio-conformance && exec python3 -m harness.agent --devices 0000:03:00.0,0000:03:00.1"]
+    with pytest.raises(ValueError, match="expected ssh://"):
+        agent_command("kvm1", ())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
 import time
+import urllib.parse
 from pathlib import Path
 
 from ..backends.base import Backend
@@ -15,16 +17,37 @@ from .trace import ERROR, FAIL, PASS, SKIP, Trace
 BACKENDS = ("model", "kernel", "both")
 
 
-def make_backends(name: str, devices: tuple[str, ...] = ()) -> list[Backend]:
-    """The backends a run uses.  With "both", the model boots with the kernel's
-    own topology and facts so the two are compared on equal terms."""
+def agent_command(target: str, devices: tuple[str, ...]) -> list[str]:
+    """``ssh://[user@]host[:port]/path/to/checkout``: the agent on a remote test host,
+    over ssh's stdin/stdout (the checkout must be there, with python3)."""
+    parsed = urllib.parse.urlsplit(target)
+    if parsed.scheme != "ssh" or not parsed.hostname or not parsed.path:
+        raise ValueError(f"--target {target!r}: expected ssh://[user@]host[:port]/path/to/checkout")
+    dest = f"{parsed.username}@{parsed.hostname}" if parsed.username else parsed.hostname
+    port = ["-p", str(parsed.port)] if parsed.port else []
+    remote = f"cd {shlex.quote(parsed.path)} && exec python3 -m harness.agent"
+    if devices:
+        remote += f" --devices {shlex.quote(','.join(devices))}"
+    return ["ssh", "-T", *port, dest, remote]
+
+
+def make_backends(name: str, devices: tuple[str, ...] = (), target: str | None = None) -> list[Backend]:
+    """The backends a run uses.  The kernel is this host's (in process), or a remote
+    host's through the agent (``target``).  With "both", the model boots with the
+    kernel's own topology and facts so the two are compared on equal terms."""
     from ..model.backend import ModelBackend
 
     if name == "model":
         return [ModelBackend()]
-    from ..backends.kernel import KernelBackend
+    kernel: Backend
+    if target:
+        from ..backends.agent import AgentBackend
 
-    kernel = KernelBackend(devices=devices)
+        kernel = AgentBackend.spawn(agent_command(target, devices))
+    else:
+        from ..backends.kernel import KernelBackend
+
+        kernel = KernelBackend(devices=devices)
     if name == "kernel":
         return [kernel]
     if name == "both":
