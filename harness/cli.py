@@ -85,6 +85,24 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def cmd_coverage(args: argparse.Namespace) -> int:
+    from .cases.loader import Loader
+    from .coverage import build_for
+    from .coverage.render import dump_json, markdown, text
+
+    cases, errors = Loader(_cases_dir(args)).load_all(args.cases)
+    for e in errors:
+        print(e, file=sys.stderr)
+    m = build_for(cases, Path(args.ksrc) if args.ksrc else None)
+    sys.stdout.write(text(m))
+    report = Path(args.report)
+    report.mkdir(parents=True, exist_ok=True)
+    (report / "coverage.md").write_text(markdown(m))
+    (report / "coverage.json").write_text(dump_json(m))
+    print(f"vfio-conformance: wrote {report / 'coverage.md'} and {report / 'coverage.json'}", file=sys.stderr)
+    return 1 if errors else 0
+
+
 def cmd_restore(args: argparse.Namespace) -> int:
     from .backends.sysfs_state import default_state_file, restore_from_state_file
 
@@ -160,6 +178,12 @@ def parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list cases and whether they ever ran on a kernel")
     common(ls)
     ls.set_defaults(func=cmd_list)
+    cv = sub.add_parser("coverage", help="the coverage matrix: checks per ioctl, errnos per handler")
+    common(cv)
+    cv.add_argument("--report", default="reports", help="write coverage.md and coverage.json here (default reports/)")
+    cv.add_argument("--ksrc", default=None, metavar="DIR",
+                    help="Linux 6.12 source tree for the handlers' errnos (default: Debian's linux-source-6.12)")
+    cv.set_defaults(func=cmd_coverage)
     rs = sub.add_parser("restore", help="put back the PCI state a crashed kernel-backend run changed")
     rs.add_argument("--state-file", default=None, help="the state file (default: the kernel backend's)")
     rs.set_defaults(func=cmd_restore)
@@ -186,4 +210,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except BrokenPipeError:  # `vfio-conformance list | head`
+        sys.stderr.close()
+        return 0
