@@ -76,3 +76,27 @@ def test_a_saved_automatic_iova_is_followed_into_later_requests() -> None:
     k, m = with_unmap("kernel", 0x1000), with_unmap("model", 0x1000)
     m.steps[4].request["iova"] = 0x5000
     assert diff(k, m).first.what == "request.iova"  # type: ignore[union-attr]
+
+
+def _irq_trace(backend: str, efd: int, data_fd: int, flags: int) -> Trace:
+    t = Trace("c", backend)
+    t.steps = [
+        StepRecord(0, 1, "eventfd", "eventfd", request={"initval": 0}, ret=efd),
+        StepRecord(1, 2, "ioctl", "VFIO_DEVICE_SET_IRQS",
+                   request={"flags": flags, "count": 1, "data": data_fd.to_bytes(4, "little", signed=True).hex()}),
+    ]
+    return t
+
+
+def test_eventfds_in_a_set_irqs_data_array_are_renamed() -> None:
+    eventfd_trigger = (1 << 2) | (1 << 5)  # VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER
+    assert diff(_irq_trace("kernel", 7, 7, eventfd_trigger), _irq_trace("model", 6, 6, eventfd_trigger)).first is None
+    # The model passing some other fd than the eventfd it made is a real difference.
+    d = diff(_irq_trace("kernel", 7, 7, eventfd_trigger), _irq_trace("model", 6, 5, eventfd_trigger))
+    assert d.first is not None and d.first.what == "request.data"
+
+
+def test_set_irqs_bool_data_is_compared_as_is() -> None:
+    bool_trigger = (1 << 1) | (1 << 5)  # VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_ACTION_TRIGGER
+    d = diff(_irq_trace("kernel", 7, 7, bool_trigger), _irq_trace("model", 6, 6, bool_trigger))
+    assert d.first is not None and d.first.what == "request.data"

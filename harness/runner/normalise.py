@@ -9,6 +9,7 @@ every value of a role is renamed by order of first appearance (``id#1``,
 from __future__ import annotations
 
 import re
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,11 +29,16 @@ class Rule:
     # introduced earlier (an UNMAP of an automatic IOVA); any other value in it is
     # the case's own literal and is compared as is.
     chosen: bool = True
+    # Only when this flag bit is set in the request's `flags`.
+    if_flag: str = ""
+    # The field is a hex string of little-endian elements of this struct format
+    # ("i": s32), each a value of the role (an array of fds after the struct).
+    elements: str = ""
 
 
 def _r(role: str, field: str, ioctl: str = "*", unless_flag: str = "", reason: str = "",
-       chosen: bool = True) -> Rule:
-    return Rule(role, re.compile(field + r"\Z"), ioctl, unless_flag, reason, chosen)
+       chosen: bool = True, if_flag: str = "", elements: str = "") -> Rule:
+    return Rule(role, re.compile(field + r"\Z"), ioctl, unless_flag, reason, chosen, if_flag, elements)
 
 
 RULES: tuple[Rule, ...] = (
@@ -41,6 +47,9 @@ RULES: tuple[Rule, ...] = (
     _r("fd", r"ret", ioctl="step:open"), _r("fd", r"ret", ioctl="step:eventfd"),
     *(_r("fd", r"fd", ioctl=f"step:{k}") for k in ("close", "read", "write", "raw_ioctl")),
     _r("fd", r"ret", ioctl="VFIO_GROUP_GET_DEVICE_FD"),
+    _r("fd", r"data", ioctl="VFIO_DEVICE_SET_IRQS", if_flag="VFIO_IRQ_SET_DATA_EVENTFD", elements="i",
+       reason="the eventfds of a DATA_EVENTFD array"),
+    _r("fd", r"data", ioctl="VFIO_DEVICE_PCI_HOT_RESET", elements="i", reason="the group fds of group_fds[]"),
     _r("addr", r"ret", ioctl="step:mmap", reason="user virtual addresses"),
     _r("addr", r"addr", ioctl="step:munmap"), _r("addr", r"addr", ioctl="step:read_mem"),
     _r("addr", r"addr", ioctl="step:write_mem"),
@@ -65,10 +74,11 @@ def rule_of(step: StepRecord, path: str) -> Rule | None:
         return None
     for r in _rules_for(step):
         if r.field.match(path):
-            if r.unless_flag:
-                flags = int(step.request.get("flags", 0))
-                if flags & uapi.CONSTANTS[r.unless_flag]:
-                    continue
+            flags = int(step.request.get("flags", 0))
+            if r.unless_flag and flags & uapi.CONSTANTS[r.unless_flag]:
+                continue
+            if r.if_flag and not flags & uapi.CONSTANTS[r.if_flag]:
+                continue
             return r
     return None
 
@@ -109,4 +119,11 @@ def normalise(trace: Trace) -> list[dict[str, Any]]:
 
 def _norm(step: StepRecord, path: str, value: Any, rename: _Renamer) -> Any:
     rule = rule_of(step, path.split("[")[0] if "[" in path else path)
-    return rename(rule.role, value, rule.chosen) if rule else value
+    if rule is None:
+        return value
+    if rule.elements and isinstance(value, str):
+        fmt = "<" + rule.elements
+        raw = bytes.fromhex(value)
+        raw = raw[:len(raw) - len(raw) % struct.calcsize(fmt)]
+        return [rename(rule.role, v, rule.chosen) for (v,) in struct.iter_unpack(fmt, raw)]
+    return rename(rule.role, value, rule.chosen)
