@@ -629,3 +629,22 @@ def test_an_original_vf_that_does_not_come_back_is_a_failure(fake: FakePci) -> N
     state = sysfs_state.RestoreState(str(fake.root), {r.bdf: r for r in (pf, gone, made)})
     out = sysfs_state.differences(tree, state, [pf, gone, made])
     assert out == [f"{NVME}: sriov_numvfs is 0, was 2", "0000:00:03.2: no longer present"]
+
+
+def test_functions_behind_a_bridge_can_take_a_bus_reset(tmp_path: Path) -> None:
+    from harness.backends.pci_sysfs import SysfsTree, _described
+
+    sys_ = tmp_path / "sys"
+    (sys_ / "bus/pci/devices").mkdir(parents=True)
+    layout = {"0000:00:02.0": "pci0000:00/0000:00:02.0", "0000:00:04.0": "pci0000:00/0000:00:04.0",
+              "0000:01:01.0": "pci0000:00/0000:00:04.0/0000:01:01.0",
+              "0000:01:02.0": "pci0000:00/0000:00:04.0/0000:01:02.0"}
+    for bdf, rel in layout.items():
+        (sys_ / "devices" / rel).mkdir(parents=True)
+        (sys_ / "bus/pci/devices" / bdf).symlink_to(f"../../../devices/{rel}")
+    tree = SysfsTree(str(tmp_path))
+    assert tree.upstream_bridge("0000:00:02.0") is None
+    assert tree.upstream_bridge("0000:01:02.0") == "0000:00:04.0"
+    fn = PciFunction("0000:01:01.0", 0x8086, 0x100E, iommu_group=4)
+    assert _described(tree, "0000:01:01.0", fn)["hot_reset_functions"] == ("0000:01:01.0", "0000:01:02.0")
+    assert "hot_reset_functions" not in _described(tree, "0000:00:02.0", fn)

@@ -52,3 +52,18 @@ def test_roles_only_use_functions_the_backend_may_touch() -> None:
     # A non-viable group is usable only when its sibling may be touched too.
     assert isinstance(bind_roles({"g": "nonviable"}, t, lambda bdf: bdf != "0:c"), str)
     assert not isinstance(bind_roles({"g": "nonviable"}, t, lambda bdf: True), str)
+
+
+def test_reset_roles_follow_the_functions_reset_capabilities() -> None:
+    t = topo(fn("0:a", 1, "vfio-pci"), fn("0:b", 2, "vfio-pci", reset_methods=("flr",)),
+             fn("0:c", 3, "vfio-pci", hot_reset_functions=("0:c",)), fn("0:d", 4, "vfio-pci", reset_methods=("pm",)),
+             fn("0:e", 4, "e1000"))
+    roles = bind_roles({"n": "no-reset", "r": "resettable"}, t)
+    assert not isinstance(roles, str)
+    assert (roles["n"].bdf, roles["r"].bdf) == ("0:a", "0:b")
+    # 0:d has a reset method but shares its group, so only 0:b is "resettable".
+    assert isinstance(bind_roles({"a": "resettable", "b": "resettable"}, t), str)
+    # 0:c can take a bus reset: the two functions without one are 0:a and 0:b.
+    both = bind_roles({"a": "no-hot-reset", "b": "no-hot-reset"}, t)
+    assert not isinstance(both, str) and {both["a"].bdf, both["b"].bdf} == {"0:a", "0:b"}
+    assert isinstance(bind_roles({"a": "no-hot-reset", "b": "no-hot-reset", "c": "no-hot-reset"}, t), str)

@@ -95,6 +95,18 @@ class SysfsTree:
     def exists(self, path: str) -> bool:
         return os.path.lexists(self.path(path))
 
+    def device_path(self, bdf: str) -> list[str]:
+        """The components of /sys/devices/... that /sys/bus/pci/devices/BDF links to."""
+        try:
+            return os.readlink(self.path(f"{PCI_DEVICES}/{bdf}")).split("/")
+        except OSError:
+            return []
+
+    def upstream_bridge(self, bdf: str) -> str | None:
+        """The bridge above ``bdf``'s bus, or None on a root bus (pci0000:00)."""
+        parts = self.device_path(bdf)
+        return parts[-2] if len(parts) >= 2 and BDF_RE.match(parts[-2]) else None
+
     def listdir(self, path: str) -> list[str]:
         try:
             return sorted(os.listdir(self.path(path)))
@@ -250,6 +262,12 @@ def _described(tree: SysfsTree, bdf: str, f: PciFunction) -> dict[str, Any]:
     }
     if f.driver and f.driver not in ("vfio-pci", "pci-stub"):
         out["native_driver"] = f.driver
+    # A secondary bus reset needs a bridge above the bus (pci_bus_reset(): bus->self, pci.c:5798-5806;
+    # drivers/pci/pci.c); it resets everything below that bridge.  Slot resets
+    # (hotplug controllers) are not described.
+    bridge = tree.upstream_bridge(bdf)
+    if bridge is not None:
+        out["hot_reset_functions"] = tuple(b for b in tree.functions() if bridge in tree.device_path(b)[:-1])
     config = tree.read_bytes(f"{dev}/config")
     if len(config) >= 0x40:
         out["interrupt_pin"] = config[0x3D]

@@ -41,7 +41,7 @@ TOP_KEYS = {
     "cleanup", "variants", "matrix", "known_differences", "notes",
 }
 REQUIRED_TOP = ("id", "area", "purpose", "verified_on", "steps")
-ROLES = {"isolated", "nonviable", "sriov-pf", "vfio"}
+ROLES = {"isolated", "nonviable", "sriov-pf", "vfio", "no-reset", "resettable", "no-hot-reset"}
 MATCH_OPS = {"has", "lacks", "ne", "ge", "gt", "le", "lt", "aligned", "any"}
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _FIXTURES_DIR = "fixtures"

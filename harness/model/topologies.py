@@ -23,6 +23,10 @@ DEFAULT_CONFIG = frozenset(
 )
 
 
+# A secondary bus reset of bus 1 (below the pci-bridge) resets both e1000s.
+BEHIND_BRIDGE = ("0000:01:01.0", "0000:01:02.0")
+
+
 def default_facts() -> Facts:
     """The model answers for both guest profiles at once: VFIO devices behind a
     vIOMMU and working mock domains."""
@@ -74,10 +78,10 @@ def vm_topology() -> Topology:
         PciFunction("0000:01:01.0", 0x8086, 0x100E, iommu_group=4, driver="vfio-pci", cdev="vfio3",
                     is_pcie=False, name="e1000", class_code=0x020000,
                     bar_sizes=(0x20000, 0x40, 0, 0, 0, 0), io_bars=(1,), rom_size=0x40000,
-                    interrupt_pin=1, native_driver="e1000"),
+                    interrupt_pin=1, native_driver="e1000", hot_reset_functions=BEHIND_BRIDGE),
         PciFunction("0000:01:02.0", 0x8086, 0x100E, iommu_group=4, driver="e1000",
                     is_pcie=False, name="e1000", class_code=0x020000,
                     bar_sizes=(0x20000, 0x40, 0, 0, 0, 0), io_bars=(1,), rom_size=0x40000,
-                    interrupt_pin=1, native_driver="e1000"),
+                    interrupt_pin=1, native_driver="e1000", hot_reset_functions=BEHIND_BRIDGE),
     ]
     return Topology({f.bdf: f for f in fns})

@@ -52,6 +52,13 @@ def _fits(topo: Topology, f: PciFunction, role: str) -> bool:
         return sum(1 for s in topo.siblings(f.bdf) if _claims_dma(s)) == 1
     if role == "sriov-pf":
         return f.sriov_totalvfs >= 2 and f.sriov_numvfs == 0
+    alone = not topo.siblings(f.bdf) and f.sriov_numvfs == 0
+    if role == "no-reset":
+        return alone and not f.reset_methods
+    if role == "resettable":
+        return alone and bool(f.reset_methods)
+    if role == "no-hot-reset":
+        return alone and not f.hot_reset_functions
     return False
 
 
