@@ -42,6 +42,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             argv += ["--accel", args.accel]
     if args.jobs:
         argv += ["-n", args.jobs]
+    if getattr(args, "record_verified", False):
+        argv.append("--record-verified")
     return int(pytest.main(argv))
 
 
@@ -158,6 +160,9 @@ def parser() -> argparse.ArgumentParser:
                    help="run the kernel side on that host through the agent (default: this host)")
     r.add_argument("-n", "--jobs", default=None, help="parallel workers (pytest-xdist), e.g. auto")
     r.add_argument("-v", "--verbose", action="store_true")
+    r.add_argument("--record-verified", action="store_true",
+                   help="with --backend both: add the kernel's release to verified_on of every case file that "
+                        "passed on it")
     r.set_defaults(func=cmd_run)
 
     vm = sub.add_parser("vm", help="boot the kernel under test in QEMU; run every case on it and on the model")
@@ -169,6 +174,8 @@ def parser() -> argparse.ArgumentParser:
     vm.add_argument("--report", default="reports", help="folder for the reports (default reports/)")
     vm.add_argument("-n", "--jobs", default=None, help="parallel workers, each with its own guests")
     vm.add_argument("-v", "--verbose", action="store_true")
+    vm.add_argument("--record-verified", action="store_true",
+                    help="add the kernel's release to verified_on of every case file that passed on it")
     vm.set_defaults(func=cmd_vm, device=[])
 
     v = sub.add_parser("validate", help="load every case file and report malformed ones")

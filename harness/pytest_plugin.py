@@ -46,6 +46,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--vm-kernel", default=None, metavar="BZIMAGE",
                 help="run the kernel side in QEMU guests booted from this kernel (with --backend both|kernel)")
     g.addoption("--accel", choices=("auto", "kvm", "tcg"), default=None, help="QEMU accelerator (default: auto)")
+    g.addoption("--record-verified", action="store_true",
+                help="add the kernel release to verified_on of every case file whose cases all passed on "
+                     "kernel and model")
 
 
 def cases_root(config: pytest.Config) -> Path:
@@ -141,12 +144,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     if hasattr(config, "workerinput"):
         return  # xdist worker: the controller writes the reports
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    if config.getoption("--record-verified"):
+        from .report.verified import record_verified
+
+        updated, problems = record_verified(_outcomes, Path(str(config.rootpath)))
+        if tr is not None:
+            tr.write_line(f"vfio-conformance: recorded the kernel release in {len(updated)} case files")
+            for problem in problems:
+                tr.write_line(f"vfio-conformance: {problem}")
     out = config.getoption("--report-dir")
     if out:
         from .report import write_reports
 
         paths = write_reports(sorted(_outcomes, key=lambda o: o.test_id), Path(out))
-        tr = config.pluginmanager.get_plugin("terminalreporter")
         if tr is not None:
             for p in paths:
                 tr.write_line(f"vfio-conformance: wrote {p}")

@@ -41,6 +41,7 @@ class CaseOutcome:
     known_difference: str = ""          # why a divergence is accepted, if it is
     steps: list[StepView] = field(default_factory=list)
     duration_s: float = 0.0
+    kernel: str = ""                    # the release of the kernel it ran on, "" for the model alone
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

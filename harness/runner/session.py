@@ -81,8 +81,9 @@ def run_case(case: Case, backends: list[Backend], root: Path | None = None) -> C
     status = combine([t.status for t in traces])
     reason = "; ".join(f"{t.backend}: {t.reason}" for t in traces if t.reason) if len(traces) > 1 else traces[0].reason
     known = ""
+    kernel = next((b.facts().kernel for b in backends if b.name != "model"), "")
     if d is not None and d.first is not None and SKIP not in (traces[0].status, traces[1].status):
-        known = accepted(case, backends[0].facts().kernel, d)
+        known = accepted(case, kernel, d)
         if not known:
             status = ERROR if status == ERROR else FAIL
             reason = f"divergence: {d.summary()}" + (f"; {reason}" if reason else "")
@@ -94,4 +95,5 @@ def run_case(case: Case, backends: list[Backend], root: Path | None = None) -> C
         source=case.source, verified_on=case.verified_on, status=status, reason=reason,
         backends=[b.name for b in backends], divergence=d.summary() if d and d.first else "",
         known_difference=known, steps=steps_view(traces, d), duration_s=time.monotonic() - start,
+        kernel=kernel,
     )
