@@ -222,3 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `vfio-conformance list | head`
         sys.stderr.close()
         return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
