@@ -200,10 +200,12 @@ def _expect(ctx: _Ctx, step: LMap, where: str) -> Expectation:
     w = f"{where}.expect"
     if v == "ok":
         return Expectation()
+    if v == "any":
+        return Expectation(anything=True)
     if isinstance(v, str):
         return Expectation(errno=_errno_name(ctx, step, "expect", w, v))
     if not isinstance(v, dict):
-        raise ctx.err(step, "expect", w, "expect is ok, an errno name, or a mapping")
+        raise ctx.err(step, "expect", w, "expect is ok, any, an errno name, or a mapping")
     unknown = set(v) - {"errno", "ok", "ret", "out", "untouched_past_size", "text", "data"}
     if unknown:
         raise ctx.err(v, sorted(unknown)[0], w, f"unknown expectation {sorted(unknown)[0]!r}")
@@ -551,6 +553,14 @@ class Loader:
                 seen[c.test_id] = path
                 cases.append(c)
         return cases, errors
+
+
+def parse_steps(raws: list[dict[str, Any]], bound: set[str], origin: str = "<generated>") -> list[Step]:
+    """Steps given as plain data (as a case file's ``steps:`` would hold them), checked
+    like a case file's; ``bound`` (the names earlier steps bound) grows as they bind."""
+    doc = load_yaml(yaml.safe_dump({"steps": raws}, sort_keys=False))
+    ctx = _Ctx(Path(origin))
+    return [_step(ctx, raw, i, f"steps[{i}]", bound) for i, raw in enumerate(doc["steps"])]
 
 
 def _read(path: Path) -> Any:

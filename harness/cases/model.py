@@ -34,6 +34,9 @@ class Matcher:
 @dataclass
 class Expectation:
     errno: str | None = None          # None: success expected
+    # `expect: any`: whatever the call returns is fine; only a kernel/model diff fails
+    # (the steps of a fuzzer's regression case).
+    anything: bool = False
     ret: list[Matcher] | None = None
     out: dict[str, list[Matcher]] = field(default_factory=dict)
     untouched_past_size: bool = False
