@@ -1,0 +1,66 @@
+"""Run generated steps on one or two backends at once and diff each step as it runs.
+
+Each backend keeps its own bindings (the fd, id and address a name stands for on
+that target), so one step text means the same operation everywhere; the traces
+grow step by step and are compared through the runner's normaliser, so the
+declared rules (ids, fds, addresses, automatic IOVAs) decide what may differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..backends.base import Backend
+from ..cases.model import Step
+from ..runner.diff import Diff, diff
+from ..runner.engine import HarnessError, Runner
+from ..runner.trace import StepRecord, Trace
+
+
+@dataclass
+class StepOutcome:
+    records: list[StepRecord]
+    divergence: str = ""             # the diff's summary of this step, "" when the backends agree
+
+
+@dataclass
+class Lockstep:
+    backends: list[Backend]
+    traces: list[Trace] = field(default_factory=list)
+    envs: list[dict[str, Any]] = field(default_factory=list)
+    steps_run: int = 0
+
+    def __post_init__(self) -> None:
+        self.start()
+
+    def start(self) -> None:
+        """A fresh sequence: empty traces and bindings (the backends are reset by ``finish``)."""
+        self.traces = [Trace("fuzz", b.name) for b in self.backends]
+        self.envs = [{} for _ in self.backends]
+
+    def finish(self) -> None:
+        """Close every fd, unmap every mapping, restore what sysfs writes changed."""
+        for b in self.backends:
+            b.reset()
+
+    def run(self, step: Step) -> StepOutcome:
+        records = []
+        for b, env, t in zip(self.backends, self.envs, self.traces, strict=True):
+            try:
+                rec = Runner(b).execute(step, env)
+            except HarnessError as e:   # e.g. a name bound on one side only: itself a divergence
+                rec = StepRecord(step.index, step.line, step.kind, step.label(), failures=[f"harness: {e}"])
+            rec.index = len(t.steps)
+            t.steps.append(rec)
+            records.append(rec)
+        self.steps_run += 1
+        if len(self.traces) < 2:
+            return StepOutcome(records)
+        d: Diff = diff(self.traces[0], self.traces[1])
+        last = len(self.traces[0].steps) - 1
+        mine = [x for x in d.divergences if x.step == last]
+        harness = [r.failures[0] for r in records if r.failures and r.failures[0].startswith("harness:")]
+        if mine or (harness and len(harness) != len(records)):
+            return StepOutcome(records, d.summary() if mine else "; ".join(harness))
+        return StepOutcome(records)

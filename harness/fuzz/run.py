@@ -1,0 +1,142 @@
+"""Drive the state machine: profiles, time budget, progress, the regression case.
+
+The run is a series of rounds; each round is one Hypothesis run of the machine
+with its own seed (``seed``, ``seed + 1``, ...), so a finding is reproduced by
+re-running with the seed it names.  The first divergence ends the run: Hypothesis
+has shrunk it by then, and its steps become ``cases/regressions/<id>.yaml``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hypothesis.core
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
+from hypothesis.stateful import run_state_machine_as_test
+
+from .lockstep import Lockstep
+from .machine import Divergence, make_machine
+from .regression import write_regression
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    examples_per_round: int
+    steps_per_sequence: int
+    rounds: int | None              # None: until the duration is spent
+    duration_s: float | None
+    database: bool                  # keep Hypothesis's example database between runs
+    invalid_share: float = 0.3      # of the arguments drawn from their invalid side
+
+
+PROFILES = {
+    # Deterministic and bounded: the same seed and number of sequences every time.
+    "ci": Profile("ci", examples_per_round=250, steps_per_sequence=15, rounds=3, duration_s=None, database=False),
+    "nightly": Profile("nightly", examples_per_round=100, steps_per_sequence=20, rounds=None, duration_s=7200.0,
+                       database=True),
+}
+
+
+def default_database_dir() -> Path:
+    from ..kernel.source import cache_dir
+
+    return cache_dir().parent / "fuzz-db"
+
+
+@dataclass
+class Finding:
+    summary: str
+    steps: list[dict[str, Any]]
+    seed: int
+    case: Path | None = None
+
+
+@dataclass
+class FuzzReport:
+    sequences: int = 0
+    steps: int = 0
+    seconds: float = 0.0
+    rounds: int = 0
+    seeds: list[int] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def sequences_per_s(self) -> float:
+        return self.sequences / self.seconds if self.seconds else 0.0
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.steps / self.seconds if self.seconds else 0.0
+
+    def line(self) -> str:
+        return (f"{self.sequences} sequences, {self.steps} steps in {self.seconds:.1f} s "
+                f"({self.sequences_per_s:.0f} sequences/s, {self.steps_per_s:.0f} steps/s), "
+                f"{len(self.findings)} divergences")
+
+
+def fuzz(lockstep: Lockstep, profile: Profile, *, seed: int | None = None, duration_s: float | None = None,
+         rounds: int | None = None, examples: int | None = None, out_dir: Path | None = None,
+         database_dir: Path | None = None, kernel: str = "model", mock_domains: bool = True,
+         invalid_share: float | None = None, after_step: Callable[[], str] | None = None,
+         progress: Callable[[str], None] = print) -> FuzzReport:
+    report = FuzzReport()
+    base = seed if seed is not None else random.SystemRandom().randrange(1 << 32)
+    budget = duration_s if duration_s is not None else profile.duration_s
+    max_rounds = rounds if rounds is not None else (None if budget is not None else profile.rounds)
+    db: ExampleDatabase | None = None
+    if profile.database:
+        db = DirectoryBasedExampleDatabase(str(database_dir or default_database_dir()))
+    share = invalid_share if invalid_share is not None else profile.invalid_share
+    machine = make_machine(lockstep, invalid_share=share, mock_domains=mock_domains, after_step=after_step)
+    started = lockstep.steps_run
+
+    class Counted(machine):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            super().__init__()
+            report.sequences += 1
+
+    Counted.__name__ = Counted.__qualname__ = "IommufdMachine"
+    start = time.monotonic()
+    last_progress = start
+    saved_seed = hypothesis.core.global_force_seed
+    try:
+        while max_rounds is None or report.rounds < max_rounds:
+            if budget is not None and time.monotonic() - start >= budget:
+                break
+            round_seed = base + report.rounds
+            report.seeds.append(round_seed)
+            hypothesis.core.global_force_seed = round_seed  # what pytest's --hypothesis-seed sets
+            try:
+                run_state_machine_as_test(Counted, settings=settings(
+                    max_examples=examples or profile.examples_per_round,
+                    stateful_step_count=profile.steps_per_sequence, deadline=None, database=db,
+                    derandomize=False, print_blob=False, report_multiple_bugs=False,
+                    phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink),
+                    suppress_health_check=list(HealthCheck)))
+            except Divergence as e:
+                f = Finding(e.summary, e.steps, round_seed)
+                if out_dir is not None:
+                    f.case = write_regression(out_dir, e.steps, e.summary, str(round_seed),
+                                              str(database_dir or default_database_dir()) if db else None,
+                                              kernel, mock_domains)
+                report.findings.append(f)
+                break
+            finally:
+                report.rounds += 1
+                report.steps = lockstep.steps_run - started
+                report.seconds = time.monotonic() - start
+            if time.monotonic() - last_progress >= 10 or max_rounds is not None:
+                progress(f"fuzz: round {report.rounds} (seed {round_seed}): {report.line()}")
+                last_progress = time.monotonic()
+    finally:
+        hypothesis.core.global_force_seed = saved_seed
+    report.steps = lockstep.steps_run - started
+    report.seconds = time.monotonic() - start
+    return report

@@ -1,0 +1,88 @@
+"""The differential fuzzer: it agrees where the targets agree, and finds and shrinks a planted model bug."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.backends.base import OpResult
+from harness.cases.loader import Loader
+from harness.fuzz import PROFILES, Lockstep, fuzz
+from harness.fuzz.regression import regression_id, write_regression
+from harness.model.backend import ModelBackend
+from harness.model.iommufd import io_pagetable
+from harness.runner.session import run_case
+from harness.runner.trace import FAIL, PASS
+
+_planted = contextvars.ContextVar("planted", default=False)
+
+
+class PlantedModel(ModelBackend):
+    """The model with one planted bug: a fixed IOVA that is not a multiple of the
+    IOAS's IOVA alignment is accepted (the kernel refuses it, io_pagetable.c:188-189)."""
+
+    def ioctl(self, fd: int, request: int, arg: bytes | int | None) -> OpResult:
+        token = _planted.set(True)
+        try:
+            return super().ioctl(fd, request, arg)
+        finally:
+            _planted.reset(token)
+
+
+@pytest.fixture
+def planted_bug(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    real = io_pagetable.iopt_check_iova
+
+    def check(iopt: Any, iova: int, length: int) -> None:
+        if not _planted.get():
+            return real(iopt, iova, length)
+        saved, iopt.iova_alignment = iopt.iova_alignment, 1
+        try:
+            return real(iopt, iova, length)
+        finally:
+            iopt.iova_alignment = saved
+
+    monkeypatch.setattr(io_pagetable, "iopt_check_iova", check)
+    yield
+
+
+def test_the_model_agrees_with_itself() -> None:
+    report = fuzz(Lockstep([ModelBackend(), ModelBackend()]), PROFILES["ci"], seed=7, rounds=1, examples=60,
+                  progress=lambda _: None)
+    assert not report.findings, report.findings[0].summary
+    assert report.sequences >= 60 and report.steps > report.sequences
+
+
+def test_a_planted_model_bug_is_found_shrunk_and_written_as_a_case(planted_bug: None, tmp_path: Path) -> None:
+    reference, subject = ModelBackend(), PlantedModel()
+    report = fuzz(Lockstep([reference, subject]), PROFILES["ci"], seed=3, out_dir=tmp_path / "regressions",
+                  progress=lambda _: None)
+    assert len(report.findings) == 1
+    f = report.findings[0]
+    assert "errno" in f.summary
+    assert len(f.steps) <= 7, f.steps   # open, IOAS, mock domain, mmap, the map (a copy needs two more)
+    last = f.steps[-1]
+    assert last["ioctl"] in ("IOMMU_IOAS_MAP", "IOMMU_IOAS_COPY") and last["ioctl"] in f.summary
+    assert "IOMMU_IOAS_MAP_FIXED_IOVA" in last["args"]["flags"]
+    assert any(s.get("args", {}).get("op") == "IOMMU_TEST_OP_MOCK_DOMAIN" for s in f.steps)  # alignment > 1
+    assert f.case is not None and f.case.parent.name == "regressions"
+
+    cases, errors = Loader(tmp_path).load_all("regressions/*.yaml")
+    assert not errors and len(cases) == 1
+    case = cases[0]
+    assert run_case(case, [ModelBackend()]).status == PASS        # it asserts nothing on its own
+    outcome = run_case(case, [ModelBackend(), PlantedModel()])
+    assert outcome.status == FAIL and "divergence" in outcome.reason
+
+
+def test_a_regression_case_has_a_stable_name(tmp_path: Path) -> None:
+    steps: list[dict[str, Any]] = [{"open": "/dev/iommu", "as": "iommufd1", "expect": "any"}]
+    a = write_regression(tmp_path, steps, "x", "1", None, "6.12.118", True)
+    b = write_regression(tmp_path, steps, "x", "1", None, "6.12.118", True)
+    assert a == b and a.name == regression_id(steps).removeprefix("regressions-") + ".yaml"
+    _cases, errors = Loader(tmp_path.parent).load_all(f"{tmp_path.name}/*.yaml")
+    assert errors and "area" in str(errors[0])   # the area must be the folder: regressions/ only
