@@ -105,6 +105,60 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def _duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"{text!r}: a duration such as 90s, 10m or 2h") from None
+
+
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    """Differential fuzzing: generated iommufd sequences on kernel and model in lockstep."""
+    from .fuzz import PROFILES, fuzz
+    from .fuzz import targets as t
+
+    profile = PROFILES[args.profile]
+    try:
+        if args.vm:
+            if args.kernel:
+                kernel = Path(args.kernel)
+            else:
+                from .kernel.build import ensure_kernel
+
+                kernel = ensure_kernel()
+            if not kernel.is_file():
+                print(f"vfio-conformance: no kernel image at {kernel}", file=sys.stderr)
+                return 2
+            target = t.vm_target(kernel, accel=args.accel)
+        elif args.backend == "both":
+            target = t.host_target(tuple(args.device))
+        else:
+            target = t.model_target()
+    except (OSError, RuntimeError) as e:
+        print(f"vfio-conformance: cannot set up the fuzz target: {e}", file=sys.stderr)
+        return 2
+    print(f"fuzz: {profile.name} profile on {target.kernel} vs the model"
+          + (f", {args.duration:.0f} s" if args.duration else ""), file=sys.stderr)
+    try:
+        report = fuzz(target.lockstep, profile, seed=args.seed, duration_s=args.duration, examples=args.examples,
+                      out_dir=Path(args.out), database_dir=Path(args.db) if args.db else None,
+                      kernel=target.kernel, mock_domains=target.mock_domains, after_step=target.after_step,
+                      progress=lambda line: print(line, file=sys.stderr))
+    except KeyboardInterrupt:
+        print("fuzz: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        target.close()
+    print(f"fuzz: {report.line()}; seeds {report.seeds[0] if report.seeds else '-'}"
+          f"..{report.seeds[-1] if report.seeds else '-'}")
+    for f in report.findings:
+        print(f"fuzz: divergence (seed {f.seed}, {len(f.steps)} steps): {f.summary}")
+        if f.case:
+            print(f"fuzz: wrote {f.case}; re-run it with: vfio-conformance vm --cases 'regressions/{f.case.name}'")
+    return 1 if report.findings else 0
+
+
 def cmd_restore(args: argparse.Namespace) -> int:
     from .backends.sysfs_state import default_state_file, restore_from_state_file
 
@@ -185,6 +239,23 @@ def parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list cases and whether they ever ran on a kernel")
     common(ls)
     ls.set_defaults(func=cmd_list)
+    fz = sub.add_parser("fuzz", help="differential fuzzing of the iommufd uAPI, kernel and model in lockstep")
+    fz.add_argument("--vm", action="store_true", help="the kernel side in a QEMU guest (the mock profile)")
+    fz.add_argument("--kernel", default=None, help="bzImage for --vm (default: build or reuse the test kernel)")
+    fz.add_argument("--accel", choices=("auto", "kvm", "tcg"), default=None)
+    fz.add_argument("--backend", choices=("model", "both"), default="model",
+                    help="without --vm: the model alone, or this host's kernel and the model (root)")
+    fz.add_argument("--device", action="append", default=[], metavar="BDF", help="with --backend both")
+    fz.add_argument("--profile", choices=("ci", "nightly"), default="ci",
+                    help="ci: deterministic, bounded; nightly: until --duration, with an example database")
+    fz.add_argument("--duration", type=_duration, default=None, metavar="TIME", help="e.g. 10m, 2h")
+    fz.add_argument("--seed", type=int, default=None, help="first round's seed (default: ci 0, nightly random)")
+    fz.add_argument("--examples", type=int, default=None, help="sequences per round")
+    fz.add_argument("--out", default=str(PROJECT / "cases" / "regressions"),
+                    help="where regression cases go (default cases/regressions)")
+    fz.add_argument("--db", default=None, metavar="DIR", help="Hypothesis example database (nightly)")
+    fz.set_defaults(func=cmd_fuzz)
+
     cv = sub.add_parser("coverage", help="the coverage matrix: checks per ioctl, errnos per handler")
     common(cv)
     cv.add_argument("--report", default="reports", help="write coverage.md and coverage.json here (default reports/)")

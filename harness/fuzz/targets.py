@@ -1,0 +1,61 @@
+"""Where the fuzzer's two sides come from: the model alone, this host's kernel, or a QEMU guest."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..backends.base import Backend
+from ..model.backend import ModelBackend
+from .lockstep import Lockstep
+
+
+@dataclass
+class Target:
+    lockstep: Lockstep
+    kernel: str                                  # what the regression cases say they were found on
+    mock_domains: bool
+    after_step: Callable[[], str] | None = None  # a kernel splat or a dead guest, as a divergence
+    closers: list[Callable[[], Any]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for c in self.closers:
+            c()
+
+
+def model_target() -> Target:
+    """The model alone: no divergence is possible, but a model crash (an exception that is
+    no errno) or a harness error is found and shrunk all the same."""
+    model = ModelBackend()
+    return Target(Lockstep([model]), "the model alone", model.facts().mock_domains)
+
+
+def host_target(devices: tuple[str, ...] = ()) -> Target:
+    """This host's kernel (root) against the model booted with its topology."""
+    from ..runner.session import make_backends
+
+    backends: list[Backend] = make_backends("both", devices)
+    facts = backends[0].facts()
+    return Target(Lockstep(backends), facts.kernel, facts.mock_domains, closers=[backends[0].reset])
+
+
+def vm_target(kernel: Path, profile: str = "mock", accel: str | None = None) -> Target:
+    """A guest booted from ``kernel`` (the ``mock`` profile has IOMMU_TEST_OP_MOCK_DOMAIN) against
+    the model booted with the guest's topology and facts."""
+    from ..vm import Vm
+
+    vm = Vm(accel=accel).start(profile, kernel)
+    agent = vm.agent
+    facts = agent.facts()
+    model = ModelBackend(agent.topology(), facts)
+    start = vm.console_offset()
+
+    def after_step() -> str:
+        splats = vm.scan_console(start)
+        if splats:
+            return f"kernel {splats[0].kind} in the guest: {splats[0].excerpt}"
+        return "" if vm.alive() else "the guest died: " + vm.console_tail(10)
+
+    return Target(Lockstep([agent, model]), facts.kernel, facts.mock_domains, after_step, [vm.close])
