@@ -28,6 +28,7 @@ from ..cases.loader import parse_steps
 from .lockstep import Lockstep
 
 PAGE = 4096
+HUGE = 2 << 20
 U64_MAX = (1 << 64) - 1
 
 # The iommufd ioctls the size rules sweep: every one of the 6.12 table.
@@ -125,6 +126,13 @@ def make_machine(lockstep: Lockstep, invalid_share: float = 0.2, mock_domains: b
             """The iommufd ``obj`` belongs to, or (the "fd" field gone bad) any other one."""
             return str(f.get("fd", st.just(self.owner.get(obj, self.fds[0])), st.sampled_from(self.fds)))
 
+        @staticmethod
+        def user_va(buf: str, offset: int) -> str:
+            """An address in ``buf`` counted from its first 2 MiB boundary.  Automatic IOVAs keep
+            the alignment of user_va (io_pagetable.c:136-141), and where mmap() puts a buffer is
+            the target's choice (ASLR): from a fixed boundary both sides see the same alignment."""
+            return f"((${buf} + {HUGE - 1:#x}) & ~{HUGE - 1:#x}) + {offset:#x}"
+
         def buffer(self, f: Fields) -> tuple[str, int, int]:
             """(buffer, offset, length) of user memory inside one mapping, one of them maybe bad."""
             buf = self.pick(f.data, list(self.buf_size))
@@ -155,8 +163,9 @@ def make_machine(lockstep: Lockstep, invalid_share: float = 0.2, mock_domains: b
             self.owner[n] = fd
 
         def _mmap(self, pages: int) -> None:
+            # 2 MiB more than used, so the buffer can start on a 2 MiB boundary (see user_va()).
             n = self.name("buf")
-            self.do({"mmap": pages * PAGE, "as": n})
+            self.do({"mmap": pages * PAGE + HUGE, "as": n})
             self.buf_size[n] = pages * PAGE
 
         @initialize(domain=st.booleans())
@@ -198,7 +207,7 @@ def make_machine(lockstep: Lockstep, invalid_share: float = 0.2, mock_domains: b
             buf, offset, length = self.buffer(f)
             flags = f.get("flags", flags_ok, flags_bad) + (" | IOMMU_IOAS_MAP_FIXED_IOVA" if fixed else "")
             self.do({"ioctl": "IOMMU_IOAS_MAP", "fd": self.fd_of(f, ioas),
-                     "args": {"flags": flags, "ioas_id": f.obj("ioas_id", ioas), "user_va": f"${buf} + {offset:#x}",
+                     "args": {"flags": flags, "ioas_id": f.obj("ioas_id", ioas), "user_va": self.user_va(buf, offset),
                               "length": _hex(length), "iova": _hex(f.get("iova", iova_ok, iova_bad) if fixed else 0)},
                      "save": {n: "iova"}})
             self.iovas.append(n)
