@@ -2,52 +2,18 @@
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from planted import PlantedModel, planted_bug  # noqa: F401  (planted_bug is a fixture)
 
-from harness.backends.base import OpResult
 from harness.cases.loader import Loader
 from harness.fuzz import PROFILES, Lockstep, fuzz
 from harness.fuzz.regression import regression_id, write_regression
 from harness.model.backend import ModelBackend
-from harness.model.iommufd import io_pagetable
 from harness.runner.session import run_case
 from harness.runner.trace import FAIL, PASS
-
-_planted = contextvars.ContextVar("planted", default=False)
-
-
-class PlantedModel(ModelBackend):
-    """The model with one planted bug: a fixed IOVA that is not a multiple of the
-    IOAS's IOVA alignment is accepted (the kernel refuses it, io_pagetable.c:188-189)."""
-
-    def ioctl(self, fd: int, request: int, arg: bytes | int | None) -> OpResult:
-        token = _planted.set(True)
-        try:
-            return super().ioctl(fd, request, arg)
-        finally:
-            _planted.reset(token)
-
-
-@pytest.fixture
-def planted_bug(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    real = io_pagetable.iopt_check_iova
-
-    def check(iopt: Any, iova: int, length: int) -> None:
-        if not _planted.get():
-            return real(iopt, iova, length)
-        saved, iopt.iova_alignment = iopt.iova_alignment, 1
-        try:
-            return real(iopt, iova, length)
-        finally:
-            iopt.iova_alignment = saved
-
-    monkeypatch.setattr(io_pagetable, "iopt_check_iova", check)
-    yield
 
 
 def test_the_model_agrees_with_itself() -> None:
@@ -57,7 +23,8 @@ def test_the_model_agrees_with_itself() -> None:
     assert report.sequences >= 60 and report.steps > report.sequences
 
 
-def test_a_planted_model_bug_is_found_shrunk_and_written_as_a_case(planted_bug: None, tmp_path: Path) -> None:
+@pytest.mark.usefixtures("planted_bug")
+def test_a_planted_model_bug_is_found_shrunk_and_written_as_a_case(tmp_path: Path) -> None:
     reference, subject = ModelBackend(), PlantedModel()
     report = fuzz(Lockstep([reference, subject]), PROFILES["ci"], seed=3, out_dir=tmp_path / "regressions",
                   progress=lambda _: None)

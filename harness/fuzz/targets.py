@@ -41,7 +41,8 @@ def host_target(devices: tuple[str, ...] = ()) -> Target:
     return Target(Lockstep(backends), facts.kernel, facts.mock_domains, closers=[backends[0].reset])
 
 
-def vm_target(kernel: Path, profile: str = "mock", accel: str | None = None) -> Target:
+def vm_target(kernel: Path, profile: str = "mock", accel: str | None = None,
+              model_class: type[ModelBackend] = ModelBackend) -> Target:
     """A guest booted from ``kernel`` (the ``mock`` profile has IOMMU_TEST_OP_MOCK_DOMAIN) against
     the model booted with the guest's topology and facts."""
     from ..vm import Vm
@@ -49,7 +50,7 @@ def vm_target(kernel: Path, profile: str = "mock", accel: str | None = None) -> 
     vm = Vm(accel=accel).start(profile, kernel)
     agent = vm.agent
     facts = agent.facts()
-    model = ModelBackend(agent.topology(), facts)
+    model = model_class(agent.topology(), facts)
     start = vm.console_offset()
 
     def after_step() -> str:

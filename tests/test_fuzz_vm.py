@@ -1,0 +1,40 @@
+"""The fuzzer against the real 6.12 kernel in QEMU: the CI profile finds a planted model bug
+there too and shrinks it to a handful of steps, the kernel being the side that is right.
+
+Needs a test kernel and QEMU (like tests/test_vm_boot.py; CI sets VFIO_CONFORMANCE_KERNEL,
+and then a missing kernel fails instead of skipping)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from planted import PlantedModel, planted_bug  # noqa: F401  (planted_bug is a fixture)
+
+from harness.fuzz import PROFILES, fuzz
+from harness.fuzz.targets import vm_target
+from harness.vm import find_kernel
+
+KERNEL = find_kernel()
+if os.environ.get("VFIO_CONFORMANCE_KERNEL") and KERNEL is None:
+    raise RuntimeError("VFIO_CONFORMANCE_KERNEL is set but names no kernel image")
+pytestmark = pytest.mark.skipif(KERNEL is None or shutil.which("qemu-system-x86_64") is None,
+                                reason="needs a test kernel bzImage and qemu-system-x86_64")
+
+
+@pytest.mark.usefixtures("planted_bug")
+def test_the_ci_profile_finds_a_planted_model_bug_against_the_kernel(tmp_path: Path) -> None:
+    assert KERNEL is not None
+    target = vm_target(KERNEL, model_class=PlantedModel)
+    try:
+        report = fuzz(target.lockstep, PROFILES["ci"], seed=3, out_dir=tmp_path, kernel=target.kernel,
+                      mock_domains=target.mock_domains, after_step=target.after_step, progress=lambda _: None)
+    finally:
+        target.close()
+    assert len(report.findings) == 1, report.line()
+    f = report.findings[0]
+    assert "errno: kernel 'EINVAL' vs model None" in f.summary or "errno: kernel 'EINVAL' vs model" in f.summary
+    assert len(f.steps) <= 7
+    assert f.case is not None and target.kernel in f.case.read_text()
