@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -120,13 +121,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
     profile = PROFILES[args.profile]
     try:
-        if args.vm:
-            if args.kernel:
-                kernel = Path(args.kernel)
-            else:
-                from .kernel.build import ensure_kernel
-
-                kernel = ensure_kernel()
+        kernel = _kernel_image(args.kernel) if args.vm else None
+        if kernel is not None:
             if not kernel.is_file():
                 print(f"vfio-conformance: no kernel image at {kernel}", file=sys.stderr)
                 return 2
@@ -156,7 +152,70 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         print(f"fuzz: divergence (seed {f.seed}, {len(f.steps)} steps): {f.summary}")
         if f.case:
             print(f"fuzz: wrote {f.case}; re-run it with: vfio-conformance vm --cases 'regressions/{f.case.name}'")
-    return 1 if report.findings else 0
+    code = 1 if report.findings else 0
+    if kernel is not None and (args.faults if args.faults is not None else profile.name == "nightly"):
+        # The nightly profile ends with fault injection over the corpus's IOAS and device cases.
+        code = max(code, _faults(kernel, args.accel, PROJECT / "cases", ["ioas/**", "device/**"], 400,
+                                 Path(args.report)))
+    return code
+
+
+def _faults(kernel: Path, accel: str | None, cases_dir: Path, patterns: list[str], limit: int, report_dir: Path) -> int:
+    from .cases.loader import Loader
+    from .fuzz.faults import run_faults
+    from .fuzz.targets import Target, vm_target
+    from .runner.vmtarget import profile_for
+
+    cases: list[Any] = []
+    for pattern in patterns:
+        found, errors = Loader(cases_dir).load_all(pattern)
+        for e in errors:
+            print(e, file=sys.stderr)
+        cases += found
+    targets: dict[str, Target] = {}
+
+    def kernel_for(case: Any) -> tuple[Any, Any]:
+        profile = profile_for(case)
+        if profile not in targets:
+            targets[profile] = vm_target(kernel, profile, accel=accel)
+        t = targets[profile]
+        return t.lockstep.backends[0], t.after_step
+
+    try:
+        report = run_faults(cases, kernel_for, limit=limit, progress=lambda line: print(line, file=sys.stderr))
+    except KeyboardInterrupt:
+        print("faults: interrupted", file=sys.stderr)
+        return 130
+    except RuntimeError as e:
+        print(f"faults: {e}", file=sys.stderr)
+        return 2
+    finally:
+        for t in targets.values():
+            t.close()
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / "faults.md").write_text(report.markdown())
+    print(f"faults: {report.summary()}")
+    for p in report.problems:
+        print(f"faults: PROBLEM {p}")
+    print(f"faults: wrote {report_dir / 'faults.md'}", file=sys.stderr)
+    return 1 if report.problems else 0
+
+
+def _kernel_image(arg: str | None) -> Path:
+    if arg:
+        return Path(arg)
+    from .kernel.build import ensure_kernel
+
+    return ensure_kernel()
+
+
+def cmd_faults(args: argparse.Namespace) -> int:
+    """Fault injection (fail-nth) over corpus cases on the kernel in the test VM."""
+    kernel = _kernel_image(args.kernel)
+    if not kernel.is_file():
+        print(f"vfio-conformance: no kernel image at {kernel}", file=sys.stderr)
+        return 2
+    return _faults(kernel, args.accel, _cases_dir(args), args.cases, args.limit, Path(args.report))
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -254,7 +313,20 @@ def parser() -> argparse.ArgumentParser:
     fz.add_argument("--out", default=str(PROJECT / "cases" / "regressions"),
                     help="where regression cases go (default cases/regressions)")
     fz.add_argument("--db", default=None, metavar="DIR", help="Hypothesis example database (nightly)")
+    fz.add_argument("--report", default="reports", help="where faults.md goes (default reports/)")
+    fz.add_argument("--faults", action=argparse.BooleanOptionalAction, default=None,
+                    help="with --vm: then fault injection over ioas/ and device/ cases (default: nightly only)")
     fz.set_defaults(func=cmd_fuzz)
+
+    fa = sub.add_parser("faults", help="fault injection (fail-nth) over corpus cases on the kernel in the VM")
+    fa.add_argument("--cases", action="append", default=None, metavar="GLOB",
+                    help="case files (repeatable; default: ioas/** and device/**)")
+    fa.add_argument("--cases-dir", default=None, help=f"cases folder (default {PROJECT / 'cases'})")
+    fa.add_argument("--kernel", default=None, help="bzImage (default: build or reuse the test kernel)")
+    fa.add_argument("--accel", choices=("auto", "kvm", "tcg"), default=None)
+    fa.add_argument("--limit", type=int, default=400, help="fault sites per step at most (default 400)")
+    fa.add_argument("--report", default="reports", help="write faults.md here (default reports/)")
+    fa.set_defaults(func=cmd_faults)
 
     cv = sub.add_parser("coverage", help="the coverage matrix: checks per ioctl, errnos per handler")
     common(cv)
@@ -288,6 +360,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if getattr(args, "func", None) is cmd_faults and args.cases is None:
+        args.cases = ["ioas/**", "device/**"]
     try:
         return int(args.func(args))
     except BrokenPipeError:  # `vfio-conformance list | head`

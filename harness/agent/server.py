@@ -39,6 +39,10 @@ SIGNATURES: dict[str, tuple[tuple[str, tuple[type, ...], Any], ...]] = {
     "eventfd": (("initval", _INT, 0),),
     "sysfs_read": (("path", _STR, _NO_DEFAULT),),
     "sysfs_write": (("path", _STR, _NO_DEFAULT), ("value", _STR, _NO_DEFAULT)),
+    "ioctl_fail_nth": (("fd", _INT, _NO_DEFAULT), ("request", _INT, _NO_DEFAULT), ("arg", _IOCTL_ARG, None),
+                       ("nth", _INT, _NO_DEFAULT)),
+    "fault_injected": (),
+    "setup_fault_injection": (),
     "reset": (),
     # Agent ops.
     "ping": (("payload", (object,), None),),
@@ -48,8 +52,8 @@ SIGNATURES: dict[str, tuple[tuple[str, tuple[type, ...], Any], ...]] = {
     "shutdown": (),
 }
 # The Backend methods that return an OpResult.
-RESULT_OPS = frozenset({"open", "close", "ioctl", "mmap", "munmap", "read_mem", "write_mem", "read", "write",
-                        "eventfd", "sysfs_read", "sysfs_write"})
+RESULT_OPS = frozenset({"open", "close", "ioctl", "ioctl_fail_nth", "mmap", "munmap", "read_mem", "write_mem",
+                        "read", "write", "eventfd", "sysfs_read", "sysfs_write"})
 
 
 def _exact(types: tuple[type, ...]) -> frozenset[type]:

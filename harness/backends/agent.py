@@ -550,6 +550,16 @@ class AgentBackend(Backend):
     def ioctl(self, fd: int, request: int, arg: bytes | int | None) -> OpResult:
         return self._result("ioctl", fd, request, bytes(arg) if isinstance(arg, (bytearray, memoryview)) else arg)
 
+    def ioctl_fail_nth(self, fd: int, request: int, arg: bytes | int | None, nth: int) -> OpResult:
+        return self._result("ioctl_fail_nth", fd, request,
+                            bytes(arg) if isinstance(arg, (bytearray, memoryview)) else arg, nth)
+
+    def fault_injected(self) -> bool:
+        return bool(self.call("fault_injected"))
+
+    def setup_fault_injection(self) -> str:
+        return str(self.call("setup_fault_injection"))
+
     def mmap(self, length: int) -> OpResult:
         return self._result("mmap", length)
 

@@ -211,6 +211,18 @@ class Backend(ABC):
     @abstractmethod
     def sysfs_write(self, path: str, value: str) -> OpResult: ...
 
+    def ioctl_fail_nth(self, fd: int, request: int, arg: bytes | int | None, nth: int) -> OpResult:
+        """The ioctl with its ``nth`` fault-injection site failing (a real kernel only)."""
+        raise NotImplementedError(f"{self.name}: fault injection needs a real kernel")
+
+    def fault_injected(self) -> bool:
+        """Whether the last ioctl_fail_nth() reached its armed site."""
+        raise NotImplementedError(f"{self.name}: fault injection needs a real kernel")
+
+    def setup_fault_injection(self) -> str:
+        """Make every allocation injectable; "" or why it cannot be done."""
+        return f"{self.name}: fault injection needs a real kernel"
+
     @abstractmethod
     def reset(self) -> None:
         """Close every fd and unmap every mapping this backend made, and put back

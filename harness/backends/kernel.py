@@ -27,6 +27,7 @@ import fcntl
 import gzip
 import mmap as _mm
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -83,11 +84,15 @@ def _libc_mmap(length: int) -> tuple[int, int]:
     return int(addr), 0
 
 
-def libc_ioctl(fd: int, request: int, arg: bytes | int | None) -> OpResult:
+def libc_ioctl(fd: int, request: int, arg: bytes | int | None,
+               just_before: Callable[[], None] | None = None) -> OpResult:
     """One ioctl(2).  ``bytes`` are copied to the start of a fresh mapping followed by
     a PROT_NONE guard page, its address is passed, and the same number of bytes
-    is read back whatever the result."""
+    is read back whatever the result.  ``just_before`` runs when nothing but the
+    ioctl itself is left to do (fault injection arms there)."""
     if not isinstance(arg, (bytes, bytearray)):
+        if just_before:
+            just_before()
         ctypes.set_errno(0)
         ret = _ioctl(fd, request & _U64, int(arg or 0) & _U64)
         return OpResult(ret=ret, errno=ctypes.get_errno() if ret == -1 else 0)
@@ -100,6 +105,8 @@ def libc_ioctl(fd: int, request: int, arg: bytes | int | None) -> OpResult:
         if _mprotect(addr + size, PAGE, PROT_NONE) != 0:
             return _fail(ctypes.get_errno())
         ctypes.memmove(addr, bytes(arg), n)
+        if just_before:
+            just_before()
         ctypes.set_errno(0)
         ret = _ioctl(fd, request & _U64, addr)
         err = ctypes.get_errno() if ret == -1 else 0
@@ -149,6 +156,8 @@ class KernelBackend(Backend):
         self._enable_sriov0 = bool_param(self.tree.read(ENABLE_SRIOV))
         self.last_error: Refusal | None = None
         self.last_refusal = ""
+        self._fail_nth_fd: int | None = None   # /proc/thread-self/fail-nth, opened on first use
+        self._fault_injected = False
 
     # -- helpers -------------------------------------------------------------
     def _refuse(self, op: str, reason: str, err: int = errno.EPERM) -> OpResult:
@@ -327,6 +336,56 @@ class KernelBackend(Backend):
                 except OSError:
                     pass
         return res
+
+    def ioctl_fail_nth(self, fd: int, request: int, arg: bytes | int | None, nth: int) -> OpResult:
+        """The ioctl with the ``nth`` fault-injection site it reaches made to fail
+        (/proc/thread-self/fail-nth: slab, page allocation, usercopy...; Documentation/
+        fault-injection/fault-injection.rst).  ``fault_injected()`` then says whether that
+        site was reached.  Armed after the argument is in place, disarmed right after."""
+        refused = self._owned(fd, "ioctl")
+        if refused:
+            return replace(refused, data=arg) if isinstance(arg, bytes) else refused
+        if self._fail_nth_fd is None:
+            self._fail_nth_fd = os.open("/proc/thread-self/fail-nth", os.O_RDWR | os.O_CLOEXEC)
+        ctl = self._fail_nth_fd
+
+        def arm() -> None:
+            os.pwrite(ctl, str(nth).encode(), 0)
+
+        res = libc_ioctl(fd, request, arg, just_before=arm)
+        try:
+            left = os.pread(ctl, 32, 0)
+        except OSError:  # the read itself hit the armed site: it was not reached before
+            left = b"1"
+        for _ in range(2):  # disarming can fail the same way (iommufd_fail_nth.c does this too)
+            try:
+                os.pwrite(ctl, b"0", 0)
+                break
+            except OSError:
+                left = b"1"
+        self._fault_injected = left.strip() == b"0"
+        return res
+
+    def fault_injected(self) -> bool:
+        return self._fault_injected
+
+    def setup_fault_injection(self) -> str:
+        """Let fail-nth fail any allocation, as iommufd_fail_nth.c's setup does: failslab and
+        fail_page_alloc stop ignoring sleeping (and highmem) allocations, and every fault
+        type stops logging each injection.  Only inside the test VM (the settings are
+        global and not put back).  Returns "" or why it could not be done."""
+        if not self.vm:
+            return "fault injection changes global debugfs settings: only inside the test VM"
+        debugfs = "/sys/kernel/debug"
+        settings = [("failslab/ignore-gfp-wait", "N"), ("fail_page_alloc/ignore-gfp-wait", "N"),
+                    ("fail_page_alloc/ignore-gfp-highmem", "N")]
+        settings += [(f"{d}/verbose", "0") for d in self.tree.listdir(debugfs) if d.startswith("fail")]
+        for rel, value in settings:
+            try:
+                self.tree.write(f"{debugfs}/{rel}", value)
+            except OSError as e:
+                return f"{debugfs}/{rel}: {e.strerror} (CONFIG_FAULT_INJECTION_DEBUG_FS, debugfs mounted?)"
+        return ""
 
     def read(self, fd: int, length: int) -> OpResult:
         refused = self._owned(fd, "read")

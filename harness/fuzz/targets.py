@@ -51,10 +51,11 @@ def vm_target(kernel: Path, profile: str = "mock", accel: str | None = None,
     agent = vm.agent
     facts = agent.facts()
     model = model_class(agent.topology(), facts)
-    start = vm.console_offset()
+    seen = [vm.console_offset()]
 
     def after_step() -> str:
-        splats = vm.scan_console(start)
+        splats = vm.scan_console(seen[0])
+        seen[0] = vm.console_offset()
         if splats:
             return f"kernel {splats[0].kind} in the guest: {splats[0].excerpt}"
         return "" if vm.alive() else "the guest died: " + vm.console_tail(10)
