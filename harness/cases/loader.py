@@ -21,7 +21,7 @@ from .. import uapi
 from ..uapi import abi
 from .expr import ExprError, parse, template_vars
 from .model import ArrayValue, Case, CaseError, Expectation, KnownDifference, Matcher, Requirements, Step
-from .yamlsrc import LList, LMap, line_of
+from .yamlsrc import LList, LMap, from_data, line_of
 from .yamlsrc import load as load_yaml
 
 STEP_KINDS = (
@@ -558,9 +558,8 @@ class Loader:
 def parse_steps(raws: list[dict[str, Any]], bound: set[str], origin: str = "<generated>") -> list[Step]:
     """Steps given as plain data (as a case file's ``steps:`` would hold them), checked
     like a case file's; ``bound`` (the names earlier steps bound) grows as they bind."""
-    doc = load_yaml(yaml.safe_dump({"steps": raws}, sort_keys=False))
     ctx = _Ctx(Path(origin))
-    return [_step(ctx, raw, i, f"steps[{i}]", bound) for i, raw in enumerate(doc["steps"])]
+    return [_step(ctx, from_data(raw), i, f"steps[{i}]", bound) for i, raw in enumerate(raws)]
 
 
 def _read(path: Path) -> Any:

@@ -67,3 +67,23 @@ def line_of(container: Any, key: Any = None) -> int:
         if isinstance(lines, list) and isinstance(key, int) and 0 <= key < len(lines):
             return int(lines[key])
     return int(getattr(container, "line", 0))
+
+
+def from_data(value: Any, line: int = 0) -> Any:
+    """Plain data (dicts, lists, scalars) as the loader's nodes, every line ``line``:
+    what ``load`` would give for the same data dumped as YAML, without the round trip."""
+    if isinstance(value, dict):
+        m = LMap()
+        m.line = line
+        for k, v in value.items():
+            m[k] = from_data(v, line)
+            m.lines[k] = line
+        return m
+    if isinstance(value, (list, tuple)):
+        seq = LList()
+        seq.line = line
+        for v in value:
+            seq.append(from_data(v, line))
+            seq.lines.append(line)
+        return seq
+    return value
