@@ -181,8 +181,17 @@ def _faults(kernel: Path, accel: str | None, cases_dir: Path, patterns: list[str
         t = targets[profile]
         return t.lockstep.backends[0], t.after_step
 
+    def lost(case: Any) -> str:
+        t = targets.pop(profile_for(case), None)
+        if t is None:
+            return ""
+        tail = t.console_tail(25) if t.console_tail else ""
+        t.close()
+        return tail
+
     try:
-        report = run_faults(cases, kernel_for, limit=limit, progress=lambda line: print(line, file=sys.stderr))
+        report = run_faults(cases, kernel_for, limit=limit, progress=lambda line: print(line, file=sys.stderr),
+                            lost=lost)
     except KeyboardInterrupt:
         print("faults: interrupted", file=sys.stderr)
         return 130

@@ -123,6 +123,15 @@ def _one_run(case: Case, kernel: Backend, armed: _Armed, at: int, nth: int,
             problems.append(splat)
 
 
+class TargetLost(Exception):
+    """The kernel side stopped answering while a case ran; ``steps`` holds what was measured,
+    the step it died in last (with the problem)."""
+
+    def __init__(self, steps: list[StepFaults]):
+        super().__init__(steps[-1].problems[-1] if steps and steps[-1].problems else "target lost")
+        self.steps = steps
+
+
 def inject_case(case: Case, kernel: Backend, *, limit: int = LIMIT,
                 after_step: Callable[[], str] | None = None) -> list[StepFaults]:
     """Every ioctl step of ``case``, each of its fault sites failing in turn."""
@@ -141,6 +150,10 @@ def inject_case(case: Case, kernel: Backend, *, limit: int = LIMIT,
             except HarnessError as e:
                 sf.problems.append(f"N={nth}: the case could not be replayed: {e}")
                 break
+            except (OSError, RuntimeError) as e:   # the agent or the guest is gone (AgentTimeout is an OSError)
+                sf.problems.append(f"N={nth}: the kernel side stopped answering: {e}")
+                out.append(sf)
+                raise TargetLost(out) from e
             sf.problems.extend(f"N={nth}: {p}" for p in problems)
             if not reached:
                 break
@@ -191,7 +204,10 @@ class FaultReport:
 
 
 def run_faults(cases: Iterable[Case], kernel_for: Callable[[Case], tuple[Backend, Callable[[], str] | None]],
-               *, limit: int = LIMIT, progress: Callable[[str], None] = print) -> FaultReport:
+               *, limit: int = LIMIT, progress: Callable[[str], None] = print,
+               lost: Callable[[Case], str] | None = None) -> FaultReport:
+    """``lost(case)`` is called when the kernel side died during ``case``: it drops that
+    target (the next ``kernel_for`` boots a fresh one) and returns what the console said."""
     report = FaultReport()
     ready: set[int] = set()
     for case in cases:
@@ -205,7 +221,14 @@ def run_faults(cases: Iterable[Case], kernel_for: Callable[[Case], tuple[Backend
         if reason:
             report.skipped.append(f"{case.test_id}: {reason}")
             continue
-        steps = inject_case(case, kernel, limit=limit, after_step=after_step)
+        try:
+            steps = inject_case(case, kernel, limit=limit, after_step=after_step)
+        except TargetLost as e:
+            steps = e.steps
+            excerpt = lost(case) if lost else ""
+            if excerpt:
+                steps[-1].problems.append("console before it stopped:\n      " + excerpt.replace("\n", "\n      "))
+            ready.discard(id(kernel))
         report.cases += 1
         report.steps.extend(steps)
         for s in steps:

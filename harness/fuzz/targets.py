@@ -19,6 +19,7 @@ class Target:
     mock_domains: bool
     after_step: Callable[[], str] | None = None  # a kernel splat or a dead guest, as a divergence
     closers: list[Callable[[], Any]] = field(default_factory=list)
+    console_tail: Callable[[int], str] | None = None   # the guest's last console lines
 
     def close(self) -> None:
         for c in self.closers:
@@ -60,4 +61,4 @@ def vm_target(kernel: Path, profile: str = "mock", accel: str | None = None,
             return f"kernel {splats[0].kind} in the guest: {splats[0].excerpt}"
         return "" if vm.alive() else "the guest died: " + vm.console_tail(10)
 
-    return Target(Lockstep([agent, model]), facts.kernel, facts.mock_domains, after_step, [vm.close])
+    return Target(Lockstep([agent, model]), facts.kernel, facts.mock_domains, after_step, [vm.close], vm.console_tail)
