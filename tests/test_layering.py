@@ -55,6 +55,13 @@ def test_runner_and_cases_do_not_reach_up() -> None:
     assert not offenders("cases", ("harness.runner", "harness.model", "harness.backends", "harness.report"))
 
 
+def test_fuzz_and_coverage_sit_above_the_runner() -> None:
+    for low in ("uapi", "model", "backends", "cases", "runner"):
+        assert not offenders(low, ("harness.fuzz", "harness.coverage")), low
+    assert not offenders("fuzz", ("harness.report", "harness.cli", "harness.coverage"))
+    assert not offenders("coverage", ("harness.report", "harness.cli", "harness.fuzz", "harness.model"))
+
+
 def test_the_check_sees_imports() -> None:
     # Guard against a checker that silently finds nothing.
     assert "harness.backends.base" in imports_of("model")["harness/model/backend"]
