@@ -8,13 +8,13 @@ skip, unless VFIO_CONFORMANCE_REQUIRE_HEADERS=1 (CI), when they fail.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from kernel_source import REQUIRE_ENV, unavailable  # noqa: F401
 
 from harness.cases.loader import Loader
 from harness.kernel import source
@@ -22,7 +22,6 @@ from harness.kernel import source
 REPO = Path(__file__).resolve().parent.parent
 MAP_FILE = REPO / "docs" / "kernel-selftests.yaml"
 CASES_DIR = REPO / "cases"
-REQUIRE_ENV = "VFIO_CONFORMANCE_REQUIRE_HEADERS"
 SELFTEST_DIR = "tools/testing/selftests/iommu"
 FILES = {"iommufd.c": "", "iommufd_fail_nth.c": "fail_nth:"}   # file -> test-name prefix
 STATUSES = {"covered", "partial", "not-covered"}
@@ -37,17 +36,11 @@ TEST_RE = re.compile(
 )
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"{reason} ({REQUIRE_ENV}=1)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def selftests() -> Path:
     root = source.find_source([f"{SELFTEST_DIR}/{f}" for f in FILES])
     if root is None:
-        _unavailable(f"no Linux {source.VERSION} selftest sources: set ${source.ENV} "
+        unavailable(f"no Linux {source.VERSION} selftest sources: set ${source.ENV} "
                      f"or install linux-source-{source.VERSION}")
     assert root is not None
     return root / SELFTEST_DIR

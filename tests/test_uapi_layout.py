@@ -10,7 +10,6 @@ VFIO_CONFORMANCE_REQUIRE_HEADERS=1 (CI), when they fail.
 from __future__ import annotations
 
 import ctypes
-import os
 import re
 import shutil
 import subprocess
@@ -20,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kernel_source import REQUIRE_ENV, unavailable  # noqa: F401
 
 from harness import uapi
 from harness.kernel import source
 from harness.uapi import abi, iommufd, iommufd_test, vfio
 
-REQUIRE_ENV = "VFIO_CONFORMANCE_REQUIRE_HEADERS"
 MODULES = (iommufd, vfio, iommufd_test)
 IOMMUFD_MAIN = "drivers/iommu/iommufd/main.c"
 SELFTEST = "drivers/iommu/iommufd/selftest.c"
@@ -33,17 +32,11 @@ HANDLER_FILES = tuple(sorted({io.handler.split(":")[0] for io in uapi.IOCTLS.val
 NEEDED = tuple(dict.fromkeys((*source.UAPI_HEADERS, IOMMUFD_MAIN, SELFTEST, *HANDLER_FILES)))
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"{reason} ({REQUIRE_ENV}=1)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def ksrc() -> Path:
     root = source.find_source(NEEDED)
     if root is None:
-        _unavailable(f"no Linux {source.VERSION} source: set ${source.ENV} or install linux-source-{source.VERSION}")
+        unavailable(f"no Linux {source.VERSION} source: set ${source.ENV} or install linux-source-{source.VERSION}")
     assert root is not None
     return root
 
@@ -125,7 +118,7 @@ def c_values(ksrc: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     """key -> the values the C program printed for it."""
     gcc = shutil.which("gcc")
     if gcc is None:
-        _unavailable("gcc is not installed")
+        unavailable("gcc is not installed")
     assert gcc is not None
     d = tmp_path_factory.mktemp("uapi-layout")
     # Only the three headers come from the tree: a full tree's include/uapi/linux/types.h
