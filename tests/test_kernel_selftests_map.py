@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kernel_source import REQUIRE_ENV, unavailable  # noqa: F401
+from kernel_source import unavailable
 
 from harness.cases.loader import Loader
 from harness.kernel import source

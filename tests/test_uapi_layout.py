@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kernel_source import REQUIRE_ENV, unavailable  # noqa: F401
+from kernel_source import unavailable
 
 from harness import uapi
 from harness.kernel import source
