@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -367,8 +370,19 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    """SIGTERM unwinds like Ctrl-C (guests stopped, PCI state put back).  Should the unwinding
+    itself be stuck (an exception swallowed deep in a library), exit hard 20 s later: QEMU
+    dies with us (PR_SET_PDEATHSIG) and `vfio-conformance restore` replays the PCI state."""
+    signal.signal(signal.SIGALRM, lambda *_: os._exit(128 + signal.SIGTERM))
+    signal.alarm(20)
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
     if getattr(args, "func", None) is cmd_faults and args.cases is None:
         args.cases = ["ioas/**", "device/**"]
     try:

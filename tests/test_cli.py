@@ -69,3 +69,22 @@ def test_ssh_target_becomes_an_agent_command() -> None:
         "cd /srv/vfio-conformance && exec python3 -m harness.agent --devices 0000:03:00.0,0000:03:00.1"]
     with pytest.raises(ValueError, match="expected ssh://"):
         agent_command("kvm1", ())
+
+
+def test_sigterm_ends_a_long_run() -> None:
+    """Like Ctrl-C (exit 130, "interrupted"), or, where the unwinding is stuck, hard after 20 s (143)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    p = subprocess.Popen([sys.executable, "-m", "harness.cli", "fuzz", "--profile", "nightly", "--duration", "120",
+                          "--out", "/nonexistent-never-written"], stderr=subprocess.PIPE, text=True,
+                         cwd=str(Path(__file__).resolve().parent.parent))
+    try:
+        time.sleep(4)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert (p.returncode == 130 and "fuzz: interrupted" in err) or p.returncode == 143, (p.returncode, err)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import compileall
 import contextlib
+import ctypes
 import os
 import re
 import shutil
@@ -102,6 +103,13 @@ def _agent_backend_class() -> Any:
         return None
     cls = getattr(agent_mod, "AgentBackend", None)
     return cls if cls is not None and hasattr(cls, "connect") else None
+
+
+def _die_with_parent() -> None:
+    """In the forked child: QEMU gets SIGKILL when the harness dies however it dies
+    (prctl(PR_SET_PDEATHSIG)), so no guest outlives a killed run."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 class Vm:
@@ -202,7 +210,7 @@ class Vm:
         self.proc = subprocess.Popen(
             argv, stdin=None if cfg.interactive else subprocess.DEVNULL,
             stdout=None if cfg.interactive else self._qemu_log_file, stderr=self._qemu_log_file,
-            start_new_session=not cfg.interactive,
+            start_new_session=not cfg.interactive, preexec_fn=_die_with_parent,
         )
         if self.run_timeout:
             self._timer = threading.Timer(self.run_timeout, self._expire)
