@@ -325,10 +325,12 @@ class KernelBackend(Backend):
             # fdget() fails before the kernel looks at the argument: the buffer comes back as passed.
             return replace(refused, data=arg) if isinstance(arg, bytes) else refused
         before = _open_fds()
-        res = libc_ioctl(fd, request, arg)
+        return self._adopt_new_fds(before, libc_ioctl(fd, request, arg))
+
+    def _adopt_new_fds(self, before: set[int], res: OpResult) -> OpResult:
+        """Fds the kernel installed for us (VFIO_GROUP_GET_DEVICE_FD's return value,
+        IOMMU_FAULT_QUEUE_ALLOC's out_fault_fd): ours to close at reset."""
         if res.ok:
-            # Fds the kernel installed for us (VFIO_GROUP_GET_DEVICE_FD's return
-            # value, IOMMU_FAULT_QUEUE_ALLOC's out_fault_fd): ours to close at reset.
             for new in _open_fds() - before - self._fds:
                 try:
                     if os.readlink(f"/proc/self/fd/{new}").startswith("anon_inode:"):
@@ -352,6 +354,7 @@ class KernelBackend(Backend):
         def arm() -> None:
             os.pwrite(ctl, str(nth).encode(), 0)
 
+        before = _open_fds()
         res = libc_ioctl(fd, request, arg, just_before=arm)
         try:
             left = os.pread(ctl, 32, 0)
@@ -364,7 +367,7 @@ class KernelBackend(Backend):
             except OSError:
                 left = b"1"
         self._fault_injected = left.strip() == b"0"
-        return res
+        return self._adopt_new_fds(before, res)
 
     def fault_injected(self) -> bool:
         return self._fault_injected
