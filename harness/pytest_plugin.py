@@ -146,7 +146,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return  # xdist worker: the controller writes the reports
     tr = config.pluginmanager.get_plugin("terminalreporter")
     if config.getoption("--record-verified"):
-        from .report.verified import record_verified
+        from .runner.verified import record_verified
 
         updated, problems = record_verified(_outcomes, Path(str(config.rootpath)))
         if tr is not None:

@@ -8,8 +8,8 @@ import pytest
 
 from harness.cases.loader import Loader
 from harness.cases.verified import add_release
-from harness.report.verified import record_verified
 from harness.runner.outcome import CaseOutcome
+from harness.runner.verified import record_verified
 
 CASE = """\
 id: ioas-x

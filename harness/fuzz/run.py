@@ -20,6 +20,8 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from hypothesis.stateful import run_state_machine_as_test
 
+from ..cases.loader import parse_steps
+from ..cases.model import CaseError
 from .lockstep import Lockstep
 from .machine import Divergence, make_machine
 from .regression import write_regression
@@ -81,6 +83,46 @@ class FuzzReport:
                 f"{len(self.findings)} divergences")
 
 
+def replay(lockstep: Lockstep, steps: list[dict[str, Any]],
+           after_step: Callable[[], str] | None = None) -> tuple[int, str] | None:
+    """Run ``steps`` afresh: (index, summary) of the first divergence, or None (also when
+    the steps no longer make a valid sequence)."""
+    lockstep.start()
+    bound: set[str] = set()
+    try:
+        for i, raw in enumerate(steps):
+            try:
+                (step,) = parse_steps([raw], bound, "<fuzz>")
+            except CaseError:
+                return None  # a name a removed step bound
+            step.index = i
+            out = lockstep.run(step)
+            problem = out.divergence or (after_step() if after_step else "")
+            if problem:
+                return i, problem
+        return None
+    finally:
+        lockstep.finish()
+
+
+def minimise(lockstep: Lockstep, steps: list[dict[str, Any]], summary: str,
+             after_step: Callable[[], str] | None = None) -> tuple[list[dict[str, Any]], str]:
+    """Drop every step the divergence does not need, one at a time from the end, after
+    Hypothesis's shrinking (whose result depends on how much time it was given)."""
+    found = replay(lockstep, steps, after_step)
+    if found is None:
+        return steps, summary   # not reproducible on its own: keep what Hypothesis gave
+    steps, summary = steps[:found[0] + 1], found[1]
+    i = len(steps) - 2
+    while i >= 0:
+        candidate = steps[:i] + steps[i + 1:]
+        again = replay(lockstep, candidate, after_step)
+        if again is not None and again[0] == len(candidate) - 1:
+            steps, summary = candidate, again[1]
+        i -= 1
+    return steps, summary
+
+
 def fuzz(lockstep: Lockstep, profile: Profile, *, seed: int | None = None, duration_s: float | None = None,
          rounds: int | None = None, examples: int | None = None, out_dir: Path | None = None,
          database_dir: Path | None = None, kernel: str = "model", mock_domains: bool = True,
@@ -122,9 +164,10 @@ def fuzz(lockstep: Lockstep, profile: Profile, *, seed: int | None = None, durat
                     phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink),
                     suppress_health_check=list(HealthCheck)))
             except Divergence as e:
-                f = Finding(e.summary, e.steps, round_seed)
+                steps, summary = minimise(lockstep, e.steps, e.summary, after_step)
+                f = Finding(summary, steps, round_seed)
                 if out_dir is not None:
-                    f.case = write_regression(out_dir, e.steps, e.summary, str(round_seed),
+                    f.case = write_regression(out_dir, steps, summary, str(round_seed),
                                               str(database_dir or default_database_dir()) if db else None,
                                               kernel, mock_domains)
                 report.findings.append(f)

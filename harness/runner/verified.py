@@ -12,8 +12,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..cases.verified import add_release
-from ..runner.outcome import CaseOutcome
-from ..runner.trace import PASS
+from .outcome import CaseOutcome
+from .trace import PASS
 
 
 def record_verified(outcomes: list[CaseOutcome], root: Path) -> tuple[list[Path], list[str]]:
