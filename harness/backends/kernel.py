@@ -320,16 +320,18 @@ class KernelBackend(Backend):
         return OpResult()
 
     def ioctl(self, fd: int, request: int, arg: bytes | int | None) -> OpResult:
+        return self._ioctl(fd, request, arg)
+
+    def _ioctl(self, fd: int, request: int, arg: bytes | int | None,
+               just_before: Callable[[], None] | None = None) -> OpResult:
         refused = self._owned(fd, "ioctl")
         if refused:
             # fdget() fails before the kernel looks at the argument: the buffer comes back as passed.
             return replace(refused, data=arg) if isinstance(arg, bytes) else refused
         before = _open_fds()
-        return self._adopt_new_fds(before, libc_ioctl(fd, request, arg))
-
-    def _adopt_new_fds(self, before: set[int], res: OpResult) -> OpResult:
-        """Fds the kernel installed for us (VFIO_GROUP_GET_DEVICE_FD's return value,
-        IOMMU_FAULT_QUEUE_ALLOC's out_fault_fd): ours to close at reset."""
+        res = libc_ioctl(fd, request, arg, just_before)
+        # Fds the kernel installed for us (VFIO_GROUP_GET_DEVICE_FD's return value,
+        # IOMMU_FAULT_QUEUE_ALLOC's out_fault_fd): ours to close at reset.
         if res.ok:
             for new in _open_fds() - before - self._fds:
                 try:
@@ -344,9 +346,9 @@ class KernelBackend(Backend):
         (/proc/thread-self/fail-nth: slab, page allocation, usercopy...; Documentation/
         fault-injection/fault-injection.rst).  ``fault_injected()`` then says whether that
         site was reached.  Armed after the argument is in place, disarmed right after."""
-        refused = self._owned(fd, "ioctl")
-        if refused:
-            return replace(refused, data=arg) if isinstance(arg, bytes) else refused
+        self._fault_injected = False
+        if fd not in self._fds:
+            return self._ioctl(fd, request, arg)  # refused, as any ioctl on it
         if self._fail_nth_fd is None:
             self._fail_nth_fd = os.open("/proc/thread-self/fail-nth", os.O_RDWR | os.O_CLOEXEC)
         ctl = self._fail_nth_fd
@@ -354,8 +356,7 @@ class KernelBackend(Backend):
         def arm() -> None:
             os.pwrite(ctl, str(nth).encode(), 0)
 
-        before = _open_fds()
-        res = libc_ioctl(fd, request, arg, just_before=arm)
+        res = self._ioctl(fd, request, arg, just_before=arm)
         try:
             left = os.pread(ctl, 32, 0)
         except OSError:  # the read itself hit the armed site: it was not reached before
@@ -367,7 +368,7 @@ class KernelBackend(Backend):
             except OSError:
                 left = b"1"
         self._fault_injected = left.strip() == b"0"
-        return self._adopt_new_fds(before, res)
+        return res
 
     def fault_injected(self) -> bool:
         return self._fault_injected

@@ -262,8 +262,8 @@ def _described(tree: SysfsTree, bdf: str, f: PciFunction) -> dict[str, Any]:
     }
     if f.driver and f.driver not in ("vfio-pci", "pci-stub"):
         out["native_driver"] = f.driver
-    # A secondary bus reset needs a bridge above the bus (pci_bus_reset(): bus->self, pci.c:5798-5806;
-    # drivers/pci/pci.c); it resets everything below that bridge.  Slot resets
+    # A secondary bus reset needs a bridge above the bus (pci_bus_reset(): bus->self,
+    # drivers/pci/pci.c:5798-5806) and resets everything below that bridge.  Slot resets
     # (hotplug controllers) are not described.
     bridge = tree.upstream_bridge(bdf)
     if bridge is not None:
