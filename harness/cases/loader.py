@@ -20,7 +20,7 @@ import yaml
 from .. import uapi
 from ..uapi import abi
 from .expr import ExprError, parse, template_vars
-from .model import ArrayValue, Case, CaseError, Expectation, KnownDifference, Matcher, Requirements, Step
+from .model import DATA_TYPES, ArrayValue, Case, CaseError, Expectation, KnownDifference, Matcher, Requirements, Step
 from .yamlsrc import LList, LMap, from_data, line_of
 from .yamlsrc import load as load_yaml
 
@@ -161,7 +161,6 @@ def _hex(ctx: _Ctx, node: Any, key: Any, where: str, v: Any) -> bytes:
         raise ctx.err(node, key, where, f"not hex bytes: {v!r}") from None
 
 
-_DATA_TYPES = {"u8": (1, False), "u16": (2, False), "u32": (4, False), "s32": (4, True), "u64": (8, False)}
 
 
 def _data(ctx: _Ctx, node: LMap, key: str, where: str) -> dict[str, Any]:
@@ -171,7 +170,7 @@ def _data(ctx: _Ctx, node: LMap, key: str, where: str) -> dict[str, Any]:
     (kind, items), = v.items()
     if kind == "hex":
         return {"hex": _hex(ctx, v, kind, where, items)}
-    if kind not in _DATA_TYPES or not isinstance(items, list):
+    if kind not in DATA_TYPES or not isinstance(items, list):
         raise ctx.err(v, kind, where, f"unknown element type {kind!r} (u8, u16, u32, s32, u64, hex)")
     return {kind: [_value(ctx, items, i, f"{where}[{i}]", x) for i, x in enumerate(items)]}
 

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# data:/tail: element types -> (bytes, signed); the runner packs them by this table.
+DATA_TYPES = {"u8": (1, False), "u16": (2, False), "u32": (4, False), "s32": (4, True), "u64": (8, False)}
+
 
 class CaseError(Exception):
     """A malformed case: names file, line and field."""

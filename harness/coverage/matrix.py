@@ -27,8 +27,8 @@ from typing import Any
 
 from .. import uapi
 from ..cases.expr import Expr
-from ..cases.model import Case, Step
-from ..runner.engine import HarnessError, evaluate
+from ..cases.model import DATA_TYPES, Case, Step
+from ..runner.engine import HarnessError, evaluate, pack_data
 from .kernel_errnos import KernelIndex, handler_errnos
 
 COLUMNS = ("happy", "size<min", "size=min", "tail=0", "tail!=0", "flags", "reserved", "bad id", "wrong type")
@@ -144,11 +144,10 @@ def _known_flag_bits(io: uapi.Ioctl, field_name: str) -> int | None:
     prefix = io.flag_fields.get(field_name)
     if prefix is None:
         return 0  # a flags field with no named bits: every set bit is unknown
-    if prefix == "IOMMU_HWPT_":
-        prefix = "IOMMU_HWPT_ALLOC_"
+    # Single bits and masks: a prefix also names enum values (IOMMU_HWPT_DATA_SELFTEST = 0xdead).
     bits = 0
     for n, v in uapi.CONSTANTS.items():
-        if n.startswith(prefix) and n not in uapi.IOCTLS and v > 0:
+        if n.startswith(prefix) and n not in uapi.IOCTLS and v > 0 and (v & (v - 1) == 0 or n.endswith("_MASK")):
             bits |= v
     return bits
 
@@ -176,15 +175,15 @@ def _value(v: Any) -> int | None:
 
 
 def _packed_len(spec: Mapping[str, Any] | None) -> tuple[int, bool]:
-    """(length, all zero) of a data/tail spec; unknown values count as non-zero."""
+    """(length, all zero) of a data/tail spec; values that need a run count as non-zero."""
     if not spec:
         return 0, True
-    (kind, items), = spec.items()
-    if kind == "hex":
-        return len(items), not any(items)
-    width = {"u8": 1, "u16": 2, "u32": 4, "s32": 4, "u64": 8}.get(kind, 8)
-    values = [_value(x) for x in items]
-    return width * len(items), all(x == 0 for x in values)
+    try:
+        packed = pack_data(spec, {})
+    except HarnessError:
+        (kind, items), = spec.items()
+        return DATA_TYPES[kind][0] * len(items), False
+    return len(packed), not any(packed)
 
 
 def _flat_args(args: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:

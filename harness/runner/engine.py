@@ -11,12 +11,12 @@ from typing import Any
 from .. import uapi
 from ..backends.base import Backend, OpResult
 from ..cases.expr import Expr, render
-from ..cases.model import ArrayValue, Case, Expectation, Matcher, Step
+from ..cases.model import DATA_TYPES, ArrayValue, Case, Expectation, Matcher, Step
 from ..uapi import abi
 from .topology import bind_roles, unmet
 from .trace import ERROR, FAIL, SKIP, StepRecord, Trace
 
-_DATA_TYPES = {"u8": ("<B", 1), "u16": ("<H", 2), "u32": ("<I", 4), "s32": ("<i", 4), "u64": ("<Q", 8)}
+_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
 PAGE = 4096
 
 
@@ -91,11 +91,13 @@ def _set_fields(obj: Any, args: Mapping[str, Any], env: Mapping[str, Any], point
             setattr(obj, name, value & ((1 << bits) - 1) if not signed else value)
 
 
-def _pack_data(spec: Mapping[str, Any], env: Mapping[str, Any]) -> bytes:
+def pack_data(spec: Mapping[str, Any], env: Mapping[str, Any]) -> bytes:
+    """The bytes of a ``data:``/``tail:`` spec (``hex`` or a typed list)."""
     (kind, items), = spec.items()
     if kind == "hex":
         return bytes(items)
-    fmt, _ = _DATA_TYPES[kind]
+    width, signed = DATA_TYPES[kind]
+    fmt = "<" + (_FORMATS[width].lower() if signed else _FORMATS[width])
     return b"".join(_struct.pack(fmt, _as_int(evaluate(x, env))) for x in items)
 
 
@@ -302,8 +304,8 @@ class Runner:
                 pointers[name] = addr
                 readback[name] = (addr, length, elem)
         obj = io.struct()
-        data = _pack_data(spec["data"], env) if "data" in spec else b""
-        tail = _pack_data(spec["tail"], env) if "tail" in spec else b""
+        data = pack_data(spec["data"], env) if "data" in spec else b""
+        tail = pack_data(spec["tail"], env) if "tail" in spec else b""
         if io.size_field and io.size_field not in args:
             setattr(obj, io.size_field, io.sizeof + len(data) + len(tail))
         _set_fields(obj, args, env, pointers)
