@@ -27,7 +27,7 @@ from .. import uapi
 from ..backends.base import Backend, OpResult
 from ..cases.model import Case
 from ..runner.engine import HarnessError, Runner
-from ..runner.topology import bind_roles, unmet
+from ..runner.topology import unmet
 
 LIMIT = 400   # fault sites per step at most (iommufd_fail_nth.c's limit)
 
@@ -84,13 +84,10 @@ def _one_run(case: Case, kernel: Backend, armed: _Armed, at: int, nth: int,
     """Run ``case`` up to step ``at`` with its ``nth`` site failing: (site reached, the
     step's errno or None, problems)."""
     problems: list[str] = []
-    env: dict[str, Any] = dict(case.params)
-    if case.requires.topology:
-        roles = bind_roles(case.requires.topology, kernel.topology(), kernel.may_touch)
-        if isinstance(roles, str):
-            raise HarnessError(roles)
-        env.update(roles)
     runner = Runner(armed)  # type: ignore[arg-type]
+    env = runner.bindings(case)
+    if isinstance(env, str):
+        raise HarnessError(env)
     iommufds: list[int] = []
     opened: list[int] = []
     try:
@@ -134,10 +131,8 @@ class TargetLost(Exception):
 
 def inject_case(case: Case, kernel: Backend, *, limit: int = LIMIT,
                 after_step: Callable[[], str] | None = None) -> list[StepFaults]:
-    """Every ioctl step of ``case``, each of its fault sites failing in turn."""
-    reason = unmet(case, kernel)
-    if reason:
-        return []
+    """Every ioctl step of ``case``, each of its fault sites failing in turn (``case`` must
+    be able to run on ``kernel``: run_faults checks)."""
     armed = _Armed(kernel)
     out = []
     for at, step in enumerate(case.steps):

@@ -8,10 +8,12 @@ declared rules (ids, fds, addresses, automatic IOVAs) decide what may differ.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends.base import Backend
+from ..cases.loader import parse_steps
 from ..cases.model import Step
 from ..runner.diff import Diff, diff
 from ..runner.engine import HarnessError, Runner
@@ -43,6 +45,14 @@ class Lockstep:
         """Close every fd, unmap every mapping, restore what sysfs writes changed."""
         for b in self.backends:
             b.reset()
+
+    def run_raw(self, raw: dict[str, Any], bound: set[str], index: int,
+                after_step: Callable[[], str] | None = None) -> str:
+        """One step given as case-format data (``bound``: the names earlier steps bound; it
+        grows): what went wrong, a divergence or what ``after_step`` saw, or ""."""
+        (step,) = parse_steps([raw], bound, "<fuzz>")
+        step.index = index
+        return self.run(step).divergence or (after_step() if after_step else "")
 
     def run(self, step: Step) -> StepOutcome:
         records = []

@@ -24,7 +24,6 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
 from .. import uapi
-from ..cases.loader import parse_steps
 from .lockstep import Lockstep
 
 PAGE = 4096
@@ -112,10 +111,7 @@ def make_machine(lockstep: Lockstep, invalid_share: float = 0.2, mock_domains: b
         def do(self, raw: dict[str, Any]) -> None:
             raw.setdefault("expect", "any")
             self.steps.append(raw)
-            (step,) = parse_steps([raw], self.bound, "<fuzz>")
-            step.index = len(self.steps) - 1
-            out = lockstep.run(step)
-            problem = out.divergence or (after_step() if after_step else "")
+            problem = lockstep.run_raw(raw, self.bound, len(self.steps) - 1, after_step)
             if problem:
                 raise Divergence(problem, self.steps)
 

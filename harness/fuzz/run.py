@@ -20,7 +20,6 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from hypothesis.stateful import run_state_machine_as_test
 
-from ..cases.loader import parse_steps
 from ..cases.model import CaseError
 from .lockstep import Lockstep
 from .machine import Divergence, make_machine
@@ -92,12 +91,9 @@ def replay(lockstep: Lockstep, steps: list[dict[str, Any]],
     try:
         for i, raw in enumerate(steps):
             try:
-                (step,) = parse_steps([raw], bound, "<fuzz>")
+                problem = lockstep.run_raw(raw, bound, i, after_step)
             except CaseError:
                 return None  # a name a removed step bound
-            step.index = i
-            out = lockstep.run(step)
-            problem = out.divergence or (after_step() if after_step else "")
             if problem:
                 return i, problem
         return None

@@ -126,17 +126,25 @@ class Runner:
     def __init__(self, backend: Backend):
         self.backend = backend
 
-    def run(self, case: Case) -> Trace:
-        trace = Trace(case.test_id, self.backend.name)
+    def bindings(self, case: Case) -> dict[str, Any] | str:
+        """What a case starts with bound (its variant's parameters, its topology roles), or
+        why it cannot run on this backend."""
         topo = self.backend.topology() if case.requires.topology else None
         reason = unmet(case, self.backend, topo)
         if reason:
-            trace.status, trace.reason = SKIP, reason
-            return trace
+            return reason
         env: dict[str, Any] = dict(case.params)
         roles = bind_roles(case.requires.topology, topo, self.backend.may_touch) if topo else {}
         assert not isinstance(roles, str)
         env.update(roles)
+        return env
+
+    def run(self, case: Case) -> Trace:
+        trace = Trace(case.test_id, self.backend.name)
+        env = self.bindings(case)
+        if isinstance(env, str):
+            trace.status, trace.reason = SKIP, env
+            return trace
         try:
             for step in case.steps:
                 rec = self._step(step, env)
