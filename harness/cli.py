@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 PROJECT = Path(__file__).resolve().parent.parent
+# What fault injection runs over unless told otherwise (the nightly fuzz profile too).
+FAULT_CASES = ["ioas/**", "device/**"]
 
 
 def _cases_dir(args: argparse.Namespace) -> Path:
@@ -53,14 +55,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_vm(args: argparse.Namespace) -> int:
     """Boot the kernel under test in QEMU and run the corpus on it and on the model."""
-    if args.kernel:
-        kernel = Path(args.kernel)
-    else:
-        from .kernel.build import ensure_kernel
-
-        kernel = ensure_kernel()
-    if not kernel.is_file():
-        print(f"vfio-conformance: no kernel image at {kernel}", file=sys.stderr)
+    kernel = _kernel_image(args.kernel)
+    if kernel is None:
         return 2
     args.vm_kernel = str(kernel)
     return cmd_run(args)
@@ -125,10 +121,9 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     profile = PROFILES[args.profile]
     try:
         kernel = _kernel_image(args.kernel) if args.vm else None
+        if args.vm and kernel is None:
+            return 2
         if kernel is not None:
-            if not kernel.is_file():
-                print(f"vfio-conformance: no kernel image at {kernel}", file=sys.stderr)
-                return 2
             target = t.vm_target(kernel, accel=args.accel)
         elif args.backend == "both":
             target = t.host_target(tuple(args.device))
@@ -158,7 +153,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     code = 1 if report.findings else 0
     if kernel is not None and (args.faults if args.faults is not None else profile.name == "nightly"):
         # The nightly profile ends with fault injection over the corpus's IOAS and device cases.
-        code = max(code, _faults(kernel, args.accel, PROJECT / "cases", ["ioas/**", "device/**"], 400,
+        code = max(code, _faults(kernel, args.accel, PROJECT / "cases", FAULT_CASES, 400,
                                  Path(args.report)))
     return code
 
@@ -213,21 +208,27 @@ def _faults(kernel: Path, accel: str | None, cases_dir: Path, patterns: list[str
     return 1 if report.problems else 0
 
 
-def _kernel_image(arg: str | None) -> Path:
+def _kernel_image(arg: str | None) -> Path | None:
+    """``--kernel``, else the cached (or freshly built) test kernel; None, said why, if there is no image."""
     if arg:
-        return Path(arg)
-    from .kernel.build import ensure_kernel
+        kernel = Path(arg)
+    else:
+        from .kernel.build import ensure_kernel
 
-    return ensure_kernel()
+        kernel = ensure_kernel()
+    if not kernel.is_file():
+        print(f"vfio-conformance: no kernel image at {kernel}", file=sys.stderr)
+        return None
+    return kernel
 
 
 def cmd_faults(args: argparse.Namespace) -> int:
     """Fault injection (fail-nth) over corpus cases on the kernel in the test VM."""
     kernel = _kernel_image(args.kernel)
-    if not kernel.is_file():
-        print(f"vfio-conformance: no kernel image at {kernel}", file=sys.stderr)
+    if kernel is None:
         return 2
-    return _faults(kernel, args.accel, _cases_dir(args), args.cases, args.limit, Path(args.report))
+    return _faults(kernel, args.accel, _cases_dir(args), args.cases or FAULT_CASES, args.limit,
+                   Path(args.report))
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -383,8 +384,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminated)
-    if getattr(args, "func", None) is cmd_faults and args.cases is None:
-        args.cases = ["ioas/**", "device/**"]
     try:
         return int(args.func(args))
     except BrokenPipeError:  # `vfio-conformance list | head`
