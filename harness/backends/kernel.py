@@ -84,18 +84,27 @@ def _libc_mmap(length: int) -> tuple[int, int]:
     return int(addr), 0
 
 
-def libc_ioctl(fd: int, request: int, arg: bytes | int | None,
-               just_before: Callable[[], None] | None = None) -> OpResult:
+Around = tuple[Callable[[], None], Callable[[], None]]
+
+
+def _nothing() -> None:
+    pass
+
+
+def libc_ioctl(fd: int, request: int, arg: bytes | int | None, around: Around | None = None) -> OpResult:
     """One ioctl(2).  ``bytes`` are copied to the start of a fresh mapping followed by
     a PROT_NONE guard page, its address is passed, and the same number of bytes
-    is read back whatever the result.  ``just_before`` runs when nothing but the
-    ioctl itself is left to do (fault injection arms there)."""
+    is read back whatever the result.  ``around`` = (before, after) run right before and
+    right after the ioctl itself, no other syscall between (fault injection arms and
+    disarms there)."""
+    before, after = around or (_nothing, _nothing)
     if not isinstance(arg, (bytes, bytearray)):
-        if just_before:
-            just_before()
+        before()
         ctypes.set_errno(0)
         ret = _ioctl(fd, request & _U64, int(arg or 0) & _U64)
-        return OpResult(ret=ret, errno=ctypes.get_errno() if ret == -1 else 0)
+        err = ctypes.get_errno() if ret == -1 else 0
+        after()
+        return OpResult(ret=ret, errno=err)
     n = len(arg)
     size = _page_up(max(n, 1))
     addr, err = _libc_mmap(size + PAGE)
@@ -105,11 +114,11 @@ def libc_ioctl(fd: int, request: int, arg: bytes | int | None,
         if _mprotect(addr + size, PAGE, PROT_NONE) != 0:
             return _fail(ctypes.get_errno())
         ctypes.memmove(addr, bytes(arg), n)
-        if just_before:
-            just_before()
+        before()
         ctypes.set_errno(0)
         ret = _ioctl(fd, request & _U64, addr)
         err = ctypes.get_errno() if ret == -1 else 0
+        after()
         return OpResult(ret=ret, errno=err, data=ctypes.string_at(addr, n))
     finally:
         _munmap(addr, size + PAGE)
@@ -322,14 +331,13 @@ class KernelBackend(Backend):
     def ioctl(self, fd: int, request: int, arg: bytes | int | None) -> OpResult:
         return self._ioctl(fd, request, arg)
 
-    def _ioctl(self, fd: int, request: int, arg: bytes | int | None,
-               just_before: Callable[[], None] | None = None) -> OpResult:
+    def _ioctl(self, fd: int, request: int, arg: bytes | int | None, around: Around | None = None) -> OpResult:
         refused = self._owned(fd, "ioctl")
         if refused:
             # fdget() fails before the kernel looks at the argument: the buffer comes back as passed.
             return replace(refused, data=arg) if isinstance(arg, bytes) else refused
         before = _open_fds()
-        res = libc_ioctl(fd, request, arg, just_before)
+        res = libc_ioctl(fd, request, arg, around)
         # Fds the kernel installed for us (VFIO_GROUP_GET_DEVICE_FD's return value,
         # IOMMU_FAULT_QUEUE_ALLOC's out_fault_fd): ours to close at reset.
         if res.ok:
@@ -356,19 +364,20 @@ class KernelBackend(Backend):
         def arm() -> None:
             os.pwrite(ctl, str(nth).encode(), 0)
 
-        res = self._ioctl(fd, request, arg, just_before=arm)
-        try:
-            left = os.pread(ctl, 32, 0)
-        except OSError:  # the read itself hit the armed site: it was not reached before
-            left = b"1"
-        for _ in range(2):  # disarming can fail the same way (iommufd_fail_nth.c does this too)
+        def disarm() -> None:
             try:
-                os.pwrite(ctl, b"0", 0)
-                break
-            except OSError:
+                left = os.pread(ctl, 32, 0)
+            except OSError:  # the read itself hit the armed site: it was not reached before
                 left = b"1"
-        self._fault_injected = left.strip() == b"0"
-        return res
+            for _ in range(2):  # disarming can fail the same way (iommufd_fail_nth.c does this too)
+                try:
+                    os.pwrite(ctl, b"0", 0)
+                    break
+                except OSError:
+                    left = b"1"
+            self._fault_injected = left.strip() == b"0"
+
+        return self._ioctl(fd, request, arg, (arm, disarm))
 
     def fault_injected(self) -> bool:
         return self._fault_injected
