@@ -17,6 +17,7 @@ from ..cases.loader import parse_steps
 from ..cases.model import Step
 from ..runner.diff import Diff, diff
 from ..runner.engine import HarnessError, Runner
+from ..runner.topology import bind_roles
 from ..runner.trace import StepRecord, Trace
 
 
@@ -32,14 +33,34 @@ class Lockstep:
     traces: list[Trace] = field(default_factory=list)
     envs: list[dict[str, Any]] = field(default_factory=list)
     steps_run: int = 0
+    # Topology roles every sequence starts with bound (``{"dev": "isolated"}``: ``${dev.group}``),
+    # each backend binding them in its own topology as a case's ``requires.topology`` would.
+    roles: dict[str, str] = field(default_factory=dict)
+    _role_envs: list[dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         self.start()
 
+    def use_roles(self, roles: dict[str, str]) -> None:
+        self.roles, self._role_envs = dict(roles), None
+        self.start()
+
+    def role_bindings(self) -> list[dict[str, Any]]:
+        """Each backend's roles, bound once (a sequence's sysfs moves are undone by ``finish``)."""
+        if self._role_envs is None:
+            envs = []
+            for b in self.backends:
+                bound = bind_roles(self.roles, b.topology(), b.may_touch) if self.roles else {}
+                if isinstance(bound, str):
+                    raise RuntimeError(f"{b.name}: {bound}")
+                envs.append(dict(bound))
+            self._role_envs = envs
+        return self._role_envs
+
     def start(self) -> None:
         """A fresh sequence: empty traces and bindings (the backends are reset by ``finish``)."""
         self.traces = [Trace("fuzz", b.name) for b in self.backends]
-        self.envs = [{} for _ in self.backends]
+        self.envs = [dict(e) for e in self.role_bindings()]
 
     def finish(self) -> None:
         """Close every fd, unmap every mapping, restore what sysfs writes changed."""

@@ -1,37 +1,36 @@
-"""The stateful fuzzer: a Hypothesis state machine whose rules are iommufd operations.
+"""The stateful fuzzers: Hypothesis state machines whose rules are uAPI operations.
 
 Every rule writes one step in the case format (docs/case-format.md) with
 ``expect: any``, runs it on every backend of the lockstep at once, and fails when
-the backends' normalised results differ.  The machine keeps the *names* steps
-bind (``$iommufd1``, ``$ioas2``, ``$buf3``) by what they stand for; each backend
-resolves a name to its own fd, id or address, so a name is the (kernel handle,
-model handle) pair.  The steps run so far are kept, so a failure is a case file
-as it stands.
+the backends' normalised results differ.  A machine keeps the *names* steps bind
+(``$iommufd1``, ``$ioas2``, ``$buf3``, ``$group4``) by what they stand for; each
+backend resolves a name to its own fd, id or address, so a name is the (kernel
+handle, model handle) pair.  The steps run so far are kept, so a failure is a
+case file as it stands.
 
-Arguments are drawn mostly valid; ``invalid_share`` of them come from the
-boundary and invalid side (sizes around the minimum, unknown flag bits,
-reserved fields, ids of destroyed or wrong-type objects, IOVAs at the range
-edges and wrapping around).  Hypothesis shrinks towards the valid side.
+Arguments are drawn mostly valid; ``invalid_share`` of the steps take one
+argument from its boundary and invalid side (sizes around the minimum, unknown
+flag bits, reserved fields, ids of destroyed or wrong-type objects, IOVAs at the
+range edges and wrapping around).  Hypothesis shrinks towards the valid side.
+
+Two machines share this plumbing: ``iommufd`` (harness/fuzz/iommufd_rules.py, in
+a guest with mock domains) and ``vfio`` (harness/fuzz/vfio_rules.py: container,
+group, device and cdev ioctls and sysfs moves, in a guest with a vIOMMU).
 """
 
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Callable
 from typing import Any
 
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine
 
-from .. import uapi
 from .lockstep import Lockstep
 
 PAGE = 4096
 HUGE = 2 << 20
 U64_MAX = (1 << 64) - 1
-
-# The iommufd ioctls the size rules sweep: every one of the 6.12 table.
-IOMMUFD_IOCTLS = tuple(n for n, io in uapi.IOCTLS.items() if "iommufd" in io.fd_kinds)
 
 
 class Divergence(AssertionError):
@@ -42,7 +41,7 @@ class Divergence(AssertionError):
         self.summary, self.steps = summary, list(steps)
 
 
-def _hex(v: int) -> str:
+def hex_(v: int) -> str:
     """Addresses and lengths as a case file spells them."""
     return f"{v:#x}"
 
@@ -53,283 +52,80 @@ def mostly(valid: st.SearchStrategy[Any], invalid: st.SearchStrategy[Any], share
     return st.integers(0, 999).flatmap(lambda r: invalid if r >= 1000 - cut else valid)
 
 
+def user_va(buf: str, offset: int) -> str:
+    """An address in ``buf`` counted from its first 2 MiB boundary.  Automatic IOVAs keep
+    the alignment of user_va (io_pagetable.c:136-141), and where mmap() puts a buffer is
+    the target's choice (ASLR): from a fixed boundary both sides see the same alignment.
+    A machine maps every buffer 2 MiB larger than it uses, for this."""
+    return f"((${buf} + {HUGE - 1:#x}) & ~{HUGE - 1:#x}) + {offset:#x}"
+
+
+class Fields:
+    """One step's arguments: at most one of them, ``share`` of the time, from its
+    invalid side, so a failing call fails for one reason."""
+
+    def __init__(self, data: st.DataObject, names: list[str], share: float):
+        self.data = data
+        self.bad = data.draw(mostly(st.just(None), st.sampled_from(names), share)) if names else None
+
+    def get(self, name: str, valid: st.SearchStrategy[Any], invalid: st.SearchStrategy[Any]) -> Any:
+        return self.data.draw(invalid if name == self.bad else valid)
+
+    def obj(self, name: str, handle: str) -> str:
+        """An object id: the one saved, or one no object has."""
+        return str(self.get(name, st.just(f"${handle}"), st.sampled_from([f"${handle} + 1000", "0", "U32_MAX"])))
+
+
+class SequenceMachine(RuleBasedStateMachine):
+    """What every machine does with a step: name what it binds, run it in lockstep, keep it."""
+
+    lockstep: Lockstep
+    share: float = 0.2
+    after_step: Callable[[], str] | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lockstep.start()
+        self.steps: list[dict[str, Any]] = []
+        self.bound: set[str] = set(self.lockstep.roles)
+        self.counter = 0
+
+    def teardown(self) -> None:
+        self.lockstep.finish()
+
+    def name(self, stem: str) -> str:
+        self.counter += 1
+        return f"{stem}{self.counter}"
+
+    def do(self, raw: dict[str, Any]) -> None:
+        raw.setdefault("expect", "any")
+        self.steps.append(raw)
+        hook = type(self).after_step
+        problem = self.lockstep.run_raw(raw, self.bound, len(self.steps) - 1, hook)
+        if problem:
+            raise Divergence(problem, self.steps)
+
+    def pick(self, data: st.DataObject, names: list[str]) -> str:
+        return str(data.draw(st.sampled_from(names)))
+
+    def fields(self, data: st.DataObject, names: list[str]) -> Fields:
+        return Fields(data, names, self.share)
+
+
+def bind(base: type[SequenceMachine], lockstep: Lockstep, invalid_share: float,
+         after_step: Callable[[], str] | None) -> type[SequenceMachine]:
+    """``base``'s rules bound to ``lockstep`` (Hypothesis instantiates the class per example)."""
+    return type(base.__name__, (base,), {"lockstep": lockstep, "share": invalid_share,
+                                         "after_step": staticmethod(after_step) if after_step else None})
+
+
 def make_machine(lockstep: Lockstep, invalid_share: float = 0.2, mock_domains: bool = True,
-                 after_step: Callable[[], str] | None = None) -> type[RuleBasedStateMachine]:
-    """A state machine class bound to ``lockstep`` (Hypothesis instantiates it per example)."""
-    share = invalid_share
+                 after_step: Callable[[], str] | None = None, kind: str = "iommufd") -> type[SequenceMachine]:
+    """The ``kind`` machine (``iommufd`` or ``vfio``) bound to ``lockstep``."""
+    if kind == "vfio":
+        from .vfio_rules import VfioMachine
 
-    # Each argument has a valid side and a boundary/invalid side.  IOVAs mostly lie
-    # above 16 MiB, where a mock domain's aperture starts (MOCK_APERTURE_START).
-    pages = st.integers(0x1000, 0x5000).map(lambda n: n * PAGE)
-    iova_ok, iova_bad = pages, st.one_of(
-        st.tuples(pages, st.sampled_from([1, 0x100, 0x400, PAGE - 1])).map(sum),   # not page aligned
-        st.sampled_from([0, U64_MAX - PAGE + 1, U64_MAX, 1 << 63, 0xFEE00000]))     # edges, wrap, MSI window
-    length_bad = st.sampled_from([0, 1, PAGE + 1, PAGE // 2, U64_MAX, 1 << 40])
-    flags_ok = st.sampled_from(["IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE", "IOMMU_IOAS_MAP_READABLE"])
-    flags_bad = st.sampled_from(["0", "IOMMU_IOAS_MAP_WRITEABLE", "IOMMU_IOAS_MAP_READABLE | (1 << 10)"])
-    offset_bad = st.sampled_from([0x800, 0x10000000])   # not page aligned; far past the buffer
+        return bind(VfioMachine, lockstep, invalid_share, after_step)
+    from .iommufd_rules import iommufd_machine
 
-    class Fields:
-        """One step's arguments: at most one of them, ``share`` of the time, from its
-        invalid side, so a failing call fails for one reason."""
-
-        def __init__(self, data: st.DataObject, names: list[str]):
-            self.data = data
-            self.bad = data.draw(mostly(st.just(None), st.sampled_from(names), share))
-
-        def get(self, name: str, valid: st.SearchStrategy[Any], invalid: st.SearchStrategy[Any]) -> Any:
-            return self.data.draw(invalid if name == self.bad else valid)
-
-        def obj(self, name: str, handle: str) -> str:
-            """An object id: the one saved, or one no object has."""
-            return str(self.get(name, st.just(f"${handle}"), st.sampled_from([f"${handle} + 1000", "0", "U32_MAX"])))
-
-    class IommufdMachine(RuleBasedStateMachine):
-        def __init__(self) -> None:
-            super().__init__()
-            lockstep.start()
-            self.steps: list[dict[str, Any]] = []
-            self.bound: set[str] = set()
-            self.counter = 0
-            # The names bound so far, by what they stand for (each is a handle pair), and the
-            # iommufd each object id belongs to (ids are per context).
-            self.fds: list[str] = []
-            self.ioases: list[str] = []
-            self.hwpts: list[str] = []
-            self.iovas: list[str] = []
-            self.owner: dict[str, str] = {}
-            self.buf_size: dict[str, int] = {}
-
-        def teardown(self) -> None:
-            lockstep.finish()
-
-        # -- plumbing ---------------------------------------------------------
-        def name(self, stem: str) -> str:
-            self.counter += 1
-            return f"{stem}{self.counter}"
-
-        def do(self, raw: dict[str, Any]) -> None:
-            raw.setdefault("expect", "any")
-            self.steps.append(raw)
-            problem = lockstep.run_raw(raw, self.bound, len(self.steps) - 1, after_step)
-            if problem:
-                raise Divergence(problem, self.steps)
-
-        def pick(self, data: st.DataObject, names: list[str]) -> str:
-            return str(data.draw(st.sampled_from(names)))
-
-        def fd_of(self, f: Fields, obj: str) -> str:
-            """The iommufd ``obj`` belongs to, or (the "fd" field gone bad) any other one."""
-            return str(f.get("fd", st.just(self.owner.get(obj, self.fds[0])), st.sampled_from(self.fds)))
-
-        @staticmethod
-        def user_va(buf: str, offset: int) -> str:
-            """An address in ``buf`` counted from its first 2 MiB boundary.  Automatic IOVAs keep
-            the alignment of user_va (io_pagetable.c:136-141), and where mmap() puts a buffer is
-            the target's choice (ASLR): from a fixed boundary both sides see the same alignment."""
-            return f"((${buf} + {HUGE - 1:#x}) & ~{HUGE - 1:#x}) + {offset:#x}"
-
-        def buffer(self, f: Fields) -> tuple[str, int, int]:
-            """(buffer, offset, length) of user memory inside one mapping, one of them maybe bad."""
-            buf = self.pick(f.data, list(self.buf_size))
-            size = self.buf_size[buf]
-            offset = f.get("user_va", st.sampled_from([0, PAGE]).filter(lambda o: o < size), offset_bad)
-            room = max((size - offset) // PAGE, 1) if offset < size else 1
-            length = f.get("length", st.integers(1, room).map(lambda n: n * PAGE), length_bad)
-            return buf, offset, length
-
-        # -- the objects -------------------------------------------------------
-        def _open(self) -> str:
-            n = self.name("iommufd")
-            self.do({"open": "/dev/iommu", "as": n})
-            self.fds.append(n)
-            return n
-
-        def _alloc(self, fd: str) -> None:
-            n = self.name("ioas")
-            self.do({"ioctl": "IOMMU_IOAS_ALLOC", "fd": fd, "save": {n: "out_ioas_id"}})
-            self.ioases.append(n)
-            self.owner[n] = fd
-
-        def _mock_domain(self, fd: str, ioas: str) -> None:
-            n = self.name("hwpt")
-            self.do({"ioctl": "IOMMU_TEST_CMD", "fd": fd, "args": {"op": "IOMMU_TEST_OP_MOCK_DOMAIN", "id": f"${ioas}"},
-                     "save": {n: "mock_domain.out_hwpt_id"}})
-            self.hwpts.append(n)
-            self.owner[n] = fd
-
-        def _mmap(self, pages: int) -> None:
-            # 2 MiB more than used, so the buffer can start on a 2 MiB boundary (see user_va()).
-            n = self.name("buf")
-            self.do({"mmap": pages * PAGE + HUGE, "as": n})
-            self.buf_size[n] = pages * PAGE
-
-        @initialize(domain=st.booleans())
-        def setup(self, domain: bool) -> None:
-            """Where every sequence starts: an iommufd, an IOAS (with a mock domain half
-            the time, where the target has them) and a user buffer."""
-            fd = self._open()
-            self._alloc(fd)
-            if domain and mock_domains:
-                self._mock_domain(fd, self.ioases[0])
-            self._mmap(4)
-
-        @precondition(lambda self: len(self.fds) < 2)
-        @rule()
-        def open_iommufd(self) -> None:
-            self._open()
-
-        @precondition(lambda self: self.fds)
-        @rule(data=st.data())
-        def ioas_alloc(self, data: st.DataObject) -> None:
-            self._alloc(self.pick(data, self.fds))
-
-        @precondition(lambda self: mock_domains and self.fds and self.ioases)
-        @rule(data=st.data())
-        def mock_domain(self, data: st.DataObject) -> None:
-            ioas = self.pick(data, self.ioases)
-            self._mock_domain(self.fd_of(Fields(data, ["fd"]), ioas), ioas)
-
-        @rule(pages=st.integers(1, 8))
-        def mmap(self, pages: int) -> None:
-            self._mmap(pages)
-
-        # -- IOAS mappings -------------------------------------------------------
-        def _map(self, data: st.DataObject, fixed: bool) -> None:
-            n = self.name("iova")
-            # The IOVA weighs most: its alignment, range and overlap rules are the richest.
-            f = Fields(data, ["fd", "flags", "ioas_id", "user_va", "length"] + (["iova"] * 4 if fixed else []))
-            ioas = self.pick(data, self.ioases)
-            buf, offset, length = self.buffer(f)
-            flags = f.get("flags", flags_ok, flags_bad) + (" | IOMMU_IOAS_MAP_FIXED_IOVA" if fixed else "")
-            self.do({"ioctl": "IOMMU_IOAS_MAP", "fd": self.fd_of(f, ioas),
-                     "args": {"flags": flags, "ioas_id": f.obj("ioas_id", ioas), "user_va": self.user_va(buf, offset),
-                              "length": _hex(length), "iova": _hex(f.get("iova", iova_ok, iova_bad) if fixed else 0)},
-                     "save": {n: "iova"}})
-            self.iovas.append(n)
-            self.owner[n] = ioas
-
-        @precondition(lambda self: self.ioases and self.buf_size)
-        @rule(data=st.data())
-        def ioas_map_fixed(self, data: st.DataObject) -> None:
-            self._map(data, fixed=True)
-
-        @precondition(lambda self: self.ioases and self.buf_size)
-        @rule(data=st.data())
-        def ioas_map_auto(self, data: st.DataObject) -> None:
-            self._map(data, fixed=False)
-
-        @precondition(lambda self: self.iovas)
-        @rule(data=st.data(), pages=st.integers(1, 4))
-        def ioas_unmap(self, data: st.DataObject, pages: int) -> None:
-            at = self.pick(data, self.iovas)
-            ioas = self.owner[at]
-            f = Fields(data, ["fd", "ioas_id", "iova", "length"])
-            self.do({"ioctl": "IOMMU_IOAS_UNMAP", "fd": self.fd_of(f, ioas),
-                     "args": {"ioas_id": f.obj("ioas_id", ioas),
-                              "iova": f.get("iova", st.just(f"${at}"), iova_bad.map(_hex)),
-                              "length": _hex(f.get("length", st.just(pages * PAGE), length_bad))}})
-
-        @precondition(lambda self: self.ioases)
-        @rule(data=st.data())
-        def ioas_unmap_all(self, data: st.DataObject) -> None:
-            ioas = self.pick(data, self.ioases)
-            self.do({"ioctl": "IOMMU_IOAS_UNMAP", "fd": self.owner[ioas],
-                     "args": {"ioas_id": f"${ioas}", "iova": 0, "length": "U64_MAX"}})
-
-        @precondition(lambda self: self.iovas)
-        @rule(data=st.data(), fixed=st.booleans(), pages=st.integers(1, 4))
-        def ioas_copy(self, data: st.DataObject, fixed: bool, pages: int) -> None:
-            n = self.name("iova")
-            at = self.pick(data, self.iovas)
-            src = self.owner[at]
-            dst = self.pick(data, [i for i in self.ioases if self.owner[i] == self.owner[src]] or [src])
-            f = Fields(data, ["flags", "dst_ioas_id", "length"] + (["dst_iova"] if fixed else []))
-            flags = f.get("flags", flags_ok, flags_bad) + (" | IOMMU_IOAS_MAP_FIXED_IOVA" if fixed else "")
-            self.do({"ioctl": "IOMMU_IOAS_COPY", "fd": self.owner[src],
-                     "args": {"flags": flags, "dst_ioas_id": f.obj("dst_ioas_id", dst), "src_ioas_id": f"${src}",
-                              "length": _hex(f.get("length", st.just(pages * PAGE), length_bad)),
-                              "dst_iova": _hex(f.get("dst_iova", iova_ok, iova_bad) if fixed else 0),
-                              "src_iova": f"${at}"},
-                     "save": {n: "dst_iova"}})
-            self.iovas.append(n)
-            self.owner[n] = dst
-
-        # -- IOAS ranges and options -----------------------------------------
-        @precondition(lambda self: self.ioases)
-        @rule(data=st.data(), count=st.integers(0, 4))
-        def ioas_iova_ranges(self, data: st.DataObject, count: int) -> None:
-            ioas = self.pick(data, self.ioases)
-            self.do({"ioctl": "IOMMU_IOAS_IOVA_RANGES", "fd": self.owner[ioas],
-                     "args": {"ioas_id": f"${ioas}", "num_iovas": count,
-                              "allowed_iovas": {"array": "iommu_iova_range", "count": count}}})
-
-        @precondition(lambda self: self.ioases)
-        @rule(data=st.data(),
-              ranges=st.lists(st.tuples(st.integers(0x1000, 0x5000), st.integers(1, 0x100)), max_size=3))
-        def ioas_allow_iovas(self, data: st.DataObject, ranges: list[tuple[int, int]]) -> None:
-            ioas = self.pick(data, self.ioases)
-            f = Fields(data, ["allowed_iovas"])
-            ok = [{"start": s * PAGE, "last": (s + n) * PAGE - 1} for s, n in ranges]
-            items = f.get("allowed_iovas", st.just(ok), st.just([{"start": 2 * PAGE, "last": PAGE}]))
-            self.do({"ioctl": "IOMMU_IOAS_ALLOW_IOVAS", "fd": self.owner[ioas],
-                     "args": {"ioas_id": f"${ioas}", "num_iovas": len(items),
-                              "allowed_iovas": {"array": "iommu_iova_range", "items": items} if items else 0}})
-
-        @precondition(lambda self: self.ioases)
-        @rule(data=st.data())
-        def option(self, data: st.DataObject) -> None:
-            ioas = self.pick(data, self.ioases)
-            option, obj, op, val = data.draw(st.sampled_from([
-                ("IOMMU_OPTION_RLIMIT_MODE", "0", "IOMMU_OPTION_OP_GET", 0),
-                ("IOMMU_OPTION_HUGE_PAGES", f"${ioas}", "IOMMU_OPTION_OP_SET", 0),
-                ("IOMMU_OPTION_HUGE_PAGES", f"${ioas}", "IOMMU_OPTION_OP_GET", 0),
-                ("IOMMU_OPTION_HUGE_PAGES", f"${ioas}", "IOMMU_OPTION_OP_SET", 2),
-                ("IOMMU_OPTION_HUGE_PAGES", "0", "IOMMU_OPTION_OP_GET", 0),
-            ]))
-            self.do({"ioctl": "IOMMU_OPTION", "fd": self.owner[ioas],
-                     "args": {"option_id": option, "object_id": obj, "op": op, "val64": val}})
-
-        @precondition(lambda self: self.ioases or self.hwpts)
-        @rule(data=st.data())
-        def destroy(self, data: st.DataObject) -> None:
-            victim = self.pick(data, self.ioases + self.hwpts)
-            f = Fields(data, ["fd", "id"])
-            self.do({"ioctl": "IOMMU_DESTROY", "fd": self.fd_of(f, victim), "args": {"id": f.obj("id", victim)}})
-
-        # -- sizes and raw bytes ------------------------------------------------
-        @precondition(lambda self: self.fds)
-        @rule(data=st.data())
-        def size_boundary(self, data: st.DataObject) -> None:
-            """An iommufd ioctl, all fields zero, whose size sits at a boundary of its struct."""
-            io = uapi.ioctl(data.draw(st.sampled_from(IOMMUFD_IOCTLS)))
-            assert io.min_size is not None
-            size, tail = data.draw(st.sampled_from([
-                (io.min_size - 1, ""), (io.min_size, ""), (io.sizeof, ""), (io.sizeof + 8, "00" * 8),
-                (io.sizeof + 8, "00" * 7 + "01"), (io.sizeof + 64, ""),   # a size past the buffer: EFAULT
-            ]))
-            raw: dict[str, Any] = {"ioctl": io.name, "fd": self.pick(data, self.fds), "args": {"size": size}}
-            if tail:
-                raw["tail"] = {"hex": tail}
-            self.do(raw)
-
-        @precondition(lambda self: self.fds)
-        @rule(data=st.data())
-        def raw_bytes(self, data: st.DataObject) -> None:
-            """An iommufd ioctl number with random argument bytes; the size field leads them."""
-            io = uapi.ioctl(data.draw(st.sampled_from(IOMMUFD_IOCTLS)))
-            assert io.struct is not None and io.min_size is not None
-            body = data.draw(st.binary(min_size=0, max_size=ctypes.sizeof(io.struct) + 8))
-            size = data.draw(st.sampled_from([len(body) + 4, io.min_size, io.sizeof]))
-            self.do({"raw_ioctl": hex(io.number), "fd": self.pick(data, self.fds),
-                     "hex": (size.to_bytes(4, "little") + body).hex()})
-
-        @precondition(lambda self: len(self.fds) > 1)
-        @rule(data=st.data())
-        def close(self, data: st.DataObject) -> None:
-            """Close an iommufd (never the last: its objects stay named, their ids now dangle)."""
-            fd = self.pick(data, self.fds)
-            self.fds.remove(fd)
-            self.do({"close": fd})
-
-    return IommufdMachine
+    return bind(iommufd_machine(mock_domains), lockstep, invalid_share, after_step)

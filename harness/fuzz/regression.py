@@ -21,14 +21,35 @@ def regression_id(steps: list[dict[str, Any]]) -> str:
     return f"regressions-fuzz-{digest}"
 
 
+def requirements(steps: list[dict[str, Any]], mock_domains: bool, roles: dict[str, str]) -> dict[str, Any]:
+    """What the steps need of a target: the config, device nodes and topology roles they use."""
+    text = json.dumps(steps)
+    config, nodes = [], []
+    if "/dev/iommu" in text or '"IOMMU_' in text:
+        config.append("IOMMUFD")
+        nodes.append("/dev/iommu")
+    if '"VFIO_' in text or "/dev/vfio" in text or any(f"${{{r}." in text for r in roles):
+        config.append("VFIO")
+    requires: dict[str, Any] = {"config": config}
+    if nodes:
+        requires["nodes"] = nodes
+    if any(s.get("open") == "/dev/vfio/vfio" for s in steps):
+        requires["container"] = "legacy"
+    used = {name: role for name, role in roles.items() if f"${{{name}." in text}
+    if used:
+        requires["topology"] = used
+    if any(s.get("ioctl") == "IOMMU_TEST_CMD" for s in steps):
+        config.append("IOMMUFD_TEST")
+        requires["mock_domains"] = mock_domains
+    return requires
+
+
 def write_regression(out_dir: Path, steps: list[dict[str, Any]], summary: str, seed: str,
-                     database: str | None, kernel: str, mock_domains: bool) -> Path:
+                     database: str | None, kernel: str, mock_domains: bool,
+                     roles: dict[str, str] | None = None) -> Path:
     """Write the case; returns its path.  The same steps always give the same file."""
     case_id = regression_id(steps)
-    requires: dict[str, Any] = {"config": ["IOMMUFD"], "nodes": ["/dev/iommu"]}
-    if any(s.get("ioctl") == "IOMMU_TEST_CMD" for s in steps):
-        requires["config"].append("IOMMUFD_TEST")
-        requires["mock_domains"] = mock_domains
+    requires = requirements(steps, mock_domains, roles or {})
     doc = {
         "id": case_id,
         "area": "regressions",

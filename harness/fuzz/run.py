@@ -24,6 +24,7 @@ from ..cases.model import CaseError
 from .lockstep import Lockstep
 from .machine import Divergence, make_machine
 from .regression import write_regression
+from .vfio_rules import ROLES as VFIO_ROLES
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,8 @@ def fuzz(lockstep: Lockstep, profile: Profile, *, seed: int | None = None, durat
          rounds: int | None = None, examples: int | None = None, out_dir: Path | None = None,
          database_dir: Path | None = None, kernel: str = "model", mock_domains: bool = True,
          invalid_share: float | None = None, after_step: Callable[[], str] | None = None,
-         progress: Callable[[str], None] = print) -> FuzzReport:
+         progress: Callable[[str], None] = print, machine_kind: str = "iommufd") -> FuzzReport:
+    """Run the ``machine_kind`` machine (``iommufd`` or ``vfio``) on ``lockstep`` under ``profile``."""
     report = FuzzReport()
     # The CI profile is the same run every time; the others start where chance says.
     base = seed if seed is not None else (0 if profile.rounds is not None else random.SystemRandom().randrange(1 << 32))
@@ -133,7 +135,10 @@ def fuzz(lockstep: Lockstep, profile: Profile, *, seed: int | None = None, durat
     if profile.database:
         db = DirectoryBasedExampleDatabase(str(database_dir or default_database_dir()))
     share = invalid_share if invalid_share is not None else profile.invalid_share
-    machine = make_machine(lockstep, invalid_share=share, mock_domains=mock_domains, after_step=after_step)
+    if machine_kind == "vfio":
+        lockstep.use_roles(VFIO_ROLES)
+    machine = make_machine(lockstep, invalid_share=share, mock_domains=mock_domains, after_step=after_step,
+                           kind=machine_kind)
     started = lockstep.steps_run
 
     class Counted(machine):  # type: ignore[misc, valid-type]
@@ -141,7 +146,7 @@ def fuzz(lockstep: Lockstep, profile: Profile, *, seed: int | None = None, durat
             super().__init__()
             report.sequences += 1
 
-    Counted.__name__ = Counted.__qualname__ = "IommufdMachine"
+    Counted.__name__ = Counted.__qualname__ = machine.__name__
     start = time.monotonic()
     last_progress = start
     saved_seed = hypothesis.core.global_force_seed
@@ -165,7 +170,7 @@ def fuzz(lockstep: Lockstep, profile: Profile, *, seed: int | None = None, durat
                 if out_dir is not None:
                     f.case = write_regression(out_dir, steps, summary, str(round_seed),
                                               str(database_dir or default_database_dir()) if db else None,
-                                              kernel, mock_domains)
+                                              kernel, mock_domains, lockstep.roles)
                 report.findings.append(f)
                 break
             finally:

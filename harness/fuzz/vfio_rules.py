@@ -1,0 +1,356 @@
+"""The VFIO machine: containers (both personalities), groups, device fds, cdevs bound to an
+iommufd, type1 DMA maps, every argsz-sized VFIO ioctl at its argsz boundaries and with raw
+bytes, and sysfs moves of the non-viable group's kernel-driver sibling (harness/fuzz/machine.py).
+
+It needs a target with a vIOMMU and vfio-pci functions for two topology roles (``dev``: an
+isolated function, ``g``: a function whose group has one kernel-driver sibling), bound once
+per backend as a case's ``requires.topology`` binds them.  Left out on purpose: the
+vfio-pci function itself is never unbound (its remove waits for every open device fd:
+the target would hang), VFIO_DEVICE_PCI_HOT_RESET is not sent (a real bus reset per
+example), and SR-IOV (sriov_numvfs writes take seconds under TCG) is the corpus's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+from hypothesis.stateful import initialize, precondition, rule
+
+from .. import uapi
+from ..uapi.vfio import VFIO_PCI_NUM_IRQS, VFIO_PCI_NUM_REGIONS
+from .machine import HUGE, PAGE, U64_MAX, SequenceMachine, hex_, user_va
+
+ROLES = {"dev": "isolated", "g": "nonviable"}
+CONTAINER_NODES = {"legacy": "/dev/vfio/vfio", "compat": "/dev/iommu"}
+
+# The ioctls the argsz rules sweep, by the kind of fd that takes them.  Left out:
+# VFIO_DEVICE_PCI_HOT_RESET (see above), the sPAPR/EEH ones (no such IOMMU here).
+_SWEPT = {
+    "group": ("VFIO_GROUP_GET_STATUS",),
+    "device": ("VFIO_DEVICE_GET_INFO", "VFIO_DEVICE_GET_REGION_INFO", "VFIO_DEVICE_GET_IRQ_INFO",
+               "VFIO_DEVICE_SET_IRQS", "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO", "VFIO_DEVICE_QUERY_GFX_PLANE",
+               "VFIO_DEVICE_IOEVENTFD", "VFIO_DEVICE_FEATURE"),
+    "cdev": ("VFIO_DEVICE_BIND_IOMMUFD", "VFIO_DEVICE_ATTACH_IOMMUFD_PT", "VFIO_DEVICE_DETACH_IOMMUFD_PT"),
+    "container": ("VFIO_IOMMU_GET_INFO", "VFIO_IOMMU_MAP_DMA", "VFIO_IOMMU_UNMAP_DMA", "VFIO_IOMMU_DIRTY_PAGES"),
+}
+EXTENSIONS = ("VFIO_TYPE1_IOMMU", "VFIO_SPAPR_TCE_IOMMU", "VFIO_TYPE1v2_IOMMU", "VFIO_DMA_CC_IOMMU", "VFIO_EEH",
+              "VFIO_TYPE1_NESTING_IOMMU", "VFIO_SPAPR_TCE_v2_IOMMU", "VFIO_NOIOMMU_IOMMU", "VFIO_UNMAP_ALL",
+              "VFIO_UPDATE_VADDR", "0", "11", "U32_MAX")
+
+pages = st.integers(0x100, 0x4000).map(lambda n: n * PAGE)
+iova_bad = st.one_of(st.tuples(pages, st.sampled_from([1, 0x800, PAGE - 1])).map(sum),
+                     st.sampled_from([0, U64_MAX - PAGE + 1, U64_MAX, 1 << 63, 0xFEE00000]))
+size_bad = st.sampled_from([0, 1, PAGE + 1, U64_MAX & ~(PAGE - 1), 1 << 40])
+map_flags_ok = st.sampled_from(["VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE", "VFIO_DMA_MAP_FLAG_READ"])
+map_flags_bad = st.sampled_from(["0", "VFIO_DMA_MAP_FLAG_WRITE", "VFIO_DMA_MAP_FLAG_VADDR",
+                                 "VFIO_DMA_MAP_FLAG_READ | (1 << 8)"])
+
+
+class VfioMachine(SequenceMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        # Names by what they stand for; a device fd, cdev or group remembers its role.
+        self.containers: dict[str, str] = {}     # name -> personality
+        self.iommufds: list[str] = []
+        self.groups: dict[str, str] = {}
+        self.devices: dict[str, str] = {}
+        self.cdevs: dict[str, str] = {}
+        self.ioases: list[str] = []
+        self.maps: list[tuple[str, str, int]] = []   # (container, iova, size)
+        self.buf_size: dict[str, int] = {}
+
+    # -- helpers -------------------------------------------------------------
+    def fds_of(self, kind: str) -> list[str]:
+        return {"group": list(self.groups), "device": list(self.devices) + list(self.cdevs),
+                "cdev": list(self.cdevs), "container": list(self.containers)}[kind]
+
+    def swept_kinds(self) -> list[str]:
+        return [k for k in _SWEPT if self.fds_of(k)]
+
+    def any_fd(self) -> list[str]:
+        return list(self.containers) + self.iommufds + list(self.groups) + list(self.devices) + list(self.cdevs)
+
+    def role(self, data: st.DataObject) -> str:
+        return str(data.draw(st.sampled_from(sorted(ROLES))))
+
+    def _mmap(self, pages: int) -> None:
+        n = self.name("buf")
+        self.do({"mmap": pages * PAGE + HUGE, "as": n})
+        self.buf_size[n] = pages * PAGE
+
+    @rule(pages=st.integers(1, 8))
+    def mmap(self, pages: int) -> None:
+        self._mmap(pages)
+
+    # -- containers and groups ---------------------------------------------
+    @initialize(personality=st.sampled_from(sorted(CONTAINER_NODES)),
+                start=st.sampled_from(["container", "attached", "device", "cdev"]))
+    def setup(self, personality: str, start: str) -> None:
+        """Where a sequence starts, so deep states are a few rules away: a container of either
+        personality and a user buffer; ``attached``: the isolated group set to it with a type1v2
+        IOMMU (the vfio-container-attached fixture); ``device``: its device fd too; ``cdev``:
+        instead, the isolated function's cdev bound to an iommufd and attached to an IOAS."""
+        self._open_container(personality)
+        self._mmap(4)
+        if start in ("attached", "device"):
+            group, container = self.name("group"), next(iter(self.containers))
+            self.do({"open": "/dev/vfio/${dev.group}", "as": group})
+            self.groups[group] = "dev"
+            self.do({"ioctl": "VFIO_GROUP_SET_CONTAINER", "fd": group, "int": f"${container}"})
+            self.do({"ioctl": "VFIO_SET_IOMMU", "fd": container, "value": "VFIO_TYPE1v2_IOMMU"})
+            if start == "device":
+                device = self.name("device")
+                self.do({"ioctl": "VFIO_GROUP_GET_DEVICE_FD", "fd": group, "string": "${dev.bdf}", "as": device})
+                self.devices[device] = "dev"
+        elif start == "cdev":
+            cdev, iommufd, ioas = self.name("cdev"), self.name("iommufd"), self.name("ioas")
+            self.do({"open": "${dev.cdev}", "as": cdev})
+            self.do({"open": "/dev/iommu", "as": iommufd})
+            self.do({"ioctl": "VFIO_DEVICE_BIND_IOMMUFD", "fd": cdev, "args": {"iommufd": f"${iommufd}"}})
+            self.do({"ioctl": "IOMMU_IOAS_ALLOC", "fd": iommufd, "save": {ioas: "out_ioas_id"}})
+            self.do({"ioctl": "VFIO_DEVICE_ATTACH_IOMMUFD_PT", "fd": cdev, "args": {"pt_id": f"${ioas}"}})
+            self.cdevs[cdev] = "dev"
+            self.iommufds.append(iommufd)
+            self.ioases.append(ioas)
+
+    def _open_container(self, personality: str) -> None:
+        n = self.name("container")
+        self.do({"open": CONTAINER_NODES[personality], "as": n})
+        self.containers[n] = personality
+
+    @precondition(lambda self: len(self.containers) < 2)
+    @rule(personality=st.sampled_from(sorted(CONTAINER_NODES)))
+    def open_container(self, personality: str) -> None:
+        self._open_container(personality)
+
+    @precondition(lambda self: len(self.groups) < 3)
+    @rule(data=st.data())
+    def open_group(self, data: st.DataObject) -> None:
+        n = self.name("group")
+        role = self.role(data)
+        self.do({"open": f"/dev/vfio/${{{role}.group}}", "as": n})
+        self.groups[n] = role
+
+    @precondition(lambda self: self.groups)
+    @rule(data=st.data())
+    def group_get_status(self, data: st.DataObject) -> None:
+        self.do({"ioctl": "VFIO_GROUP_GET_STATUS", "fd": self.pick(data, list(self.groups))})
+
+    @precondition(lambda self: self.groups and self.containers)
+    @rule(data=st.data())
+    def group_set_container(self, data: st.DataObject) -> None:
+        f = self.fields(data, ["container"])
+        group = self.pick(data, list(self.groups))
+        container = f.get("container", st.sampled_from([f"${c}" for c in self.containers]),
+                          st.sampled_from([f"${n}" for n in self.any_fd() if n not in self.containers] + ["-1", "999"]))
+        self.do({"ioctl": "VFIO_GROUP_SET_CONTAINER", "fd": group, "int": container})
+
+    @precondition(lambda self: self.groups)
+    @rule(data=st.data())
+    def group_unset_container(self, data: st.DataObject) -> None:
+        self.do({"ioctl": "VFIO_GROUP_UNSET_CONTAINER", "fd": self.pick(data, list(self.groups))})
+
+    @precondition(lambda self: self.groups)
+    @rule(data=st.data())
+    def group_get_device_fd(self, data: st.DataObject) -> None:
+        n = self.name("device")
+        group = self.pick(data, list(self.groups))
+        role = self.groups[group]
+        f = self.fields(data, ["name"])
+        other = next(r for r in ROLES if r != role)
+        name = f.get("name", st.just(f"${{{role}.bdf}}"), st.sampled_from([f"${{{other}.bdf}}", "0000:00:00.0", "x"]))
+        self.do({"ioctl": "VFIO_GROUP_GET_DEVICE_FD", "fd": group, "string": name, "as": n})
+        self.devices[n] = role
+
+    # -- the container's IOMMU ----------------------------------------------
+    @precondition(lambda self: self.containers)
+    @rule(data=st.data())
+    def set_iommu(self, data: st.DataObject) -> None:
+        f = self.fields(data, ["type"])
+        kind = f.get("type", st.sampled_from(["VFIO_TYPE1v2_IOMMU", "VFIO_TYPE1_IOMMU"]),
+                     st.sampled_from(["0", "VFIO_SPAPR_TCE_IOMMU", "VFIO_NOIOMMU_IOMMU", "VFIO_UNMAP_ALL", "99"]))
+        self.do({"ioctl": "VFIO_SET_IOMMU", "fd": self.pick(data, list(self.containers)), "value": kind})
+
+    @precondition(lambda self: self.containers)
+    @rule(data=st.data(), extension=st.sampled_from((*EXTENSIONS, "api_version")))
+    def check_extension(self, data: st.DataObject, extension: str) -> None:
+        """VFIO_CHECK_EXTENSION of an extension, or (one time in fourteen) VFIO_GET_API_VERSION."""
+        container = self.pick(data, list(self.containers))
+        if extension == "api_version":
+            self.do({"ioctl": "VFIO_GET_API_VERSION", "fd": container})
+        else:
+            self.do({"ioctl": "VFIO_CHECK_EXTENSION", "fd": container, "value": extension})
+
+    @precondition(lambda self: self.containers)
+    @rule(data=st.data(), argsz=st.sampled_from([16, 0, 4096]))
+    def iommu_get_info(self, data: st.DataObject, argsz: int) -> None:
+        """minsz, sizeof (0 stands for it: argsz as the struct has it) or room for every capability."""
+        raw: dict[str, Any] = {"ioctl": "VFIO_IOMMU_GET_INFO", "fd": self.pick(data, list(self.containers))}
+        if argsz:
+            raw["args"] = {"argsz": argsz}
+            if argsz > uapi.ioctl("VFIO_IOMMU_GET_INFO").sizeof:
+                raw["buffer"] = {"length": argsz}
+        self.do(raw)
+
+    @precondition(lambda self: self.containers and self.buf_size)
+    @rule(data=st.data())
+    def map_dma(self, data: st.DataObject) -> None:
+        f = self.fields(data, ["flags", "vaddr", "iova", "iova", "size"])
+        container = self.pick(data, list(self.containers))
+        buf = self.pick(data, list(self.buf_size))
+        room = self.buf_size[buf] // PAGE
+        size = f.get("size", st.integers(1, room).map(lambda n: n * PAGE), size_bad)
+        iova = f.get("iova", pages, iova_bad)
+        offset = f.get("vaddr", st.just(0), st.sampled_from([0x800, 0x10000000]))
+        self.do({"ioctl": "VFIO_IOMMU_MAP_DMA", "fd": container,
+                 "args": {"flags": f.get("flags", map_flags_ok, map_flags_bad), "vaddr": user_va(buf, offset),
+                          "iova": hex_(iova), "size": hex_(size)}})
+        self.maps.append((container, hex_(iova), size))
+
+    @precondition(lambda self: self.maps)
+    @rule(data=st.data(), part=st.sampled_from([1, 2]))
+    def unmap_dma(self, data: st.DataObject, part: int) -> None:
+        """Of an earlier map: the whole of it, or its first half-size (a hole type1v2 refuses)."""
+        container, iova, size = data.draw(st.sampled_from(self.maps))
+        f = self.fields(data, ["iova", "size", "flags"])
+        self.do({"ioctl": "VFIO_IOMMU_UNMAP_DMA", "fd": container,
+                 "args": {"iova": f.get("iova", st.just(iova), iova_bad.map(hex_)),
+                          "size": hex_(f.get("size", st.just(max(size // part, PAGE)), size_bad)),
+                          "flags": f.get("flags", st.just(0), st.sampled_from(["VFIO_DMA_UNMAP_FLAG_VADDR",
+                                                                                "1 << 7"]))}})
+
+    @precondition(lambda self: self.containers)
+    @rule(data=st.data())
+    def unmap_all(self, data: st.DataObject) -> None:
+        self.do({"ioctl": "VFIO_IOMMU_UNMAP_DMA", "fd": self.pick(data, list(self.containers)),
+                 "args": {"flags": "VFIO_DMA_UNMAP_FLAG_ALL", "iova": 0, "size": 0}})
+
+    # -- device fds, from a group or a cdev -----------------------------------
+    @precondition(lambda self: self.devices or self.cdevs)
+    @rule(data=st.data())
+    def device_get_info(self, data: st.DataObject) -> None:
+        self.do({"ioctl": "VFIO_DEVICE_GET_INFO", "fd": self.pick(data, self.fds_of("device"))})
+
+    @precondition(lambda self: self.devices or self.cdevs)
+    @rule(data=st.data(), caps=st.booleans())
+    def device_get_region_info(self, data: st.DataObject, caps: bool) -> None:
+        f = self.fields(data, ["index"])
+        index = f.get("index", st.integers(0, VFIO_PCI_NUM_REGIONS - 1),
+                      st.sampled_from([VFIO_PCI_NUM_REGIONS, 100, (1 << 32) - 1]))
+        raw: dict[str, Any] = {"ioctl": "VFIO_DEVICE_GET_REGION_INFO", "fd": self.pick(data, self.fds_of("device")),
+                               "args": {"index": index}}
+        if caps:
+            raw["args"]["argsz"] = 1024
+            raw["buffer"] = {"length": 1024}
+        self.do(raw)
+
+    @precondition(lambda self: self.devices or self.cdevs)
+    @rule(data=st.data())
+    def device_get_irq_info(self, data: st.DataObject) -> None:
+        f = self.fields(data, ["index"])
+        index = f.get("index", st.integers(0, VFIO_PCI_NUM_IRQS - 1),
+                      st.sampled_from([VFIO_PCI_NUM_IRQS, (1 << 32) - 1]))
+        self.do({"ioctl": "VFIO_DEVICE_GET_IRQ_INFO", "fd": self.pick(data, self.fds_of("device")),
+                 "args": {"index": index}})
+
+    @precondition(lambda self: self.devices or self.cdevs)
+    @rule(data=st.data())
+    def device_reset(self, data: st.DataObject) -> None:
+        self.do({"ioctl": "VFIO_DEVICE_RESET", "fd": self.pick(data, self.fds_of("device"))})
+
+    @precondition(lambda self: len(self.cdevs) < 2)
+    @rule(data=st.data())
+    def open_cdev(self, data: st.DataObject) -> None:
+        n = self.name("cdev")
+        role = self.role(data)
+        self.do({"open": f"${{{role}.cdev}}", "as": n})
+        self.cdevs[n] = role
+
+    @precondition(lambda self: len(self.iommufds) < 2)
+    @rule()
+    def open_iommufd(self) -> None:
+        n = self.name("iommufd")
+        self.do({"open": "/dev/iommu", "as": n})
+        self.iommufds.append(n)
+
+    @precondition(lambda self: self.iommufds or "compat" in self.containers.values())
+    @rule(data=st.data())
+    def ioas_alloc(self, data: st.DataObject) -> None:
+        n = self.name("ioas")
+        fd = self.pick(data, self.iommufds + [c for c, p in self.containers.items() if p == "compat"])
+        self.do({"ioctl": "IOMMU_IOAS_ALLOC", "fd": fd, "save": {n: "out_ioas_id"}})
+        self.ioases.append(n)
+
+    @precondition(lambda self: self.cdevs and (self.iommufds or self.containers))
+    @rule(data=st.data())
+    def bind_iommufd(self, data: st.DataObject) -> None:
+        """To an iommufd (a compat container is one too), or to the wrong kind of fd."""
+        f = self.fields(data, ["iommufd", "flags"])
+        ictxs = self.iommufds + [c for c, p in self.containers.items() if p == "compat"]
+        iommufd = f.get("iommufd", st.sampled_from([f"${i}" for i in ictxs] or ["-1"]),
+                        st.sampled_from([f"${n}" for n in self.any_fd() if n not in ictxs] + ["-1"]))
+        self.do({"ioctl": "VFIO_DEVICE_BIND_IOMMUFD", "fd": self.pick(data, list(self.cdevs)),
+                 "args": {"iommufd": iommufd, "flags": f.get("flags", st.just(0), st.just(1))}})
+
+    @precondition(lambda self: self.cdevs and self.ioases)
+    @rule(data=st.data())
+    def attach_pt(self, data: st.DataObject) -> None:
+        f = self.fields(data, ["pt_id", "flags"])
+        ioas = self.pick(data, self.ioases)
+        self.do({"ioctl": "VFIO_DEVICE_ATTACH_IOMMUFD_PT", "fd": self.pick(data, list(self.cdevs)),
+                 "args": {"pt_id": f.obj("pt_id", ioas), "flags": f.get("flags", st.just(0), st.just(1))}})
+
+    @precondition(lambda self: self.cdevs)
+    @rule(data=st.data())
+    def detach_pt(self, data: st.DataObject) -> None:
+        self.do({"ioctl": "VFIO_DEVICE_DETACH_IOMMUFD_PT", "fd": self.pick(data, list(self.cdevs))})
+
+    # -- argsz and raw bytes ---------------------------------------------------
+    @precondition(lambda self: self.swept_kinds())
+    @rule(data=st.data())
+    def argsz_boundary(self, data: st.DataObject) -> None:
+        """A VFIO ioctl its fd takes, all fields zero but argsz, which sits at a boundary of
+        the struct: below minsz, minsz, the whole struct, a zero or non-zero tail, or a
+        size past the buffer (whose end is a guard page)."""
+        kind = data.draw(st.sampled_from(self.swept_kinds()))
+        io = uapi.ioctl(data.draw(st.sampled_from(_SWEPT[kind])))
+        assert io.min_size is not None
+        argsz, tail = data.draw(st.sampled_from([
+            (0, ""), (io.min_size - 1, ""), (io.min_size, ""), (io.sizeof, ""), (io.sizeof + 8, "00" * 8),
+            (io.sizeof + 8, "00" * 7 + "01"), (io.sizeof + 64, ""), (U64_MAX >> 32, "")]))
+        raw: dict[str, Any] = {"ioctl": io.name, "fd": self.pick(data, self.fds_of(kind)), "args": {"argsz": argsz}}
+        if tail:
+            raw["tail"] = {"hex": tail}
+        self.do(raw)
+
+    @precondition(lambda self: self.swept_kinds())
+    @rule(data=st.data())
+    def raw_bytes(self, data: st.DataObject) -> None:
+        """A swept ioctl's number with random argument bytes behind an argsz at a boundary."""
+        kind = data.draw(st.sampled_from(self.swept_kinds()))
+        io = uapi.ioctl(data.draw(st.sampled_from(_SWEPT[kind])))
+        assert io.min_size is not None
+        body = data.draw(st.binary(min_size=0, max_size=io.sizeof + 8))
+        argsz = data.draw(st.sampled_from([len(body) + 4, io.min_size, io.sizeof]))
+        self.do({"raw_ioctl": hex(io.number), "fd": self.pick(data, self.fds_of(kind)),
+                 "hex": (argsz.to_bytes(4, "little") + body).hex()})
+
+    # -- sysfs moves and close --------------------------------------------------
+    @rule(bind=st.booleans())
+    def move_sibling(self, bind: bool) -> None:
+        """Unbind the non-viable group's kernel-driver sibling (the group becomes viable), or
+        bind it back (the group's claim on DMA ownership decides: vfio_group holds it)."""
+        action = "bind" if bind else "unbind"
+        self.do({"sysfs_write": f"/sys/bus/pci/drivers/${{g.sibling_driver}}/{action}", "value": "${g.sibling}"})
+
+    @precondition(lambda self: self.any_fd())
+    @rule(data=st.data())
+    def close(self, data: st.DataObject) -> None:
+        n = self.pick(data, self.any_fd())
+        for table in (self.containers, self.groups, self.devices, self.cdevs):
+            table.pop(n, None)
+        if n in self.iommufds:
+            self.iommufds.remove(n)
+        self.maps = [m for m in self.maps if m[0] != n]
+        self.do({"close": n})
