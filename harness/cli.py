@@ -114,17 +114,35 @@ def _duration(text: str) -> float:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    """Differential fuzzing: generated iommufd sequences on kernel and model in lockstep."""
-    from .fuzz import PROFILES, fuzz
-    from .fuzz import targets as t
+    """Differential fuzzing: generated iommufd and VFIO sequences on kernel and model in lockstep."""
+    from .fuzz import MACHINE_PROFILES, PROFILES
 
     profile = PROFILES[args.profile]
+    kernel = _kernel_image(args.kernel) if args.vm else None
+    if args.vm and kernel is None:
+        return 2
+    machines = list(MACHINE_PROFILES) if args.machine == "all" else [args.machine]
+    share = args.duration / len(machines) if args.duration else None
+    code = 0
+    for kind in machines:
+        code = max(code, _fuzz_one(args, kind, kernel, profile, share))
+        if code >= 2:
+            return code
+    if kernel is not None and (args.faults if args.faults is not None else profile.name == "nightly"):
+        # The nightly profile ends with fault injection over the corpus's IOAS and device cases.
+        code = max(code, _faults(kernel, args.accel, PROJECT / "cases", FAULT_CASES, 400,
+                                 Path(args.report)))
+    return code
+
+
+def _fuzz_one(args: argparse.Namespace, kind: str, kernel: Path | None, profile: Any, duration: float | None) -> int:
+    """One machine's run on its target (``vfio``: the vIOMMU guest; ``iommufd``: the mock guest)."""
+    from .fuzz import MACHINE_PROFILES, fuzz
+    from .fuzz import targets as t
+
     try:
-        kernel = _kernel_image(args.kernel) if args.vm else None
-        if args.vm and kernel is None:
-            return 2
         if kernel is not None:
-            target = t.vm_target(kernel, accel=args.accel)
+            target = t.vm_target(kernel, MACHINE_PROFILES[kind], accel=args.accel)
         elif args.backend == "both":
             target = t.host_target(tuple(args.device))
         else:
@@ -132,30 +150,29 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     except (OSError, RuntimeError) as e:
         print(f"vfio-conformance: cannot set up the fuzz target: {e}", file=sys.stderr)
         return 2
-    print(f"fuzz: {profile.name} profile on {target.kernel} vs the model"
-          + (f", {args.duration:.0f} s" if args.duration else ""), file=sys.stderr)
+    print(f"fuzz: the {kind} machine, {profile.name} profile, on {target.kernel} vs the model"
+          + (f", {duration:.0f} s" if duration else ""), file=sys.stderr)
     try:
-        report = fuzz(target.lockstep, profile, seed=args.seed, duration_s=args.duration, examples=args.examples,
+        report = fuzz(target.lockstep, profile, seed=args.seed, duration_s=duration, examples=args.examples,
                       out_dir=Path(args.out), database_dir=Path(args.db) if args.db else None,
                       kernel=target.kernel, mock_domains=target.mock_domains, after_step=target.after_step,
-                      progress=lambda line: print(line, file=sys.stderr))
+                      progress=lambda line: print(line, file=sys.stderr), machine_kind=kind)
     except KeyboardInterrupt:
         print("fuzz: interrupted", file=sys.stderr)
         return 130
+    except RuntimeError as e:   # no function for a topology role the machine needs
+        print(f"fuzz: the {kind} machine cannot run on {target.kernel}: {e}"
+              + ("; skipped" if args.machine == "all" else ""), file=sys.stderr)
+        return 0 if args.machine == "all" else 2
     finally:
         target.close()
-    print(f"fuzz: {report.line()}; seeds {report.seeds[0] if report.seeds else '-'}"
+    print(f"fuzz: {kind}: {report.line()}; seeds {report.seeds[0] if report.seeds else '-'}"
           f"..{report.seeds[-1] if report.seeds else '-'}")
     for f in report.findings:
         print(f"fuzz: divergence (seed {f.seed}, {len(f.steps)} steps): {f.summary}")
         if f.case:
             print(f"fuzz: wrote {f.case}; re-run it with: vfio-conformance vm --cases 'regressions/{f.case.name}'")
-    code = 1 if report.findings else 0
-    if kernel is not None and (args.faults if args.faults is not None else profile.name == "nightly"):
-        # The nightly profile ends with fault injection over the corpus's IOAS and device cases.
-        code = max(code, _faults(kernel, args.accel, PROJECT / "cases", FAULT_CASES, 400,
-                                 Path(args.report)))
-    return code
+    return 1 if report.findings else 0
 
 
 def _faults(kernel: Path, accel: str | None, cases_dir: Path, patterns: list[str], limit: int, report_dir: Path) -> int:
@@ -311,8 +328,11 @@ def parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list cases and whether they ever ran on a kernel")
     common(ls)
     ls.set_defaults(func=cmd_list)
-    fz = sub.add_parser("fuzz", help="differential fuzzing of the iommufd uAPI, kernel and model in lockstep")
-    fz.add_argument("--vm", action="store_true", help="the kernel side in a QEMU guest (the mock profile)")
+    fz = sub.add_parser("fuzz", help="differential fuzzing of the iommufd and VFIO uAPIs, kernel and model in lockstep")
+    fz.add_argument("--vm", action="store_true",
+                    help="the kernel side in QEMU guests (iommufd: the mock guest; vfio: the vIOMMU guest)")
+    fz.add_argument("--machine", choices=("all", "iommufd", "vfio"), default="all",
+                    help="which state machine (default all, one after the other, --duration shared)")
     fz.add_argument("--kernel", default=None, help="bzImage for --vm (default: build or reuse the test kernel)")
     fz.add_argument("--accel", choices=("auto", "kvm", "tcg"), default=None)
     fz.add_argument("--backend", choices=("model", "both"), default="model",

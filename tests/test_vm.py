@@ -441,3 +441,23 @@ def test_stop_does_not_wait_on_a_hung_agent(fake_qemu: Path, monkeypatch: pytest
     assert v.stop() is not None
     assert time.monotonic() - t0 < 5 and not v.alive() and hung.closed
     v.close()
+
+
+# As seen in the mock guest when fault injection failed an allocation on the device-open path
+# (ACPI _PRT evaluation), then in later, uninjected ACPI calls.
+ACPI_CORRUPTION = """\
+[  812.104611] ACPI Error: AE_NO_MEMORY, Could not allocate an object descriptor (20240827/utobject-432)
+[  812.105002] ACPI Error: Aborting method \\_SB.PCI0._PRT due to previous error (AE_NO_MEMORY) (20240827/psparse-529)
+[  812.105311] e1000 0000:00:02.0: enabling device (0000 -> 0003)
+[  815.220940] ACPI Error: 0xffff9e3c4aa1b000 is not an ACPI Operand object [Reference] (20240827/utdelete-373)
+[  815.221334] ACPI BIOS Error (bug): Large Reference Count (0x1F40) in object ffff9e3c4aa1b000, Type=0x0E
+"""
+
+
+def test_acpica_errors_are_splats_of_one_line_each() -> None:
+    splats = console.scan(NOISE + ACPI_CORRUPTION + NOISE)
+    assert [s.kind for s in splats] == ["ACPI"] * 4
+    assert "Could not allocate" in splats[0].title and "_PRT" in splats[1].title
+    assert all("\n" not in s.excerpt for s in splats)     # the e1000 line and NOISE are not absorbed
+    assert "Large Reference Count" in splats[3].excerpt
+    assert console.classify("[    1.0] ACPI: PCI Interrupt Link [LNKA] (IRQs 5 *10 11)") is None

@@ -1,9 +1,9 @@
-"""Differential fuzzing: generated iommufd sequences on kernel and model in lockstep."""
+"""Differential fuzzing: generated iommufd and VFIO sequences on kernel and model in lockstep."""
 
 from __future__ import annotations
 
 from .lockstep import Lockstep
 from .machine import Divergence, make_machine
-from .run import PROFILES, FuzzReport, fuzz
+from .run import MACHINE_PROFILES, PROFILES, FuzzReport, fuzz
 
-__all__ = ["PROFILES", "Divergence", "FuzzReport", "Lockstep", "fuzz", "make_machine"]
+__all__ = ["MACHINE_PROFILES", "PROFILES", "Divergence", "FuzzReport", "Lockstep", "fuzz", "make_machine"]

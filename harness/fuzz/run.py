@@ -46,6 +46,10 @@ PROFILES = {
 }
 
 
+# Each machine, and the guest profile whose kernel it needs (harness/vm.py).
+MACHINE_PROFILES = {"iommufd": "mock", "vfio": "viommu"}
+
+
 def default_database_dir() -> Path:
     from ..kernel.source import cache_dir
 

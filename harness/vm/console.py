@@ -2,7 +2,9 @@
 
 A splat is a kernel report the runner must attribute to the case that was
 running: WARN, BUG, KASAN/KFENCE/UBSAN reports, oopses, general protection
-faults, panics, RCU stalls, soft/hard lockups and hung tasks.  Each comes back
+faults, panics, RCU stalls, soft/hard lockups, hung tasks and ACPICA errors (a
+failed allocation inside ACPICA, as fault injection provokes on the device-open
+path, has been seen to corrupt its state).  Each comes back
 once, with the byte offset of its first line in the log and an excerpt of the
 report (up to its end marker).
 """
@@ -45,6 +47,7 @@ TRIGGERS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((k, re.compile(p)) for
     ("RCU stall", r"^(rcu: )?INFO: \S+ (self-)?detected stalls?\b"),
     ("hung task", r"^INFO: task .+ blocked for more than \d+ seconds"),
     ("UBSAN", r"^UBSAN: "),
+    ("ACPI", r"^ACPI (BIOS )?Error"),
 ))
 
 # A report of these kinds that is already open absorbs them (an oops after
@@ -54,6 +57,8 @@ _FOLLOW_UPS = frozenset({"Oops", "GPF"})
 _RULED = frozenset({"KASAN", "KFENCE", "UBSAN"})
 # Reports that end with their stack dump.
 _ENDS_WITH_STACK = frozenset({"hung task", "RCU stall", "soft lockup", "hard lockup", "lockdep"})
+# Reports of one line (ACPICA prints each error, and each method it aborts, on its own).
+_ONE_LINE = frozenset({"ACPI"})
 
 _TIMESTAMP = re.compile(r"^\[\s*\d+\.\d+\]\s?(\[\s*[CT]\d+\]\s?)?")
 _END_TRACE = re.compile(r"^---\[ end ")
@@ -109,6 +114,7 @@ def scan(data: bytes | str, base_offset: int = 0) -> list[Splat]:
             _END_TRACE.match(text) is not None
             or (cur.kind in _RULED and len(cur.lines) > 2 and _RULE.match(text) is not None)
             or (cur.kind in _ENDS_WITH_STACK and text.strip() == "</TASK>")
+            or cur.kind in _ONE_LINE
             or len(cur.lines) >= MAX_LINES
         )
         if ended:
