@@ -43,6 +43,7 @@ SIGNATURES: dict[str, tuple[tuple[str, tuple[type, ...], Any], ...]] = {
                        ("nth", _INT, _NO_DEFAULT)),
     "fault_injected": (),
     "setup_fault_injection": (),
+    "gcov_collect": (("reset", (bool,), False),),
     "reset": (),
     # Agent ops.
     "ping": (("payload", (object,), None),),

@@ -560,6 +560,10 @@ class AgentBackend(Backend):
     def setup_fault_injection(self) -> str:
         return str(self.call("setup_fault_injection"))
 
+    def gcov_collect(self, reset: bool = False) -> dict[str, bytes]:
+        files = self.call("gcov_collect", reset, timeout=120.0)
+        return {path: unb64(v["b64"]) for path, v in files.items()}
+
     def mmap(self, length: int) -> OpResult:
         return self._result("mmap", length)
 

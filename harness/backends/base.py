@@ -223,6 +223,11 @@ class Backend(ABC):
         """Make every allocation injectable; "" or why it cannot be done."""
         return f"{self.name}: fault injection needs a real kernel"
 
+    def gcov_collect(self, reset: bool = False) -> dict[str, bytes]:
+        """A gcov kernel's counters: each .gcda under /sys/kernel/debug/gcov by its path
+        there (which is the build tree's path); ``reset``: then zero them all."""
+        raise NotImplementedError(f"{self.name}: kernel coverage needs a real kernel")
+
     @abstractmethod
     def reset(self) -> None:
         """Close every fd and unmap every mapping this backend made, and put back

@@ -47,6 +47,7 @@ __all__ = ["KernelBackend", "RestoreError", "restore_from_state_file"]
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 PROFILE_ENV = "VFIO_CONFORMANCE_PROFILE"
+GCOV_ROOT = "/sys/kernel/debug/gcov"
 # A read(2) larger than this is cut to it: the buffer is allocated in the harness.
 MAX_READ = 1 << 24
 _U64 = (1 << 64) - 1
@@ -399,6 +400,23 @@ class KernelBackend(Backend):
             except OSError as e:
                 return f"{debugfs}/{rel}: {e.strerror} (CONFIG_FAULT_INJECTION_DEBUG_FS, debugfs mounted?)"
         return ""
+
+    def gcov_collect(self, reset: bool = False) -> dict[str, bytes]:
+        """Only inside the test VM (a reset is global).  Empty when the kernel has no gcov."""
+        if not self.vm:
+            raise RefusedError("kernel coverage counters are global: only inside the test VM")
+        root = self.tree.path(GCOV_ROOT)
+        out: dict[str, bytes] = {}
+        for dirpath, _dirs, files in os.walk(root):
+            for name in files:
+                if name.endswith(".gcda"):
+                    full = os.path.join(dirpath, name)
+                    with open(full, "rb") as f:
+                        out[GCOV_ROOT + full[len(root):]] = f.read()
+        if reset and os.path.exists(os.path.join(root, "reset")):
+            with open(os.path.join(root, "reset"), "w") as f:
+                f.write("1")
+        return out
 
     def read(self, fd: int, length: int) -> OpResult:
         refused = self._owned(fd, "read")

@@ -1,0 +1,142 @@
+"""Kernel line coverage of a run, from a gcov test kernel (``kernel build --coverage``).
+
+The guest's counters (``/sys/kernel/debug/gcov/<build dir>/<obj>.gcda``, read by the
+agent's ``gcov_collect``) are laid beside copies of the build's ``.gcno`` notes in a
+scratch tree, and ``gcov --json-format`` says which lines of each source file are
+executable and which ran.  Runs in several guests merge by the union of lines hit.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..backends.kernel import GCOV_ROOT
+
+
+class CoverageError(RuntimeError):
+    pass
+
+
+@dataclass
+class FileCoverage:
+    path: str                                   # relative to the source tree: drivers/vfio/group.c
+    lines: set[int] = field(default_factory=set)    # executable lines
+    hit: set[int] = field(default_factory=set)
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * len(self.hit) / len(self.lines) if self.lines else 0.0
+
+
+Coverage = dict[str, FileCoverage]
+
+
+def coverage_build(bzimage: Path) -> tuple[Path, Path, list[str]]:
+    """(build dir, source tree, instrumented dirs) of a cached coverage kernel, from the
+    build.json stored beside its bzImage."""
+    info_path = bzimage.parent / "build.json"
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, ValueError) as e:
+        raise CoverageError(f"{info_path}: {e} (kernel coverage needs a kernel from "
+                            "`vfio-conformance kernel build --coverage`)") from None
+    if not info.get("coverage"):
+        raise CoverageError(f"{bzimage} was built without --coverage")
+    build = Path(info["build_dir"])
+    if not build.is_dir():
+        raise CoverageError(f"{build}: the build tree of {bzimage} is gone (its .gcno notes are needed)")
+    return build, Path(info["source"]), list(info.get("coverage_dirs", []))
+
+
+def line_coverage(build: Path, source: Path, gcda: dict[str, bytes], prefix: str = GCOV_ROOT) -> Coverage:
+    """Each instrumented source file's executable and hit lines, from ``gcda`` (by path under
+    ``prefix`` + the build dir, as the kernel lays them out)."""
+    if shutil.which("gcov") is None:
+        raise CoverageError("gcov not found (Debian package gcc)")
+    root = f"{prefix}{build}/"
+    out: Coverage = {}
+    with tempfile.TemporaryDirectory(prefix="vfio-gcov-") as tmp:
+        scratch = Path(tmp)
+        for path, data in sorted(gcda.items()):
+            if not path.startswith(root):
+                continue
+            rel = path[len(root):]
+            notes = build / rel.replace(".gcda", ".gcno")
+            if not notes.is_file():
+                continue
+            where = scratch / rel
+            where.parent.mkdir(parents=True, exist_ok=True)
+            where.write_bytes(data)
+            shutil.copy(notes, where.with_suffix(".gcno"))
+            for f in _gcov_json(where, source):
+                merge_into(out, {f.path: f})
+    return out
+
+
+def _gcov_json(gcda: Path, source: Path) -> list[FileCoverage]:
+    proc = subprocess.run(["gcov", "--json-format", "--stdout", "-o", str(gcda.parent), str(gcda)],
+                          cwd=gcda.parent, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise CoverageError(f"gcov {gcda}: {proc.stderr.strip()[-500:]}")
+    files: list[FileCoverage] = []
+    for line in proc.stdout.splitlines():
+        if not line.startswith("{"):
+            continue
+        for entry in json.loads(line).get("files", []):
+            name = _relative(entry["file"], source)
+            if not name.endswith(".c"):
+                continue   # lines of inline functions in headers count where they are defined
+            f = FileCoverage(name)
+            for ln in entry.get("lines", []):
+                f.lines.add(ln["line_number"])
+                if ln["count"] > 0:
+                    f.hit.add(ln["line_number"])
+            files.append(f)
+    return files
+
+
+def _relative(name: str, source: Path) -> str:
+    for base in (str(source.resolve()) + "/", str(source) + "/"):
+        if name.startswith(base):
+            return name[len(base):]
+    while name.startswith("../"):
+        name = name[3:]
+    return name
+
+
+def merge_into(total: Coverage, more: Coverage) -> Coverage:
+    for path, f in more.items():
+        t = total.setdefault(path, FileCoverage(path))
+        t.lines |= f.lines
+        t.hit |= f.hit
+    return total
+
+
+def by_directory(cov: Coverage) -> dict[str, tuple[int, int]]:
+    """(lines hit, executable lines) per directory."""
+    out: dict[str, tuple[int, int]] = {}
+    for f in cov.values():
+        d = f.path.rsplit("/", 1)[0]
+        hit, total = out.get(d, (0, 0))
+        out[d] = (hit + len(f.hit), total + len(f.lines))
+    return out
+
+
+def markdown(cov: Coverage, title: str) -> str:
+    lines = [f"# {title}", "", "| code | lines hit |", "|---|---|"]
+    for d, (hit, total) in sorted(by_directory(cov).items()):
+        lines.append(f"| {d} | {100.0 * hit / total if total else 0:.1f}% of {total} |")
+    lines += ["", "| file | lines hit | of |", "|---|---|---|"]
+    for f in sorted(cov.values(), key=lambda f: f.path):
+        lines.append(f"| {f.path} | {f.percent:.1f}% | {len(f.lines)} |")
+    return "\n".join(lines) + "\n"
+
+
+def to_json(cov: Coverage) -> str:
+    return json.dumps({f.path: {"lines": len(f.lines), "hit": len(f.hit), "percent": round(f.percent, 1)}
+                       for f in sorted(cov.values(), key=lambda f: f.path)}, indent=1)
