@@ -417,7 +417,7 @@ def test_malformed_requests_get_error_replies_and_the_agent_survives(tmp_path: P
         (b'{"id": 6, "op": "write_mem", "args": [1, {"b64": 7}]}', 6, "b64 must be a string"),
         (b'{"id": 7, "op": "mmap", "args": {"lenght": 4096}}', 7, "has no argument lenght"),
         (b'{"id": 8, "op": "mmap", "args": 4096}', 8, "args must be a list or an object"),
-        (b'{"id": 9, "op": "mmap", "args": [1, 2]}', 9, "at most 1 arguments"),
+        (b'{"id": 9, "op": "mmap", "args": [1, 2, 3]}', 9, "at most 2 arguments"),
         (b'{"id": 10, "op": "open", "args": {"flags": 0}}', 10, "in order without gaps"),
     ]
     for line, rid, message in bad:

@@ -55,6 +55,21 @@ def test_mmap_rounds_to_pages_and_faults_past_the_end(kb: KernelBackend) -> None
     assert r.errno == errno.EFAULT and r.data == b""
 
 
+def test_an_aligned_mmap_starts_on_the_boundary_and_holds_only_its_pages(kb: KernelBackend) -> None:
+    huge = 2 << 20
+    for _ in range(3):   # whatever lies around it, each one is aligned
+        m = kb.mmap(5 * PAGE, huge)
+        assert m.ok and m.ret % huge == 0
+        assert kb.write_mem(m.ret, b"x" * 5 * PAGE).ok
+        assert kb.read_mem(m.ret + 5 * PAGE, 1).errno == errno.EFAULT
+    # The over-allocation around it was given back: the pages before and after are not mapped.
+    with open("/proc/self/maps") as f:
+        spans = [tuple(int(x, 16) for x in line.split()[0].split("-")) for line in f]
+    assert (m.ret, m.ret + 5 * PAGE) in spans or any(lo <= m.ret and m.ret + 5 * PAGE <= hi for lo, hi in spans)
+    assert not any(lo < m.ret < hi for lo, hi in spans)
+    assert kb.mmap(PAGE, 3 * PAGE).errno == errno.EINVAL
+
+
 def test_mmap_of_zero_bytes_is_einval(kb: KernelBackend) -> None:
     assert kb.mmap(0).errno == errno.EINVAL
 

@@ -72,6 +72,8 @@ def test_good_case_loads(tmp_path: Path) -> None:
         ("    expect: EINVAL", "    expect: {out: {nonexistent: 1}}", 18, "steps[2].expect",
          "no output field 'nonexistent'"),
         ("    as: iommufd", "    as: iommufd\n    bogus: 1", 8, "steps[0].bogus", "unknown key"),
+        ("  - open: /dev/iommu\n", "  - mmap: 0x1000\n    align: 0x3000\n    as: b\n  - open: /dev/iommu\n", 7,
+         "steps[0].align", "power of two"),
     ],
 )
 def test_malformed_case_names_file_line_and_field(tmp_path: Path, old: str, new: str, line: int,

@@ -30,7 +30,7 @@ SIGNATURES: dict[str, tuple[tuple[str, tuple[type, ...], Any], ...]] = {
     "open": (("path", _STR, _NO_DEFAULT), ("flags", _INT, os.O_RDWR)),
     "close": (("fd", _INT, _NO_DEFAULT),),
     "ioctl": (("fd", _INT, _NO_DEFAULT), ("request", _INT, _NO_DEFAULT), ("arg", _IOCTL_ARG, None)),
-    "mmap": (("length", _INT, _NO_DEFAULT),),
+    "mmap": (("length", _INT, _NO_DEFAULT), ("align", _INT, 0)),
     "munmap": (("addr", _INT, _NO_DEFAULT), ("length", _INT, _NO_DEFAULT)),
     "read_mem": (("addr", _INT, _NO_DEFAULT), ("length", _INT, _NO_DEFAULT)),
     "write_mem": (("addr", _INT, _NO_DEFAULT), ("data", _BYTES, _NO_DEFAULT)),

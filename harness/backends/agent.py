@@ -564,8 +564,8 @@ class AgentBackend(Backend):
         files = self.call("gcov_collect", reset, timeout=120.0)
         return {path: unb64(v["b64"]) for path, v in files.items()}
 
-    def mmap(self, length: int) -> OpResult:
-        return self._result("mmap", length)
+    def mmap(self, length: int, align: int = 0) -> OpResult:
+        return self._result("mmap", length, align) if align else self._result("mmap", length)
 
     def munmap(self, addr: int, length: int) -> OpResult:
         return self._result("munmap", addr, length)
@@ -637,8 +637,8 @@ class Batch:
     def ioctl(self, fd: int, request: int, arg: bytes | int | None) -> Call:
         return self.call("ioctl", fd, request, arg)
 
-    def mmap(self, length: int) -> Call:
-        return self.call("mmap", length)
+    def mmap(self, length: int, align: int = 0) -> Call:
+        return self.call("mmap", length, align) if align else self.call("mmap", length)
 
     def munmap(self, addr: int, length: int) -> Call:
         return self.call("munmap", addr, length)

@@ -184,8 +184,9 @@ class Backend(ABC):
         raw pointer such as NULL is passed).  ``None``: 0."""
 
     @abstractmethod
-    def mmap(self, length: int) -> OpResult:
-        """Anonymous read/write private mapping; ``ret`` is the address."""
+    def mmap(self, length: int, align: int = 0) -> OpResult:
+        """Anonymous read/write private mapping; ``ret`` is the address, a multiple of
+        ``align`` (a power of two) when it is given."""
 
     @abstractmethod
     def munmap(self, addr: int, length: int) -> OpResult: ...

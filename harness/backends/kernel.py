@@ -451,11 +451,19 @@ class KernelBackend(Backend):
         return OpResult(ret=fd)
 
     # -- Backend: memory -----------------------------------------------------
-    def mmap(self, length: int) -> OpResult:
+    def mmap(self, length: int, align: int = 0) -> OpResult:
         self.last_error = None
-        addr, err = _libc_mmap(length & _U64)
+        if align and (align < PAGE or align & (align - 1) or length <= 0):
+            return _fail(errno.EINVAL)
+        addr, err = _libc_mmap((_page_up(length) + align - PAGE if align else length) & _U64)
         if err:
             return _fail(err)
+        if align:   # map more than asked, then unmap what lies before and after the aligned part
+            start, end = (addr + align - 1) & ~(align - 1), addr + _page_up(length) + align - PAGE
+            for lo, hi in ((addr, start), (start + _page_up(length), end)):
+                if hi > lo:
+                    _munmap(lo, hi - lo)
+            addr = start
         self._maps[addr] = addr + _page_up(length)
         return OpResult(ret=addr)
 

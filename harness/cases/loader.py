@@ -29,7 +29,7 @@ STEP_KINDS = (
     "read", "write", "sysfs_read", "sysfs_write",
 )
 STEP_KEYS = {
-    "open": set(), "close": set(), "mmap": set(), "eventfd": set(),
+    "open": set(), "close": set(), "mmap": {"align"}, "eventfd": set(),
     "munmap": {"length"}, "write_mem": set(), "read_mem": set(),
     "read": {"length"}, "write": {"hex"}, "sysfs_read": set(), "sysfs_write": {"value"},
     "ioctl": {"fd", "args", "data", "tail", "buffer", "value", "int", "string", "pointer"},
@@ -314,6 +314,11 @@ def _step(ctx: _Ctx, raw: Any, idx: int, where: str, bound: set[str]) -> Step:
             spec["length"] = _value(ctx, raw, "length", f"{where}.length", raw["length"])
     elif kind in ("mmap", "eventfd"):
         spec[kind] = _value(ctx, raw, kind, f"{where}.{kind}", target if target is not None else 0)
+        if "align" in raw:
+            align = raw["align"]
+            if not isinstance(align, int) or not 4096 <= align <= 1 << 30 or align & (align - 1):
+                raise ctx.err(raw, "align", f"{where}.align", "align is a power of two from 4096 to 1 GiB")
+            spec["align"] = align
     elif kind in ("open", "sysfs_read", "sysfs_write"):
         if not isinstance(target, str):
             raise ctx.err(raw, kind, f"{where}.{kind}", "give a path")

@@ -76,9 +76,8 @@ def iommufd_machine(mock_domains: bool = True) -> type[SequenceMachine]:
             self.owner[n] = fd
 
         def _mmap(self, pages: int) -> None:
-            # 2 MiB more than used, so the buffer can start on a 2 MiB boundary (see user_va()).
             n = self.name("buf")
-            self.do({"mmap": pages * PAGE + HUGE, "as": n})
+            self.do({"mmap": pages * PAGE, "align": HUGE, "as": n})
             self.buf_size[n] = pages * PAGE
 
         @initialize(domain=st.booleans())

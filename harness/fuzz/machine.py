@@ -53,11 +53,11 @@ def mostly(valid: st.SearchStrategy[Any], invalid: st.SearchStrategy[Any], share
 
 
 def user_va(buf: str, offset: int) -> str:
-    """An address in ``buf`` counted from its first 2 MiB boundary.  Automatic IOVAs keep
-    the alignment of user_va (io_pagetable.c:136-141), and where mmap() puts a buffer is
-    the target's choice (ASLR): from a fixed boundary both sides see the same alignment.
-    A machine maps every buffer 2 MiB larger than it uses, for this."""
-    return f"((${buf} + {HUGE - 1:#x}) & ~{HUGE - 1:#x}) + {offset:#x}"
+    """An address ``offset`` into ``buf``.  Machines map their buffers with ``align: HUGE``:
+    automatic IOVAs keep the alignment of user_va (io_pagetable.c:136-141), and where mmap()
+    puts a buffer is the target's choice (ASLR), so both sides see the same alignment only
+    from an aligned start."""
+    return f"${buf} + {offset:#x}"
 
 
 class Fields:

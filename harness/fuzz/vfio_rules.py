@@ -76,7 +76,7 @@ class VfioMachine(SequenceMachine):
 
     def _mmap(self, pages: int) -> None:
         n = self.name("buf")
-        self.do({"mmap": pages * PAGE + HUGE, "as": n})
+        self.do({"mmap": pages * PAGE, "align": HUGE, "as": n})
         self.buf_size[n] = pages * PAGE
 
     @rule(pages=st.integers(1, 8))

@@ -83,8 +83,8 @@ class ModelBackend(Backend):
             k.mm.munmap(addr, length)
         return OpResult(ret=res.ret, errno=res.errno, data=data)
 
-    def mmap(self, length: int) -> OpResult:
-        return self._call(self.kernel.mm.mmap, length)
+    def mmap(self, length: int, align: int = 0) -> OpResult:
+        return self._call(self.kernel.mm.mmap, length, align)
 
     def munmap(self, addr: int, length: int) -> OpResult:
         return self._call(self._none, self.kernel.mm.munmap, addr, length)

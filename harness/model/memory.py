@@ -32,13 +32,13 @@ class UserMemory:
         self._maps: list[Mapping] = []
         self._next = _MMAP_BASE
 
-    def mmap(self, length: int) -> int:
-        if length <= 0:
+    def mmap(self, length: int, align: int = 0) -> int:
+        if length <= 0 or (align and (align < PAGE_SIZE or align & (align - 1))):
             raise Errno(errno.EINVAL, "mm/mmap.c:1276")
         length = (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
-        addr = self._next
+        addr = (self._next + align - 1) & ~(align - 1) if align else self._next
         # Leave an unmapped guard page between mappings, as a fresh mmap often does not.
-        self._next += length + PAGE_SIZE
+        self._next = addr + length + PAGE_SIZE
         m = Mapping(addr, bytearray(length))
         bisect.insort(self._maps, m, key=lambda x: x.start)
         return addr

@@ -202,8 +202,9 @@ class Runner:
 
     def _do_mmap(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
         length = _as_int(evaluate(step.spec["mmap"], env))
-        rec.request = {"length": length}
-        res = self.backend.mmap(length)
+        align = int(step.spec.get("align", 0))
+        rec.request = {"length": length, **({"align": align} if align else {})}
+        res = self.backend.mmap(length, align) if align else self.backend.mmap(length)
         if res.ok and step.bind:
             env[f"__len_{step.bind}"] = length
         return res, b"", 0

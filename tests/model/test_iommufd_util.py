@@ -125,3 +125,18 @@ class Rig:
 
     def destroy(self, id: int) -> Result:
         return self.io("IOMMU_DESTROY", id=id)
+
+
+def test_model_mmap_align() -> None:
+    from harness.model.errors import Errno
+    from harness.model.memory import UserMemory
+
+    mm = UserMemory()
+    a = mm.mmap(0x3000)
+    b = mm.mmap(0x5000, 2 << 20)
+    assert b % (2 << 20) == 0 and b >= a + 0x3000
+    assert mm.is_mapped(b, 0x5000) and not mm.is_mapped(b + 0x5000, 1)
+    import pytest
+
+    with pytest.raises(Errno):
+        mm.mmap(0x1000, 0x3000)
