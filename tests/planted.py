@@ -7,6 +7,7 @@ in lockstep against an honest model or the real kernel in the same process."""
 from __future__ import annotations
 
 import contextvars
+import ctypes
 from collections.abc import Iterator
 from typing import Any
 
@@ -42,4 +43,25 @@ def planted_bug(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
             iopt.iova_alignment = saved
 
     monkeypatch.setattr(io_pagetable, "iopt_check_iova", check)
+    yield
+
+
+@pytest.fixture
+def planted_argsz_bug(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """VFIO_GROUP_GET_STATUS accepts an argsz below minsz (the kernel refuses it, group.c:361-362)."""
+    from harness.model.vfio import group
+    from harness.uapi import vfio as uv
+
+    real = group.vfio_group_ioctl_get_status
+    minsz = ctypes.sizeof(uv.vfio_group_status)
+
+    def get_status(k: Any, grp: Any, arg: int) -> int:
+        if not _planted.get():
+            return real(k, grp, arg)
+        argsz = int.from_bytes(k.mm.read(arg, 4), "little")
+        if argsz < minsz:
+            k.mm.write(arg, minsz.to_bytes(4, "little"))
+        return real(k, grp, arg)
+
+    monkeypatch.setattr(group, "vfio_group_ioctl_get_status", get_status)
     yield

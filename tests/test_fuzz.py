@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from planted import PlantedModel, planted_bug  # noqa: F401  (planted_bug is a fixture)
+from planted import PlantedModel, planted_argsz_bug, planted_bug  # noqa: F401  (fixtures)
 
 from harness.cases.loader import Loader
 from harness.fuzz import PROFILES, Lockstep, fuzz
@@ -42,6 +42,30 @@ def test_a_planted_model_bug_is_found_shrunk_and_written_as_a_case(tmp_path: Pat
     assert not errors and len(cases) == 1
     case = cases[0]
     assert run_case(case, [ModelBackend()]).status == PASS        # it asserts nothing on its own
+    outcome = run_case(case, [ModelBackend(), PlantedModel()])
+    assert outcome.status == FAIL and "divergence" in outcome.reason
+
+
+@pytest.mark.usefixtures("planted_argsz_bug")
+def test_the_vfio_machine_finds_a_planted_argsz_bug_and_its_case_names_the_role(tmp_path: Path) -> None:
+    report = fuzz(Lockstep([ModelBackend(), PlantedModel()]), PROFILES["ci"], seed=3, out_dir=tmp_path / "regressions",
+                  progress=lambda _: None, machine_kind="vfio")
+    assert len(report.findings) == 1
+    f = report.findings[0]
+    last = f.steps[-1]
+    assert "VFIO_GROUP_GET_STATUS" in f.summary and "errno" in f.summary, f.summary
+    assert len(f.steps) <= 4, f.steps   # the group's open and the ioctl (and what the setup left)
+    assert any(s.get("open") == "/dev/vfio/${dev.group}" or s.get("open") == "/dev/vfio/${g.group}"
+               for s in f.steps)
+    size = last.get("args", {}).get("argsz") if "ioctl" in last else int.from_bytes(
+        bytes.fromhex(last["hex"])[:4], "little")
+    assert size is not None and size < 8, last
+
+    cases, errors = Loader(tmp_path).load_all("regressions/*.yaml")
+    assert not errors and len(cases) == 1
+    case = cases[0]
+    assert set(case.requires.topology.values()) <= {"isolated", "nonviable"} and case.requires.topology
+    assert run_case(case, [ModelBackend()]).status == PASS
     outcome = run_case(case, [ModelBackend(), PlantedModel()])
     assert outcome.status == FAIL and "divergence" in outcome.reason
 

@@ -88,7 +88,7 @@ def test_counters_of_another_build_are_ignored(tmp_path: Path) -> None:
 def test_a_kernel_without_coverage_is_refused(tmp_path: Path) -> None:
     image = tmp_path / "bzImage"
     image.write_bytes(b"")
-    with pytest.raises(gcov.CoverageError, match="build.json"):
+    with pytest.raises(gcov.CoverageError, match=r"build\.json"):
         gcov.coverage_build(image)
     (tmp_path / "build.json").write_text(json.dumps({"coverage": False, "build_dir": str(tmp_path)}))
     with pytest.raises(gcov.CoverageError, match="without --coverage"):

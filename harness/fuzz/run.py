@@ -92,7 +92,7 @@ def replay(lockstep: Lockstep, steps: list[dict[str, Any]],
     """Run ``steps`` afresh: (index, summary) of the first divergence, or None (also when
     the steps no longer make a valid sequence)."""
     lockstep.start()
-    bound: set[str] = set()
+    bound: set[str] = set(lockstep.roles)   # names the topology roles bind
     try:
         for i, raw in enumerate(steps):
             try:
