@@ -118,16 +118,26 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     from .fuzz import MACHINE_PROFILES, PROFILES
 
     profile = PROFILES[args.profile]
-    kernel = _kernel_image(args.kernel) if args.vm else None
+    if args.coverage and not args.vm:
+        print("vfio-conformance: --coverage reads a gcov kernel's counters in the guest: give --vm too",
+              file=sys.stderr)
+        return 2
+    kernel = _kernel_image(args.kernel, coverage=args.coverage) if args.vm else None
     if args.vm and kernel is None:
+        return 2
+    coverage = _CoverageRun(kernel) if args.coverage and kernel is not None else None
+    if coverage is not None and coverage.error:
+        print(f"vfio-conformance: {coverage.error}", file=sys.stderr)
         return 2
     machines = list(MACHINE_PROFILES) if args.machine == "all" else [args.machine]
     share = args.duration / len(machines) if args.duration else None
     code = 0
     for kind in machines:
-        code = max(code, _fuzz_one(args, kind, kernel, profile, share))
+        code = max(code, _fuzz_one(args, kind, kernel, profile, share, coverage))
         if code >= 2:
             return code
+    if coverage is not None:
+        coverage.write(Path(args.report), ", ".join(machines))
     if kernel is not None and (args.faults if args.faults is not None else profile.name == "nightly"):
         # The nightly profile ends with fault injection over the corpus's IOAS and device cases.
         code = max(code, _faults(kernel, args.accel, PROJECT / "cases", FAULT_CASES, 400,
@@ -135,7 +145,44 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     return code
 
 
-def _fuzz_one(args: argparse.Namespace, kind: str, kernel: Path | None, profile: Any, duration: float | None) -> int:
+class _CoverageRun:
+    """Kernel line coverage over the machines' runs (``fuzz --vm --coverage``)."""
+
+    def __init__(self, kernel: Path):
+        from .kernel import gcov
+
+        self.total: gcov.Coverage = {}
+        self.error = ""
+        try:
+            self.build, self.source, self.dirs = gcov.coverage_build(kernel)
+        except gcov.CoverageError as e:
+            self.error = str(e)
+
+    def start(self, backend: Any) -> None:
+        backend.gcov_collect(reset=True)   # what booting and probing ran is not the fuzzer's
+
+    def collect(self, backend: Any, kind: str) -> None:
+        from .kernel import gcov
+
+        cov = gcov.line_coverage(self.build, self.source, backend.gcov_collect())
+        hit, lines = sum(len(f.hit) for f in cov.values()), sum(len(f.lines) for f in cov.values())
+        print(f"fuzz: {kind}: kernel lines hit {hit} of {lines} in {', '.join(self.dirs)}", file=sys.stderr)
+        gcov.merge_into(self.total, cov)
+
+    def write(self, report: Path, machines: str) -> None:
+        from .kernel import gcov
+
+        report.mkdir(parents=True, exist_ok=True)
+        title = f"Kernel lines hit by fuzzing ({machines})"
+        (report / "kernel-coverage.md").write_text(gcov.markdown(self.total, title))
+        (report / "kernel-coverage.json").write_text(gcov.to_json(self.total) + "\n")
+        for d, (hit, lines) in sorted(gcov.by_directory(self.total).items()):
+            print(f"fuzz: coverage {d}: {100.0 * hit / lines if lines else 0:.1f}% of {lines} lines")
+        print(f"fuzz: wrote {report / 'kernel-coverage.md'}", file=sys.stderr)
+
+
+def _fuzz_one(args: argparse.Namespace, kind: str, kernel: Path | None, profile: Any, duration: float | None,
+              coverage: _CoverageRun | None = None) -> int:
     """One machine's run on its target (``vfio``: the vIOMMU guest; ``iommufd``: the mock guest)."""
     from .fuzz import MACHINE_PROFILES, fuzz
     from .fuzz import targets as t
@@ -153,10 +200,14 @@ def _fuzz_one(args: argparse.Namespace, kind: str, kernel: Path | None, profile:
     print(f"fuzz: the {kind} machine, {profile.name} profile, on {target.kernel} vs the model"
           + (f", {duration:.0f} s" if duration else ""), file=sys.stderr)
     try:
+        if coverage is not None:
+            coverage.start(target.lockstep.backends[0])
         report = fuzz(target.lockstep, profile, seed=args.seed, duration_s=duration, examples=args.examples,
                       out_dir=Path(args.out), database_dir=Path(args.db) if args.db else None,
                       kernel=target.kernel, mock_domains=target.mock_domains, after_step=target.after_step,
                       progress=lambda line: print(line, file=sys.stderr), machine_kind=kind)
+        if coverage is not None:
+            coverage.collect(target.lockstep.backends[0], kind)
     except KeyboardInterrupt:
         print("fuzz: interrupted", file=sys.stderr)
         return 130
@@ -225,14 +276,15 @@ def _faults(kernel: Path, accel: str | None, cases_dir: Path, patterns: list[str
     return 1 if report.problems else 0
 
 
-def _kernel_image(arg: str | None) -> Path | None:
-    """``--kernel``, else the cached (or freshly built) test kernel; None, said why, if there is no image."""
+def _kernel_image(arg: str | None, coverage: bool = False) -> Path | None:
+    """``--kernel``, else the cached (or freshly built) test kernel (``coverage``: its gcov
+    build); None, said why, if there is no image."""
     if arg:
         kernel = Path(arg)
     else:
         from .kernel.build import ensure_kernel
 
-        kernel = ensure_kernel()
+        kernel = ensure_kernel(coverage=coverage)
     if not kernel.is_file():
         print(f"vfio-conformance: no kernel image at {kernel}", file=sys.stderr)
         return None
@@ -347,6 +399,9 @@ def parser() -> argparse.ArgumentParser:
                     help="where regression cases go (default cases/regressions)")
     fz.add_argument("--db", default=None, metavar="DIR", help="Hypothesis example database (nightly)")
     fz.add_argument("--report", default="reports", help="where faults.md goes (default reports/)")
+    fz.add_argument("--coverage", action="store_true",
+                    help="with --vm: on the gcov test kernel (kernel build --coverage), report the kernel lines "
+                         "of drivers/iommu/iommufd and drivers/vfio the run hit (reports/kernel-coverage.md)")
     fz.add_argument("--faults", action=argparse.BooleanOptionalAction, default=None,
                     help="with --vm: then fault injection over ioas/ and device/ cases (default: nightly only)")
     fz.set_defaults(func=cmd_fuzz)

@@ -15,8 +15,9 @@ from typing import Any
 from ..backends.base import Backend
 from ..cases.loader import parse_steps
 from ..cases.model import Step
-from ..runner.diff import Diff, diff
+from ..runner.diff import Diff, compare_step
 from ..runner.engine import HarnessError, Runner
+from ..runner.normalise import Normaliser
 from ..runner.topology import bind_roles
 from ..runner.trace import StepRecord, Trace
 
@@ -37,6 +38,9 @@ class Lockstep:
     # each backend binding them in its own topology as a case's ``requires.topology`` would.
     roles: dict[str, str] = field(default_factory=dict)
     _role_envs: list[dict[str, Any]] | None = None
+    # Each trace's normaliser, fed a step at a time (the diff of whole traces per step was
+    # quadratic in the sequence's length).
+    _normalisers: list[Normaliser] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.start()
@@ -61,6 +65,7 @@ class Lockstep:
         """A fresh sequence: empty traces and bindings (the backends are reset by ``finish``)."""
         self.traces = [Trace("fuzz", b.name) for b in self.backends]
         self.envs = [dict(e) for e in self.role_bindings()]
+        self._normalisers = [Normaliser() for _ in self.backends]
 
     def finish(self) -> None:
         """Close every fd, unmap every mapping, restore what sysfs writes changed."""
@@ -88,10 +93,11 @@ class Lockstep:
         self.steps_run += 1
         if len(self.traces) < 2:
             return StepOutcome(records)
-        d: Diff = diff(self.traces[0], self.traces[1])
         last = len(self.traces[0].steps) - 1
-        mine = [x for x in d.divergences if x.step == last]
+        left, right = (n.step(r) for n, r in zip(self._normalisers[:2], records[:2], strict=True))
+        mine = compare_step(last, left, right)
         harness = [r.failures[0] for r in records if r.failures and r.failures[0].startswith("harness:")]
         if mine or (harness and len(harness) != len(records)):
-            return StepOutcome(records, d.summary() if mine else "; ".join(harness))
+            summary = Diff("fuzz", self.traces[0], self.traces[1], mine).summary() if mine else "; ".join(harness)
+            return StepOutcome(records, summary)
         return StepOutcome(records)

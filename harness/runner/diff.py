@@ -37,20 +37,27 @@ class Diff:
                 f"{self.left.backend} {d.left!r} vs {self.right.backend} {d.right!r}")
 
 
+def compare_step(i: int, x: dict[str, Any], y: dict[str, Any]) -> list[Divergence]:
+    """How step ``i``, normalised on both sides (runner/normalise.py), differs."""
+    out = []
+    label = x["step"]
+    for key in ("errno", "ret"):
+        if x[key] != y[key]:
+            out.append(Divergence(i, label, key, x[key], y[key]))
+    if x["errno"] != y["errno"]:
+        return out  # outputs of a failed call are not comparable
+    for part in ("request", "out"):
+        for k in sorted(set(x[part]) | set(y[part])):
+            if x[part].get(k) != y[part].get(k):
+                out.append(Divergence(i, label, f"{part}.{k}", x[part].get(k), y[part].get(k)))
+    return out
+
+
 def diff(left: Trace, right: Trace) -> Diff:
     result = Diff(left.case_id, left, right)
     a, b = normalise(left), normalise(right)
     for i, (x, y) in enumerate(zip(a, b, strict=False)):
-        label = x["step"]
-        for key in ("errno", "ret"):
-            if x[key] != y[key]:
-                result.divergences.append(Divergence(i, label, key, x[key], y[key]))
-        if x["errno"] != y["errno"]:
-            continue  # outputs of a failed call are not comparable
-        for part in ("request", "out"):
-            for k in sorted(set(x[part]) | set(y[part])):
-                if x[part].get(k) != y[part].get(k):
-                    result.divergences.append(Divergence(i, label, f"{part}.{k}", x[part].get(k), y[part].get(k)))
+        result.divergences += compare_step(i, x, y)
     if len(a) != len(b):
         i = min(len(a), len(b))
         result.divergences.append(Divergence(i, "(end)", "length", f"{len(a)} steps", f"{len(b)} steps"))

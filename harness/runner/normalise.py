@@ -64,9 +64,16 @@ RULES: tuple[Rule, ...] = (
 NOT_IDS = re.compile(r"(.*\.)?(option_id|iotlb_id|data_type|out_data_type|dmabuf_id)\Z")
 
 
+_RULES_FOR: dict[str, list[Rule]] = {}
+
+
 def _rules_for(step: StepRecord) -> list[Rule]:
     key = step.label if step.kind == "ioctl" else f"step:{step.kind}"
-    return [r for r in RULES if r.ioctl in ("*", key) and (r.ioctl != "*" or step.kind == "ioctl")]
+    rules = _RULES_FOR.get(key)
+    if rules is None:
+        ioctl = step.kind == "ioctl"
+        rules = _RULES_FOR[key] = [r for r in RULES if r.ioctl in ("*", key) and (r.ioctl != "*" or ioctl)]
+    return rules
 
 
 def rule_of(step: StepRecord, path: str) -> Rule | None:
@@ -105,16 +112,24 @@ class _Renamer:
         return self.seen[key]
 
 
-def normalise(trace: Trace) -> list[dict[str, Any]]:
-    """The trace as comparable dicts, one per step."""
-    rename = _Renamer()
-    out = []
-    for s in trace.steps:
+class Normaliser:
+    """One trace's steps as comparable dicts, a step at a time (names carry over between steps)."""
+
+    def __init__(self) -> None:
+        self.rename = _Renamer()
+
+    def step(self, s: StepRecord) -> dict[str, Any]:
+        rename = self.rename
         req = {k: _norm(s, k, v, rename) for k, v in s.request.items()}
         res = {k: _norm(s, k, v, rename) for k, v in s.out.items()}
         ret = _norm(s, "ret", s.ret, rename) if s.errno is None else s.ret
-        out.append({"step": s.label, "request": req, "errno": s.errno, "ret": ret, "out": res})
-    return out
+        return {"step": s.label, "request": req, "errno": s.errno, "ret": ret, "out": res}
+
+
+def normalise(trace: Trace) -> list[dict[str, Any]]:
+    """The trace as comparable dicts, one per step."""
+    n = Normaliser()
+    return [n.step(s) for s in trace.steps]
 
 
 def _norm(step: StepRecord, path: str, value: Any, rename: _Renamer) -> Any:
