@@ -163,3 +163,21 @@ def test_fixture_per_variant(tmp_path: Path) -> None:
                         "fixture: ${fx}\nvariants:\n  one: {fx: a}\n  two: {fx: b}\nsteps:\n")
     one, two = load(tmp_path, text)
     assert (one.requires.config, two.requires.config) == (["A"], ["B"])
+
+
+def test_a_pattern_names_a_folder_a_folder_glob_or_a_file_glob() -> None:
+    from harness.cases.loader import Loader
+
+    root = Path(__file__).resolve().parent.parent / "cases"
+    loader = Loader(root)
+
+    def ids(pattern: str) -> set[str]:
+        cases, errors = loader.load_all(pattern)
+        assert not errors
+        return {c.id for c in cases}
+
+    folder = ids("ownership")
+    assert folder == ids("ownership/**") == ids("ownership/*.yaml")
+    some = ids("ownership/cdev-bind*")
+    assert some and some < folder and all(i.startswith("ownership-cdev-bind") for i in some)
+    assert ids("ownership/cdev-bind-twice-einval") == {"ownership-cdev-bind-twice-einval"}

@@ -539,10 +539,13 @@ class Loader:
         cases: list[Case] = []
         errors: list[CaseError] = []
         seen: dict[str, Path] = {}
+        patterns = [pattern]
         if not pattern.endswith((".yaml", ".yml")):
-            # A folder or folder glob ("ioas", "size/**") means the case files below it.
-            pattern = pattern.rstrip("/") + ("/*.yaml" if pattern.endswith("**") else "/**/*.yaml")
-        for path in sorted(self.root.glob(pattern)):
+            # A folder or folder glob ("ioas", "size/**") means the case files below it; a
+            # name glob without the extension ("ownership/cdev-bind*") the files it names.
+            base = pattern.rstrip("/")
+            patterns = [base + "/*.yaml"] if base.endswith("**") else [base + "/**/*.yaml", base + ".yaml"]
+        for path in sorted({p for pat in patterns for p in self.root.glob(pat)}):
             if _FIXTURES_DIR in path.relative_to(self.root).parts[:1]:
                 continue
             try:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
+from dataclasses import replace
 
 from ..backends.base import Backend, Facts, OpResult, Topology
 from .errors import Errno, userspace_errno
 from .eventfd import EventFd
-from .kernel import ModelKernel
+from .kernel import STDIO_FDS, ModelKernel
 from .subsystems import install_subsystems
 from .topologies import default_facts, vm_topology
 
@@ -64,10 +66,20 @@ class ModelBackend(Backend):
     def open(self, path: str, flags: int = os.O_RDWR) -> OpResult:
         return self._call(self.kernel.open, path)
 
+    def _not_ours(self, fd: int) -> OpResult | None:
+        """Like the kernel backend, which operates only on fds it opened: stdio is the process's."""
+        if fd in STDIO_FDS:
+            self.last_error = Errno(errno.EBADF, f"fd {fd} was not opened by this backend")
+            return _fail(self.last_error)
+        return None
+
     def close(self, fd: int) -> OpResult:
-        return self._call(self._none, self.kernel.close, fd)
+        return self._not_ours(fd) or self._call(self._none, self.kernel.close, fd)
 
     def ioctl(self, fd: int, request: int, arg: bytes | int | None) -> OpResult:
+        refused = self._not_ours(fd)
+        if refused:
+            return replace(refused, data=bytes(arg)) if isinstance(arg, (bytes, bytearray)) else refused
         k = self.kernel
         if not isinstance(arg, (bytes, bytearray)):
             return self._call(k.ioctl, fd, request, int(arg or 0))
@@ -99,6 +111,9 @@ class ModelBackend(Backend):
         return self._call(self._none, self.kernel.mm.write, addr, data)
 
     def read(self, fd: int, length: int) -> OpResult:
+        refused = self._not_ours(fd)
+        if refused:
+            return refused
         try:
             data = self.kernel.fget(fd).read(self.kernel, length)
         except Errno as e:
@@ -107,7 +122,7 @@ class ModelBackend(Backend):
         return OpResult(ret=len(data), data=data)
 
     def write(self, fd: int, data: bytes) -> OpResult:
-        return self._call(lambda: self.kernel.fget(fd).write(self.kernel, data))
+        return self._not_ours(fd) or self._call(lambda: self.kernel.fget(fd).write(self.kernel, data))
 
     def eventfd(self, initval: int = 0) -> OpResult:
         return self._call(self.kernel.install_fd, EventFd(initval))

@@ -36,6 +36,16 @@ class File:
         """Called when the last reference goes away (close of the last fd)."""
 
 
+class Stdio(File):
+    """Descriptors 0-2, which every process starts with (a tty, a pipe, /dev/null): an fd
+    field of a struct that names one reaches fdget() and fails the subsystem's type check
+    (EBADFD for a BIND_IOMMUFD of fd 0), where a closed number would be EBADF."""
+
+    kind = "stdio"
+
+
+STDIO_FDS = (0, 1, 2)
+
 Opener = Callable[["ModelKernel", "re.Match[str]"], File]
 SysfsReader = Callable[["ModelKernel", "re.Match[str]"], str]
 SysfsWriter = Callable[["ModelKernel", "re.Match[str]", str], None]
@@ -54,6 +64,9 @@ class ModelKernel:
         self._sysfs: list[tuple[re.Pattern[str], SysfsReader | None, SysfsWriter | None]] = []
         # Subsystems keep their state here, keyed by a name of their choosing.
         self.state: dict[str, object] = {}
+        for fd in STDIO_FDS:
+            self.files[fd] = Stdio()
+            self.get_file(self.files[fd])
 
     # -- registration ------------------------------------------------------
     def register_node(
