@@ -127,10 +127,13 @@ class VfioMachine(SequenceMachine):
     @precondition(lambda self: len(self.groups) < 3)
     @rule(data=st.data())
     def open_group(self, data: st.DataObject) -> None:
-        n = self.name("group")
-        role = self.role(data)
-        self.do({"open": f"/dev/vfio/${{{role}.group}}", "as": n})
-        self.groups[n] = role
+        self._open_node(data, "group", "/dev/vfio/", self.groups)
+
+    def _open_node(self, data: st.DataObject, attr: str, prefix: str, table: dict[str, str]) -> None:
+        """Open a role's group (``${dev.group}``) or cdev (``${dev.cdev}``)."""
+        n, role = self.name(attr), self.role(data)
+        self.do({"open": f"{prefix}${{{role}.{attr}}}", "as": n})
+        table[n] = role
 
     @precondition(lambda self: self.groups)
     @rule(data=st.data())
@@ -262,10 +265,7 @@ class VfioMachine(SequenceMachine):
     @precondition(lambda self: len(self.cdevs) < 2)
     @rule(data=st.data())
     def open_cdev(self, data: st.DataObject) -> None:
-        n = self.name("cdev")
-        role = self.role(data)
-        self.do({"open": f"${{{role}.cdev}}", "as": n})
-        self.cdevs[n] = role
+        self._open_node(data, "cdev", "", self.cdevs)
 
     @precondition(lambda self: len(self.iommufds) < 2)
     @rule()
