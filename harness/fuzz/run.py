@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import hypothesis.core
+import hypothesis.internal.conjecture.engine as hypothesis_engine
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from hypothesis.stateful import run_state_machine_as_test
@@ -36,6 +37,10 @@ class Profile:
     duration_s: float | None
     database: bool                  # keep Hypothesis's example database between runs
     invalid_share: float = 0.3      # of the arguments drawn from their invalid side
+    # Hypothesis's own shrinking stops after this long (its default is 5 minutes, which a
+    # VM target's divergence once took, past a 10 minute --duration); the replay minimiser
+    # (minimise()) then drops what steps it still can.
+    shrink_seconds: int = 60
 
 
 PROFILES = {
@@ -154,6 +159,8 @@ def fuzz(lockstep: Lockstep, profile: Profile, *, seed: int | None = None, durat
     start = time.monotonic()
     last_progress = start
     saved_seed = hypothesis.core.global_force_seed
+    saved_shrink = hypothesis_engine.MAX_SHRINKING_SECONDS
+    hypothesis_engine.MAX_SHRINKING_SECONDS = profile.shrink_seconds
     try:
         while max_rounds is None or report.rounds < max_rounds:
             if budget is not None and time.monotonic() - start >= budget:
@@ -186,6 +193,7 @@ def fuzz(lockstep: Lockstep, profile: Profile, *, seed: int | None = None, durat
                 last_progress = time.monotonic()
     finally:
         hypothesis.core.global_force_seed = saved_seed
+        hypothesis_engine.MAX_SHRINKING_SECONDS = saved_shrink
     report.steps = lockstep.steps_run - started
     report.seconds = time.monotonic() - start
     return report

@@ -484,10 +484,19 @@ def pci_sriov_configure_simple(k: ModelKernel, pdev: PciDev, nr_virtfn: int) -> 
 # -- resets (pci.c) ----------------------------------------------------------------------
 
 def pci_try_reset_function(pdev: PciDev) -> None:
-    """pci.c:5444-5460 and __pci_reset_function_locked() (5295-5322): the first
-    enabled method resets the function (the hardware's methods all work)."""
+    """pci.c:5478-5494 and __pci_reset_function_locked() (5329-5356): the enabled methods
+    in order, one that returns -ENOTTY passing to the next.  The function's own methods
+    (flr, pm, ...) work here.  "bus" is pci_reset_bus_function() (5036-5056): no hotplug
+    slot in these topologies, so pci_parent_bus_reset() (4963-4979), which resets only a
+    function alone on a non-root bus.  pci_init_reset_methods() probed it at enumeration,
+    when the bus may have held this function alone (the first one scanned behind a bridge
+    does): the list can name "bus" where doing it fails."""
     if not pdev.reset_supported():
-        raise Errno(errno.ENOTTY, "drivers/pci/pci.c:5449")
+        raise Errno(errno.ENOTTY, "drivers/pci/pci.c:5482-5483")
+    for method in pdev.reset_methods:
+        if method != "bus" or pdev.fn.hot_reset_functions == (pdev.bdf,):
+            return
+    raise Errno(errno.ENOTTY, "drivers/pci/pci.c:4971-4973,5355")
 
 
 def pci_probe_reset_slot_or_bus(pdev: PciDev) -> bool:

@@ -92,10 +92,35 @@ def test_reset() -> None:
     assert (res.errno, res.where) == (errno.EINVAL, f"{CORE}:1260")
     nvme = open_nvme(r)
     assert r.ioctl(nvme, uv.VFIO_DEVICE_RESET).ok
-    # every method turned off after the open: pci_try_reset_function() ENOTTY (pci.c:5448-5449)
+    # every method turned off after the open: pci_try_reset_function() ENOTTY (pci.c:5482-5483)
     assert r.write(f"/sys/bus/pci/devices/{NVME}/reset_method", "\n").ok
     res = r.ioctl(nvme, uv.VFIO_DEVICE_RESET)
-    assert (res.errno, res.where) == (errno.ENOTTY, "drivers/pci/pci.c:5449")
+    assert (res.errno, res.where) == (errno.ENOTTY, "drivers/pci/pci.c:5482-5483")
+
+
+def _bridge_function_with_bus_method(alone: bool) -> Topology:
+    """The non-viable group's vfio-pci function listing "bus" (as the first one scanned behind
+    the bridge does), its sibling unbound (the group viable); ``alone``: no sibling on the bus."""
+    from dataclasses import replace
+
+    from harness.model.topologies import vm_topology
+
+    topo = vm_topology()
+    fn, sib = topo.functions["0000:01:01.0"], topo.functions["0000:01:02.0"]
+    topo.functions[fn.bdf] = replace(fn, reset_methods=("bus",),
+                                     hot_reset_functions=(fn.bdf,) if alone else fn.hot_reset_functions)
+    topo.functions[sib.bdf] = replace(sib, driver=None)
+    return topo
+
+
+def test_the_bus_method_resets_only_a_function_alone_on_its_bus() -> None:
+    for alone in (False, True):
+        r = Rig(_bridge_function_with_bus_method(alone))
+        group = r.k.topology.functions["0000:01:01.0"].iommu_group
+        dev = r.legacy_device("0000:01:01.0", group)[2]
+        res = r.ioctl(dev, uv.VFIO_DEVICE_GET_INFO, uv.vfio_device_info(argsz=24))
+        assert bool(res.s.flags & uv.VFIO_DEVICE_FLAGS_RESET) == alone, alone
+        assert r.ioctl(dev, uv.VFIO_DEVICE_RESET).ok == alone
 
 
 # -- GET_REGION_INFO ------------------------------------------------------------------
