@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ...backends.base import IommuHw
 from ..errors import Errno
-from .private import ULONG_MAX
+from .private import IOMMU_READ, IOMMU_WRITE, ULONG_MAX
 
 if TYPE_CHECKING:
     from ..iommu import IommuGroup
@@ -123,6 +123,10 @@ class IommuDomain:
     def unmap_range(self, iova: int, last: int) -> None:
         """The domain's PTEs for [iova, last] go away."""
 
+    def check_map(self, iommu_prot: int) -> None:
+        """What iommu_map() of an area with ``iommu_prot`` into this domain would refuse
+        (the driver's map_pages); raises its Errno."""
+
     # -- dirty tracking (struct iommu_dirty_ops) -------------------------------
     def set_dirty_tracking(self, enable: bool) -> None:
         pass
@@ -191,6 +195,13 @@ class HwDomain(IommuDomain):
         self.nested_parent = False
         self.sc_support = False
         self.tracking = False
+
+    def check_map(self, iommu_prot: int) -> None:
+        """intel_iommu_map() (intel/iommu.c:3717-3750) -> __domain_mapping(): a PTE is
+        readable or writable or it is refused (1821-1822).  Only the VFIO compat layer
+        maps without either (IOMMU_IOAS_MAP refuses that itself, ioas.c:216-218)."""
+        if not iommu_prot & (IOMMU_READ | IOMMU_WRITE):
+            raise Errno(errno.EINVAL, "drivers/iommu/intel/iommu.c:1821-1822")
 
     def enforce_cache_coherency(self) -> bool:
         """intel_iommu_enforce_cache_coherency(): only with snoop control."""

@@ -327,6 +327,8 @@ def iopt_area_fill_domains(k: ModelKernel, area: IoptArea, pages: IoptPages) -> 
     iopt = area.iopt
     if not iopt.domains:
         return
+    for d in iopt.domains:   # batch_to_domain() -> iommu_map() into each (pages.c:1409-1440)
+        d.check_map(area.iommu_prot)
     pages.pin(k, area.pages_index, area.pages_last)
     area.storage_domain = iopt.domains[0]
     pages.domain_areas.append(area)
@@ -496,6 +498,7 @@ def iopt_fill_domain(k: ModelKernel, iopt: IoPagetable, domain: IommuDomain) -> 
             pages = area.pages
             if pages is None:
                 continue
+            domain.check_map(area.iommu_prot)   # iopt_area_fill_domain() -> iommu_map() (pages.c:1358-1376)
             pages.pin(k, area.pages_index, area.pages_last)
             if area.storage_domain is None:
                 area.storage_domain = domain
