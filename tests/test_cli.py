@@ -88,3 +88,15 @@ def test_sigterm_ends_a_long_run() -> None:
     finally:
         p.kill()
     assert (p.returncode == 130 and "fuzz: interrupted" in err) or p.returncode == 143, (p.returncode, err)
+
+
+def test_fuzz_coverage_needs_a_vm_and_says_so() -> None:
+    p = run_cli("fuzz", "--coverage")
+    assert p.returncode == 2 and "--vm" in p.stderr and "gcov" in p.stderr
+
+
+def test_fuzz_on_the_model_runs_each_machine(tmp_path: Path) -> None:
+    p = run_cli("fuzz", "--examples", "5", "--out", str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    assert "fuzz: iommufd:" in p.stdout and "fuzz: vfio:" in p.stdout
+    assert "0 divergences" in p.stdout and not list(tmp_path.iterdir())
