@@ -125,10 +125,15 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     kernel = _kernel_image(args.kernel, coverage=args.coverage) if args.vm else None
     if args.vm and kernel is None:
         return 2
-    coverage = _CoverageRun(kernel) if args.coverage and kernel is not None else None
-    if coverage is not None and coverage.error:
-        print(f"vfio-conformance: {coverage.error}", file=sys.stderr)
-        return 2
+    coverage = None
+    if args.coverage and kernel is not None:
+        from .kernel.gcov import CoverageError
+
+        try:
+            coverage = _CoverageRun(kernel)
+        except CoverageError as e:
+            print(f"vfio-conformance: {e}", file=sys.stderr)
+            return 2
     machines = list(MACHINE_PROFILES) if args.machine == "all" else [args.machine]
     share = args.duration / len(machines) if args.duration else None
     code = 0
@@ -152,11 +157,7 @@ class _CoverageRun:
         from .kernel import gcov
 
         self.total: gcov.Coverage = {}
-        self.error = ""
-        try:
-            self.build, self.source, self.dirs = gcov.coverage_build(kernel)
-        except gcov.CoverageError as e:
-            self.error = str(e)
+        self.build, self.source, self.dirs = gcov.coverage_build(kernel)
 
     def start(self, backend: Any) -> None:
         backend.gcov_collect(reset=True)   # what booting and probing ran is not the fuzzer's

@@ -565,7 +565,7 @@ class AgentBackend(Backend):
         return {path: unb64(v["b64"]) for path, v in files.items()}
 
     def mmap(self, length: int, align: int = 0) -> OpResult:
-        return self._result("mmap", length, align) if align else self._result("mmap", length)
+        return self._result("mmap", length, align)
 
     def munmap(self, addr: int, length: int) -> OpResult:
         return self._result("munmap", addr, length)
@@ -638,7 +638,7 @@ class Batch:
         return self.call("ioctl", fd, request, arg)
 
     def mmap(self, length: int, align: int = 0) -> Call:
-        return self.call("mmap", length, align) if align else self.call("mmap", length)
+        return self.call("mmap", length, align)
 
     def munmap(self, addr: int, length: int) -> Call:
         return self.call("munmap", addr, length)

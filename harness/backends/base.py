@@ -153,6 +153,11 @@ class IommuHw:
     dirty_tracking: bool = False
 
 
+def valid_align(align: int) -> bool:
+    """An ``align`` mmap() takes: 0 (none), or a power of two of at least a page."""
+    return align == 0 or (align >= 4096 and not align & (align - 1))
+
+
 class Backend(ABC):
     """One target.  File descriptors and addresses are the target's own numbers."""
 

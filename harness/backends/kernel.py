@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .base import Backend, Facts, OpResult, Topology
+from .base import Backend, Facts, OpResult, Topology, valid_align
 from .pci_sysfs import ENABLE_SRIOV, SysfsTree, normalise_bdf, normalise_path
 from .sysfs_state import (
     RefusedError,
@@ -454,7 +454,7 @@ class KernelBackend(Backend):
     # -- Backend: memory -----------------------------------------------------
     def mmap(self, length: int, align: int = 0) -> OpResult:
         self.last_error = None
-        if align and (align < PAGE or align & (align - 1) or length <= 0):
+        if not valid_align(align) or (align and length <= 0):
             return _fail(errno.EINVAL)
         addr, err = _libc_mmap((_page_up(length) + align - PAGE if align else length) & _U64)
         if err:

@@ -65,7 +65,7 @@ class Lockstep:
         """A fresh sequence: empty traces and bindings (the backends are reset by ``finish``)."""
         self.traces = [Trace("fuzz", b.name) for b in self.backends]
         self.envs = [dict(e) for e in self.role_bindings()]
-        self._normalisers = [Normaliser() for _ in self.backends]
+        self._normalisers = [Normaliser(), Normaliser()]
 
     def finish(self) -> None:
         """Close every fd, unmap every mapping, restore what sysfs writes changed."""
@@ -94,7 +94,7 @@ class Lockstep:
         if len(self.traces) < 2:
             return StepOutcome(records)
         last = len(self.traces[0].steps) - 1
-        left, right = (n.step(r) for n, r in zip(self._normalisers[:2], records[:2], strict=True))
+        left, right = (n.step(r) for n, r in zip(self._normalisers, records[:2], strict=True))
         mine = compare_step(last, left, right)
         harness = [r.failures[0] for r in records if r.failures and r.failures[0].startswith("harness:")]
         if mine or (harness and len(harness) != len(records)):

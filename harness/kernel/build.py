@@ -656,7 +656,7 @@ def _build(keys: Keys, srctree: Path, source_kind: str, builddir: Path, fragment
            coverage: bool, force: bool) -> Path:
     builddir.mkdir(parents=True, exist_ok=True)
     log_path = builddir / "build.log"
-    frag_path = builddir / "vfio-conformance.config"
+    frag_path = builddir / FRAGMENT.name
     frag_path.write_bytes(fragment)
     make = ["make", "-C", str(srctree), f"O={builddir}"]
     print(f"[kernel] building {keys.version} ({keys.cache}) from {srctree} in {builddir}, -j{jobs}; "
@@ -712,6 +712,28 @@ def _keys_for(source: Path | None, fragment: bytes) -> Keys | None:
         return compute_keys(tree_version(source), fragment, source)
     version = debian_version()
     return compute_keys(version, fragment) if version else None
+
+
+def build_info(image: Path) -> dict[str, object] | None:
+    """The build.json _store() wrote beside a cached kernel's bzImage, or None."""
+    try:
+        info = json.loads((image.parent / "build.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def is_coverage_kernel(image: Path) -> bool:
+    """Whether a cached kernel (its build.json) or a build tree's bzImage (the fragment
+    _build() merged into that tree) is a --coverage build."""
+    info = build_info(image)
+    if info is not None:
+        return bool(info.get("coverage"))
+    builddir = image.parents[len(Path(IMAGE).parts) - 1]
+    try:
+        return COVERAGE_FRAGMENT.strip() in (builddir / FRAGMENT.name).read_bytes()
+    except OSError:
+        return False
 
 
 def cached_kernel(source: Path | None = None, fragment: Path | None = None, coverage: bool = False) -> Path | None:

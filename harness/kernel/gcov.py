@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..backends.kernel import GCOV_ROOT
+from .build import build_info
 
 
 class CoverageError(RuntimeError):
@@ -39,18 +40,17 @@ Coverage = dict[str, FileCoverage]
 def coverage_build(bzimage: Path) -> tuple[Path, Path, list[str]]:
     """(build dir, source tree, instrumented dirs) of a cached coverage kernel, from the
     build.json stored beside its bzImage."""
-    info_path = bzimage.parent / "build.json"
-    try:
-        info = json.loads(info_path.read_text())
-    except (OSError, ValueError) as e:
-        raise CoverageError(f"{info_path}: {e} (kernel coverage needs a kernel from "
-                            "`vfio-conformance kernel build --coverage`)") from None
+    info = build_info(bzimage)
+    if info is None:
+        raise CoverageError(f"{bzimage.parent / 'build.json'}: missing or unreadable (kernel coverage needs a "
+                            "kernel from `vfio-conformance kernel build --coverage`)")
     if not info.get("coverage"):
         raise CoverageError(f"{bzimage} was built without --coverage")
-    build = Path(info["build_dir"])
+    build = Path(str(info["build_dir"]))
     if not build.is_dir():
         raise CoverageError(f"{build}: the build tree of {bzimage} is gone (its .gcno notes are needed)")
-    return build, Path(info["source"]), list(info.get("coverage_dirs", []))
+    dirs = info.get("coverage_dirs", [])
+    return build, Path(str(info["source"])), [str(d) for d in dirs] if isinstance(dirs, list) else []
 
 
 def line_coverage(build: Path, source: Path, gcda: dict[str, bytes], prefix: str = GCOV_ROOT) -> Coverage:

@@ -9,6 +9,7 @@ import bisect
 import errno
 from dataclasses import dataclass
 
+from ..backends.base import valid_align
 from .errors import Errno
 
 PAGE_SIZE = 4096
@@ -33,7 +34,7 @@ class UserMemory:
         self._next = _MMAP_BASE
 
     def mmap(self, length: int, align: int = 0) -> int:
-        if length <= 0 or (align and (align < PAGE_SIZE or align & (align - 1))):
+        if length <= 0 or not valid_align(align):
             raise Errno(errno.EINVAL, "mm/mmap.c:1276")
         length = (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
         addr = (self._next + align - 1) & ~(align - 1) if align else self._next

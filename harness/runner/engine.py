@@ -204,7 +204,7 @@ class Runner:
         length = _as_int(evaluate(step.spec["mmap"], env))
         align = int(step.spec.get("align", 0))
         rec.request = {"length": length, **({"align": align} if align else {})}
-        res = self.backend.mmap(length, align) if align else self.backend.mmap(length)
+        res = self.backend.mmap(length, align)
         if res.ok and step.bind:
             env[f"__len_{step.bind}"] = length
         return res, b"", 0

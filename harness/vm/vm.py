@@ -16,7 +16,6 @@ from __future__ import annotations
 import compileall
 import contextlib
 import ctypes
-import json
 import os
 import re
 import shutil
@@ -60,18 +59,6 @@ class BootError(VmError):
         self.console_tail = console_tail
 
 
-def _gcov(image: Path) -> bool:
-    """Whether a cached kernel (kernels/<key>/bzImage, its build.json) or a build tree's
-    (build/<key>/arch/x86/boot/bzImage, its merged fragment) is a --coverage build: slower,
-    and not what a run means by the test kernel."""
-    try:
-        if (image.parent / "build.json").is_file():
-            return bool(json.loads((image.parent / "build.json").read_text()).get("coverage"))
-        return "CONFIG_GCOV_KERNEL=y" in (image.parents[3] / "vfio-conformance.config").read_text()
-    except (OSError, ValueError, IndexError):
-        return False
-
-
 def find_kernel() -> Path | None:
     """$VFIO_CONFORMANCE_KERNEL, else the newest bzImage the kernel build cached
     (kernels/<key>/bzImage, a --coverage build only if there is no other), else a
@@ -88,7 +75,9 @@ def find_kernel() -> Path | None:
             done = False
         if done and image.is_file():
             found.append(image)
-    found = [p for p in found if not _gcov(p)] or found
+    from ..kernel.build import is_coverage_kernel
+
+    found = [p for p in found if not is_coverage_kernel(p)] or found
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
