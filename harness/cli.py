@@ -38,6 +38,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         "--report-dir", str(report), f"--junitxml={junit}", "-o", "junit_family=xunit2",
         "-o", "junit_suite_name=vfio-conformance", "-q" if not args.verbose else "-v",
     ]
+    if getattr(args, "model_kernel", None):
+        argv += ["--model-kernel", args.model_kernel]
     for d in args.device:
         argv += ["--device", d]
     if getattr(args, "target", None):
@@ -348,6 +350,8 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run the corpus and write reports")
     common(r)
     r.add_argument("--backend", choices=("model", "kernel", "both"), default="model")
+    r.add_argument("--model-kernel", default=None, metavar="RELEASE",
+                   help="with --backend model: the kernel release the model mirrors, e.g. 7.2.13 (default 6.12.117)")
     r.add_argument("--junit", default=None, help="JUnit XML of the results (default REPORT/results.xml)")
     r.add_argument("--report", default="reports", help="folder for the reports (default reports/)")
     r.add_argument("--device", action="append", default=[], metavar="BDF",

@@ -1,7 +1,8 @@
 """pytest integration: one test per case, ids equal to case ids.
 
-Options: --backend model|kernel|both, --cases GLOB (relative to the cases
-folder), --seed N, --device BDF (kernel backends touch only these), and
+Options: --backend model|kernel|both, --model-kernel RELEASE (the release the
+model mirrors when it runs alone), --cases GLOB (relative to the cases folder),
+--seed N, --device BDF (kernel backends touch only these), and
 --report-dir DIR (JUnit diff report, KTAP and Markdown written at the end,
 merged across pytest-xdist workers).
 """
@@ -45,6 +46,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="the kernel backend runs on that host, through the agent over ssh")
     g.addoption("--vm-kernel", default=None, metavar="BZIMAGE",
                 help="run the kernel side in QEMU guests booted from this kernel (with --backend both|kernel)")
+    g.addoption("--model-kernel", default=None, metavar="RELEASE",
+                help="with --backend model: the kernel release the model mirrors (e.g. 7.2.13; default 6.12.117)")
     g.addoption("--accel", choices=("auto", "kvm", "tcg"), default=None, help="QEMU accelerator (default: auto)")
     g.addoption("--record-verified", action="store_true",
                 help="add the kernel release to verified_on of every case file whose cases all passed on "
@@ -88,8 +91,9 @@ def conformance_backends(request: pytest.FixtureRequest) -> Any:
         target.close()
         return
     try:
-        yield make_backends(backend, tuple(cfg.getoption("--device")), cfg.getoption("--target"))
-    except (OSError, RuntimeError) as e:
+        yield make_backends(backend, tuple(cfg.getoption("--device")), cfg.getoption("--target"),
+                            cfg.getoption("--model-kernel"))
+    except (OSError, RuntimeError, ValueError) as e:
         pytest.exit(f"cannot set up the {backend} backend: {e}", returncode=3)
 
 

@@ -19,6 +19,7 @@ import yaml
 
 from .. import uapi
 from ..uapi import abi
+from ..uapi.kernel_version import VersionError, check_range
 from .expr import ExprError, parse, template_vars
 from .model import DATA_TYPES, ArrayValue, Case, CaseError, Expectation, KnownDifference, Matcher, Requirements, Step
 from .yamlsrc import LList, LMap, from_data, line_of
@@ -205,6 +206,8 @@ def _expect(ctx: _Ctx, step: LMap, where: str) -> Expectation:
         return Expectation(errno=_errno_name(ctx, step, "expect", w, v))
     if not isinstance(v, dict):
         raise ctx.err(step, "expect", w, "expect is ok, any, an errno name, or a mapping")
+    if "by_kernel" in v:
+        return _by_kernel(ctx, v, w)
     unknown = set(v) - {"errno", "ok", "ret", "out", "untouched_past_size", "text", "data"}
     if unknown:
         raise ctx.err(v, sorted(unknown)[0], w, f"unknown expectation {sorted(unknown)[0]!r}")
@@ -223,6 +226,29 @@ def _expect(ctx: _Ctx, step: LMap, where: str) -> Expectation:
     if "data" in v:
         e.data = _hex(ctx, v, "data", f"{w}.data", v["data"]).hex()
     return e
+
+
+def _by_kernel(ctx: _Ctx, v: dict[str, Any], where: str) -> Expectation:
+    """``{by_kernel: {RANGE: expectation, ...}}``: one expectation per kernel range."""
+    table = v["by_kernel"]
+    w = f"{where}.by_kernel"
+    if len(v) != 1:
+        raise ctx.err(v, "by_kernel", where, "by_kernel stands alone: put every expectation under its range")
+    if not isinstance(table, LMap) or not table:
+        raise ctx.err(v, "by_kernel", w, "by_kernel is a mapping RANGE: expectation (e.g. \"<7.2\": EINVAL)")
+    out = Expectation()
+    for rng, exp in table.items():
+        try:
+            check_range(str(rng))
+        except VersionError as err:
+            raise ctx.err(table, rng, f"{w}.{rng}", str(err)) from None
+        holder = LMap({"expect": exp})
+        holder.line, holder.lines = table.line, {"expect": line_of(table, rng)}
+        one = _expect(ctx, holder, f"{w}.{rng}")
+        if one.by_kernel:
+            raise ctx.err(table, rng, f"{w}.{rng}", "by_kernel does not nest")
+        out.by_kernel.append((str(rng), one))
+    return out
 
 
 def _check_out_paths(ctx: _Ctx, step: LMap, where: str, io: abi.Ioctl, paths: Iterable[str], key: str) -> None:
@@ -341,7 +367,8 @@ def _step(ctx: _Ctx, raw: Any, idx: int, where: str, bound: set[str]) -> Step:
     step = Step(index=idx, kind=kind, line=raw.line, spec=spec, note=str(raw.get("note", "")))
     step.expect = _expect(ctx, raw, where)
     if step.kind == "ioctl":
-        _check_out_paths(ctx, raw, where, uapi.IOCTLS[spec["ioctl"]], step.expect.out, "expect")
+        for e in [step.expect] + [e for _, e in step.expect.by_kernel]:
+            _check_out_paths(ctx, raw, where, uapi.IOCTLS[spec["ioctl"]], e.out, "expect")
     if "save" in raw:
         if not isinstance(raw["save"], LMap):
             raise ctx.err(raw, "save", f"{where}.save", "save is a mapping name: output field")
@@ -391,6 +418,12 @@ def _requires(ctx: _Ctx, doc: LMap) -> Requirements:
             r.container = v
         elif k == "mock_domains":
             r.mock_domains = bool(v)
+        elif k == "kernel":
+            try:
+                check_range(v)
+            except VersionError as e:
+                raise ctx.err(raw, k, w, str(e)) from None
+            r.kernel = v
         elif k == "topology":
             if not isinstance(v, LMap):
                 raise ctx.err(raw, k, w, "a mapping role-name: role")
@@ -399,7 +432,7 @@ def _requires(ctx: _Ctx, doc: LMap) -> Requirements:
                     raise ctx.err(v, name, f"{w}.{name}", f"unknown role {role!r} (roles: {sorted(ROLES)})")
             r.topology = dict(v)
         else:
-            raise ctx.err(raw, k, w, "unknown requirement (config, nodes, container, mock_domains, topology)")
+            raise ctx.err(raw, k, w, "unknown requirement (config, nodes, container, mock_domains, kernel, topology)")
     return r
 
 
@@ -433,6 +466,7 @@ def _merge(a: Requirements, b: Requirements) -> Requirements:
         nodes=list(dict.fromkeys(a.nodes + b.nodes)),
         container=b.container or a.container,
         mock_domains=b.mock_domains if b.mock_domains is not None else a.mock_domains,
+        kernel=",".join(x for x in (a.kernel, b.kernel) if x),
         topology={**a.topology, **b.topology},
     )
 

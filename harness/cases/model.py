@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..uapi.kernel_version import in_range
+
 # data:/tail: element types -> (bytes, signed); the runner packs them by this table.
 DATA_TYPES = {"u8": (1, False), "u16": (2, False), "u32": (4, False), "s32": (4, True), "u64": (8, False)}
 
@@ -45,6 +47,15 @@ class Expectation:
     untouched_past_size: bool = False
     text: str | None = None
     data: str | None = None           # hex
+    # `expect: {by_kernel: {RANGE: expectation, ...}}`: where the contract changed between
+    # kernels, the expectation of the first range the target's release lies in.
+    by_kernel: list[tuple[str, Expectation]] = field(default_factory=list)
+
+    def for_kernel(self, release: str) -> Expectation | None:
+        """The expectation that holds on ``release`` (None: the case says nothing for it)."""
+        if not self.by_kernel:
+            return self
+        return next((e for r, e in self.by_kernel if in_range(release, r)), None)
 
 
 @dataclass
@@ -88,6 +99,7 @@ class Requirements:
     nodes: list[str] = field(default_factory=list)
     container: str | None = None
     mock_domains: bool | None = None
+    kernel: str = ""                  # a release range (uapi/kernel_version.py); "" = every kernel
     topology: dict[str, str] = field(default_factory=dict)
 
 

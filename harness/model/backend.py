@@ -25,6 +25,8 @@ class ModelBackend(Backend):
         self._topology0 = topology if topology is not None else vm_topology()
         self._facts = facts if facts is not None else default_facts()
         self.last_error: Errno | None = None
+        # The version gates (gates.py) the last operation consulted.
+        self.last_gates: frozenset[str] = frozenset()
         self.kernel = self._boot()
 
     def _boot(self) -> ModelKernel:
@@ -33,11 +35,14 @@ class ModelBackend(Backend):
         return k
 
     def _call(self, fn, *args) -> OpResult:  # type: ignore[no-untyped-def]
+        self.kernel.gates_consulted.clear()
         try:
             ret = fn(*args)
         except Errno as e:
             self.last_error = e
             return _fail(e)
+        finally:
+            self.last_gates = frozenset(self.kernel.gates_consulted)
         self.last_error = None
         if isinstance(ret, OpResult):
             return ret

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from ..backends.base import Facts, Topology
 from .errors import Errno
+from .gates import gate_open
 from .memory import UserMemory
 
 # fs/file.c: the lowest free descriptor; 0-2 are taken by stdio.
@@ -64,9 +65,16 @@ class ModelKernel:
         self._sysfs: list[tuple[re.Pattern[str], SysfsReader | None, SysfsWriter | None]] = []
         # Subsystems keep their state here, keyed by a name of their choosing.
         self.state: dict[str, object] = {}
+        # The version gates (gates.py) consulted since the backend last cleared this.
+        self.gates_consulted: set[str] = set()
         for fd in STDIO_FDS:
             self.files[fd] = Stdio()
             self.get_file(self.files[fd])
+
+    def since(self, gate: str) -> bool:
+        """Whether this kernel's release has the new behaviour of version gate ``gate``."""
+        self.gates_consulted.add(gate)
+        return gate_open(self.facts.kernel, gate)
 
     # -- registration ------------------------------------------------------
     def register_node(

@@ -27,11 +27,14 @@ DEFAULT_CONFIG = frozenset(
 BEHIND_BRIDGE = ("0000:01:01.0", "0000:01:02.0")
 
 
-def default_facts() -> Facts:
+DEFAULT_RELEASE = "6.12.117"
+
+
+def default_facts(release: str = DEFAULT_RELEASE) -> Facts:
     """The model answers for both guest profiles at once: VFIO devices behind a
-    vIOMMU and working mock domains."""
+    vIOMMU and working mock domains; it mirrors kernel ``release`` (model/gates.py)."""
     return Facts(
-        kernel="6.12.117", config=DEFAULT_CONFIG, container="legacy",
+        kernel=release, config=DEFAULT_CONFIG, container="legacy",
         mock_domains=True, enable_sriov=True, profile="model",
     )
 

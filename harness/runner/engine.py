@@ -125,6 +125,8 @@ def decode_struct(io: abi.Ioctl, data: bytes) -> dict[str, Any]:
 class Runner:
     def __init__(self, backend: Backend):
         self.backend = backend
+        # The release the backend's kernel is (or the model mirrors): picks per-kernel expectations.
+        self.release = backend.facts().kernel
 
     def bindings(self, case: Case) -> dict[str, Any] | str:
         """What a case starts with bound (its variant's parameters, its topology roles), or
@@ -179,7 +181,13 @@ class Runner:
         res, sent, size_value = handler(step, env, rec)
         rec.ret, rec.errno = res.ret, res.errno_name
         rec.where = getattr(getattr(self.backend, "last_error", None), "where", "") if res.errno else ""
-        rec.failures = check(step.expect, rec, res, sent, size_value, env)
+        rec.gates = tuple(sorted(getattr(self.backend, "last_gates", ())))
+        expect = step.expect.for_kernel(self.release)
+        if expect is None:
+            rec.failures = [f"no expectation for kernel {self.release} "
+                            f"(the step expects per kernel: {', '.join(r for r, _ in step.expect.by_kernel)})"]
+            return rec
+        rec.failures = check(expect, rec, res, sent, size_value, env)
         if not rec.failures:
             if step.bind:
                 env[step.bind] = res.ret

@@ -31,14 +31,19 @@ def agent_command(target: str, devices: tuple[str, ...]) -> list[str]:
     return ["ssh", "-T", *port, dest, remote]
 
 
-def make_backends(name: str, devices: tuple[str, ...] = (), target: str | None = None) -> list[Backend]:
+def make_backends(name: str, devices: tuple[str, ...] = (), target: str | None = None,
+                  model_kernel: str | None = None) -> list[Backend]:
     """The backends a run uses.  The kernel is this host's (in process), or a remote
     host's through the agent (``target``).  With "both", the model boots with the
-    kernel's own topology and facts so the two are compared on equal terms."""
+    kernel's own topology and facts so the two are compared on equal terms; alone, it
+    mirrors release ``model_kernel`` (default: the 6.12 it was written from)."""
     from ..model.backend import ModelBackend
+    from ..model.topologies import default_facts
 
     if name == "model":
-        return [ModelBackend()]
+        return [ModelBackend(facts=default_facts(model_kernel) if model_kernel else None)]
+    if model_kernel:
+        raise ValueError("--model-kernel is for the model alone: against a kernel, the model mirrors its release")
     kernel: Backend
     if target:
         from ..backends.agent import AgentBackend

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ..backends.base import DRIVER_MANAGED_DMA, Backend, PciFunction, Topology
 from ..cases.model import Case
+from ..uapi.kernel_version import in_range
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ def unmet(case: Case, backend: Backend, topo: Topology | None = None) -> str | N
     """Why ``case`` can't run on ``backend`` (whose topology is ``topo``), or None."""
     facts = backend.facts()
     r = case.requires
+    if r.kernel and not in_range(facts.kernel, r.kernel):
+        return f"case applies to kernels {r.kernel}, the target is {facts.kernel}"
     missing = [c for c in r.config if c not in facts.config]
     if missing:
         return "kernel config lacks " + ", ".join("CONFIG_" + c for c in missing)

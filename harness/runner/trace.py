@@ -21,6 +21,8 @@ class StepRecord:
     failures: list[str] = field(default_factory=list)
     # The kernel line the model says it followed for a failure (model only).
     where: str = ""
+    # The model's version gates (model/gates.py) the step consulted (model only).
+    gates: tuple[str, ...] = ()
     cleanup: bool = False
     from_fixture: bool = False
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...uapi import vfio as uv
 from ..errors import Errno
+from ..gates import TYPE1_NESTING_REMOVED, TYPE1_OVERFLOW_EOVERFLOW, at
 from ..kernel import ModelKernel
 from .container import VfioIommuDriver
 from .vfio_main import (
@@ -381,6 +382,11 @@ def vfio_dma_do_map(k: ModelKernel, iommu: VfioIommu, map_: uv.vfio_iommu_type1_
     """:1548-1666."""
     set_vaddr = bool(map_.flags & uv.VFIO_DMA_MAP_FLAG_VADDR)
     iova, vaddr, size = map_.iova, map_.vaddr, map_.size
+    if k.since(TYPE1_OVERFLOW_EOVERFLOW):
+        if not size:
+            raise Errno(errno.EINVAL, at(TYPE1_C, 1698))
+        if iova + size - 1 > U64_MAX or vaddr + size - 1 > U64_MAX:
+            raise Errno(errno.EOVERFLOW, at(TYPE1_C, 1702))
     prot = 0
     if map_.flags & uv.VFIO_DMA_MAP_FLAG_WRITE:
         prot |= IOMMU_WRITE
@@ -391,7 +397,7 @@ def vfio_dma_do_map(k: ModelKernel, iommu: VfioIommu, map_: uv.vfio_iommu_type1_
     pgsize = 1 << _ffs(iommu.pgsize_bitmap)
     if not size or (size | iova | vaddr) & (pgsize - 1):
         raise Errno(errno.EINVAL, f"{TYPE1_C}:1579")
-    # 6.12 reports a wrapping range as EINVAL (EOVERFLOW only upstream, 6012379ede6a)
+    # 6.12 reports a wrapping range as EINVAL (gate TYPE1_OVERFLOW_EOVERFLOW)
     if iova + size - 1 > U64_MAX or vaddr + size - 1 > U64_MAX:
         raise Errno(errno.EINVAL, f"{TYPE1_C}:1585")
     dma = iommu.find_dma(iova, size)
@@ -442,6 +448,11 @@ def vfio_dma_do_unmap(k: ModelKernel, iommu: VfioIommu, unmap: uv.vfio_iommu_typ
             if iova or size:
                 raise Errno(errno.EINVAL, f"{TYPE1_C}:1300")
             size = U64_MAX
+        elif k.since(TYPE1_OVERFLOW_EOVERFLOW):
+            if not size or size & (pgsize - 1):
+                raise Errno(errno.EINVAL, at(TYPE1_C, 1431))
+            if iova + size - 1 > U64_MAX:
+                raise Errno(errno.EOVERFLOW, at(TYPE1_C, 1434))
         elif not size or size & (pgsize - 1) or iova + size - 1 > U64_MAX or size > SIZE_MAX:
             raise Errno(errno.EINVAL, f"{TYPE1_C}:1304")
         if unmap.flags & uv.VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP and (
@@ -591,7 +602,12 @@ def vfio_iommu_type1_dirty_pages(k: ModelKernel, iommu: VfioIommu, arg: int) -> 
         if not data_size or data_size < rng_size:
             raise Errno(errno.EINVAL, f"{TYPE1_C}:2939")
         rng = get_struct(k, uv.vfio_iommu_type1_dirty_bitmap_get, arg + minsz, rng_size, f"{TYPE1_C}:2943")
-        if rng.iova + rng.size > U64_MAX:
+        if k.since(TYPE1_OVERFLOW_EOVERFLOW):
+            if not rng.size:
+                raise Errno(errno.EINVAL, at(TYPE1_C, 3033))
+            if rng.iova + rng.size - 1 > U64_MAX:
+                raise Errno(errno.EOVERFLOW, at(TYPE1_C, 3036))
+        elif rng.iova + rng.size > U64_MAX:
             raise Errno(errno.EINVAL, f"{TYPE1_C}:2946")
         if not access_ok(rng.bitmap.data, rng.bitmap.size):
             raise Errno(errno.EINVAL, f"{TYPE1_C}:2949")
@@ -610,10 +626,12 @@ def vfio_iommu_type1_dirty_pages(k: ModelKernel, iommu: VfioIommu, arg: int) -> 
     raise Errno(errno.EINVAL, f"{TYPE1_C}:2988")
 
 
-def vfio_iommu_type1_check_extension(iommu: VfioIommu | None, arg: int) -> int:
+def vfio_iommu_type1_check_extension(k: ModelKernel, iommu: VfioIommu | None, arg: int) -> int:
     """:2642-2664."""
-    if arg in (uv.VFIO_TYPE1_IOMMU, uv.VFIO_TYPE1v2_IOMMU, uv.VFIO_TYPE1_NESTING_IOMMU, uv.VFIO_UNMAP_ALL):
+    if arg in (uv.VFIO_TYPE1_IOMMU, uv.VFIO_TYPE1v2_IOMMU, uv.VFIO_UNMAP_ALL):
         return 1
+    if arg == uv.VFIO_TYPE1_NESTING_IOMMU:
+        return 0 if k.since(TYPE1_NESTING_REMOVED) else 1
     if arg == uv.VFIO_UPDATE_VADDR:
         return 1 if iommu is not None else 0  # no emulated (mdev) groups in the model
     if arg == uv.VFIO_DMA_CC_IOMMU:
@@ -629,14 +647,15 @@ class VfioIommuType1Driver(VfioIommuDriver):
     name = "vfio-iommu-type1"
 
     def check_extension(self, k: ModelKernel, data: Any, arg: int) -> int:
-        return vfio_iommu_type1_check_extension(data, arg)
+        return vfio_iommu_type1_check_extension(k, data, arg)
 
     def open(self, k: ModelKernel, arg: int) -> Any:
         """:2540-2573."""
         if arg == uv.VFIO_TYPE1_IOMMU:
             return VfioIommu(v2=False, nesting=False)
         if arg == uv.VFIO_TYPE1_NESTING_IOMMU:
-            return VfioIommu(v2=True, nesting=True)
+            # 7.2 keeps the number as __VFIO_RESERVED_TYPE1_NESTING_IOMMU, a plain v2 (:2634@7.2)
+            return VfioIommu(v2=True, nesting=not k.since(TYPE1_NESTING_REMOVED))
         if arg == uv.VFIO_TYPE1v2_IOMMU:
             return VfioIommu(v2=True, nesting=False)
         raise Errno(errno.EINVAL, f"{TYPE1_C}:2559")
@@ -657,7 +676,7 @@ class VfioIommuType1Driver(VfioIommuDriver):
         """vfio_iommu_type1_ioctl() (:2991-3010)."""
         iommu: VfioIommu = data
         if cmd == uv.VFIO_CHECK_EXTENSION:
-            return vfio_iommu_type1_check_extension(iommu, arg)
+            return vfio_iommu_type1_check_extension(k, iommu, arg)
         if cmd == uv.VFIO_IOMMU_GET_INFO:
             return vfio_iommu_type1_get_info(k, iommu, arg)
         if cmd == uv.VFIO_IOMMU_MAP_DMA:

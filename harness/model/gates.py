@@ -1,0 +1,59 @@
+"""Version gates: the uAPI behaviours that changed between the kernel series the model follows.
+
+The model boots as the release of the kernel it is compared with (``Facts.kernel``) and asks
+``k.since(GATE)`` where a rule differs between series: the old rule cites the 6.12 line, the
+new one the 7.2 line.  Each gate is declared once here, with both citations, so that
+
+- a reader sees every version-dependent rule of the model in one table,
+- ``vfio-conformance compare`` can tie a kernel-vs-kernel behaviour change to the gate that
+  explains it (the model records the gates a step consulted), and
+- a test can take a gate away and watch the 7.2 cases fail.
+
+``since`` is the first release with the new behaviour where the upstream commit pins it,
+else the first series this project measured it on ("7.2": changed somewhere after 6.12).
+Citations of a 7.2 line carry ``@7.2`` (``drivers/vfio/vfio_iommu_type1.c:1702@7.2``);
+citations without a suffix are 6.12.117 lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..uapi.kernel_version import at_least
+
+
+@dataclass(frozen=True)
+class Gate:
+    name: str
+    since: str     # first release with the new behaviour
+    what: str      # the change a user of the uAPI sees
+    before: str    # 6.12 line(s) of the old rule
+    after: str     # 7.2 line(s) of the new rule
+    commit: str = ""
+
+
+def at(path: str, line: int | str, series: str = "7.2") -> str:
+    """A citation of a line in a newer series' tree."""
+    return f"{path}:{line}@{series}"
+
+
+TYPE1_OVERFLOW_EOVERFLOW = "type1-overflow-eoverflow"
+TYPE1_NESTING_REMOVED = "type1-nesting-removed"
+
+GATES: dict[str, Gate] = {g.name: g for g in (
+    Gate(TYPE1_OVERFLOW_EOVERFLOW, "7.2",
+         "VFIO_IOMMU_MAP_DMA / UNMAP_DMA whose iova or vaddr range wraps past 2^64 fails with EOVERFLOW "
+         "(was EINVAL), checked before alignment; a range may now end exactly at 2^64 - 1",
+         "drivers/vfio/vfio_iommu_type1.c:1578-1587, 1302-1305",
+         "drivers/vfio/vfio_iommu_type1.c:1693-1702@7.2, 1414-1437@7.2", "6012379ede6a"),
+    Gate(TYPE1_NESTING_REMOVED, "7.2",
+         "VFIO_TYPE1_NESTING_IOMMU is gone: CHECK_EXTENSION answers 0, and SET_IOMMU takes the number "
+         "(__VFIO_RESERVED_TYPE1_NESTING_IOMMU) as a plain type1v2 whose domains no longer need nesting",
+         "drivers/vfio/vfio_iommu_type1.c:2645-2650, 2551-2553, 2205-2209",
+         "drivers/vfio/vfio_iommu_type1.c:2726-2731@7.2, 2634@7.2"),
+)}
+
+
+def gate_open(release: str, name: str) -> bool:
+    """Whether a kernel of ``release`` has the new behaviour of gate ``name``."""
+    return at_least(release, GATES[name].since)
