@@ -45,20 +45,11 @@ def host_target(devices: tuple[str, ...] = ()) -> Target:
 def vm_target(kernel: Path, profile: str = "mock", accel: str | None = None,
               model_class: type[ModelBackend] = ModelBackend) -> Target:
     """A guest booted from ``kernel`` (the ``mock`` profile has IOMMU_TEST_OP_MOCK_DOMAIN) against
-    the model booted with the guest's topology and facts."""
-    from ..vm import Vm
+    the model booted as its twin (runner/target.py)."""
+    from ..runner.target import KernelTarget
 
-    vm = Vm(accel=accel).start(profile, kernel)
-    agent = vm.agent
-    facts = agent.facts()
-    model = model_class(agent.topology(), facts)
-    seen = [vm.console_offset()]
-
-    def after_step() -> str:
-        splats = vm.scan_console(seen[0])
-        seen[0] = vm.console_offset()
-        if splats:
-            return f"kernel {splats[0].kind} in the guest: {splats[0].excerpt}"
-        return "" if vm.alive() else "the guest died: " + vm.console_tail(10)
-
-    return Target(Lockstep([agent, model]), facts.kernel, facts.mock_domains, after_step, [vm.close], vm.console_tail)
+    target = KernelTarget(kernel, accel, model_class)
+    guest = target.guest(profile)
+    facts = guest.model.facts()
+    return Target(Lockstep([guest.kernel, guest.model]), facts.kernel, facts.mock_domains, guest.trouble,
+                  [target.close], guest.vm.console_tail)
