@@ -232,8 +232,7 @@ def _fuzz_one(args: argparse.Namespace, kind: str, kernel: Path | None, profile:
 def _faults(kernel: Path, accel: str | None, cases_dir: Path, patterns: list[str], limit: int, report_dir: Path) -> int:
     from .cases.loader import Loader
     from .fuzz.faults import run_faults
-    from .fuzz.targets import Target, vm_target
-    from .runner.vmtarget import profile_for
+    from .runner.target import KernelTarget, profile_for
 
     cases: list[Any] = []
     for pattern in patterns:
@@ -241,22 +240,14 @@ def _faults(kernel: Path, accel: str | None, cases_dir: Path, patterns: list[str
         for e in errors:
             print(e, file=sys.stderr)
         cases += found
-    targets: dict[str, Target] = {}
+    target = KernelTarget(kernel, accel)
 
     def kernel_for(case: Any) -> tuple[Any, Any]:
-        profile = profile_for(case)
-        if profile not in targets:
-            targets[profile] = vm_target(kernel, profile, accel=accel)
-        t = targets[profile]
-        return t.lockstep.backends[0], t.after_step
+        guest = target.guest(profile_for(case))
+        return guest.kernel, guest.trouble
 
     def lost(case: Any) -> str:
-        t = targets.pop(profile_for(case), None)
-        if t is None:
-            return ""
-        tail = t.console_tail(25) if t.console_tail else ""
-        t.close()
-        return tail
+        return target.discard(profile_for(case))
 
     try:
         report = run_faults(cases, kernel_for, limit=limit, progress=lambda line: print(line, file=sys.stderr),
@@ -268,8 +259,7 @@ def _faults(kernel: Path, accel: str | None, cases_dir: Path, patterns: list[str
         print(f"faults: {e}", file=sys.stderr)
         return 2
     finally:
-        for t in targets.values():
-            t.close()
+        target.close()
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "faults.md").write_text(report.markdown())
     print(f"faults: {report.summary()}")
