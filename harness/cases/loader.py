@@ -452,6 +452,11 @@ def _known_differences(ctx: _Ctx, doc: LMap, step_lines: set[int]) -> list[Known
         kernels = item.get("kernels")
         if not isinstance(kernels, list) or not kernels:
             raise ctx.err(item, "kernels", f"{w}.kernels", "list the kernel versions it applies to, e.g. [\"6.12\"]")
+        for k in kernels:
+            try:
+                check_range(str(k))
+            except VersionError as err:
+                raise ctx.err(item, "kernels", f"{w}.kernels", str(err)) from None
         line = int(item.get("step", 0))
         if line and line not in step_lines:
             raise ctx.err(item, "step", f"{w}.step", f"no step starts at line {line}")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..backends.base import Backend
 from ..cases.model import Case
+from ..uapi.kernel_version import in_range
 from .diff import Diff, diff
 from .engine import Runner
 from .outcome import CaseOutcome, combine, steps_view
@@ -60,18 +61,13 @@ def make_backends(name: str, devices: tuple[str, ...] = (), target: str | None =
     raise ValueError(f"unknown backend {name!r} (one of {', '.join(BACKENDS)})")
 
 
-def _version_matches(kernel: str, wanted: str) -> bool:
-    """"6.12" matches 6.12, 6.12.117 and 6.12.0-rc1, not 6.1 or 6.120."""
-    return kernel == wanted or kernel.startswith((wanted + ".", wanted + "-", wanted + "+"))
-
-
 def accepted(case: Case, kernel_version: str, d: Diff) -> str:
     """The reason every divergence of ``d`` is documented for this kernel, or ""."""
     reasons = []
     for x in d.divergences:
         line = d.left.steps[x.step].line if x.step < len(d.left.steps) else 0
         kd = next((k for k in case.known_differences
-                   if any(_version_matches(kernel_version, v) for v in k.kernels)
+                   if kernel_version and any(in_range(kernel_version, v) for v in k.kernels)
                    and k.step_line in (0, line) and x.what.startswith(k.field)), None)
         if kd is None:
             return ""

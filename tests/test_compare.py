@@ -1,0 +1,85 @@
+"""`compare` of two kernels, with models standing in for the kernels: the model of 6.12 and the
+model of 7.2 differ exactly where a version gate says, so every change is expected; a kernel
+that changes behaviour no gate explains, or fails to change where a gate says it should, is
+reported as unexpected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.backends.base import Backend, OpResult
+from harness.cases.loader import Loader
+from harness.model.backend import ModelBackend
+from harness.model.kernel import ModelKernel
+from harness.model.topologies import default_facts
+from harness.runner.compare import compare
+from harness.uapi import vfio as uv
+
+ROOT = Path(__file__).resolve().parent.parent
+OLD, NEW = "6.12.118", "7.2.13"
+
+
+def model(release: str, cls: type[ModelBackend] = ModelBackend) -> ModelBackend:
+    return cls(facts=default_facts(release))
+
+
+class Gateless(ModelBackend):
+    """A 7.2 kernel that kept every 6.12 behaviour: its version gates never open."""
+
+    def _boot(self) -> ModelKernel:
+        k = super()._boot()
+        k.since = lambda gate: False  # type: ignore[method-assign]
+        return k
+
+
+class Patched(ModelBackend):
+    """A one-line uAPI patch: VFIO_CHECK_EXTENSION(VFIO_TYPE1v2_IOMMU) answers 0."""
+
+    def ioctl(self, fd: int, request: int, arg: bytes | int | None) -> OpResult:
+        res = super().ioctl(fd, request, arg)
+        if request == uv.VFIO_CHECK_EXTENSION and arg == uv.VFIO_TYPE1v2_IOMMU and res.ret == 1:
+            return OpResult(ret=0)
+        return res
+
+
+def run(pattern: str, baseline: Backend, candidate: Backend, base_release: str, cand_release: str):  # type: ignore[no-untyped-def]
+    cases, errors = Loader(ROOT / "cases").load_all(pattern)
+    assert cases and not errors
+    pair = ((baseline, model(base_release)), (candidate, model(cand_release)))
+    return compare(cases, lambda case: pair)
+
+
+def test_series_changes_are_all_expected_and_tied_to_their_gate() -> None:
+    report = run("container/**", model(OLD), model(NEW), OLD, NEW)
+    changed = {c.case.test_id: ch for c, ch in report.changes}
+    assert not report.unexpected, report.unexpected
+    assert "type1-nesting-removed" in changed["container-check-extension-nesting[legacy]"].gates
+    assert "type1-overflow-eoverflow" in changed["container-map-iova-overflow[legacy]"].gates
+    nesting = changed["container-check-extension-nesting[legacy]"]
+    assert (nesting.what, nesting.baseline, nesting.candidate, nesting.expected) == ("ret", 1, 0, True)
+    assert report.summary().startswith(f"{OLD} -> {NEW}:")
+
+
+def test_a_gate_the_candidate_does_not_show_is_unexpected() -> None:
+    report = run("container/check-extension-nesting", model(OLD), model(NEW, Gateless), OLD, NEW)
+    (case, change), = report.unexpected
+    assert case.case.test_id == "container-check-extension-nesting[legacy]"
+    assert "predicts this change" in change.why and change.gates == ("type1-nesting-removed",)
+
+
+def test_a_one_line_patch_is_exactly_the_one_unexpected_change() -> None:
+    report = run("container/**", model(NEW), model(NEW, Patched), NEW, NEW)
+    assert sorted((c.case.test_id, ch.step, ch.what, ch.baseline, ch.candidate, ch.expected)
+                  for c, ch in report.changes) == [
+        ("container-check-extension-type1v2[iommufd-compat]", 1, "ret", 1, 0, False),
+        ("container-check-extension-type1v2[legacy]", 1, "ret", 1, 0, False)]
+    assert all(c.status == "fail" for c, _ in report.unexpected)
+    assert "0 expected, 2 unexpected" in report.summary()
+
+
+@pytest.mark.parametrize("release", [OLD, NEW])
+def test_a_kernel_against_itself_changes_nothing(release: str) -> None:
+    report = run("size/**", model(release), model(release), release, release)
+    assert report.changes == [] and all(c.status in ("pass", "skip") for c in report.cases)
