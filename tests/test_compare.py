@@ -83,3 +83,20 @@ def test_a_one_line_patch_is_exactly_the_one_unexpected_change() -> None:
 def test_a_kernel_against_itself_changes_nothing(release: str) -> None:
     report = run("size/**", model(release), model(release), release, release)
     assert report.changes == [] and all(c.status in ("pass", "skip") for c in report.cases)
+
+
+def test_reports_list_each_change_and_fail_the_case_in_junit_and_ktap(tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    from harness.report.compare import write_compare_reports
+
+    report = run("container/check-extension-*", model(NEW), model(NEW, Patched), NEW, NEW)
+    paths = write_compare_reports(report, tmp_path, "bzImage-a", "bzImage-b")
+    md = (tmp_path / "compare.md").read_text()
+    assert "## Unexpected changes (2)" in md and "container-check-extension-type1v2[legacy]" in md
+    assert "(bzImage-b)" in md
+    failures = ET.parse(tmp_path / "compare-junit.xml").getroot().iter("failure")
+    assert len(list(failures)) == 2
+    ktap = (tmp_path / "compare.ktap").read_text()
+    assert "not ok" in ktap and "container-check-extension-type1v2[legacy]" in ktap
+    assert [p.name for p in paths] == ["compare.md", "compare-junit.xml", "compare.ktap"]
