@@ -11,6 +11,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .kernel.series import SERIES
+
 PROJECT = Path(__file__).resolve().parent.parent
 # What fault injection runs over unless told otherwise (the nightly fuzz profile too).
 FAULT_CASES = ["ioas/**", "device/**"]
@@ -57,7 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_vm(args: argparse.Namespace) -> int:
     """Boot the kernel under test in QEMU and run the corpus on it and on the model."""
-    kernel = _kernel_image(args.kernel)
+    kernel = _kernel_image(args.kernel, series=args.series)
     if kernel is None:
         return 2
     args.vm_kernel = str(kernel)
@@ -124,7 +126,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         print("vfio-conformance: --coverage reads a gcov kernel's counters in the guest: give --vm too",
               file=sys.stderr)
         return 2
-    kernel = _kernel_image(args.kernel, coverage=args.coverage) if args.vm else None
+    kernel = _kernel_image(args.kernel, coverage=args.coverage, series=args.series) if args.vm else None
     if args.vm and kernel is None:
         return 2
     coverage = None
@@ -269,24 +271,27 @@ def _faults(kernel: Path, accel: str | None, cases_dir: Path, patterns: list[str
     return 1 if report.problems else 0
 
 
-def _kernel_image(arg: str | None, coverage: bool = False) -> Path | None:
-    """``--kernel``, else the cached (or freshly built) test kernel (``coverage``: its gcov
-    build); None, said why, if there is no image."""
-    if arg:
-        kernel = Path(arg)
-    else:
-        from .kernel.build import ensure_kernel
+def _kernel_image(arg: str | None, coverage: bool = False, series: str | None = None) -> Path | None:
+    """``--kernel``, else the series' kernel (kernel.build.select_kernel: its variable, else its
+    cached or freshly built test kernel; ``coverage``: the gcov build), printed to stderr with
+    its version; None, said why, if there is no image."""
+    from .kernel import build
 
-        kernel = ensure_kernel(coverage=coverage)
-    if not kernel.is_file():
+    try:
+        kernel, how = (Path(arg), "--kernel") if arg else build.select_kernel(series, coverage=coverage)
+    except build.KernelBuildError as e:
+        print(f"vfio-conformance: {e}", file=sys.stderr)
+        return None
+    if kernel is None or not kernel.is_file():
         print(f"vfio-conformance: no kernel image at {kernel}", file=sys.stderr)
         return None
+    print(f"vfio-conformance: kernel under test: {build.describe_kernel(kernel, how)}", file=sys.stderr)
     return kernel
 
 
 def cmd_faults(args: argparse.Namespace) -> int:
     """Fault injection (fail-nth) over corpus cases on the kernel in the test VM."""
-    kernel = _kernel_image(args.kernel)
+    kernel = _kernel_image(args.kernel, series=args.series)
     if kernel is None:
         return 2
     return _faults(kernel, args.accel, _cases_dir(args), args.cases or FAULT_CASES, args.limit,
@@ -315,18 +320,27 @@ def cmd_kernel_build(args: argparse.Namespace) -> int:
     fragment = Path(args.fragment) if args.fragment else None
     try:
         if args.print_path:
-            image = build.cached_kernel(source, fragment, args.coverage)
+            image = build.cached_kernel(source, fragment, args.coverage, series=args.series)
             if image is None:
                 print("vfio-conformance: no cached kernel for these inputs (run without --print-path to build)",
                       file=sys.stderr)
                 return 1
         else:
-            image = build.ensure_kernel(source, args.jobs, args.force, fragment=fragment, coverage=args.coverage)
+            image = build.ensure_kernel(source, args.jobs, args.force, fragment=fragment, coverage=args.coverage,
+                                        series=args.series)
     except build.KernelBuildError as e:
         print(f"vfio-conformance: {e}", file=sys.stderr)
         return 1
     print(image)
     return 0
+
+
+def _kernel_options(sp: argparse.ArgumentParser, kernel_help: str) -> None:
+    """--kernel, or --series: which cached (or built) test kernel when no --kernel."""
+    which = sp.add_mutually_exclusive_group()
+    which.add_argument("--kernel", default=None, help=kernel_help)
+    which.add_argument("--series", choices=tuple(SERIES), default=None,
+                       help="the kernel series whose test kernel to use (default 6.12)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -357,7 +371,8 @@ def parser() -> argparse.ArgumentParser:
 
     vm = sub.add_parser("vm", help="boot the kernel under test in QEMU; run every case on it and on the model")
     common(vm)
-    vm.add_argument("--kernel", default=None, help="bzImage (default: build or reuse the cached 6.12 test kernel)")
+    _kernel_options(vm, "bzImage (default: the --series test kernel: $VFIO_CONFORMANCE_KERNEL[_X_Y], else built "
+                        "or reused from the cache)")
     vm.add_argument("--backend", choices=("both", "kernel"), default="both")
     vm.add_argument("--accel", choices=("auto", "kvm", "tcg"), default=None)
     vm.add_argument("--junit", default=None, help="JUnit XML of the results (default REPORT/results.xml)")
@@ -380,7 +395,7 @@ def parser() -> argparse.ArgumentParser:
                     help="the kernel side in QEMU guests (iommufd: the mock guest; vfio: the vIOMMU guest)")
     fz.add_argument("--machine", choices=("all", "iommufd", "vfio"), default="all",
                     help="which state machine (default all, one after the other, --duration shared)")
-    fz.add_argument("--kernel", default=None, help="bzImage for --vm (default: build or reuse the test kernel)")
+    _kernel_options(fz, "bzImage for --vm (default: the --series test kernel)")
     fz.add_argument("--accel", choices=("auto", "kvm", "tcg"), default=None)
     fz.add_argument("--backend", choices=("model", "both"), default="model",
                     help="without --vm: the model alone, or this host's kernel and the model (root)")
@@ -405,7 +420,7 @@ def parser() -> argparse.ArgumentParser:
     fa.add_argument("--cases", action="append", default=None, metavar="GLOB",
                     help="case files (repeatable; default: ioas/** and device/**)")
     fa.add_argument("--cases-dir", default=None, help=f"cases folder (default {PROJECT / 'cases'})")
-    fa.add_argument("--kernel", default=None, help="bzImage (default: build or reuse the test kernel)")
+    _kernel_options(fa, "bzImage (default: the --series test kernel)")
     fa.add_argument("--accel", choices=("auto", "kvm", "tcg"), default=None)
     fa.add_argument("--limit", type=int, default=400, help="fault sites per step at most (default 400)")
     fa.add_argument("--report", default="reports", help="write faults.md here (default reports/)")
@@ -426,8 +441,12 @@ def parser() -> argparse.ArgumentParser:
     kb = ksub.add_parser("build", help="build the test kernel (or find it in the cache); print its bzImage path",
                          description="Build the x86_64 test kernel (docs/kernel.md) unless cached, and print "
                                      "the path of its bzImage on stdout (only that).")
-    kb.add_argument("--source", metavar="DIR", default=None,
-                    help="Linux source tree to build (default: Debian's linux-source-6.12)")
+    which = kb.add_mutually_exclusive_group()
+    which.add_argument("--source", metavar="DIR", default=None,
+                       help="Linux source tree to build (default: the --series Debian source)")
+    which.add_argument("--series", choices=tuple(SERIES), default=None,
+                       help="build Debian's linux-source-SERIES (default 6.12; 7.2 is fetched from Debian unstable "
+                            "into the cache)")
     kb.add_argument("--jobs", "-j", type=int, default=None, metavar="N", help="make -jN (default: CPUs + 1)")
     kb.add_argument("--fragment", metavar="FILE", default=None,
                     help="Kconfig fragment merged over x86_64_defconfig "

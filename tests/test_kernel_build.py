@@ -307,7 +307,7 @@ def test_cache_hit_for_a_tree_runs_nothing(tree: Path, cache: Path, monkeypatch:
 
 
 def test_cache_hit_for_debian_source_runs_nothing(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(build, "debian_version", lambda tarball=build.TARBALL: "6.12.117")
+    monkeypatch.setattr(build, "debian_version", lambda series=None, tarball=None: "6.12.117")
     keys = build.compute_keys("6.12.117", build.fragment_bytes())
     image = put_entry(cache, keys.cache)
     no_subprocess(monkeypatch)
@@ -339,7 +339,7 @@ def finished_build_dir(cache: Path, key: str, log_end: str, config: str) -> Path
 
 
 def test_a_finished_build_directory_is_adopted(cache: Path, fragment: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(build, "debian_version", lambda tarball=build.TARBALL: "6.12.117")
+    monkeypatch.setattr(build, "debian_version", lambda series=None, tarball=None: "6.12.117")
     keys = build.compute_keys("6.12.117", fragment.read_bytes())
     finished_build_dir(cache, keys.build, "exit 0", "CONFIG_NET_9P=y\n")
     no_subprocess(monkeypatch)
@@ -384,7 +384,7 @@ def test_cli_print_path_exit_codes(tree: Path, cache: Path, capsys: pytest.Captu
 
 def test_cli_print_path_without_debian_source(monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(build, "debian_version", lambda tarball=build.TARBALL: None)
+    monkeypatch.setattr(build, "debian_version", lambda series=None, tarball=None: None)
     assert cli.main(["kernel", "build", "--print-path"]) == 1
     assert capsys.readouterr().out == ""
 
@@ -467,13 +467,16 @@ def test_run_logged_streams_and_reports_progress(tmp_path: Path) -> None:
 # Debian's tarball
 
 
+PACKAGE = build.get_series().package
+
+
 def make_tarball(tmp_path: Path, sublevel: int) -> Path:
-    top = tmp_path / f"t{sublevel}" / build.DEBIAN_PACKAGE
+    top = tmp_path / f"t{sublevel}" / PACKAGE
     fake_tree(top)
     (top / "Makefile").write_text(f"VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = {sublevel}\nEXTRAVERSION =\n")
-    tarball = tmp_path / f"{build.DEBIAN_PACKAGE}.tar.xz"
+    tarball = tmp_path / f"{PACKAGE}.tar.xz"
     with tarfile.open(tarball, "w:xz") as t:
-        t.add(top, arcname=build.DEBIAN_PACKAGE)
+        t.add(top, arcname=PACKAGE)
     return tarball
 
 
@@ -481,18 +484,18 @@ def make_tarball(tmp_path: Path, sublevel: int) -> Path:
 def test_debian_source_is_extracted_once_and_again_when_the_tarball_changes(
         tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tarball = make_tarball(tmp_path, 117)
-    src = build.debian_source(tarball)
-    assert src == cache / "src" / build.DEBIAN_PACKAGE
-    assert build.tree_version(src) == "6.12.117" and build.debian_version(tarball) == "6.12.117"
+    src = build.debian_source(tarball=tarball)
+    assert src == cache / "src" / PACKAGE
+    assert build.tree_version(src) == "6.12.117" and build.debian_version(tarball=tarball) == "6.12.117"
     assert [p.name for p in src.parent.iterdir() if p.name.startswith(".extract-")] == []
     real = subprocess.run, subprocess.Popen
     no_subprocess(monkeypatch)
-    assert build.debian_source(tarball) == src                        # stamp matches: no tar
+    assert build.debian_source(tarball=tarball) == src                # stamp matches: no tar
     monkeypatch.setattr(subprocess, "run", real[0])
     monkeypatch.setattr(subprocess, "Popen", real[1])
     tarball = make_tarball(tmp_path, 118)
     os.utime(tarball, ns=(0, 10**18))
-    assert build.tree_version(build.debian_source(tarball)) == "6.12.118"
+    assert build.tree_version(build.debian_source(tarball=tarball)) == "6.12.118"
 
 
 def test_missing_tarball_without_root_says_what_to_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -500,7 +503,7 @@ def test_missing_tarball_without_root_says_what_to_run(tmp_path: Path, monkeypat
     with pytest.raises(build.KernelBuildError,
                        match=re.escape("as root run: apt-get update && apt-get install -y "
                                        "--no-install-recommends linux-source-6.12")):
-        build.debian_source(tmp_path / "absent.tar.xz")
+        build.debian_source(tarball=tmp_path / "absent.tar.xz")
 
 
 def test_prereqs_are_named_by_package(monkeypatch: pytest.MonkeyPatch) -> None:

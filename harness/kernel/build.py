@@ -3,29 +3,34 @@
 One entry point, :func:`ensure_kernel`, used by ``vfio-conformance kernel build``, the VM runner and CI.
 It returns the path of a ``bzImage`` built from
 
-- a Linux source tree: ``source=`` (a user's tree, e.g. to validate a patch), else Debian's
-  ``linux-source-6.12`` tarball, installed with apt if missing and extracted once into the cache;
+- a Linux source tree: ``source=`` (a user's tree, e.g. to validate a patch), else the source
+  tarball of a kernel series (``series=``, default 6.12; the table is harness/kernel/series.py):
+  Debian's ``linux-source-6.12``, installed with apt if missing, or ``linux-source-7.2``, downloaded
+  from Debian unstable into the cache; either is extracted once into the cache;
 - a config: ``x86_64_defconfig`` merged with the fragment ``config/vfio-conformance.config``
   (``scripts/kconfig/merge_config.sh -m``, then ``make olddefconfig``), after which every ``CONFIG_``
   line of the fragment is checked against the resulting ``.config`` (Kconfig drops unmet requests
   silently); a request that did not stick fails the build, with the dependencies that explain it.
 
-Cache layout (root: ``$VFIO_CONFORMANCE_CACHE``, else ``$XDG_CACHE_HOME/vfio-conformance``, else
-``~/.cache/vfio-conformance``)::
+Cache layout (root: harness/kernel/cache.py: ``$VFIO_CONFORMANCE_CACHE``, else
+``$XDG_CACHE_HOME/vfio-conformance``, else ``~/.cache/vfio-conformance``)::
 
-    src/linux-source-6.12/       the extracted Debian tarball (+ .tarball: size and mtime it came from)
+    apt/<suite>/                 sources.list, lists, package cache of apt-get for a downloaded series
+    deb/linux-source-<series>/   the downloaded .deb, unpacked (usr/src/linux-source-<series>.tar.xz)
+    src/linux-source-<series>/   the extracted tarball (+ .tarball: size and mtime it came from)
     build/<build key>/           the O= build directory (kept: incremental rebuilds, gcov notes), build.log
     kernels/<key>/               bzImage, config, build.json: written once, atomically
 
-``key = f"{kernelversion}-{sha256(fragment bytes)[:12]}"`` for the Debian source.  A ``source=`` tree
+``key = f"{kernelversion}-{sha256(fragment bytes)[:12]}"`` for a series' Debian source.  A ``source=`` tree
 adds ``-<sha256(resolved path)[:8]>`` to the build key (one build directory per tree, so an edit
 rebuilds incrementally) and ``-<state>`` to the key, where state hashes the newest mtime and the
 number of files in the tree (``.git`` excluded): any edit, checkout or patch gives a new key.
 
 A build directory whose ``build.log`` ends with ``exit 0`` but whose cache entry is missing (a
 build run by hand, or a process killed after make) is adopted without running make, when its
-``.config`` satisfies the fragment.  ``$VFIO_CONFORMANCE_KERNEL`` (a bzImage) short-circuits all of
-this when no source is given.
+``.config`` satisfies the fragment.  The series' ``$VFIO_CONFORMANCE_KERNEL`` (``..._7_2`` for 7.2;
+a bzImage) short-circuits all of this when no source is given; :func:`select_kernel` is the one
+rule for which kernel a run uses when none is named.
 """
 
 from __future__ import annotations
@@ -50,16 +55,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-DEBIAN_SERIES = "6.12"
-DEBIAN_PACKAGE = f"linux-source-{DEBIAN_SERIES}"
-TARBALL = Path(f"/usr/src/{DEBIAN_PACKAGE}.tar.xz")
+from . import series as _series
+from .cache import CACHE_ENV as CACHE_ENV
+from .cache import cache_root as cache_root
+from .series import INSTALL, FetchError, Series
+from .series import KERNEL_ENV as KERNEL_ENV
+
 FRAGMENT = Path(__file__).resolve().parent / "config" / "vfio-conformance.config"
 ARCH = "x86"
 DEFCONFIG = "arch/x86/configs/x86_64_defconfig"
 IMAGE = "arch/x86/boot/bzImage"
 
-CACHE_ENV = "VFIO_CONFORMANCE_CACHE"
-KERNEL_ENV = "VFIO_CONFORMANCE_KERNEL"
 
 # --coverage: gcov for the code under test only.  GCOV_PROFILE is set on make's command line as a
 # recursively expanded variable, so every kbuild sub-make evaluates it against its own $(obj): "y"
@@ -88,14 +94,6 @@ class KernelConfigError(KernelBuildError):
 
 # --------------------------------------------------------------------------------------------------
 # Paths and keys
-
-
-def cache_root() -> Path:
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "vfio-conformance"
 
 
 def _sha256(data: bytes) -> str:
@@ -164,7 +162,7 @@ def compute_keys(version: str, fragment: bytes, source: Path | None = None) -> K
 
 
 # --------------------------------------------------------------------------------------------------
-# Debian's linux-source-6.12
+# A series' Debian source package
 
 
 _apt_updated = False
@@ -218,13 +216,19 @@ def _tarball_id(tarball: Path) -> str:
     return f"{st.st_size} {st.st_mtime_ns}"
 
 
-def _debian_src() -> Path:
-    return cache_root() / "src" / DEBIAN_PACKAGE
+def get_series(series: str | Series | None = None) -> Series:
+    """A series of harness/kernel/series.py by name (None: the default, 6.12)."""
+    if isinstance(series, Series):
+        return series
+    try:
+        return _series.get_series(series)
+    except ValueError as e:
+        raise KernelBuildError(str(e)) from None
 
 
-def _extracted(tarball: Path = TARBALL) -> Path | None:
+def _extracted(s: Series, tarball: Path) -> Path | None:
     """The cache's extraction of ``tarball``, if it is there and from this very tarball."""
-    dest = _debian_src()
+    dest = s.src_dir()
     stamp = dest / ".tarball"
     try:
         if tarball.is_file() and stamp.read_text().strip() == _tarball_id(tarball):
@@ -234,47 +238,76 @@ def _extracted(tarball: Path = TARBALL) -> Path | None:
     return None
 
 
-def debian_version(tarball: Path = TARBALL) -> str | None:
-    """The kernel version of Debian's tarball without extracting it all, or None if it is not installed."""
-    src = _extracted(tarball)
+def _package_version(s: Series) -> str | None:
+    """The Debian version of the series' package: installed (dpkg-query) or downloaded into the cache."""
+    if s.obtain != INSTALL:
+        return _series.deb_version(s)
+    if shutil.which("dpkg-query") is None:
+        return None
+    r = subprocess.run(["dpkg-query", "-W", "-f=${Version}", s.package], capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def debian_version(series: str | Series | None = None, *, tarball: Path | None = None) -> str | None:
+    """The kernel version of the series' tarball without extracting it all, or None if it is not there
+    (not installed, or not downloaded yet).  ``tarball`` replaces the series' (tests)."""
+    s = get_series(series)
+    own = tarball is None
+    tarball = tarball or s.tarball()
+    src = _extracted(s, tarball)
     if src is not None:
         return tree_version(src)
     if not tarball.is_file():
         return None
-    if shutil.which("dpkg-query"):
-        r = subprocess.run(["dpkg-query", "-W", "-f=${Version}", DEBIAN_PACKAGE], capture_output=True, text=True)
-        m = re.match(r"\d+\.\d+(?:\.\d+)?", r.stdout.strip()) if r.returncode == 0 else None
-        if m:
-            return m.group(0)
-    r = subprocess.run(["tar", "-xJOf", str(tarball), "--occurrence=1", f"{DEBIAN_PACKAGE}/Makefile"],
+    m = re.match(r"\d+\.\d+(?:\.\d+)?", (_package_version(s) or "") if own else "")
+    if m:
+        return m.group(0)
+    r = subprocess.run(["tar", "-xJOf", str(tarball), "--occurrence=1", f"{s.package}/Makefile"],
                        capture_output=True, text=True)
     return makefile_version(r.stdout) if r.returncode == 0 else None
 
 
-def debian_source(tarball: Path = TARBALL) -> Path:
-    """Debian's linux-source-6.12, extracted once into ``<cache>/src/`` (installed with apt if missing)."""
+def _obtain(s: Series, tarball: Path) -> None:
+    """Put the series' tarball in place: apt-get install (root), or the download into the cache."""
+    if s.obtain == INSTALL:
+        apt_install([s.package], f"the kernel source ({tarball})")
+    else:
+        try:
+            _series.download(s)
+        except FetchError as e:
+            raise KernelBuildError(str(e)) from e
     if not tarball.is_file():
-        apt_install([DEBIAN_PACKAGE], f"the kernel source ({tarball})")
-        if not tarball.is_file():
-            raise KernelBuildError(f"{DEBIAN_PACKAGE} is installed but {tarball} is missing")
-    dest = _debian_src()
+        raise KernelBuildError(f"{s.package} is there but {tarball} is missing")
+
+
+def debian_source(series: str | Series | None = None, *, tarball: Path | None = None) -> Path:
+    """The series' Debian source, extracted once into ``<cache>/src/<package>/`` (the package installed
+    or downloaded first if its tarball is missing).  A directory there that was not extracted from
+    this very tarball (no matching ``.tarball`` stamp: an older package, or extracted by hand) is
+    replaced.  ``tarball`` replaces the series' (tests)."""
+    s = get_series(series)
+    tarball = tarball or s.tarball()
+    dest = s.src_dir()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(dest.parent / f".{DEBIAN_PACKAGE}.lock", f"another extraction of {tarball}"):
-        if _extracted(tarball):
+    with _locked(dest.parent / f".{s.package}.lock", f"another fetch or extraction of {s.package}"):
+        if not tarball.is_file():
+            _obtain(s, tarball)
+        if _extracted(s, tarball):
             return dest
         if shutil.which("xz") is None:
             apt_install(["xz-utils"], f"extracting {tarball}")
-        print(f"[kernel] extracting {tarball} into {dest.parent} (once; about 1.5 GB)", file=sys.stderr)
+        print(f"[kernel] extracting {tarball} into {dest.parent} (once; about 1.5 GB"
+              + ("; replacing a tree without this tarball's stamp" if dest.exists() else "") + ")", file=sys.stderr)
         tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest.parent))
         try:
             subprocess.run(["tar", "-xJf", str(tarball), "-C", str(tmp)], check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            (tmp / DEBIAN_PACKAGE / ".tarball").write_text(_tarball_id(tarball) + "\n")
+            (tmp / s.package / ".tarball").write_text(_tarball_id(tarball) + "\n")
             old = None
             if dest.exists():
                 old = dest.parent / f".old-{os.getpid()}"
                 os.rename(dest, old)
-            os.rename(tmp / DEBIAN_PACKAGE, dest)
+            os.rename(tmp / s.package, dest)
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
         except subprocess.CalledProcessError as e:
@@ -707,10 +740,10 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) + 1
 
 
-def _keys_for(source: Path | None, fragment: bytes) -> Keys | None:
+def _keys_for(source: Path | None, fragment: bytes, s: Series) -> Keys | None:
     if source is not None:
         return compute_keys(tree_version(source), fragment, source)
-    version = debian_version()
+    version = debian_version(s)
     return compute_keys(version, fragment) if version else None
 
 
@@ -736,9 +769,67 @@ def is_coverage_kernel(image: Path) -> bool:
         return False
 
 
-def cached_kernel(source: Path | None = None, fragment: Path | None = None, coverage: bool = False) -> Path | None:
-    """The cached bzImage for these inputs, or None; never builds, installs or extracts anything."""
-    keys = _keys_for(source, fragment_bytes(fragment, coverage))
+def image_version(image: Path) -> str | None:
+    """The kernel version of a bzImage: build.json's ``kernelversion`` beside a cached one, else the
+    release at the start of the version string its x86 setup header points to (boot protocol
+    >= 2.00: "HdrS" at 0x202, the string's offset - 0x200 at 0x20e), else None."""
+    info = build_info(image)
+    if info is not None and info.get("kernelversion"):
+        return str(info["kernelversion"])
+    try:
+        with open(image, "rb") as f:
+            head = f.read(0x10000)
+    except OSError:
+        return None
+    if len(head) < 0x210 or head[0x202:0x206] != b"HdrS":
+        return None
+    start = int.from_bytes(head[0x20E:0x210], "little") + 0x200
+    text = head[start:start + 256].split(b"\0", 1)[0].decode("ascii", "replace")
+    return text.split(" ", 1)[0] or None
+
+
+def describe_kernel(image: Path, how: str) -> str:
+    """One line for the log: the image, its version and how it was chosen."""
+    version = image_version(image)
+    what = f"Linux {version}" if version else "version unknown"
+    if (build_info(image) or {}).get("coverage"):
+        what += ", gcov"
+    return f"{image} ({what}; {how})"
+
+
+def env_kernel(series: str | Series | None = None) -> Path | None:
+    """The bzImage the series' ``$VFIO_CONFORMANCE_KERNEL[_X_Y]`` names, or None when it is unset."""
+    s = get_series(series)
+    env = os.environ.get(s.kernel_env)
+    if not env:
+        return None
+    if not Path(env).is_file():
+        raise KernelBuildError(f"${s.kernel_env}={env} is not a file")
+    return Path(env)
+
+
+def select_kernel(series: str | Series | None = None, *, coverage: bool = False,
+                  build: bool = True) -> tuple[Path | None, str]:
+    """The kernel a run uses when no image is named, and how it was chosen (for the log).
+
+    The series' ``$VFIO_CONFORMANCE_KERNEL[_X_Y]`` (not for ``coverage``), else the cached build of
+    the series' Debian source with the shipped fragment, looked up by its key, built on a miss when
+    ``build`` (else None).  Never whatever else the cache holds.
+    """
+    s = get_series(series)
+    env = None if coverage else env_kernel(s)
+    if env is not None:
+        return env, f"${s.kernel_env}"
+    how = f"series {s.name}: the cached build of {s.package}" + (" with gcov" if coverage else "")
+    if build:
+        return ensure_kernel(coverage=coverage, series=s), how
+    return cached_kernel(coverage=coverage, series=s), how
+
+
+def cached_kernel(source: Path | None = None, fragment: Path | None = None, coverage: bool = False, *,
+                  series: str | Series | None = None) -> Path | None:
+    """The cached bzImage for these inputs, or None; never builds, installs, downloads or extracts."""
+    keys = _keys_for(source, fragment_bytes(fragment, coverage), get_series(series))
     if keys is None:
         return None
     image = cache_root() / "kernels" / keys.cache / "bzImage"
@@ -746,22 +837,24 @@ def cached_kernel(source: Path | None = None, fragment: Path | None = None, cove
 
 
 def ensure_kernel(source: Path | None = None, jobs: int | None = None, force: bool = False, *,
-                  fragment: Path | None = None, coverage: bool = False) -> Path:
-    """The path of a bzImage for ``source`` (default Debian's linux-source-6.12) and the fragment.
+                  fragment: Path | None = None, coverage: bool = False,
+                  series: str | Series | None = None) -> Path:
+    """The path of a bzImage for ``source`` (default: the Debian source of ``series``, default 6.12)
+    and the fragment.
 
     A cache hit returns at once; otherwise the kernel is configured, verified and built (about 15
     minutes cold on 2 cores; see docs/kernel.md).  ``force`` rebuilds (incrementally) even on a hit.
     Raises :class:`KernelBuildError` (or :class:`KernelConfigError`) with a message for the user.
     """
-    env_image = os.environ.get(KERNEL_ENV)
-    if env_image and source is None and fragment is None and not coverage:
-        if not Path(env_image).is_file():
-            raise KernelBuildError(f"${KERNEL_ENV}={env_image} is not a file")
-        return Path(env_image)
+    s = get_series(series)
+    if source is None and fragment is None and not coverage:
+        env_image = env_kernel(s)
+        if env_image is not None:
+            return env_image
     if source is not None:
         source = Path(source).resolve()
     frag = fragment_bytes(fragment, coverage)
-    keys = _keys_for(source, frag)
+    keys = _keys_for(source, frag, s)
     if keys is not None and not force:
         image = cache_root() / "kernels" / keys.cache / "bzImage"
         if image.is_file():
@@ -770,9 +863,9 @@ def ensure_kernel(source: Path | None = None, jobs: int | None = None, force: bo
             print(f"[kernel] adopting the finished build in {cache_root() / 'build' / keys.build}", file=sys.stderr)
             return _adopt(keys, cache_root() / "build" / keys.build)
     if source is None:
-        srctree = debian_source()
+        srctree = debian_source(s)
         keys = compute_keys(tree_version(srctree), frag)
-        kind = f"debian {DEBIAN_PACKAGE} ({TARBALL})"
+        kind = f"debian {s.package} from {s.suite} ({s.tarball()})"
     else:
         srctree = source
         kind = "tree"

@@ -1,10 +1,19 @@
-"""Find a Linux 6.12 source tree, or the few files of one the harness reads.
+"""Find a Linux source tree of a kernel series, or the few files of one the harness reads.
 
-In order: ``$VFIO_CONFORMANCE_KSRC`` (a source tree), the cache
-``~/.cache/vfio-conformance/linux-source-6.12/`` (files extracted earlier), else the files
-are extracted from Debian's ``/usr/src/linux-source-6.12.tar.xz`` into that cache.  Each
-file is extracted to a temporary directory and renamed into place, so concurrent test
-workers never see a partial file.
+For ``series`` (default 6.12; the table is harness/kernel/series.py), in order:
+
+1. the series' own variable, a source tree: ``$VFIO_CONFORMANCE_KSRC`` for the default series,
+   ``$VFIO_CONFORMANCE_KSRC_7_2`` for 7.2 (so a 6.12 tree named for the layout test is never
+   taken for 7.2); a tree there that lacks one of the files is an error;
+2. the kernel build's extraction of the series' tarball, ``<cache>/src/linux-source-<series>/``,
+   if it holds every file (``vfio-conformance kernel build --series 7.2`` puts 7.2's there);
+3. ``<cache>/linux-source-<series>/``, single files extracted earlier, else the missing files are
+   extracted there from the series' tarball (``/usr/src/linux-source-6.12.tar.xz``, or the cache's
+   download of ``linux-source-7.2``).  Each file is extracted to a temporary directory and renamed
+   into place, so concurrent test workers never see a partial file.
+
+Nothing here installs or downloads a package: without a tree or tarball the answer is None.
+``<cache>`` is harness.kernel.cache.cache_root().
 """
 
 from __future__ import annotations
@@ -16,9 +25,10 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-VERSION = "6.12"
-ENV = "VFIO_CONFORMANCE_KSRC"
-TARBALL = Path(f"/usr/src/linux-source-{VERSION}.tar.xz")
+from .series import DEFAULT_SERIES, KSRC_ENV, get_series
+
+VERSION = DEFAULT_SERIES
+ENV = KSRC_ENV
 
 UAPI_HEADERS = (
     "include/uapi/linux/vfio.h",
@@ -27,17 +37,16 @@ UAPI_HEADERS = (
 )
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "vfio-conformance" / f"linux-source-{VERSION}"
+def cache_dir(series: str | None = None) -> Path:
+    """Where single files of the series' tarball are extracted (``<cache>/linux-source-<series>``)."""
+    return get_series(series).files_dir()
 
 
 def _missing(root: Path, files: Iterable[str]) -> list[str]:
     return [f for f in files if not (root / f).is_file()]
 
 
-def _extract(tarball: Path, dest: Path, files: list[str]) -> None:
-    top = f"linux-source-{VERSION}"
+def _extract(tarball: Path, top: str, dest: Path, files: list[str]) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".extract-") as tmp:
         subprocess.run(
@@ -49,31 +58,34 @@ def _extract(tarball: Path, dest: Path, files: list[str]) -> None:
             os.replace(Path(tmp, top, f), dest / f)
 
 
-def find_source(files: Iterable[str] = UAPI_HEADERS) -> Path | None:
-    """A directory holding every one of ``files`` (paths relative to the tree's top), or None.
+def find_source(files: Iterable[str] = UAPI_HEADERS, series: str | None = None) -> Path | None:
+    """A directory of the series' source holding every one of ``files`` (paths relative to the
+    tree's top), or None.
 
-    ``$VFIO_CONFORMANCE_KSRC`` set to a directory that lacks one of them is an error.
+    The series' ``$VFIO_CONFORMANCE_KSRC[_X_Y]`` set to a directory that lacks one of them is an error.
     """
+    s = get_series(series)
     wanted = list(files)
-    env = os.environ.get(ENV)
+    env = os.environ.get(s.ksrc_env)
     if env:
         missing = _missing(Path(env), wanted)
         if missing:
-            raise FileNotFoundError(f"${ENV}={env} has no {', '.join(missing)}")
+            raise FileNotFoundError(f"${s.ksrc_env}={env} has no {', '.join(missing)}")
         return Path(env)
-    cache = cache_dir()
-    missing = _missing(cache, wanted)
-    if not missing:
-        return cache
-    if not TARBALL.is_file() or shutil.which("tar") is None:
+    for root in (s.src_dir(), s.files_dir()):
+        if not _missing(root, wanted):
+            return root
+    cache = s.files_dir()
+    tarball = s.tarball()
+    if not tarball.is_file() or shutil.which("tar") is None:
         return None
     try:
-        _extract(TARBALL, cache, missing)
+        _extract(tarball, s.package, cache, _missing(cache, wanted))
     except (OSError, subprocess.CalledProcessError):
         return None
     return cache if not _missing(cache, wanted) else None
 
 
-def find_uapi_headers() -> Path | None:
+def find_uapi_headers(series: str | None = None) -> Path | None:
     """A directory with include/uapi/linux/{vfio,iommufd}.h and drivers/iommu/iommufd/iommufd_test.h."""
-    return find_source(UAPI_HEADERS)
+    return find_source(UAPI_HEADERS, series)

@@ -29,13 +29,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..kernel.series import KERNEL_ENV
 from . import console
 from .qemu import CHECKOUT, QEMU, LaunchConfig, qemu_command
 from .topology import profile as get_profile
 
 ACCEL_ENV = "VFIO_CONFORMANCE_ACCEL"        # auto (default), kvm, tcg
-KERNEL_ENV = "VFIO_CONFORMANCE_KERNEL"
-CACHE = Path.home() / ".cache" / "vfio-conformance"
 
 # Console lines guest-init prints (harness/vm/guest-init.sh).
 _LINUX_VERSION = re.compile(rb"Linux version \d")
@@ -59,26 +58,17 @@ class BootError(VmError):
         self.console_tail = console_tail
 
 
-def find_kernel() -> Path | None:
-    """$VFIO_CONFORMANCE_KERNEL, else the newest bzImage the kernel build cached
-    (kernels/<key>/bzImage, a --coverage build only if there is no other), else a
-    finished build tree's (build/<key>, whose build.log ends with "exit 0")."""
-    env = os.environ.get(KERNEL_ENV)
-    if env:
-        return Path(env) if Path(env).is_file() else None
-    found = [p for p in (CACHE / "kernels").glob("*/bzImage") if p.is_file()]
-    for tree in (CACHE / "build").glob("*"):
-        image = tree / "arch/x86/boot/bzImage"
-        try:
-            done = (tree / "build.log").read_text(errors="replace").rstrip().endswith("exit 0")
-        except OSError:
-            done = False
-        if done and image.is_file():
-            found.append(image)
-    from ..kernel.build import is_coverage_kernel
+def find_kernel(series: str | None = None) -> Path | None:
+    """The kernel to boot when none is named (harness.kernel.build.select_kernel, never building):
+    the series' $VFIO_CONFORMANCE_KERNEL[_X_Y], else the cached build of that series' Debian source
+    (default 6.12) with the shipped fragment, looked up by its key; None if neither is there (or
+    the variable names no file).  Never "the newest image in the cache"."""
+    from ..kernel.build import KernelBuildError, select_kernel
 
-    found = [p for p in found if not is_coverage_kernel(p)] or found
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+    try:
+        return select_kernel(series, build=False)[0]
+    except KernelBuildError:
+        return None
 
 
 def precompile(checkout: Path = CHECKOUT) -> None:
