@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .cli_compare import add_parser as compare_parser
 from .kernel.series import SERIES
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -432,6 +433,7 @@ def parser() -> argparse.ArgumentParser:
     cv.add_argument("--ksrc", default=None, metavar="DIR",
                     help="Linux 6.12 source tree for the handlers' errnos (default: Debian's linux-source-6.12)")
     cv.set_defaults(func=cmd_coverage)
+    compare_parser(sub)
     rs = sub.add_parser("restore", help="put back the PCI state a crashed kernel-backend run changed")
     rs.add_argument("--state-file", default=None, help="the state file (default: the kernel backend's)")
     rs.set_defaults(func=cmd_restore)
