@@ -1,9 +1,11 @@
-"""harness.uapi against the 6.12 tree: a C program generated from the registries prints
-every struct size and field offset, ioctl number and constant as gcc sees them in the
-kernel's own headers; minimum sizes are checked against main.c's IOCTL_OP table and the
-VFIO handlers' minsz; the headers are parsed for anything left undeclared.
+"""harness.uapi against each declared series' own tree (6.12 and 7.2): a C program generated
+from ``uapi.for_series(series)`` prints every struct size and field offset, ioctl number and
+constant as gcc sees them in that series' headers; every name declared absent from the series
+must fail to compile against them; minimum sizes are checked against that series' main.c
+IOCTL_OP table and VFIO handlers' minsz; the headers are parsed for anything left undeclared
+or declared absent.
 
-Without the headers the tests that need them skip, unless
+Without a series' sources the tests that need them skip, unless
 VFIO_CONFORMANCE_REQUIRE_HEADERS=1 (CI), when they fail.
 """
 
@@ -23,20 +25,37 @@ from kernel_source import unavailable
 
 from harness import uapi
 from harness.kernel import source
+from harness.kernel.series import get_series
 from harness.uapi import abi, iommufd, iommufd_test, vfio
 
 MODULES = (iommufd, vfio, iommufd_test)
 IOMMUFD_MAIN = "drivers/iommu/iommufd/main.c"
 SELFTEST = "drivers/iommu/iommufd/selftest.c"
-HANDLER_FILES = tuple(sorted({io.handler.split(":")[0] for io in uapi.IOCTLS.values() if io.handler}))
-NEEDED = tuple(dict.fromkeys((*source.UAPI_HEADERS, IOMMUFD_MAIN, SELFTEST, *HANDLER_FILES)))
+
+
+def needed(series: str) -> tuple[str, ...]:
+    handlers = sorted({io.handler.split(":")[0] for io in uapi.for_series(series).IOCTLS.values() if io.handler})
+    return tuple(dict.fromkeys((*source.UAPI_HEADERS, IOMMUFD_MAIN, SELFTEST, *handlers)))
+
+
+@pytest.fixture(scope="module", params=uapi.SERIES)
+def series(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture(scope="module")
-def ksrc() -> Path:
-    root = source.find_source(NEEDED)
+def view(series: str) -> uapi.SeriesABI:
+    return uapi.for_series(series)
+
+
+@pytest.fixture(scope="module")
+def ksrc(series: str) -> Path:
+    root = source.find_source(needed(series), series=series)
     if root is None:
-        unavailable(f"no Linux {source.VERSION} source: set ${source.ENV} or install linux-source-{source.VERSION}")
+        where = (f"install linux-source-{series}" if series == uapi.DEFAULT_SERIES
+                 else f"run `vfio-conformance kernel build --series {series}`")
+        unavailable(f"no Linux {series} source with its uAPI headers and {len(needed(series)) - 3} handler files: "
+                    f"set ${get_series(series).ksrc_env} or {where}")
     assert root is not None
     return root
 
@@ -73,9 +92,18 @@ def _string_constants() -> dict[str, str]:
             and not n.startswith(("_", "FD_", "ARG_"))}
 
 
-def _program(ops: list[tuple[str, str, str, str]]) -> str:
+_PRELUDE = [
+    "#define __user",
+    # 7.2's vfio.h uses __counted_by from <linux/stddef.h>, which older libc headers lack.
+    "#ifndef __counted_by",
+    "#define __counted_by(m)",
+    "#endif",
+]
+
+
+def _program(view: uapi.SeriesABI, ops: list[tuple[str, str, str, str]]) -> str:
     out = [
-        "#define __user",
+        *_PRELUDE,
         "#include <stddef.h>",
         "#include <stdio.h>",
         "#include <linux/vfio.h>",
@@ -86,7 +114,7 @@ def _program(ops: list[tuple[str, str, str, str]]) -> str:
         "int main(void)",
         "{",
     ]
-    for name, cls in uapi.STRUCTS.items():
+    for name, cls in view.STRUCTS.items():
         out.append(f'\tprintf("sizeof {name} %zu\\n", sizeof(struct {name}));')
         for path, _off, _size, ctype in uapi.fields(cls):
             lv = _c_lvalue(name, path)
@@ -98,9 +126,9 @@ def _program(ops: list[tuple[str, str, str, str]]) -> str:
             t = trailing[0]
             out.append(f'\tprintf("trailing {name}.{t} %zu %zu\\n", offsetof(struct {name}, {t}), '
                        f"sizeof({_c_lvalue(name, t)}[0]));")
-    for ioctl_name in uapi.IOCTLS:
+    for ioctl_name in view.IOCTLS:
         out.append(f'\tprintf("ioctl {ioctl_name} %lu\\n", (unsigned long){ioctl_name});')
-    for const in uapi.CONSTANTS:
+    for const in view.CONSTANTS:
         out.append(f'\tINT("const {const}", {const});')
     for const in _string_constants():
         out.append(f'\tprintf("string {const} %s\\n", {const});')
@@ -113,21 +141,33 @@ def _program(ops: list[tuple[str, str, str, str]]) -> str:
     return "\n".join(out)
 
 
-@pytest.fixture(scope="module")
-def c_values(ksrc: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
-    """key -> the values the C program printed for it."""
+def _gcc() -> str:
     gcc = shutil.which("gcc")
     if gcc is None:
         unavailable("gcc is not installed")
     assert gcc is not None
-    d = tmp_path_factory.mktemp("uapi-layout")
+    return gcc
+
+
+@pytest.fixture(scope="module")
+def staged(ksrc: Path, series: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory with the series' three headers under include/."""
+    d = tmp_path_factory.mktemp(f"uapi-layout-{series}")
     # Only the three headers come from the tree: a full tree's include/uapi/linux/types.h
     # is not usable from user space, so <linux/types.h> and <linux/ioctl.h> are the system's.
     for header in source.UAPI_HEADERS:
-        staged = d / "include" / ("linux" if "/uapi/" in header else "") / Path(header).name
-        staged.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(ksrc / header, staged)
-    (d / "layout.c").write_text(_program(_ioctl_ops(ksrc)))
+        dest = d / "include" / ("linux" if "/uapi/" in header else "") / Path(header).name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ksrc / header, dest)
+    return d
+
+
+@pytest.fixture(scope="module")
+def c_values(ksrc: Path, staged: Path, view: uapi.SeriesABI) -> dict[str, list[str]]:
+    """key -> the values the C program printed for it."""
+    gcc = _gcc()
+    d = staged
+    (d / "layout.c").write_text(_program(view, _ioctl_ops(ksrc)))
     cmd = [gcc, "-std=gnu11", "-Wall", f"-I{d / 'include'}", "-o", str(d / "layout"), str(d / "layout.c")]
     cc = subprocess.run(cmd, capture_output=True, text=True)
     errors = [line for line in cc.stderr.splitlines() if "error" in line]
@@ -148,9 +188,9 @@ def _report(mismatches: list[str]) -> None:
 # Layout, numbers and values
 
 
-def test_struct_layout_matches_c(c_values: dict[str, list[str]]) -> None:
+def test_struct_layout_matches_c(c_values: dict[str, list[str]], view: uapi.SeriesABI) -> None:
     bad = []
-    for name, cls in uapi.STRUCTS.items():
+    for name, cls in view.STRUCTS.items():
         (c_size,) = c_values[f"sizeof {name}"]
         if int(c_size) != ctypes.sizeof(cls):
             bad.append(f"sizeof(struct {name}): C {c_size}, Python {ctypes.sizeof(cls)}")
@@ -170,14 +210,14 @@ def test_struct_layout_matches_c(c_values: dict[str, list[str]]) -> None:
     _report(bad)
 
 
-def test_ioctl_numbers_match_c(c_values: dict[str, list[str]]) -> None:
+def test_ioctl_numbers_match_c(c_values: dict[str, list[str]], view: uapi.SeriesABI) -> None:
     _report([f"{name}: C {int(c_values[f'ioctl {name}'][0]):#x}, Python {io.number:#x}"
-             for name, io in uapi.IOCTLS.items() if int(c_values[f"ioctl {name}"][0]) != io.number])
+             for name, io in view.IOCTLS.items() if int(c_values[f"ioctl {name}"][0]) != io.number])
 
 
-def test_constants_match_c(c_values: dict[str, list[str]]) -> None:
+def test_constants_match_c(c_values: dict[str, list[str]], view: uapi.SeriesABI) -> None:
     bad = []
-    for name, value in uapi.CONSTANTS.items():
+    for name, value in view.CONSTANTS.items():
         c_value, c_size = map(int, c_values[f"const {name}"])
         # Compare at the width of the C expression: (1 << 31) is an int in C.
         if (value - c_value) % (1 << 8 * c_size) or not -(1 << 8 * c_size - 1) <= value < 1 << 8 * c_size:
@@ -203,14 +243,15 @@ def _cited(root: Path, handler: str, span: int = 1) -> list[str]:
     return lines[int(line) - 1:int(line) - 1 + span]
 
 
-def test_iommufd_min_size_is_ioctl_op_last_member(ksrc: Path, c_values: dict[str, list[str]]) -> None:
+def test_iommufd_min_size_is_ioctl_op_last_member(ksrc: Path, c_values: dict[str, list[str]],
+                                                  view: uapi.SeriesABI) -> None:
     ops = _ioctl_ops(ksrc)
     bad = []
-    declared = {n for n, io in uapi.IOCTLS.items() if uapi.FD_IOMMUFD in io.fd_kinds}
+    declared = {n for n, io in view.IOCTLS.items() if uapi.FD_IOMMUFD in io.fd_kinds}
     if {op[0] for op in ops} != declared:
         bad.append(f"main.c IOCTL_OP table {sorted(op[0] for op in ops)} != declared {sorted(declared)}")
     for name, fn, struct, last in ops:
-        io = uapi.IOCTLS.get(name)
+        io = view.IOCTLS.get(name)
         if io is None:
             continue
         (c_min,) = c_values[f"offsetofend {struct}.{last}"]
@@ -218,6 +259,9 @@ def test_iommufd_min_size_is_ioctl_op_last_member(ksrc: Path, c_values: dict[str
             bad.append(f"{name}: IOCTL_OP takes struct {struct}, declared {io.struct}")
         if io.min_size != int(c_min):
             bad.append(f"{name}: offsetofend(struct {struct}, {last}) = {c_min}, min_size {io.min_size}")
+        # IOCTL_OP's .size is sizeof(struct) (main.c:369-377): the copy the handler sees.
+        if io.sizeof != int(c_values[f"sizeof {struct}"][0]):
+            bad.append(f"{name}: sizeof(struct {struct}) = {c_values[f'sizeof {struct}'][0]}, sizeof {io.sizeof}")
         if io.size_field != "size":
             bad.append(f"{name}: size_field {io.size_field!r}, iommufd reads a leading u32 size")
         if not re.search(rf"\b{fn}\(", _cited(ksrc, io.handler)[0]):
@@ -229,10 +273,11 @@ _OFFSETOFEND = re.compile(r"offsetofend\(\s*struct\s+(\w+),\s*([\w.]+)\s*\)")
 _FUNCTION_START = re.compile(r"^(?:static\s+)?(?:\w+\s+)*\**(\w+)\(")
 
 
-def test_vfio_min_size_is_handler_minsz(ksrc: Path) -> None:
-    """The first offsetofend() after each VFIO handler citation is its minsz, and it is min_size."""
+def test_vfio_min_size_is_handler_minsz(ksrc: Path, view: uapi.SeriesABI) -> None:
+    """The first offsetofend() after each VFIO handler citation is its minsz, and it is min_size;
+    a flag's larger size (flag_min_sizes) is an offsetofend() further on in the handler."""
     bad = []
-    for name, io in uapi.IOCTLS.items():
+    for name, io in view.IOCTLS.items():
         if uapi.FD_IOMMUFD in io.fd_kinds:
             continue
         first = _cited(ksrc, io.handler)[0]
@@ -251,6 +296,11 @@ def test_vfio_min_size_is_handler_minsz(ksrc: Path) -> None:
         if m[1] != io.struct.__name__ or ends.get(m[2]) != io.min_size:
             bad.append(f"{name}: {io.handler} has minsz offsetofend(struct {m[1]}, {m[2]}), "
                        f"declared min_size {io.min_size} of struct {io.struct.__name__}")
+        body = "\n".join(_cited(ksrc, io.handler, 40))
+        for flag, size in io.flag_min_sizes.items():
+            later = {ends.get(x[2]) for x in _OFFSETOFEND.finditer(body) if x[1] == io.struct.__name__}
+            if flag not in body or size not in later:
+                bad.append(f"{name}: {io.handler} has no {flag} with an offsetofend() of {size} bytes")
     _report(bad)
 
 
@@ -260,7 +310,7 @@ def _function_body(text: str, name: str) -> str:
     return m[1]
 
 
-def test_test_op_member_follows_selftest_dispatch(ksrc: Path) -> None:
+def test_test_op_member_follows_selftest_dispatch(ksrc: Path, view: uapi.SeriesABI) -> None:
     """Each op's case in iommufd_test() (or the function it hands cmd to) uses cmd-><member>."""
     text = (ksrc / SELFTEST).read_text()
     parts = re.split(r"((?:\s*case\s+IOMMU_TEST_OP_\w+:)+)", _function_body(text, "iommufd_test"))
@@ -272,11 +322,11 @@ def test_test_op_member_follows_selftest_dispatch(ksrc: Path) -> None:
             used |= set(re.findall(r"cmd->(\w+)\.", _function_body(text, callee[1])))
         for op in re.findall(r"IOMMU_TEST_OP_\w+", labels):
             seen.add(op)
-            member = iommufd_test.TEST_OP_MEMBER.get(uapi.constant(op))
+            member = iommufd_test.TEST_OP_MEMBER.get(view.constant(op)) if op in view.CONSTANTS else None
             if member not in used:
                 bad.append(f"{op}: TEST_OP_MEMBER says {member!r}, selftest.c uses {sorted(used)}")
     declared = {n for n, v in vars(iommufd_test).items() if n.startswith("IOMMU_TEST_OP_")
-                and v in iommufd_test.TEST_OP_MEMBER}
+                and v in iommufd_test.TEST_OP_MEMBER and n in view.CONSTANTS}
     if seen != declared:
         bad.append(f"iommufd_test() handles {sorted(seen)}, TEST_OP_MEMBER has {sorted(declared)}")
     _report(bad)
@@ -303,17 +353,56 @@ def _header_names(text: str) -> Iterator[tuple[str, str]]:
         yield "struct", m[1]
 
 
-def test_headers_fully_declared(ksrc: Path) -> None:
+def test_headers_fully_declared(ksrc: Path, view: uapi.SeriesABI) -> None:
+    """Every name of the series' headers is declared, and declared as existing in the series."""
     bad = []
+    every = uapi.every_series()
     for header in source.UAPI_HEADERS:
         for kind, name in _header_names((ksrc / header).read_text()):
             if kind == "struct":
-                found = name in uapi.STRUCTS
+                found = name in every.STRUCTS
             else:
-                found = name in uapi.CONSTANTS or any(hasattr(m, name) for m in MODULES)
+                found = name in every.CONSTANTS or any(hasattr(m, name) for m in MODULES)
             if not found:
                 bad.append(f"{header}: {kind} {name} is not declared")
+            elif (name in every.STRUCTS or name in every.CONSTANTS) and not view.available(name):
+                bad.append(f"{header}: {kind} {name} is declared absent from {view.series} ({uapi.span(name)})")
     _report(bad)
+
+
+def _absent(view: uapi.SeriesABI) -> list[tuple[str, str]]:
+    """(name, C expression that compiles only where the name exists) of each declaration
+    marked absent from the series."""
+    out = []
+    for name in sorted(uapi.abi.SPANS):
+        if view.available(name):
+            continue
+        if name in uapi.every_series().STRUCTS:
+            out.append((name, f"sizeof(struct {name})"))
+        elif "." in name:
+            struct, member = name.split(".", 1)
+            out.append((name, f"sizeof({_c_lvalue(struct, member)})"))
+        else:
+            out.append((name, f"(long long)({name})"))
+    return out
+
+
+def test_absent_declarations_are_absent_from_headers(staged: Path, view: uapi.SeriesABI) -> None:
+    """What the uAPI says a series lacks, its headers lack: each name, alone on its line of a C
+    file, must be an error there (an undeclared identifier, an incomplete struct, no such member)."""
+    absent = _absent(view)
+    if not absent:
+        return
+    lines = [*_PRELUDE, "#include <stddef.h>", "#include <linux/vfio.h>", "#include <linux/iommufd.h>",
+             '#include "iommufd_test.h"']
+    first = len(lines) + 1
+    lines += [f"long long probe_{i}(void) {{ return {expr}; }}" for i, (_, expr) in enumerate(absent)]
+    (staged / "absent.c").write_text("\n".join(lines) + "\n")
+    cc = subprocess.run([_gcc(), "-std=gnu11", "-fsyntax-only", f"-I{staged / 'include'}", str(staged / "absent.c")],
+                        capture_output=True, text=True)
+    failed = {int(m[1]) for m in re.finditer(r"absent\.c:(\d+):\d+: error", cc.stderr)}
+    _report([f"{name} is declared absent from {view.series} ({uapi.span(name)}) but its headers have it"
+             for i, (name, _) in enumerate(absent) if first + i not in failed])
 
 
 # ---------------------------------------------------------------------------------------

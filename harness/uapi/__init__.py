@@ -1,9 +1,32 @@
-"""The VFIO and iommufd uAPI of Linux 6.12, declared once in C names.
+"""The VFIO and iommufd uAPI of Linux 6.12 and 7.2, declared once in C names.
 
 Importing the package fills the registries from include/uapi/linux/iommufd.h,
 include/uapi/linux/vfio.h and drivers/iommu/iommufd/iommufd_test.h.  Anonymous unions
 are ctypes ``_anonymous_`` fields; ``members``, ``fields``, ``decode`` and ``encode``
 see through them, so every name and dotted path here is the one C uses.
+
+Series.  ``IOCTLS``, ``STRUCTS`` and ``CONSTANTS`` are the uAPI of ``DEFAULT_SERIES``
+(6.12), so every caller that names no series gets exactly what it got before 7.2 was
+declared, and the module-level classes (``vfio.vfio_device_bind_iommufd``) are those of
+6.12.  Each declaration says in which series it exists: ``since="7.2"`` on an ``Ioctl``,
+``abi.since`` / ``abi.until`` for constants and structs, ``abi.values`` for a constant whose
+value changed, and ``_appended_ = {"7.2": [members]}`` on a struct (or union) that grew.
+The structs that grew between 6.12 and 7.2 grew only at their end (or by a union
+alternative, which changes no size), so a struct is declared once, in its oldest layout, and
+a newer layout is that plus the appended members, built by ``for_series`` rather than
+declared a second time: every member is declared once, the bytes of a member mean the same
+on every kernel, and the C layout test checks each series' built layout against that
+series' own headers.
+
+- ``available(name, version)``: does an ioctl, constant, struct or "struct.member" exist on
+  kernel ``version`` ("6.12.118", "7.2.0-rc1");
+- ``for_series(version)``: that series' ``IOCTLS``/``STRUCTS``/``CONSTANTS`` with its
+  layouts, so ``sizeof``, ``min_size``, ``handler`` and ``pointers`` are that kernel's;
+- ``every_series()``: every name of any series, newest layouts (what a case may name);
+- ``sizeof(name, version)``: a struct's (or an ioctl's struct's) size on that kernel.
+
+Code that mirrors one kernel (the model booted as 7.2, an engine driving a 7.2 guest) asks
+``for_series(release)``; ``ctypes.sizeof`` of a module-level class is the 6.12 size.
 """
 
 from __future__ import annotations
@@ -22,23 +45,32 @@ from .abi import (
     ARG_U32_PTR,
     ARG_VALUE,
     CONSTANTS,
+    DEFAULT_SERIES,
     FD_CONTAINER,
     FD_DEVICE,
     FD_GROUP,
     FD_IOMMUFD,
     IOCTLS,
+    SERIES,
     STRUCTS,
     Ioctl,
     PointerField,
+    Span,
 )
+from .series import SeriesABI, available, every_series, for_series, series_of, sizeof, span
 from .vfio import FD_MIGRATION
+
+_DEFAULT = for_series(DEFAULT_SERIES)
+IOCTLS.update(_DEFAULT.IOCTLS)
+STRUCTS.update(_DEFAULT.STRUCTS)
+CONSTANTS.update(_DEFAULT.CONSTANTS)
 
 __all__ = [
     "ARG_INT_PTR", "ARG_NONE", "ARG_STRING", "ARG_STRUCT", "ARG_U32_PTR", "ARG_VALUE",
-    "CONSTANTS", "FD_CONTAINER", "FD_DEVICE", "FD_GROUP", "FD_IOMMUFD", "FD_MIGRATION",
-    "IOCTLS", "STRUCTS", "Ioctl", "PointerField",
-    "abi", "constant", "decode", "encode", "fields", "ioctl", "ioctls_for", "iommufd",
-    "iommufd_test", "members", "struct", "vfio",
+    "CONSTANTS", "DEFAULT_SERIES", "FD_CONTAINER", "FD_DEVICE", "FD_GROUP", "FD_IOMMUFD", "FD_MIGRATION",
+    "IOCTLS", "SERIES", "STRUCTS", "Ioctl", "PointerField", "SeriesABI", "Span",
+    "abi", "available", "constant", "decode", "encode", "every_series", "fields", "for_series", "ioctl",
+    "ioctls_for", "iommufd", "iommufd_test", "members", "series_of", "sizeof", "span", "struct", "vfio",
 ]
 
 _Aggregate = (ctypes.Structure, ctypes.Union)

@@ -1,5 +1,6 @@
 """Building blocks for declaring the uAPI once: C scalar types, struct base
-class, ioctl number encoding and the registries every other layer reads.
+class, ioctl number encoding, the registries every other layer reads, and the
+kernel series each declaration exists in.
 
 Nothing here imports anything else of ours.
 """
@@ -10,6 +11,11 @@ import ctypes
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+# The kernel series whose uAPI is declared, oldest first.  A declaration exists in every
+# one of them unless SPANS says otherwise.
+SERIES: tuple[str, ...] = ("6.12", "7.2")
+DEFAULT_SERIES = SERIES[0]
 
 # C scalar types as the uAPI headers spell them.  __aligned_u64 is a u64 with
 # 8-byte alignment, which is what ctypes gives c_uint64 on every 64-bit ABI.
@@ -47,13 +53,19 @@ def ioc_type(cmd: int) -> int:
 
 
 class Struct(ctypes.Structure):
-    """A uAPI struct.  Subclasses declare ``_fields_`` with the C field names.
+    """A uAPI struct.  Subclasses declare ``_fields_`` with the C field names, in the layout
+    of the oldest series that has the struct.
 
     ``_trailing_`` names a flexible array member (``data[]``) that follows the
     fixed part, as ``(name, element ctype)``; it is not part of ``sizeof``.
+
+    ``_appended_`` maps a later series to the members it adds at the end (``_fields_``
+    entries): that series' layout is ``_fields_`` plus every earlier series' appended members
+    plus its own (harness.uapi.series builds it).
     """
 
     _trailing_: ClassVar[tuple[str, Any] | None] = None
+    _appended_: ClassVar[Mapping[str, list[tuple[Any, ...]]]] = {}
 
     @classmethod
     def c_name(cls) -> str:
@@ -83,6 +95,10 @@ class Struct(ctypes.Structure):
 
 
 class Union(ctypes.Union):
+    """A uAPI union; ``_appended_`` as for Struct (a union alternative a later series adds)."""
+
+    _appended_: ClassVar[Mapping[str, list[tuple[Any, ...]]]] = {}
+
     @classmethod
     def field_names(cls) -> list[str]:
         return [f[0] for f in cls._fields_]
@@ -170,8 +186,16 @@ class Ioctl:
     # Field name -> constant-name prefix, for symbolic flag rendering.
     flag_fields: Mapping[str, str] = field(default_factory=dict)
     pointers: Mapping[str, PointerField] = field(default_factory=dict)
-    # Where the handler is (kernel 6.12 file:line), for reports.
+    # Where the handler is in the 6.12 tree (file:line), for reports; "" for an ioctl 6.12
+    # does not have.  ``handlers`` holds the other series' citations (handler_in()).
     handler: str = ""
+    handlers: Mapping[str, str] = field(default_factory=dict)
+    # The first series that has the ioctl, and the first that no longer has it (SPANS).
+    since: str | None = None
+    until: str | None = None
+    # A flag that makes the handler read further: flag name -> the size argsz must then
+    # reach (VFIO's ``xend``, e.g. VFIO_DEVICE_ATTACH_PASID -> offsetofend(pasid)).
+    flag_min_sizes: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def nr(self) -> int:
@@ -181,32 +205,115 @@ class Ioctl:
     def sizeof(self) -> int:
         return ctypes.sizeof(self.struct) if self.struct is not None else 0
 
+    def handler_in(self, series: str) -> str:
+        """The handler's file:line in ``series``' tree ("" where the ioctl is not in it)."""
+        return self.handler if series == DEFAULT_SERIES else self.handlers.get(series, "")
 
+
+# The uAPI of DEFAULT_SERIES, which every caller that names no series gets: filled by the
+# package's __init__ from the declarations below (harness.uapi.series.for_series).
 IOCTLS: dict[str, Ioctl] = {}
 CONSTANTS: dict[str, int] = {}
 STRUCTS: dict[str, type] = {}
 
+# Every declaration of every series (structs as declared: the oldest layout, with
+# ``_appended_``).  What differs per series is in SPANS, VALUES and ``_appended_``.
+DECLARED_IOCTLS: dict[str, Ioctl] = {}
+DECLARED_CONSTANTS: dict[str, int] = {}
+DECLARED_STRUCTS: dict[str, type] = {}
+
+
+@dataclass(frozen=True)
+class Span:
+    """The series a declaration exists in: ``since`` <= series < ``until`` (None: unbounded)."""
+
+    since: str | None = None
+    until: str | None = None
+
+    def __contains__(self, series: object) -> bool:
+        if not isinstance(series, str):
+            return False
+        i = SERIES.index(series)
+        return (self.since is None or i >= SERIES.index(self.since)) and (
+            self.until is None or i < SERIES.index(self.until))
+
+    def __str__(self) -> str:
+        return ", ".join(p for p in (self.since and f">={self.since}", self.until and f"<{self.until}") if p) or "all"
+
+
+# Names that are not in every series: ioctls and constants by name, structs by C name,
+# struct members as "struct.member" (the member name as C code spells it, through
+# anonymous unions: "iommu_hw_info.in_data_type"; recorded from ``_appended_``).
+SPANS: dict[str, Span] = {}
+# Constants whose value differs between series: name -> series -> value (the declared value
+# is DEFAULT_SERIES').
+VALUES: dict[str, dict[str, int]] = {}
+
+
+def _span(name: str, since: str | None, until: str | None) -> None:
+    for s in (since, until):
+        if s is not None and s not in SERIES:
+            raise ValueError(f"{name}: {s!r} is not a declared series {SERIES}")
+    if name in SPANS and SPANS[name] != Span(since, until):
+        raise ValueError(f"{name}: declared with two spans")
+    SPANS[name] = Span(since, until)
+
+
+def since(series: str, *names: str) -> None:
+    """Declare ``names`` (constants, structs) new in ``series``."""
+    for name in names:
+        _span(name, series, None)
+
+
+def until(series: str, *names: str) -> None:
+    """Declare ``names`` gone from ``series`` on (present in the series before it)."""
+    for name in names:
+        _span(name, None, series)
+
+
+def values(name: str, by_series: Mapping[str, int]) -> None:
+    """Declare a constant whose value differs per series (every series named)."""
+    if set(by_series) != set(SERIES):
+        raise ValueError(f"{name}: values for {sorted(by_series)}, series are {SERIES}")
+    VALUES[name] = dict(by_series)
+
 
 def register_ioctl(ioctl: Ioctl) -> Ioctl:
-    if ioctl.name in IOCTLS:
+    if ioctl.name in DECLARED_IOCTLS:
         raise ValueError(f"ioctl {ioctl.name} declared twice")
-    IOCTLS[ioctl.name] = ioctl
-    CONSTANTS[ioctl.name] = ioctl.number
+    if ioctl.since is not None or ioctl.until is not None:
+        _span(ioctl.name, ioctl.since, ioctl.until)
+    DECLARED_IOCTLS[ioctl.name] = ioctl
+    DECLARED_CONSTANTS[ioctl.name] = ioctl.number
     return ioctl
+
+
+def _appended_spans(owner: str, cls: type) -> None:
+    """Record "owner.member" spans of the members ``cls`` (or its anonymous unions) appends."""
+    for series, added in getattr(cls, "_appended_", {}).items():
+        if series not in SERIES[1:]:
+            raise ValueError(f"{cls.__name__}: members appended in {series!r}, not a later declared series")
+        for f in added:
+            _span(f"{owner}.{f[0]}", series, None)
+    anonymous = getattr(cls, "_anonymous_", ())
+    for f in cls._fields_:  # type: ignore[attr-defined]
+        if f[0] in anonymous:
+            _appended_spans(owner, f[1])
 
 
 def register_structs(*classes: type) -> None:
     for cls in classes:
         name = cls.__name__
-        if name in STRUCTS and STRUCTS[name] is not cls:
+        if name in DECLARED_STRUCTS and DECLARED_STRUCTS[name] is not cls:
             raise ValueError(f"struct {name} declared twice")
-        STRUCTS[name] = cls
+        DECLARED_STRUCTS[name] = cls
+        _appended_spans(name, cls)
 
 
 def register_constants(namespace: Mapping[str, Any], *prefixes: str) -> None:
     """Export every int in ``namespace`` whose name starts with one of ``prefixes``."""
     for name, value in namespace.items():
         if isinstance(value, int) and not isinstance(value, bool) and name.startswith(prefixes):
-            if name in CONSTANTS and CONSTANTS[name] != value:
+            if name in DECLARED_CONSTANTS and DECLARED_CONSTANTS[name] != value:
                 raise ValueError(f"constant {name} declared twice with different values")
-            CONSTANTS[name] = value
+            DECLARED_CONSTANTS[name] = value

@@ -1,9 +1,11 @@
-"""include/uapi/linux/vfio.h (Linux 6.12.117), declared once.
+"""include/uapi/linux/vfio.h of Linux 6.12.117 and 7.2.13, declared once.
 
-``min_size`` of each ioctl is the ``minsz`` its 6.12 handler copies from the user and
-checks ``argsz`` against, written as the same ``offsetofend()``; ``handler`` is where
-that handler starts.  The container ioctls cite the type1 handlers; the iommufd compat
-layer uses the same minsz (drivers/iommu/iommufd/vfio_compat.c:163,200,449).
+``min_size`` of each ioctl is the ``minsz`` its handler copies from the user and checks
+``argsz`` against, written as the same ``offsetofend()`` (the same in 6.12 and 7.2);
+``handler`` is where that handler starts in 6.12, ``handlers["7.2"]`` in 7.2.  The
+container ioctls cite the type1 handlers; the iommufd compat layer uses the same minsz
+(drivers/iommu/iommufd/vfio_compat.c:163,200,449).  What 7.2 adds or drops is declared
+with ``abi.since`` / ``abi.until``.
 """
 
 from __future__ import annotations
@@ -31,10 +33,13 @@ from .abi import (
     register_ioctl,
     register_structs,
     s32,
+    since,
     u8,
     u16,
     u32,
     u64,
+    until,
+    values,
 )
 
 # The migration data fd returned by VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE.
@@ -47,6 +52,8 @@ VFIO_SPAPR_TCE_IOMMU = 2
 VFIO_TYPE1v2_IOMMU = 3
 VFIO_DMA_CC_IOMMU = 4
 VFIO_EEH = 5
+# 6.12 only: 7.2 renames it __VFIO_RESERVED_TYPE1_NESTING_IOMMU (vfio.h:39 of 7.2), which
+# type1 takes as a plain type1v2 and no longer reports through CHECK_EXTENSION.
 VFIO_TYPE1_NESTING_IOMMU = 6
 VFIO_SPAPR_TCE_v2_IOMMU = 7
 VFIO_NOIOMMU_IOMMU = 8
@@ -177,7 +184,9 @@ VFIO_PCI_NUM_REGIONS = 9
 
 VFIO_CCW_CONFIG_REGION_INDEX, VFIO_CCW_NUM_REGIONS = range(2)
 VFIO_CCW_IO_IRQ_INDEX, VFIO_CCW_CRW_IRQ_INDEX, VFIO_CCW_REQ_IRQ_INDEX, VFIO_CCW_NUM_IRQS = range(4)
-VFIO_AP_REQ_IRQ_INDEX, VFIO_AP_NUM_IRQS = range(2)
+VFIO_AP_REQ_IRQ_INDEX = 0
+VFIO_AP_CFG_CHG_IRQ_INDEX = 1  # 7.2 (vfio.h:675), which moves VFIO_AP_NUM_IRQS up to 2
+VFIO_AP_NUM_IRQS = 1
 
 VFIO_PCI_DEVID_OWNED = 0
 VFIO_PCI_DEVID_NOT_OWNED = -1
@@ -211,6 +220,11 @@ VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP = 7
 VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT = 8
 VFIO_DEVICE_FEATURE_MIG_DATA_SIZE = 9
 VFIO_DEVICE_FEATURE_BUS_MASTER = 10
+# 7.2 (vfio.h:1512): GET makes a dma-buf fd of slices of a region (vfio_pci_core.c:1629).
+VFIO_DEVICE_FEATURE_DMA_BUF = 11
+# 7.2 (vfio.h:1526-1535): SET opts in to vfio_precopy_info.flags being an output
+# (VFIO_PRECOPY_INFO_REINIT); without it flags stays reserved (vfio_main.c:1288).
+VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2 = 12
 
 VFIO_MIGRATION_STOP_COPY = 1 << 0
 VFIO_MIGRATION_P2P = 1 << 1
@@ -226,6 +240,14 @@ VFIO_DEVICE_STATE_RUNNING_P2P = 5
 VFIO_DEVICE_STATE_PRE_COPY = 6
 VFIO_DEVICE_STATE_PRE_COPY_P2P = 7
 VFIO_DEVICE_STATE_NR = 8
+
+# 7.2: the flags of VFIO_DEVICE_BIND_IOMMUFD (vfio.h:934), VFIO_DEVICE_ATTACH_IOMMUFD_PT
+# (:975) and VFIO_DEVICE_DETACH_IOMMUFD_PT (:999), and VFIO_MIG_GET_PRECOPY_INFO's
+# output flag (:1317).  6.12 takes flags == 0 on all three ioctls.
+VFIO_DEVICE_BIND_FLAG_TOKEN = 1 << 0
+VFIO_DEVICE_ATTACH_PASID = 1 << 0
+VFIO_DEVICE_DETACH_PASID = 1 << 0
+VFIO_PRECOPY_INFO_REINIT = 1 << 0
 
 VFIO_DEVICE_FEATURE_CLEAR_MASTER = 0
 VFIO_DEVICE_FEATURE_SET_MASTER = 1
@@ -415,14 +437,23 @@ class vfio_device_feature(Struct):
 
 class vfio_device_bind_iommufd(Struct):
     _fields_ = [("argsz", u32), ("flags", u32), ("iommufd", s32), ("out_devid", u32)]
+    # 7.2 (vfio.h:937): a user pointer to the 16-byte VF token UUID, read with
+    # VFIO_DEVICE_BIND_FLAG_TOKEN (device_cdev.c:77 of 7.2).  sizeof 16 in 6.12, 24 in 7.2;
+    # minsz stays offsetofend(out_devid).
+    _appended_: ClassVar[dict[str, list[tuple[str, type]]]] = {"7.2": [("token_uuid_ptr", aligned_u64)]}
 
 
 class vfio_device_attach_iommufd_pt(Struct):
     _fields_ = [("argsz", u32), ("flags", u32), ("pt_id", u32)]
+    # 7.2 (vfio.h:977), read only with VFIO_DEVICE_ATTACH_PASID: then argsz must reach
+    # offsetofend(pasid) (device_cdev.c:213-221 of 7.2).  sizeof 12 / 16.
+    _appended_: ClassVar[dict[str, list[tuple[str, type]]]] = {"7.2": [("pasid", u32)]}
 
 
 class vfio_device_detach_iommufd_pt(Struct):
     _fields_ = [("argsz", u32), ("flags", u32)]
+    # 7.2 (vfio.h:1000), as attach (device_cdev.c:268-276 of 7.2).  sizeof 8 / 12.
+    _appended_: ClassVar[dict[str, list[tuple[str, type]]]] = {"7.2": [("pasid", u32)]}
 
 
 class vfio_device_feature_migration(Struct):
@@ -479,6 +510,19 @@ class vfio_device_feature_mig_data_size(Struct):
 
 class vfio_device_feature_bus_master(Struct):
     _fields_ = [("op", u32)]
+
+
+class vfio_region_dma_range(Struct):
+    """7.2 (vfio.h:1514-1517)."""
+
+    _fields_ = [("offset", u64), ("length", u64)]
+
+
+class vfio_device_feature_dma_buf(Struct):
+    """7.2 (vfio.h:1519-1525): the data of VFIO_DEVICE_FEATURE_DMA_BUF, then nr_ranges ranges."""
+
+    _fields_ = [("region_index", u32), ("open_flags", u32), ("flags", u32), ("nr_ranges", u32)]
+    _trailing_ = ("dma_ranges", vfio_region_dma_range)
 
 
 class vfio_iommu_type1_info(Struct):
@@ -599,13 +643,63 @@ register_structs(
     vfio_device_feature_mig_state, vfio_precopy_info, vfio_device_low_power_entry_with_wakeup,
     vfio_device_feature_dma_logging_control, vfio_device_feature_dma_logging_range,
     vfio_device_feature_dma_logging_report, vfio_device_feature_mig_data_size,
-    vfio_device_feature_bus_master, vfio_iommu_type1_info, vfio_iova_range,
+    vfio_device_feature_bus_master, vfio_region_dma_range, vfio_device_feature_dma_buf,
+    vfio_iommu_type1_info, vfio_iova_range,
     vfio_iommu_type1_info_cap_iova_range, vfio_iommu_type1_info_cap_migration,
     vfio_iommu_type1_info_dma_avail, vfio_iommu_type1_dma_map, vfio_bitmap, vfio_iommu_type1_dma_unmap,
     vfio_iommu_type1_dirty_bitmap, vfio_iommu_type1_dirty_bitmap_get, vfio_iommu_spapr_tce_ddw_info,
     vfio_iommu_spapr_tce_info, vfio_eeh_pe_err, vfio_eeh_pe_op, vfio_iommu_spapr_register_memory,
     vfio_iommu_spapr_tce_create, vfio_iommu_spapr_tce_remove,
 )
+
+since(
+    "7.2",
+    "VFIO_AP_CFG_CHG_IRQ_INDEX", "VFIO_DEVICE_FEATURE_DMA_BUF", "VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2",
+    "VFIO_DEVICE_BIND_FLAG_TOKEN", "VFIO_DEVICE_ATTACH_PASID", "VFIO_DEVICE_DETACH_PASID",
+    "VFIO_PRECOPY_INFO_REINIT", "vfio_region_dma_range", "vfio_device_feature_dma_buf",
+)
+until("7.2", "VFIO_TYPE1_NESTING_IOMMU")
+values("VFIO_AP_NUM_IRQS", {"6.12": 1, "7.2": 2})
+
+# Where each handler starts in the 7.2 tree (the 6.12 line is the _op's handler).
+HANDLERS_7_2 = {
+    "VFIO_GET_API_VERSION": "drivers/vfio/container.c:339",
+    "VFIO_CHECK_EXTENSION": "drivers/vfio/container.c:185",
+    "VFIO_SET_IOMMU": "drivers/vfio/container.c:260",
+    "VFIO_GROUP_GET_STATUS": "drivers/vfio/group.c:325",
+    "VFIO_GROUP_SET_CONTAINER": "drivers/vfio/group.c:107",
+    "VFIO_GROUP_UNSET_CONTAINER": "drivers/vfio/group.c:81",
+    "VFIO_GROUP_GET_DEVICE_FD": "drivers/vfio/group.c:303",
+    "VFIO_DEVICE_GET_INFO": "drivers/vfio/pci/vfio_pci_core.c:1073",
+    # 7.2 checks minsz in the core for every driver, then asks get_region_info_caps().
+    "VFIO_DEVICE_GET_REGION_INFO": "drivers/vfio/vfio_main.c:1300",
+    "VFIO_DEVICE_GET_IRQ_INFO": "drivers/vfio/pci/vfio_pci_core.c:1245",
+    "VFIO_DEVICE_SET_IRQS": "drivers/vfio/pci/vfio_pci_core.c:1282",
+    "VFIO_DEVICE_RESET": "drivers/vfio/pci/vfio_pci_core.c:1318",
+    "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO": "drivers/vfio/pci/vfio_pci_core.c:1348",
+    "VFIO_DEVICE_PCI_HOT_RESET": "drivers/vfio/pci/vfio_pci_core.c:1503",
+    "VFIO_DEVICE_QUERY_GFX_PLANE": "drivers/gpu/drm/i915/gvt/kvmgt.c:1360",
+    "VFIO_DEVICE_GET_GFX_DMABUF": "drivers/gpu/drm/i915/gvt/kvmgt.c:1377",
+    "VFIO_DEVICE_IOEVENTFD": "drivers/vfio/pci/vfio_pci_core.c:1533",
+    "VFIO_DEVICE_FEATURE": "drivers/vfio/vfio_main.c:1239",
+    "VFIO_DEVICE_BIND_IOMMUFD": "drivers/vfio/device_cdev.c:83",
+    "VFIO_DEVICE_ATTACH_IOMMUFD_PT": "drivers/vfio/device_cdev.c:194",
+    "VFIO_DEVICE_DETACH_IOMMUFD_PT": "drivers/vfio/device_cdev.c:253",
+    # 7.2's drivers share the minsz check vfio_check_precopy_ioctl() (mlx5/main.c:473).
+    "VFIO_MIG_GET_PRECOPY_INFO": "include/linux/vfio.h:301",
+    "VFIO_IOMMU_GET_INFO": "drivers/vfio/vfio_iommu_type1.c:2836",
+    "VFIO_IOMMU_MAP_DMA": "drivers/vfio/vfio_iommu_type1.c:2895",
+    "VFIO_IOMMU_UNMAP_DMA": "drivers/vfio/vfio_iommu_type1.c:2914",
+    "VFIO_IOMMU_ENABLE": "drivers/vfio/vfio_iommu_spapr_tce.c:1075",
+    "VFIO_IOMMU_DISABLE": "drivers/vfio/vfio_iommu_spapr_tce.c:1085",
+    "VFIO_IOMMU_DIRTY_PAGES": "drivers/vfio/vfio_iommu_type1.c:2967",
+    "VFIO_IOMMU_SPAPR_TCE_GET_INFO": "drivers/vfio/vfio_iommu_spapr_tce.c:857",
+    "VFIO_EEH_PE_OP": "drivers/vfio/vfio_iommu_spapr_tce.c:777",
+    "VFIO_IOMMU_SPAPR_REGISTER_MEMORY": "drivers/vfio/vfio_iommu_spapr_tce.c:1016",
+    "VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY": "drivers/vfio/vfio_iommu_spapr_tce.c:1046",
+    "VFIO_IOMMU_SPAPR_TCE_CREATE": "drivers/vfio/vfio_iommu_spapr_tce.c:1106",
+    "VFIO_IOMMU_SPAPR_TCE_REMOVE": "drivers/vfio/vfio_iommu_spapr_tce.c:1147",
+}
 
 
 def _op(
@@ -618,6 +712,7 @@ def _op(
     arg: str = ARG_STRUCT,
     flag_fields: Mapping[str, str] | None = None,
     pointers: Mapping[str, PointerField] | None = None,
+    flag_min_sizes: Mapping[str, int] | None = None,
 ) -> int:
     """Register ``name`` = _IO(VFIO_TYPE, VFIO_BASE + nr) with minsz offsetofend(struct, last)."""
     io = Ioctl(
@@ -631,6 +726,8 @@ def _op(
         flag_fields=flag_fields or {},
         pointers=pointers or {},
         handler=handler,
+        handlers={"7.2": HANDLERS_7_2[name]},
+        flag_min_sizes=flag_min_sizes or {},
     )
     return register_ioctl(io).number
 
@@ -697,18 +794,24 @@ VFIO_DEVICE_FEATURE = _op(
 )
 VFIO_DEVICE_BIND_IOMMUFD = _op(
     "VFIO_DEVICE_BIND_IOMMUFD", 18, FD_DEVICE, f"{_CDEV}:63", vfio_device_bind_iommufd, "out_devid",
+    flag_fields={"flags": "VFIO_DEVICE_BIND_FLAG_"},
+    pointers={"token_uuid_ptr": PointerField(None, None, "in")},  # 16 bytes (a UUID)
 )
 VFIO_DEVICE_ATTACH_IOMMUFD_PT = _op(
     "VFIO_DEVICE_ATTACH_IOMMUFD_PT", 19, FD_DEVICE, f"{_CDEV}:162", vfio_device_attach_iommufd_pt, "pt_id",
+    flag_fields={"flags": "VFIO_DEVICE_ATTACH_PASID"},
+    flag_min_sizes={"VFIO_DEVICE_ATTACH_PASID": 16},  # offsetofend(pasid) of 7.2
 )
 VFIO_DEVICE_DETACH_IOMMUFD_PT = _op(
     "VFIO_DEVICE_DETACH_IOMMUFD_PT", 20, FD_DEVICE, f"{_CDEV}:198", vfio_device_detach_iommufd_pt, "flags",
+    flag_fields={"flags": "VFIO_DEVICE_DETACH_PASID"},
+    flag_min_sizes={"VFIO_DEVICE_DETACH_PASID": 12},  # offsetofend(pasid) of 7.2
 )
 # On the migration data fd; each variant driver has its own handler, all with this minsz
 # (hisilicon/hisi_acc_vfio_pci.c:811, qat/main.c:130).
 VFIO_MIG_GET_PRECOPY_INFO = _op(
     "VFIO_MIG_GET_PRECOPY_INFO", 21, FD_MIGRATION, "drivers/vfio/pci/mlx5/main.c:483",
-    vfio_precopy_info, "dirty_bytes",
+    vfio_precopy_info, "dirty_bytes", flag_fields={"flags": "VFIO_PRECOPY_INFO_"},
 )
 
 VFIO_IOMMU_GET_INFO = _op(
