@@ -13,7 +13,9 @@ import errno as _errno
 import mmap
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,15 +34,38 @@ _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
 }
 _UNOPS: dict[type, Callable[[Any], Any]] = {ast.USub: operator.neg, ast.Invert: operator.invert, ast.UAdd: operator.pos}
 
+_EVERY = uapi.every_series()
+
 _VAR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z_][A-Za-z0-9_]*)*)")
 
 
+# The uAPI expressions see: every series' names (newest layouts) while a case file is
+# checked, the target kernel's series while the engine runs a step on it (so sizeof() and
+# minsz() are that kernel's), the default series otherwise.
+_ABI: ContextVar[uapi.SeriesABI] = ContextVar("uapi", default=uapi.for_series(uapi.DEFAULT_SERIES))  # noqa: B039  (read-only)
+
+
+def current_abi() -> uapi.SeriesABI:
+    return _ABI.get()
+
+
+@contextmanager
+def using_abi(view: uapi.SeriesABI) -> Iterator[None]:
+    """Evaluate expressions against ``view`` inside the block."""
+    token = _ABI.set(view)
+    try:
+        yield
+    finally:
+        _ABI.reset(token)
+
+
 def _struct_of(name: str) -> type:
-    if name in uapi.STRUCTS:
-        return uapi.STRUCTS[name]
-    if name in uapi.IOCTLS and uapi.IOCTLS[name].struct is not None:
-        return uapi.IOCTLS[name].struct  # type: ignore[return-value]
-    raise ExprError(f"no struct or ioctl named {name}")
+    view = _ABI.get()
+    if name in view.STRUCTS:
+        return view.STRUCTS[name]
+    if name in view.IOCTLS and view.IOCTLS[name].struct is not None:
+        return view.IOCTLS[name].struct  # type: ignore[return-value]
+    raise ExprError(f"no struct or ioctl named {name}" + ("" if view.series == "all" else f" on {view.series}"))
 
 
 def _sizeof(name: str) -> int:
@@ -48,7 +73,7 @@ def _sizeof(name: str) -> int:
 
 
 def _minsz(name: str) -> int:
-    io = uapi.IOCTLS.get(name)
+    io = _ABI.get().IOCTLS.get(name)
     if io is None or io.min_size is None:
         raise ExprError(f"{name} is not an ioctl with a minimum size")
     return io.min_size
@@ -75,8 +100,13 @@ BUILTINS = {"PAGE_SIZE": mmap.PAGESIZE, "U64_MAX": (1 << 64) - 1, "U32_MAX": (1 
 
 
 def constant(name: str) -> int | None:
-    if name in uapi.CONSTANTS:
-        return uapi.CONSTANTS[name]
+    """A constant's value on the kernel in force; a name that kernel no longer (or not yet) has
+    keeps the value it has where it exists, so a case can pass the number to any kernel."""
+    view = _ABI.get()
+    if name in view.CONSTANTS:
+        return view.CONSTANTS[name]
+    if name in _EVERY.CONSTANTS:
+        return _EVERY.CONSTANTS[name]
     if name in BUILTINS:
         return BUILTINS[name]
     if name.startswith("E") and hasattr(_errno, name):
@@ -121,7 +151,7 @@ def _check(node: ast.AST, text: str) -> None:
         if not isinstance(node.value, (int, str)) or isinstance(node.value, bool):
             raise ExprError(f"unsupported literal in {text!r}")
     elif isinstance(node, ast.Name):
-        if constant(node.id) is None and node.id not in uapi.STRUCTS:
+        if constant(node.id) is None and node.id not in _ABI.get().STRUCTS:
             raise ExprError(f"unknown constant {node.id}")
     elif isinstance(node, ast.BinOp):
         if type(node.op) not in _BINOPS:

@@ -20,7 +20,7 @@ import yaml
 from .. import uapi
 from ..uapi import abi
 from ..uapi.kernel_version import VersionError, check_range
-from .expr import ExprError, parse, template_vars
+from .expr import ExprError, current_abi, parse, template_vars, using_abi
 from .model import DATA_TYPES, ArrayValue, Case, CaseError, Expectation, KnownDifference, Matcher, Requirements, Step
 from .yamlsrc import LList, LMap, from_data, line_of
 from .yamlsrc import load as load_yaml
@@ -46,6 +46,7 @@ ROLES = {"isolated", "nonviable", "sriov-pf", "vfio", "no-reset", "resettable", 
 MATCH_OPS = {"has", "lacks", "ne", "ge", "gt", "le", "lt", "aligned", "any"}
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _FIXTURES_DIR = "fixtures"
+_EVERY = uapi.every_series()
 
 
 class _Ctx:
@@ -140,13 +141,13 @@ def _pointer(ctx: _Ctx, node: LMap, key: str, where: str, v: Any) -> dict[str, A
                                         "{bytes: N}, {hex: ...}")
     if "array" in v:
         name = v["array"]
-        if name not in uapi.STRUCTS:
+        if name not in current_abi().STRUCTS:
             raise ctx.err(v, "array", f"{where}.array", f"unknown struct {name!r}")
         unknown = set(v) - {"array", "items", "count"}
         if unknown or ("items" in v) == ("count" in v):
             raise ctx.err(v, "array", where, "array takes exactly one of items: [...] or count: N")
         if "items" in v:
-            items = [_args(ctx, it, f"{where}.items[{i}]", uapi.STRUCTS[name], None)
+            items = [_args(ctx, it, f"{where}.items[{i}]", current_abi().STRUCTS[name], None)
                      for i, it in enumerate(v["items"])]
             return {"array": name, "items": items}
         return {"array": name, "count": _value(ctx, v, "count", f"{where}.count", v["count"])}
@@ -282,9 +283,9 @@ def _step(ctx: _Ctx, raw: Any, idx: int, where: str, bound: set[str]) -> Step:
         return name.lstrip("$")
 
     if kind == "ioctl":
-        if target not in uapi.IOCTLS:
+        if target not in current_abi().IOCTLS:
             raise ctx.err(raw, kind, f"{where}.ioctl", f"unknown ioctl {target!r}")
-        io = uapi.IOCTLS[target]
+        io = current_abi().IOCTLS[target]
         spec["ioctl"] = target
         if "fd" not in raw:
             raise ctx.err(raw, kind, where, "an ioctl step needs fd: NAME")
@@ -365,16 +366,20 @@ def _step(ctx: _Ctx, raw: Any, idx: int, where: str, bound: set[str]) -> Step:
         if name not in bound:
             raise ctx.err(raw, kind, where, f"${name} is not bound by an earlier step or role")
     step = Step(index=idx, kind=kind, line=raw.line, spec=spec, note=str(raw.get("note", "")))
+    if kind == "ioctl":
+        struct = current_abi().IOCTLS[target].struct
+        step.uses = frozenset({target} | {f"{struct.__name__}.{f}" for f in spec.get("args", {})} if struct
+                              else {target})
     step.expect = _expect(ctx, raw, where)
     if step.kind == "ioctl":
         for e in [step.expect] + [e for _, e in step.expect.by_kernel]:
-            _check_out_paths(ctx, raw, where, uapi.IOCTLS[spec["ioctl"]], e.out, "expect")
+            _check_out_paths(ctx, raw, where, current_abi().IOCTLS[spec["ioctl"]], e.out, "expect")
     if "save" in raw:
         if not isinstance(raw["save"], LMap):
             raise ctx.err(raw, "save", f"{where}.save", "save is a mapping name: output field")
         step.save = {str(k): str(v) for k, v in raw["save"].items()}
         if step.kind == "ioctl":
-            _check_out_paths(ctx, raw, where, uapi.IOCTLS[spec["ioctl"]], step.save.values(), "save")
+            _check_out_paths(ctx, raw, where, current_abi().IOCTLS[spec["ioctl"]], step.save.values(), "save")
         bound.update(step.save)
     if "as" in raw:
         if not isinstance(raw["as"], str) or not _ID.match(raw["as"].replace("_", "-")):
@@ -530,6 +535,12 @@ class Loader:
         return req, steps, path
 
     def load_file(self, path: Path) -> list[Case]:
+        """The cases of one file; its names are checked against every series' uAPI (a case may
+        name what only some kernels have: it is skipped, with the reason, where they lack it)."""
+        with using_abi(_EVERY):
+            return self._load_file(path)
+
+    def _load_file(self, path: Path) -> list[Case]:
         doc = _read(path)
         ctx = _Ctx(path)
         if not isinstance(doc, LMap):
@@ -605,7 +616,8 @@ def parse_steps(raws: list[dict[str, Any]], bound: set[str], origin: str = "<gen
     """Steps given as plain data (as a case file's ``steps:`` would hold them), checked
     like a case file's; ``bound`` (the names earlier steps bound) grows as they bind."""
     ctx = _Ctx(Path(origin))
-    return [_step(ctx, from_data(raw), i, f"steps[{i}]", bound) for i, raw in enumerate(raws)]
+    with using_abi(_EVERY):
+        return [_step(ctx, from_data(raw), i, f"steps[{i}]", bound) for i, raw in enumerate(raws)]
 
 
 def _read(path: Path) -> Any:

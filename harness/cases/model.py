@@ -69,6 +69,9 @@ class Step:
     expect: Expectation = field(default_factory=Expectation)
     note: str = ""
     from_fixture: bool = False
+    # uAPI names the step needs the target kernel to have: its ioctl and "struct.member" of
+    # each field it sets (uapi.available() answers per release).
+    uses: frozenset[str] = frozenset()
 
     def label(self) -> str:
         target = self.spec.get(self.kind)
@@ -122,6 +125,10 @@ class Case:
     @property
     def test_id(self) -> str:
         return f"{self.id}[{self.variant}]" if self.variant else self.id
+
+    @property
+    def uses(self) -> set[str]:
+        return {name for s in self.steps for name in s.uses}
 
     @property
     def kernel_verified(self) -> bool:

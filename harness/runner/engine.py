@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import uapi
 from ..backends.base import Backend, OpResult
-from ..cases.expr import Expr, render
+from ..cases.expr import Expr, render, using_abi
 from ..cases.model import DATA_TYPES, ArrayValue, Case, Expectation, Matcher, Step
 from ..uapi import abi
 from .topology import bind_roles, unmet
@@ -125,8 +125,13 @@ def decode_struct(io: abi.Ioctl, data: bytes) -> dict[str, Any]:
 class Runner:
     def __init__(self, backend: Backend):
         self.backend = backend
-        # The release the backend's kernel is (or the model mirrors): picks per-kernel expectations.
+        # The release the backend's kernel is (or the model mirrors): picks per-kernel
+        # expectations, and the uAPI layouts and sizes the steps are built with.
         self.release = backend.facts().kernel
+        try:
+            self.abi = uapi.for_series(self.release)
+        except ValueError:   # older than every declared series: the oldest is the best guess
+            self.abi = uapi.for_series(uapi.DEFAULT_SERIES)
 
     def bindings(self, case: Case) -> dict[str, Any] | str:
         """What a case starts with bound (its variant's parameters, its topology roles), or
@@ -176,6 +181,10 @@ class Runner:
 
     # -- steps -------------------------------------------------------------
     def _step(self, step: Step, env: dict[str, Any]) -> StepRecord:
+        with using_abi(self.abi):
+            return self._step_on_abi(step, env)
+
+    def _step_on_abi(self, step: Step, env: dict[str, Any]) -> StepRecord:
         rec = StepRecord(step.index, step.line, step.kind, step.label(), from_fixture=step.from_fixture)
         handler = getattr(self, f"_do_{step.kind}")
         res, sent, size_value = handler(step, env, rec)
@@ -282,7 +291,9 @@ class Runner:
         return res, step.spec["hex"], len(step.spec["hex"])
 
     def _do_ioctl(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
-        io = uapi.IOCTLS[step.spec["ioctl"]]
+        io = self.abi.IOCTLS.get(step.spec["ioctl"])
+        if io is None:
+            raise HarnessError(f"Linux {self.release} has no {step.spec['ioctl']}")
         fd = _as_int(bound(env, step.spec["fd"]))
         spec = step.spec
         rec.request = {"fd": fd}
@@ -363,7 +374,7 @@ class Runner:
         """Put a pointer field's contents in fresh user memory."""
         elem = None
         if "array" in v:
-            elem = uapi.STRUCTS[v["array"]]
+            elem = self.abi.STRUCTS[v["array"]]
             if "items" in v:
                 objs = []
                 for it in v["items"]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ..backends.base import DRIVER_MANAGED_DMA, Backend, PciFunction, Topology
 from ..cases.model import Case
+from ..uapi import available, span
 from ..uapi.kernel_version import in_range
 
 
@@ -80,12 +81,22 @@ def bind_roles(wanted: dict[str, str], topo: Topology,
     return out
 
 
+def _has(name: str, release: str) -> bool:
+    try:
+        return available(name, release)
+    except (KeyError, ValueError):  # a member uapi does not list on its own; a pre-6.12 kernel
+        return True
+
+
 def unmet(case: Case, backend: Backend, topo: Topology | None = None) -> str | None:
     """Why ``case`` can't run on ``backend`` (whose topology is ``topo``), or None."""
     facts = backend.facts()
     r = case.requires
     if r.kernel and not in_range(facts.kernel, r.kernel):
         return f"case applies to kernels {r.kernel}, the target is {facts.kernel}"
+    lacking = sorted(n for n in case.uses if not _has(n, facts.kernel))
+    if lacking:
+        return f"Linux {facts.kernel} has no {', '.join(lacking)} (uAPI of {', '.join(str(span(n)) for n in lacking)})"
     missing = [c for c in r.config if c not in facts.config]
     if missing:
         return "kernel config lacks " + ", ".join("CONFIG_" + c for c in missing)

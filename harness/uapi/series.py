@@ -35,15 +35,14 @@ _Aggregate = (ctypes.Structure, ctypes.Union)
 
 
 def series_of(version: str) -> str:
-    """The declared series a kernel release (or series) belongs to."""
-    v = parse(version)
-    newest = abi.SERIES[-1]
-    if v[:2] > parse(newest)[:2]:
-        return newest
-    for s in abi.SERIES:
-        if v[:2] == parse(s)[:2]:
-            return s
-    raise ValueError(f"kernel {version}: no uAPI declared for it (declared series: {', '.join(abi.SERIES)})")
+    """The declared series whose uAPI a kernel release (or series) has: its own series, else the
+    newest declared series older than it (6.18 has at least 6.12's uAPI; what it added is not
+    declared).  A release older than every declared series has none."""
+    v = parse(version)[:2]
+    older = [s for s in abi.SERIES if parse(s)[:2] <= v]
+    if not older:
+        raise ValueError(f"kernel {version}: older than every declared uAPI series ({', '.join(abi.SERIES)})")
+    return max(older, key=lambda s: parse(s))
 
 
 def span(name: str) -> abi.Span:
