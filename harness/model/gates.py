@@ -39,6 +39,13 @@ def at(path: str, line: int | str, series: str = "7.2") -> str:
 
 TYPE1_OVERFLOW_EOVERFLOW = "type1-overflow-eoverflow"
 TYPE1_NESTING_REMOVED = "type1-nesting-removed"
+CDEV_BIND_TOKEN = "cdev-bind-token"
+CDEV_PASID_ATTACH = "cdev-pasid-attach"
+HW_INFO_INPUT_TYPE = "hw-info-input-type"
+HW_INFO_ATS_CAP = "hw-info-ats-cap"
+HWPT_INVALIDATE_ANY_OBJECT = "hwpt-invalidate-any-object"
+HWPT_ALLOC_PASID = "hwpt-alloc-pasid"
+MOCK_DEVICE_FLAGS_PASID = "mock-device-flags-pasid"
 
 GATES: dict[str, Gate] = {g.name: g for g in (
     Gate(TYPE1_OVERFLOW_EOVERFLOW, "7.2",
@@ -51,6 +58,41 @@ GATES: dict[str, Gate] = {g.name: g for g in (
          "(__VFIO_RESERVED_TYPE1_NESTING_IOMMU) as a plain type1v2 whose domains no longer need nesting",
          "drivers/vfio/vfio_iommu_type1.c:2645-2650, 2551-2553, 2205-2209",
          "drivers/vfio/vfio_iommu_type1.c:2726-2731@7.2, 2634@7.2"),
+    Gate(CDEV_BIND_TOKEN, "7.2",
+         "VFIO_DEVICE_BIND_IOMMUFD takes VFIO_DEVICE_BIND_FLAG_TOKEN (a VF token read from token_uuid_ptr), "
+         "reads the whole struct by argsz (a non-zero tail past it is E2BIG), and checks the VF token as the "
+         "group path does (a VF of a vfio-pci PF without one: EACCES)",
+         "drivers/vfio/device_cdev.c:63-92",
+         "drivers/vfio/device_cdev.c:63-127@7.2", "86624ba3b522"),
+    Gate(CDEV_PASID_ATTACH, "7.2",
+         "VFIO_DEVICE_ATTACH/DETACH_IOMMUFD_PT take VFIO_DEVICE_ATTACH_PASID / DETACH_PASID and a pasid "
+         "field; other flag bits are still EINVAL",
+         "drivers/vfio/device_cdev.c:172-176, 208-211",
+         "drivers/vfio/device_cdev.c:207-228@7.2, 266-286@7.2"),
+    Gate(HW_INFO_INPUT_TYPE, "7.2",
+         "IOMMU_GET_HW_INFO takes IOMMU_HW_INFO_FLAG_INPUT_TYPE with in_data_type (a type the driver does "
+         "not report is EOPNOTSUPP); other flag bits are still EOPNOTSUPP",
+         "drivers/iommu/iommufd/device.c:1320-1322",
+         "drivers/iommu/iommufd/device.c:1557-1564@7.2"),
+    Gate(HW_INFO_ATS_CAP, "7.2",
+         "IOMMU_GET_HW_INFO sets IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED in out_capabilities for a device that "
+         "cannot use ATS",
+         "drivers/iommu/iommufd/device.c:1374-1376",
+         "drivers/iommu/iommufd/device.c:1616-1622@7.2"),
+    Gate(HWPT_INVALIDATE_ANY_OBJECT, "7.2",
+         "IOMMU_HWPT_INVALIDATE looks hwpt_id up as any object (a nested HWPT or a vIOMMU): another kind of "
+         "object is EINVAL, where 6.12 asked for a nested HWPT and said ENOENT",
+         "drivers/iommu/iommufd/hw_pagetable.c:442-446",
+         "drivers/iommu/iommufd/hw_pagetable.c:524-552@7.2"),
+    Gate(HWPT_ALLOC_PASID, "7.2",
+         "IOMMU_HWPT_ALLOC takes IOMMU_HWPT_ALLOC_PASID (bit 3), which 6.12 refuses as unknown (EOPNOTSUPP)",
+         "drivers/iommu/iommufd/hw_pagetable.c:110-122",
+         "drivers/iommu/iommufd/hw_pagetable.c@7.2"),
+    Gate(MOCK_DEVICE_FLAGS_PASID, "7.2",
+         "IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS takes MOCK_FLAGS_DEVICE_PASID (bit 2) and no longer "
+         "MOCK_FLAGS_DEVICE_HUGE_IOVA (bit 1, EINVAL)",
+         "drivers/iommu/iommufd/selftest.c:698-700",
+         "drivers/iommu/iommufd/selftest.c@7.2"),
 )}
 
 

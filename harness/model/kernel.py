@@ -9,6 +9,7 @@ import errno
 import re
 from collections.abc import Callable
 
+from .. import uapi
 from ..backends.base import Facts, Topology
 from .errors import Errno
 from .gates import gate_open
@@ -67,6 +68,11 @@ class ModelKernel:
         self.state: dict[str, object] = {}
         # The version gates (gates.py) consulted since the backend last cleared this.
         self.gates_consulted: set[str] = set()
+        # The uAPI of this kernel's series: struct sizes and layouts as its handlers see them.
+        try:
+            self.abi = uapi.for_series(facts.kernel)
+        except ValueError:
+            self.abi = uapi.for_series(uapi.DEFAULT_SERIES)
         for fd in STDIO_FDS:
             self.files[fd] = Stdio()
             self.get_file(self.files[fd])

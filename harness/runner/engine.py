@@ -67,6 +67,18 @@ def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _field_type(cls: Any, name: str) -> Any:
+    """The ctype of member ``name``, looking into anonymous unions and structs as C does."""
+    for fname, ctype, *_ in cls._fields_:
+        if fname == name:
+            return ctype
+        if fname in getattr(cls, "_anonymous_", ()):
+            found = _field_type(ctype, name)
+            if found is not None:
+                return found
+    return None
+
+
 def _set_fields(obj: Any, args: Mapping[str, Any], env: Mapping[str, Any], pointers: Mapping[str, int]) -> None:
     for name, v in args.items():
         if name in pointers:
@@ -82,7 +94,7 @@ def _set_fields(obj: Any, args: Mapping[str, Any], env: Mapping[str, Any], point
             cur = getattr(obj, name)
             if isinstance(cur, ctypes.Array):
                 raise HarnessError(f"{name} is an array; set its elements through tail/data")
-            ctype = dict(obj._fields_)[name]
+            ctype = _field_type(type(obj), name)
             bits = ctypes.sizeof(ctype) * 8
             signed = ctype in (ctypes.c_int32, ctypes.c_int64, ctypes.c_int16, ctypes.c_int8)
             lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (-(1 << (bits - 1)), (1 << bits) - 1)

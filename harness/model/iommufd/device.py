@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from ...uapi import iommufd as u
 from ..errors import Errno
+from ..gates import HW_INFO_ATS_CAP, HW_INFO_INPUT_TYPE, at
 from . import hw_pagetable as hwpt_c
 from .domain import (
     IOMMU_CAP_CACHE_COHERENCY,
     IOMMU_CAP_DIRTY_TRACKING,
     IOMMU_CAP_ENFORCE_CACHE_COHERENCY,
+    IOMMU_CAP_PCI_ATS_SUPPORTED,
     IommuDomain,
     dev_iommu_ops,
 )
@@ -645,12 +647,18 @@ def iommufd_get_hw_info(ucmd: Ucmd[u.iommu_hw_info]) -> int:
     cmd = ucmd.cmd
     k = ucmd.k
     reserved = cmd.__reserved
-    if cmd.flags or reserved[0] or reserved[1] or reserved[2]:
+    in_type = 0
+    if k.since(HW_INFO_INPUT_TYPE):
+        if cmd.flags & ~u.IOMMU_HW_INFO_FLAG_INPUT_TYPE or reserved[0] or reserved[1] or reserved[2]:
+            raise E(errno.EOPNOTSUPP, at("device.c", 1558 if cmd.flags & ~u.IOMMU_HW_INFO_FLAG_INPUT_TYPE else 1560))
+        if cmd.flags & u.IOMMU_HW_INFO_FLAG_INPUT_TYPE:
+            in_type = cmd.in_data_type
+    elif cmd.flags or reserved[0] or reserved[1] or reserved[2]:
         raise E(errno.EOPNOTSUPP, "device.c:1322")
     idev = ucmd.ictx.get_object(cmd.dev_id, IOMMUFD_OBJ_DEVICE)
     assert isinstance(idev, IommufdDevice)
     ops = dev_iommu_ops(k, idev.dev)
-    info = ops.hw_info(idev.dev)
+    info = ops.hw_info(idev.dev, in_type)
     if info is None:
         cmd.out_data_type = u.IOMMU_HW_INFO_TYPE_NONE
         data = b""
@@ -667,6 +675,8 @@ def iommufd_get_hw_info(ucmd: Ucmd[u.iommu_hw_info]) -> int:
     cmd.out_capabilities = 0
     if ops.capable(idev.dev, IOMMU_CAP_DIRTY_TRACKING):
         cmd.out_capabilities |= u.IOMMU_HW_CAP_DIRTY_TRACKING
+    if k.since(HW_INFO_ATS_CAP) and not ops.capable(idev.dev, IOMMU_CAP_PCI_ATS_SUPPORTED):
+        cmd.out_capabilities |= u.IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED  # :1620-1622@7.2
     # No modelled device has PASID enabled: dev->iommu->max_pasids == 0.
     cmd.out_max_pasid_log2 = 0
     ucmd.respond()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ...backends.base import IommuHw
 from ..errors import Errno
+from ..gates import at
 from .private import IOMMU_READ, IOMMU_WRITE, ULONG_MAX
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ IOMMU_CAP_PRE_BOOT_PROTECTION = 2
 IOMMU_CAP_ENFORCE_CACHE_COHERENCY = 3
 IOMMU_CAP_DEFERRED_FLUSH = 4
 IOMMU_CAP_DIRTY_TRACKING = 5
+IOMMU_CAP_PCI_ATS_SUPPORTED = 6  # 7.2 (include/linux/iommu.h:276@7.2)
 
 # include/linux/iommu.h: domain types
 IOMMU_DOMAIN_BLOCKED = 0
@@ -152,7 +154,9 @@ class IommuOps:
     def capable(self, dev: Any, cap: int) -> bool:
         return False
 
-    def hw_info(self, dev: Any) -> tuple[int, bytes] | None:
+    def hw_info(self, dev: Any, in_type: int = 0) -> tuple[int, bytes] | None:
+        """ops->hw_info: (the type it reports, its data), None without the op; ``in_type`` the
+        type asked for (7.2's IOMMU_HW_INFO_FLAG_INPUT_TYPE; 0 = IOMMU_HW_INFO_TYPE_DEFAULT)."""
         return None
 
     def domain_alloc_user(self, k: ModelKernel, dev: Any, flags: int, parent: IommuDomain | None,
@@ -242,10 +246,13 @@ class HwIommuOps(IommuOps):
             return self.hw.dirty_tracking
         return False
 
-    def hw_info(self, dev: Any) -> tuple[int, bytes] | None:
+    def hw_info(self, dev: Any, in_type: int = 0) -> tuple[int, bytes] | None:
         if self.hw.kind != "intel":
             return None
-        # intel_iommu_hw_info() (intel/iommu.c:4430-4446): struct iommu_hw_info_vtd
+        # intel_iommu_hw_info() (intel/iommu.c:4430-4446): struct iommu_hw_info_vtd; 7.2 refuses
+        # an asked-for type other than its own (intel/iommu.c:3696-3698@7.2)
+        if in_type not in (0, IOMMU_HW_INFO_TYPE_INTEL_VTD):
+            raise Errno(errno.EOPNOTSUPP, at("drivers/iommu/intel/iommu.c", 3698))
         cap, ecap = self._regs(dev)
         return IOMMU_HW_INFO_TYPE_INTEL_VTD, struct.pack(
             "<IIQQ", IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17, 0, cap, ecap)

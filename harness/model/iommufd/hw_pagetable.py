@@ -4,10 +4,11 @@ and their ioctls."""
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...uapi import iommufd as u
 from ..errors import Errno
+from ..gates import HWPT_ALLOC_PASID, HWPT_INVALIDATE_ANY_OBJECT, at
 from . import device as device_c
 from .domain import (
     IOMMU_CAP_DIRTY_TRACKING,
@@ -73,6 +74,7 @@ class HwptPaging(IommufdHwPagetable):
         self.enforce_cache_coherency = False
         self.msi_cookie = False
         self.nest_parent = False
+        self.pasid_compat = False  # IOMMU_HWPT_ALLOC_PASID (7.2)
         self.in_hwpt_list = False
 
     def destroy(self, k: ModelKernel) -> None:
@@ -126,6 +128,8 @@ def iommufd_hwpt_paging_alloc(k: ModelKernel, ictx: IommufdCtx, ioas: IommufdIoa
                               user_data: UserData | None) -> HwptPaging:
     """hw_pagetable.c:104-204.  The object is returned not finalized."""
     valid_flags = u.IOMMU_HWPT_ALLOC_NEST_PARENT | u.IOMMU_HWPT_ALLOC_DIRTY_TRACKING
+    if k.since(HWPT_ALLOC_PASID):
+        valid_flags |= u.IOMMU_HWPT_FAULT_ID_VALID | u.IOMMU_HWPT_ALLOC_PASID  # :112-116@7.2
     ops = dev_iommu_ops(k, idev.dev)
     if flags & ~valid_flags:
         raise E(errno.EOPNOTSUPP, "hw_pagetable.c:122")
@@ -138,6 +142,7 @@ def iommufd_hwpt_paging_alloc(k: ModelKernel, ictx: IommufdCtx, ioas: IommufdIoa
     ictx.object_alloc(hwpt)
     ioas.users += 1
     hwpt.nest_parent = bool(flags & u.IOMMU_HWPT_ALLOC_NEST_PARENT)
+    hwpt.pasid_compat = bool(flags & u.IOMMU_HWPT_ALLOC_PASID)  # :140@7.2; what it allows is not modelled
     try:
         hwpt.domain = ops.domain_alloc_user(k, idev.dev, flags, None, user_data)
         if idev.enforce_cache_coherency:
@@ -255,6 +260,18 @@ def iommufd_hwpt_get_dirty_bitmap(ucmd: Ucmd[u.iommu_hwpt_get_dirty_bitmap]) -> 
     return 0
 
 
+def _invalidation_target(ucmd: Ucmd[u.iommu_hwpt_invalidate]) -> Any:
+    """The nested HWPT hwpt_id names: 6.12 looks up a nested HWPT (another kind of object is
+    ENOENT); 7.2 looks up any object, and one that is neither a nested HWPT nor a vIOMMU
+    (not modelled yet) is EINVAL (:524-552@7.2)."""
+    if not ucmd.k.since(HWPT_INVALIDATE_ANY_OBJECT):
+        return ucmd.ictx.get_object(ucmd.cmd.hwpt_id, IOMMUFD_OBJ_HWPT_NESTED)
+    obj = ucmd.ictx.get_object(ucmd.cmd.hwpt_id, IOMMUFD_OBJ_ANY)
+    if not isinstance(obj, HwptNested):
+        raise E(errno.EINVAL, at("hw_pagetable.c", 550))
+    return obj
+
+
 def iommufd_hwpt_invalidate(ucmd: Ucmd[u.iommu_hwpt_invalidate]) -> int:
     """hw_pagetable.c:413-458: entry_num goes back (the number handled) even
     on failure."""
@@ -268,7 +285,7 @@ def iommufd_hwpt_invalidate(ucmd: Ucmd[u.iommu_hwpt_invalidate]) -> int:
         rc = E(errno.EINVAL, "hw_pagetable.c:438")
     else:
         try:
-            hwpt = ucmd.ictx.get_object(cmd.hwpt_id, IOMMUFD_OBJ_HWPT_NESTED)
+            hwpt = _invalidation_target(ucmd)
         except Errno as e:
             rc = e
         else:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ...uapi import iommufd as u
-from ...uapi.abi import IOCTLS, Ioctl, ioc_nr
+from ...uapi.abi import Ioctl, ioc_nr
 from ..errors import ENOIOCTLCMD, Errno
 from ..kernel import File
 from . import device as device_c
@@ -225,21 +225,23 @@ _HANDLERS: dict[str, Handler] = {
 }
 
 OpTable = list[tuple[Ioctl, Handler] | None]
-_TABLES: dict[bool, OpTable] = {}
+_TABLES: dict[tuple[bool, str], OpTable] = {}
 
 
 def _ioctl_ops(k: ModelKernel) -> OpTable:
     """iommufd_ioctl_ops[] (main.c:378-411): indexed by nr - 0x80, with
-    IOMMU_TEST_CMD at 0xa0 only under CONFIG_IOMMUFD_TEST."""
+    IOMMU_TEST_CMD at 0xa0 only under CONFIG_IOMMUFD_TEST; each entry's struct and minimum
+    size are those of the kernel's series (the ioctls 7.2 added are not modelled yet: their
+    numbers fall in the table's gaps, ENOTTY)."""
     test = "IOMMUFD_TEST" in k.facts.config
-    table = _TABLES.get(test)
+    table = _TABLES.get((test, k.abi.series))
     if table is None:
-        ops: list[tuple[Ioctl, Handler]] = [(IOCTLS[name], fn) for name, fn in _HANDLERS.items()]
+        ops: list[tuple[Ioctl, Handler]] = [(k.abi.IOCTLS[name], fn) for name, fn in _HANDLERS.items()]
         if test:
-            ops.append((selftest_c.test_cmd_ioctl(), selftest_c.iommufd_test))
+            ops.append((k.abi.IOCTLS["IOMMU_TEST_CMD"], selftest_c.iommufd_test))
         size = max(op.nr for op, _ in ops) - IOMMUFD_CMD_BASE + 1
         table = [None] * size
         for op, fn in ops:
             table[op.nr - IOMMUFD_CMD_BASE] = (op, fn)
-        _TABLES[test] = table
+        _TABLES[test, k.abi.series] = table
     return table

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from ...uapi import iommufd as u
 from ...uapi import iommufd_test as ut
-from ...uapi.abi import IOCTLS, Ioctl
 from ..errors import Errno
+from ..gates import HWPT_ALLOC_PASID, MOCK_DEVICE_FLAGS_PASID, at
 from ..iommu import IommuGroup
 from ..kernel import File
 from . import device as device_c
@@ -62,11 +62,6 @@ if TYPE_CHECKING:
     from ..memory import Mapping
     from .device import IommufdAccess, IommufdDevice
     from .main import IommufdCtx
-
-
-def test_cmd_ioctl() -> Ioctl:
-    """IOCTL_OP(IOMMU_TEST_CMD, iommufd_test, struct iommu_test_cmd, last) (main.c:409)."""
-    return IOCTLS["IOMMU_TEST_CMD"]
 
 
 # -- the mock driver (selftest.c:124-635) ------------------------------------------------
@@ -196,8 +191,11 @@ class MockOps(IommuOps):
             return not dev.flags & ut.MOCK_FLAGS_DEVICE_NO_DIRTY
         return False
 
-    def hw_info(self, dev: Any) -> tuple[int, bytes] | None:
-        """mock_domain_hw_info() (selftest.c:180-193): struct iommu_test_hw_info."""
+    def hw_info(self, dev: Any, in_type: int = u.IOMMU_HW_INFO_TYPE_DEFAULT) -> tuple[int, bytes] | None:
+        """mock_domain_hw_info() (selftest.c:180-193): struct iommu_test_hw_info; 7.2 refuses an
+        asked-for type other than its own (selftest.c:309-311@7.2)."""
+        if in_type not in (u.IOMMU_HW_INFO_TYPE_DEFAULT, ut.IOMMU_HW_INFO_TYPE_SELFTEST):
+            raise E(errno.EOPNOTSUPP, at("selftest.c", 311))
         return ut.IOMMU_HW_INFO_TYPE_SELFTEST, struct.pack("<II", 0, ut.IOMMU_HW_INFO_SELFTEST_REGVAL)
 
     def domain_alloc_user(self, k: ModelKernel, dev: Any, flags: int, parent: IommuDomain | None,
@@ -206,7 +204,10 @@ class MockOps(IommuOps):
         if parent is None:
             has_dirty_flag = bool(flags & u.IOMMU_HWPT_ALLOC_DIRTY_TRACKING)
             no_dirty_ops = bool(dev.flags & ut.MOCK_FLAGS_DEVICE_NO_DIRTY)
-            if flags & ~(u.IOMMU_HWPT_ALLOC_NEST_PARENT | u.IOMMU_HWPT_ALLOC_DIRTY_TRACKING):
+            paging_flags = u.IOMMU_HWPT_ALLOC_NEST_PARENT | u.IOMMU_HWPT_ALLOC_DIRTY_TRACKING
+            if k.since(HWPT_ALLOC_PASID):
+                paging_flags |= u.IOMMU_HWPT_ALLOC_PASID  # selftest.c:496-498@7.2
+            if flags & ~paging_flags:
                 raise E(errno.EOPNOTSUPP, "selftest.c:339")
             if user_data is not None or (has_dirty_flag and no_dirty_ops):
                 raise E(errno.EOPNOTSUPP, "selftest.c:341")
@@ -239,7 +240,10 @@ MOCK_OPS = MockOps()
 
 def mock_dev_create(k: ModelKernel, dev_flags: int) -> MockDev:
     """selftest.c:693-731."""
-    if dev_flags & ~(ut.MOCK_FLAGS_DEVICE_NO_DIRTY | ut.MOCK_FLAGS_DEVICE_HUGE_IOVA):
+    if k.since(MOCK_DEVICE_FLAGS_PASID):
+        if dev_flags & ~(ut.MOCK_FLAGS_DEVICE_NO_DIRTY | ut.MOCK_FLAGS_DEVICE_PASID):
+            raise E(errno.EINVAL, at("selftest.c", 995))
+    elif dev_flags & ~(ut.MOCK_FLAGS_DEVICE_NO_DIRTY | ut.MOCK_FLAGS_DEVICE_HUGE_IOVA):
         raise E(errno.EINVAL, "selftest.c:700")
     ida = k.state.setdefault(_MOCK_IDA, set())
     assert isinstance(ida, set)

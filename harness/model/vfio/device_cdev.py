@@ -3,19 +3,25 @@ and VFIO_DEVICE_{ATTACH,DETACH}_IOMMUFD_PT.
 
 6.12 checks no VF token on this path: BIND never calls the driver's match(),
 so a VF whose PF is on vfio-pci binds without one (fixed upstream in v6.17,
-86624ba3b522).  The VF still counts as a PF token user once open."""
+86624ba3b522: VFIO_DEVICE_BIND_FLAG_TOKEN, version gate cdev-bind-token).  The VF
+still counts as a PF token user once open."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import re
+from typing import Any
 
 from ...uapi import vfio as uv
 from ..errors import Errno
+from ..gates import CDEV_BIND_TOKEN, CDEV_PASID_ATTACH, at
 from ..kernel import File, ModelKernel
 from .group import vfio_device_block_group, vfio_device_unblock_group
 from .vfio_main import (
+    VfioDevice,
     VfioDeviceFile,
+    copy_from_user,
     copy_to_user,
     get_struct,
     offsetofend,
@@ -45,15 +51,28 @@ def vfio_df_ioctl_bind_iommufd(k: ModelKernel, df: VfioDeviceFile, arg: int) -> 
         raise Errno(errno.ENOTTY, "drivers/vfio/vfio.h:407")
     device = df.device
     minsz = offsetofend(uv.vfio_device_bind_iommufd, "out_devid")
-    bind = get_struct(k, uv.vfio_device_bind_iommufd, arg, minsz, f"{CDEV_C}:76")
-    if bind.argsz < minsz or bind.flags or bind.iommufd < 0:
-        raise Errno(errno.EINVAL, f"{CDEV_C}:79")
+    token = k.since(CDEV_BIND_TOKEN)
+    if token:
+        # get_user(argsz), then copy_struct_from_user() of the whole 7.2 struct (:97-105@7.2)
+        user_size = int.from_bytes(copy_from_user(k, arg, 4, at(CDEV_C, 97)), "little")
+        if user_size < minsz:
+            raise Errno(errno.EINVAL, at(CDEV_C, 101))
+        cls: Any = k.abi.STRUCTS["vfio_device_bind_iommufd"]
+        bind = cls.from_buffer_copy(k.mm.copy_struct_from_user(ctypes.sizeof(cls), arg, user_size))
+        if bind.iommufd < 0 or bind.flags & ~uv.VFIO_DEVICE_BIND_FLAG_TOKEN:
+            raise Errno(errno.EINVAL, at(CDEV_C, 107))
+    else:
+        bind = get_struct(k, uv.vfio_device_bind_iommufd, arg, minsz, f"{CDEV_C}:76")
+        if bind.argsz < minsz or bind.flags or bind.iommufd < 0:
+            raise Errno(errno.EINVAL, f"{CDEV_C}:79")
     if df.group is not None:
-        raise Errno(errno.EINVAL, f"{CDEV_C}:83")
+        raise Errno(errno.EINVAL, at(CDEV_C, 111) if token else f"{CDEV_C}:83")
     vfio_device_block_group(device)
     try:
         if df.access_granted:
-            raise Errno(errno.EINVAL, f"{CDEV_C}:92")
+            raise Errno(errno.EINVAL, at(CDEV_C, 120) if token else f"{CDEV_C}:92")
+        if token:
+            vfio_df_check_token(k, device, bind)
         f = k.files.get(bind.iommufd)
         if f is None:
             raise Errno(errno.EBADF, "drivers/iommu/iommufd/main.c:501")
@@ -82,6 +101,18 @@ def vfio_df_ioctl_bind_iommufd(k: ModelKernel, df: VfioDeviceFile, arg: int) -> 
     return 0
 
 
+def vfio_df_check_token(k: ModelKernel, device: VfioDevice, bind: Any) -> None:
+    """:63-81@7.2: the driver's VF token check, with the token BIND_FLAG_TOKEN points at."""
+    if not device.has_token_check:
+        if bind.flags & uv.VFIO_DEVICE_BIND_FLAG_TOKEN:
+            raise Errno(errno.EINVAL, at(CDEV_C, 70))
+        return
+    uuid = None
+    if bind.flags & uv.VFIO_DEVICE_BIND_FLAG_TOKEN:
+        uuid = copy_from_user(k, bind.token_uuid_ptr, 16, at(CDEV_C, 79))
+    device.match_token_uuid(k, uuid)
+
+
 def vfio_df_unbind_iommufd(k: ModelKernel, df: VfioDeviceFile) -> None:
     """device_cdev.c:141-160."""
     if not df.access_granted:
@@ -100,7 +131,14 @@ def vfio_df_ioctl_attach_pt(k: ModelKernel, df: VfioDeviceFile, arg: int) -> int
     device = df.device
     minsz = offsetofend(uv.vfio_device_attach_iommufd_pt, "pt_id")
     attach = get_struct(k, uv.vfio_device_attach_iommufd_pt, arg, minsz, f"{CDEV_C}:173")
-    if attach.argsz < minsz or attach.flags:
+    if k.since(CDEV_PASID_ATTACH):
+        if attach.argsz < minsz or attach.flags & ~uv.VFIO_DEVICE_ATTACH_PASID:
+            raise Errno(errno.EINVAL, at(CDEV_C, 211))
+        if attach.flags & uv.VFIO_DEVICE_ATTACH_PASID:
+            pasid = _pasid(k, arg, "vfio_device_attach_iommufd_pt", attach.argsz, 221)
+            raise Errno(errno.ENOSYS, f"not modelled: attaching PASID {pasid} "
+                                      "(drivers/vfio/iommufd.c:185-208@7.2)")
+    elif attach.argsz < minsz or attach.flags:
         raise Errno(errno.EINVAL, f"{CDEV_C}:176")
     attach.pt_id = device.attach_ioas(k, attach.pt_id)
     off = uv.vfio_device_attach_iommufd_pt.offsetof("pt_id")
@@ -116,8 +154,26 @@ def vfio_df_ioctl_detach_pt(k: ModelKernel, df: VfioDeviceFile, arg: int) -> int
     """device_cdev.c:198-218."""
     minsz = offsetofend(uv.vfio_device_detach_iommufd_pt, "flags")
     detach = get_struct(k, uv.vfio_device_detach_iommufd_pt, arg, minsz, f"{CDEV_C}:208")
-    if detach.argsz < minsz or detach.flags:
+    if k.since(CDEV_PASID_ATTACH):
+        if detach.argsz < minsz or detach.flags & ~uv.VFIO_DEVICE_DETACH_PASID:
+            raise Errno(errno.EINVAL, at(CDEV_C, 269))
+        if detach.flags & uv.VFIO_DEVICE_DETACH_PASID:
+            _pasid(k, arg, "vfio_device_detach_iommufd_pt", detach.argsz, 279)
+            # vfio_iommufd_physical_pasid_detach_ioas(): no PASID of the model's devices is
+            # ever attached (attaching is not modelled), so this is its no-op (iommufd.c:219-220@7.2)
+            return 0
+    elif detach.argsz < minsz or detach.flags:
         raise Errno(errno.EINVAL, f"{CDEV_C}:211")
     df.device.detach_ioas(k)
     return 0
+
+
+def _pasid(k: ModelKernel, arg: int, struct: str, argsz: int, line: int) -> int:
+    """The pasid of an ATTACH/DETACH_PASID request (:213-228@7.2, :272-286@7.2): vfio-pci has the
+    pasid ops, so argsz must reach past pasid."""
+    cls: Any = k.abi.STRUCTS[struct]
+    xend = cls.offsetof("pasid") + 4
+    if argsz < xend:
+        raise Errno(errno.EINVAL, at(CDEV_C, line))
+    return int.from_bytes(copy_from_user(k, arg + cls.offsetof("pasid"), 4, at(CDEV_C, line + 3)), "little")
 

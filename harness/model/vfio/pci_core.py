@@ -134,6 +134,13 @@ class VfioPciCoreDevice(VfioDevice):
     def match(self, k: ModelKernel, buf: str) -> int:
         return vfio_pci_core_match(self, buf)
 
+    has_token_check = True
+
+    def match_token_uuid(self, k: ModelKernel, uuid: bytes | None) -> None:
+        """vfio_pci_core_match_token_uuid() (vfio_pci_core.c:1920-2005@7.2): the checks of
+        vfio_pci_validate_vf_token(), with the token BIND_IOMMUFD passed."""
+        vfio_pci_validate_vf_token(self, uuid is not None, uuid or b"")
+
     def bind_iommufd(self, k: ModelKernel, ictx: IommufdCtx) -> int:
         return vfio_iommufd.vfio_iommufd_physical_bind(k, self, ictx)
 

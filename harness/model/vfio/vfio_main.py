@@ -208,6 +208,12 @@ class VfioDevice:
         """ops->match, or the name compare when there is none (group.c:41-43)."""
         return 1 if buf == self.bdf else 0
 
+    # ops->match_token_uuid (7.2): whether the driver has one, and the check itself.
+    has_token_check = False
+
+    def match_token_uuid(self, k: ModelKernel, uuid: bytes | None) -> None:
+        raise NotImplementedError
+
     def bind_iommufd(self, k: ModelKernel, ictx: IommufdCtx) -> int:
         raise NotImplementedError
 
