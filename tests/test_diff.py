@@ -100,3 +100,10 @@ def test_set_irqs_bool_data_is_compared_as_is() -> None:
     bool_trigger = (1 << 1) | (1 << 5)  # VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_ACTION_TRIGGER
     d = diff(_irq_trace("kernel", 7, 7, bool_trigger), _irq_trace("model", 6, 6, bool_trigger))
     assert d.first is not None and d.first.what == "request.data"
+
+
+def test_pointer_fields_named_ptr_are_addresses() -> None:
+    """7.2's VFIO_DEVICE_BIND_IOMMUFD.token_uuid_ptr points at the VF token in user memory."""
+    bind = StepRecord(2, 3, "ioctl", "VFIO_DEVICE_BIND_IOMMUFD", request={"flags": 1, "token_uuid_ptr": 0x7F00_0000})
+    assert role_of(bind, "request.token_uuid_ptr") == "addr"
+    assert role_of(bind, "request.flags") is None

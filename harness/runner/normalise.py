@@ -53,7 +53,7 @@ RULES: tuple[Rule, ...] = (
     _r("addr", r"ret", ioctl="step:mmap", reason="user virtual addresses"),
     _r("addr", r"addr", ioctl="step:munmap"), _r("addr", r"addr", ioctl="step:read_mem"),
     _r("addr", r"addr", ioctl="step:write_mem"),
-    _r("addr", r"(.*\.)?(user_va|vaddr|uptr|data_uptr|allowed_iovas|data|addr|pointer)"),
+    _r("addr", r"(.*\.)?(user_va|vaddr|uptr|data_uptr|[a-z_]*_ptr|allowed_iovas|data|addr|pointer)"),
     _r("iova", r"iova", ioctl="IOMMU_IOAS_MAP", unless_flag="IOMMU_IOAS_MAP_FIXED_IOVA",
        reason="automatic IOVAs are the kernel's choice"),
     _r("iova", r"dst_iova", ioctl="IOMMU_IOAS_COPY", unless_flag="IOMMU_IOAS_MAP_FIXED_IOVA"),
