@@ -62,6 +62,16 @@ def test_series_changes_are_all_expected_and_tied_to_their_gate() -> None:
     assert report.summary().startswith(f"{OLD} -> {NEW}:")
 
 
+def test_what_the_abi_changes_is_listed_apart_from_behaviour_changes() -> None:
+    """7.2's VFIO_DEVICE_BIND_IOMMUFD is 24 bytes (token_uuid_ptr), 6.12's 16: the harness sends
+    each kernel its own size, which is no behaviour change of either."""
+    report = run("device/bind-flags-einval", model(OLD), model(NEW), OLD, NEW)
+    abi = report.abi()
+    assert abi.get(("VFIO_DEVICE_BIND_IOMMUFD", "request.argsz", "16", "24")), abi
+    assert not any(ch.what == "request.argsz" for _, ch in report.changes)
+    assert "steps with ABI differences" in report.summary()
+
+
 def test_a_gate_the_candidate_does_not_show_is_unexpected() -> None:
     report = run("container/check-extension-nesting", model(OLD), model(NEW, Gateless), OLD, NEW)
     (case, change), = report.unexpected

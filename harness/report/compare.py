@@ -34,6 +34,14 @@ def render_compare_markdown(r: CompareReport, baseline_label: str = "", candidat
         lines += [f"| {c.case.test_id} | {ch.step + 1} {_cell(ch.label)} (line {ch.line}) | {ch.what} | "
                   f"{_cell(ch.baseline)} | {_cell(ch.candidate)} | {_cell(ch.why)} |" for c, ch in rows]
         lines.append("")
+    abi = r.abi()
+    if abi:
+        lines += [f"## ABI differences ({len(abi)})", "",
+                  "What the harness sent or read differs because the two series' structs differ (sizes, "
+                  "members one series lacks); not a behaviour change of either kernel.", "",
+                  "| ioctl | field | baseline | candidate | steps |", "|---|---|---|---|---|"]
+        lines += [f"| {_cell(label)} | {what} | {b} | {c} | {n} |" for (label, what, b, c), n in sorted(abi.items())]
+        lines.append("")
     one_side = [c for c in r.cases if c.note and c.status != "skip" and not c.changes]
     if one_side:
         lines += [f"## Cases compared on one kernel only ({len(one_side)})", ""]

@@ -68,6 +68,10 @@ class CaseComparison:
     def unexpected(self) -> list[Change]:
         return [c for c in self.changes if not c.expected]
 
+    @property
+    def abi(self) -> list[Divergence]:
+        return [d for d in self.diff.divergences if is_abi(d)] if self.diff else []
+
 
 def _key(d: Divergence) -> tuple[int, str, str, str]:
     return d.step, d.what, repr(d.left), repr(d.right)
@@ -94,13 +98,23 @@ def _line(trace: Trace, step: int) -> int:
     return trace.steps[step].line if step < len(trace.steps) else 0
 
 
+def is_abi(d: Divergence) -> bool:
+    """A difference in what the harness sent (each series' struct layouts and sizes: a 7.2
+    VFIO_DEVICE_BIND_IOMMUFD is 24 bytes, a 6.12 one 16) or in an output member only one series
+    has: the two ABIs, not the kernels' behaviour."""
+    return d.what.startswith("request.") or (d.what.startswith("out.") and (d.left is None or d.right is None))
+
+
 def classify(case: Case, kernels: Diff, models: Diff, releases: tuple[str, str]) -> list[Change]:
     """Each kernel-vs-kernel divergence as an expected or unexpected change, and each change
-    the models predict that the kernels do not show as an unexpected one."""
-    predicted = {_key(d): d for d in models.divergences}
+    the models predict that the kernels do not show as an unexpected one (ABI differences,
+    ``is_abi``, are neither)."""
+    predicted = {_key(d): d for d in models.divergences if not is_abi(d)}
     model_traces = [models.left, models.right]
     changes = []
     for d in kernels.divergences:
+        if is_abi(d):
+            continue
         line = _line(kernels.left, d.step) or _line(kernels.right, d.step)
         gates = _gates(model_traces, d.step)
         if _key(d) in predicted:
@@ -170,11 +184,22 @@ class CompareReport:
     def errors(self) -> list[CaseComparison]:
         return [c for c in self.cases if c.status == ERROR]
 
+    def abi(self) -> dict[tuple[str, str, str, str], int]:
+        """The ABI differences met (is_abi), each (ioctl, field, baseline, candidate) with how many steps."""
+        out: dict[tuple[str, str, str, str], int] = {}
+        for c in self.cases:
+            for d in c.abi:
+                key = (d.label, d.what, repr(d.left), repr(d.right))
+                out[key] = out.get(key, 0) + 1
+        return out
+
     def summary(self) -> str:
         expected = len(self.changes) - len(self.unexpected)
         compared = sum(1 for c in self.cases if c.status != SKIP)
+        abi = sum(self.abi().values())
         return (f"{self.baseline} -> {self.candidate}: {compared} cases compared, "
                 f"{len(self.changes)} behaviour changes ({expected} expected, {len(self.unexpected)} unexpected)"
+                + (f", {abi} steps with ABI differences" if abi else "")
                 + (f", {len(self.errors)} errors" if self.errors else ""))
 
     def outcomes(self) -> list[CaseOutcome]:
