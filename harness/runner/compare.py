@@ -70,7 +70,11 @@ class CaseComparison:
 
     @property
     def abi(self) -> list[Divergence]:
-        return [d for d in self.diff.divergences if is_abi(d)] if self.diff else []
+        """The divergences of the kernel diff that the two ABIs explain."""
+        if not self.diff:
+            return []
+        behaviour = _behaviour(self.diff)
+        return [d for d in self.diff.divergences if d not in behaviour and d.what != "ret"]
 
 
 def _key(d: Divergence) -> tuple[int, str, str, str]:
@@ -98,23 +102,34 @@ def _line(trace: Trace, step: int) -> int:
     return trace.steps[step].line if step < len(trace.steps) else 0
 
 
-def is_abi(d: Divergence) -> bool:
+def is_abi(d: Divergence, sent: set[tuple[int, str, str, str]] | None = None) -> bool:
     """A difference in what the harness sent (each series' struct layouts and sizes: a 7.2
-    VFIO_DEVICE_BIND_IOMMUFD is 24 bytes, a 6.12 one 16) or in an output member only one series
-    has: the two ABIs, not the kernels' behaviour."""
-    return d.what.startswith("request.") or (d.what.startswith("out.") and (d.left is None or d.right is None))
+    VFIO_DEVICE_BIND_IOMMUFD is 24 bytes, a 6.12 one 16), in an output member only one series
+    has, or in an output that reads back what was sent (``sent``: the step's request
+    differences as (step, field, left, right)): the two ABIs, not the kernels' behaviour."""
+    if d.what.startswith("request.") or (d.what.startswith("out.") and (d.left is None or d.right is None)):
+        return True
+    return sent is not None and d.what.startswith("out.") and (
+        d.step, d.what[len("out."):], repr(d.left), repr(d.right)) in sent
+
+
+def _behaviour(d: Diff) -> list[Divergence]:
+    """``d``'s divergences that may be behaviour: not ABI ones, and no ``ret`` where the errno
+    differs too (a failed call returns -1: the errno says it all)."""
+    sent = {(x.step, x.what[len("request."):], repr(x.left), repr(x.right))
+            for x in d.divergences if x.what.startswith("request.")}
+    failed = {x.step for x in d.divergences if x.what == "errno"}
+    return [x for x in d.divergences if not is_abi(x, sent) and not (x.what == "ret" and x.step in failed)]
 
 
 def classify(case: Case, kernels: Diff, models: Diff, releases: tuple[str, str]) -> list[Change]:
     """Each kernel-vs-kernel divergence as an expected or unexpected change, and each change
     the models predict that the kernels do not show as an unexpected one (ABI differences,
     ``is_abi``, are neither)."""
-    predicted = {_key(d): d for d in models.divergences if not is_abi(d)}
+    predicted = {_key(d): d for d in _behaviour(models)}
     model_traces = [models.left, models.right]
     changes = []
-    for d in kernels.divergences:
-        if is_abi(d):
-            continue
+    for d in _behaviour(kernels):
         line = _line(kernels.left, d.step) or _line(kernels.right, d.step)
         gates = _gates(model_traces, d.step)
         if _key(d) in predicted:
