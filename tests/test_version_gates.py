@@ -124,3 +124,11 @@ def test_every_gate_has_teeth(monkeypatch: pytest.MonkeyPatch, name: str) -> Non
 def test_gates_are_declared_with_both_citations() -> None:
     for g in gates.GATES.values():
         assert g.what and g.before and "@7.2" in g.after, g
+
+
+def test_docs_list_every_gate_as_declared() -> None:
+    """docs/series.md's table is a second copy of GATES: it must say what gates.py says."""
+    text = (ROOT / "docs" / "series.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`"): [c.strip() for c in line.split("|")[2:6]]
+            for line in text.splitlines() if line.startswith("| `")}
+    assert rows == {g.name: [g.since, g.what, g.before, g.after] for g in gates.GATES.values()}
