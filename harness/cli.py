@@ -95,18 +95,25 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_coverage(args: argparse.Namespace) -> int:
     from .cases.loader import Loader
     from .coverage import build_for
-    from .coverage.render import dump_json, markdown, text
+    from .coverage.render import dump_json, markdown, summary, text
 
+    series = list(SERIES) if args.series == "all" else [args.series]
+    if args.ksrc and len(series) > 1:
+        print("vfio-conformance: --ksrc is one series' tree: give --series too", file=sys.stderr)
+        return 2
     cases, errors = Loader(_cases_dir(args)).load_all(args.cases)
     for e in errors:
         print(e, file=sys.stderr)
-    m = build_for(cases, Path(args.ksrc) if args.ksrc else None)
-    sys.stdout.write(text(m))
     report = Path(args.report)
     report.mkdir(parents=True, exist_ok=True)
-    (report / "coverage.md").write_text(markdown(m))
-    (report / "coverage.json").write_text(dump_json(m))
-    print(f"vfio-conformance: wrote {report / 'coverage.md'} and {report / 'coverage.json'}", file=sys.stderr)
+    for s in series:
+        m = build_for(cases, s, Path(args.ksrc) if args.ksrc else None)
+        # One series: the table, as before; every series: each one's summary (the tables are in the files).
+        sys.stdout.write(text(m) if len(series) == 1 else "\n".join(summary(m)) + "\n\n")
+        md, js = report / f"coverage-{s}.md", report / f"coverage-{s}.json"
+        md.write_text(markdown(m))
+        js.write_text(dump_json(m))
+        print(f"vfio-conformance: wrote {md} and {js}", file=sys.stderr)
     return 1 if errors else 0
 
 
@@ -429,9 +436,14 @@ def parser() -> argparse.ArgumentParser:
 
     cv = sub.add_parser("coverage", help="the coverage matrix: checks per ioctl, errnos per handler")
     common(cv)
-    cv.add_argument("--report", default="reports", help="write coverage.md and coverage.json here (default reports/)")
+    cv.add_argument("--series", default="all", choices=(*SERIES, "all"),
+                    help="the kernel series whose uAPI, cases and handlers the matrix is of (default: all, one "
+                         "matrix each)")
+    cv.add_argument("--report", default="reports",
+                    help="write coverage-<series>.md and coverage-<series>.json here (default reports/)")
     cv.add_argument("--ksrc", default=None, metavar="DIR",
-                    help="Linux 6.12 source tree for the handlers' errnos (default: Debian's linux-source-6.12)")
+                    help="with one --series: that series' source tree for the handlers' errnos (default: "
+                         "find_source's, e.g. Debian's linux-source-6.12, or 7.2's from kernel build --series 7.2)")
     cv.set_defaults(func=cmd_coverage)
     compare_parser(sub)
     rs = sub.add_parser("restore", help="put back the PCI state a crashed kernel-backend run changed")

@@ -1,8 +1,10 @@
-"""Which errnos a 6.12 ioctl handler can return, read from the kernel source.
+"""Which errnos an ioctl handler of one kernel series can return, read from that series' source.
 
-The scan is lexical: the handler's function (found from the ``file:line`` each
-``harness.uapi`` ioctl names) and the functions it calls, to a bounded depth,
-within the iommufd and VFIO sources; every ``-EXXX`` literal in those bodies is
+The scan is lexical: the handler's function (found from the ``file:line`` the series' view of
+``harness.uapi`` names, ``uapi.for_series(series).IOCTLS[name].handler``) and the functions it
+calls, to a bounded depth, within the iommufd and VFIO sources of that series
+(``sources(series)``: 7.2 split fault.c into eventq.c and added viommu.c, driver.c and
+vfio_pci_dmabuf.c); every ``-EXXX`` literal in those bodies is
 an errno the handler can return.  That over-approximates (a callee's errno may
 be swallowed) and misses errnos that come from outside the scanned files (the
 mm, the PCI core, copy_*_user's -EFAULT is named by the callers), so the matrix
@@ -16,17 +18,37 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# The files scanned: the handlers' own and what they call into.
-SOURCES = (
+# The files scanned, per series: the handlers' own and what they call into.
+_COMMON = (
     "drivers/iommu/iommufd/main.c", "drivers/iommu/iommufd/ioas.c", "drivers/iommu/iommufd/io_pagetable.c",
     "drivers/iommu/iommufd/pages.c", "drivers/iommu/iommufd/hw_pagetable.c", "drivers/iommu/iommufd/device.c",
-    "drivers/iommu/iommufd/vfio_compat.c", "drivers/iommu/iommufd/selftest.c", "drivers/iommu/iommufd/fault.c",
+    "drivers/iommu/iommufd/vfio_compat.c", "drivers/iommu/iommufd/selftest.c",
     "drivers/iommu/iommufd/iova_bitmap.c", "drivers/iommu/iommufd/iommufd_private.h",
     "drivers/vfio/container.c", "drivers/vfio/group.c", "drivers/vfio/vfio_main.c", "drivers/vfio/device_cdev.c",
     "drivers/vfio/iommufd.c", "drivers/vfio/vfio_iommu_type1.c",
     "drivers/vfio/pci/vfio_pci_core.c", "drivers/vfio/pci/vfio_pci_intrs.c", "drivers/vfio/pci/vfio_pci_config.c",
     "include/linux/uaccess.h",
 )
+SOURCES_BY_SERIES: dict[str, tuple[str, ...]] = {
+    "6.12": (*_COMMON, "drivers/iommu/iommufd/fault.c"),
+    # fault.c became eventq.c (IOMMU_FAULT_QUEUE_ALLOC and IOMMU_VEVENTQ_ALLOC); viommu.c holds
+    # the vIOMMU, vDEVICE and HW queue handlers, driver.c their helpers; vfio_pci_dmabuf.c the
+    # VFIO_DEVICE_FEATURE_DMA_BUF handler.
+    "7.2": (*_COMMON, "drivers/iommu/iommufd/eventq.c", "drivers/iommu/iommufd/viommu.c",
+            "drivers/iommu/iommufd/driver.c", "drivers/vfio/pci/vfio_pci_dmabuf.c"),
+}
+SOURCES = SOURCES_BY_SERIES["6.12"]
+
+
+def sources(series: str) -> tuple[str, ...]:
+    """The files the errno scan reads in a tree of ``series``."""
+    try:
+        return SOURCES_BY_SERIES[series]
+    except KeyError:
+        raise ValueError(f"no errno-scan file list for kernel series {series!r} "
+                         f"(known: {', '.join(SOURCES_BY_SERIES)})") from None
+
+
 # vfs_ioctl() turns -ENOIOCTLCMD into ENOTTY for user space (fs/ioctl.c:51-52).
 _USER_VISIBLE = {"ENOIOCTLCMD": "ENOTTY"}
 
