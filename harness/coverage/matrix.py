@@ -35,8 +35,7 @@ from .. import uapi
 from ..cases.expr import Expr, using_abi
 from ..cases.model import DATA_TYPES, Case, Expectation, Step
 from ..runner.engine import HarnessError, evaluate, pack_data
-from ..runner.topology import _has as _series_has
-from ..uapi.kernel_version import in_range
+from ..runner.topology import kernel_unmet
 from .kernel_errnos import KernelIndex, handler_errnos
 
 COLUMNS = ("happy", "size<min", "size=min", "tail=0", "tail!=0", "flags", "reserved", "bad id", "wrong type")
@@ -163,10 +162,8 @@ def row_names(view: uapi.SeriesABI) -> list[str]:
 
 def applies(case: Case, series: str) -> bool:
     """Whether ``case`` runs on a kernel of ``series``: its kernel range and the names it uses
-    (the runner's own test, runner.topology.unmet, less what depends on the machine)."""
-    if case.requires.kernel and not in_range(series, case.requires.kernel):
-        return False
-    return all(_series_has(name, series) for name in case.uses)
+    (the runner's own test, less what depends on the machine)."""
+    return kernel_unmet(case, series) is None
 
 
 @dataclass

@@ -88,15 +88,25 @@ def _has(name: str, release: str) -> bool:
         return True
 
 
+def kernel_unmet(case: Case, release: str) -> str | None:
+    """Why ``case`` cannot run on a kernel of ``release`` whatever the machine: its kernel range,
+    or uAPI names (ioctls, struct members) that release lacks; None if it can."""
+    r = case.requires
+    if r.kernel and not in_range(release, r.kernel):
+        return f"case applies to kernels {r.kernel}, the target is {release}"
+    lacking = sorted(n for n in case.uses if not _has(n, release))
+    if lacking:
+        return f"Linux {release} has no {', '.join(lacking)} (uAPI of {', '.join(str(span(n)) for n in lacking)})"
+    return None
+
+
 def unmet(case: Case, backend: Backend, topo: Topology | None = None) -> str | None:
     """Why ``case`` can't run on ``backend`` (whose topology is ``topo``), or None."""
     facts = backend.facts()
     r = case.requires
-    if r.kernel and not in_range(facts.kernel, r.kernel):
-        return f"case applies to kernels {r.kernel}, the target is {facts.kernel}"
-    lacking = sorted(n for n in case.uses if not _has(n, facts.kernel))
-    if lacking:
-        return f"Linux {facts.kernel} has no {', '.join(lacking)} (uAPI of {', '.join(str(span(n)) for n in lacking)})"
+    why = kernel_unmet(case, facts.kernel)
+    if why:
+        return why
     missing = [c for c in r.config if c not in facts.config]
     if missing:
         return "kernel config lacks " + ", ".join("CONFIG_" + c for c in missing)
