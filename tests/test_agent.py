@@ -164,6 +164,15 @@ def script(b: Backend, vm: bool) -> list[tuple[Any, ...]]:
     rec("eventfd short read", b.read(ev.ret, 4))
     rec("eventfd FIONREAD", b.ioctl(ev.ret, termios.FIONREAD, b"\0" * 4))
     rec("eventfd huge", b.eventfd(1 << 70), handle=True)
+    # Memfds.
+    mfd = rec("memfd", b.memfd(2 * PAGE, "agent-test"), handle=True)
+    rec("memfd write", b.write(mfd.ret, b"file data"))
+    rec("memfd read at the end of the write", b.read(mfd.ret, 4))
+    rec("memfd read to the size", b.read(mfd.ret, 3 * PAGE))
+    rec("memfd default name", b.memfd(0), handle=True)
+    rec("memfd negative size", b.memfd(-1), handle=True)
+    rec("memfd size past loff_t", b.memfd(1 << 64), handle=True)
+    rec("memfd name too long", b.memfd(PAGE, "n" * 250), handle=True)
     # Sysfs.
     rec("sysfs_read vendor", b.sysfs_read(f"/sys/bus/pci/devices/{E1000}/vendor"))
     rec("sysfs_read outside", b.sysfs_read("/etc/passwd"))
@@ -177,6 +186,7 @@ def script(b: Backend, vm: bool) -> list[tuple[Any, ...]]:
     obs.append(("topology after reset", b.topology()))
     rec("read_mem after reset", b.read_mem(m.ret, 1))
     rec("eventfd after reset", b.read(ev.ret, 8))
+    rec("memfd after reset", b.read(mfd.ret, 8))
     return obs
 
 
@@ -206,6 +216,11 @@ def test_agent_matches_the_local_kernel_backend(roots: tuple[Path, Path], vm: bo
     assert seen["sysfs_write named"][1] == len("pci-stub")
     assert seen["topology after writes"][1].functions[E1000].driver_override == "pci-stub"
     assert seen["topology after reset"][1] == seen["topology"][1]
+    assert seen["memfd"][1] == "handle" and seen["memfd write"][1] == len(b"file data")
+    assert seen["memfd read to the size"][3] == b"\0" * (2 * PAGE - len(b"file data") - 4)
+    for bad in ("memfd negative size", "memfd size past loff_t", "memfd name too long"):
+        assert seen[bad][1:3] == (-1, errno.EINVAL), bad
+    assert seen["memfd after reset"][2] == errno.EBADF
     if vm:
         assert seen["FIONREAD bytes"][3] == struct.pack("<i", 5)
         assert seen["FIONREAD NULL"][2] == errno.EFAULT

@@ -203,6 +203,36 @@ def test_eventfd_read_write(kb: KernelBackend) -> None:
     assert kb.close(ev.ret).errno == errno.EBADF
 
 
+def test_memfd_is_a_sized_shmem_file(kb: KernelBackend) -> None:
+    mfd = kb.memfd(3 * PAGE, "kb-test")
+    assert mfd.ok and mfd.ret >= 0
+    assert os.readlink(f"/proc/self/fd/{mfd.ret}") == "/memfd:kb-test (deleted)"
+    assert os.fstat(mfd.ret).st_size == 3 * PAGE
+    assert fcntl.fcntl(mfd.ret, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+    assert kb.write(mfd.ret, b"abc").ret == 3
+    assert os.pread(mfd.ret, 3, 0) == b"abc"
+    assert kb.read(mfd.ret, 4 * PAGE).data == b"\0" * (3 * PAGE - 3)   # from the position to the size
+    assert os.readlink(f"/proc/self/fd/{kb.memfd(0).ret}") == "/memfd:vfio-conformance (deleted)"
+    assert kb.close(mfd.ret).ok
+    assert kb.close(mfd.ret).errno == errno.EBADF
+
+
+def test_memfd_refusals_leave_no_fd(kb: KernelBackend) -> None:
+    before = set(os.listdir("/proc/self/fd"))
+    for size, name in ((-1, "x"), (1 << 63, "x"), (1 << 64, "x"), (PAGE, "n" * 250), (PAGE, "nul\0")):
+        res = kb.memfd(size, name)
+        assert (res.ret, res.errno) == (-1, errno.EINVAL), (size, name)
+    assert set(os.listdir("/proc/self/fd")) == before
+
+
+def test_memfds_are_closed_at_reset(kb: KernelBackend) -> None:
+    fd = kb.memfd(PAGE).ret
+    kb.reset()
+    with pytest.raises(OSError) as e:
+        os.fstat(fd)
+    assert e.value.errno == errno.EBADF
+
+
 def test_open_of_a_missing_node_is_enoent(kb: KernelBackend) -> None:
     for path in ("/dev/iommu", "/dev/vfio/vfio", "/dev/vfio/devices/vfio9", "/dev/vfio/42"):
         res = kb.open(path)

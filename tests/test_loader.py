@@ -74,6 +74,16 @@ def test_good_case_loads(tmp_path: Path) -> None:
         ("    as: iommufd", "    as: iommufd\n    bogus: 1", 8, "steps[0].bogus", "unknown key"),
         ("  - open: /dev/iommu\n", "  - mmap: 0x1000\n    align: 0x3000\n    as: b\n  - open: /dev/iommu\n", 7,
          "steps[0].align", "power of two"),
+        ("  - open: /dev/iommu\n", "  - memfd:\n    as: m\n  - open: /dev/iommu\n", 6,
+         "steps[0].memfd", "memfd takes the file's size"),
+        ("  - open: /dev/iommu\n", "  - memfd: 0x1000\n    name: [a]\n    as: m\n  - open: /dev/iommu\n", 7,
+         "steps[0].name", "at most 249 bytes"),
+        ("  - open: /dev/iommu\n", f"  - memfd: 0x1000\n    name: {'n' * 250}\n  - open: /dev/iommu\n", 7,
+         "steps[0].name", "at most 249 bytes"),
+        ("  - open: /dev/iommu\n", "  - memfd: 0x1000\n    align: 4096\n  - open: /dev/iommu\n", 7,
+         "steps[0].align", "unknown key for a memfd step"),
+        ("  - open: /dev/iommu\n", "  - memfd: $size\n  - open: /dev/iommu\n", 6,
+         "steps[0]", "$size is not bound"),
     ],
 )
 def test_malformed_case_names_file_line_and_field(tmp_path: Path, old: str, new: str, line: int,
@@ -85,6 +95,16 @@ def test_malformed_case_names_file_line_and_field(tmp_path: Path, old: str, new:
     assert e.where == where, str(e)
     assert message in e.message, str(e)
     assert "\n" not in str(e)
+
+
+def test_memfd_step_loads(tmp_path: Path) -> None:
+    text = GOOD.replace("  - open: /dev/iommu\n", "  - memfd: 4 * PAGE_SIZE\n    name: buf\n    as: mfd\n"
+                        "  - memfd: 0\n  - open: /dev/iommu\n", 1)
+    (case,) = load(tmp_path, text)
+    named, unnamed = case.steps[0], case.steps[1]
+    assert (named.kind, named.bind, named.spec["name"]) == ("memfd", "mfd", "buf")
+    assert named.spec["memfd"].eval({}) == 0x4000
+    assert "name" not in unnamed.spec
 
 
 def test_missing_required_key(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from json import loads
 from typing import Any
 
-from ..backends.base import Backend, OpResult
+from ..backends.base import MEMFD_NAME, Backend, OpResult
 from .protocol import HELLO, PROTOCOL_VERSION, LineBuffer, ProtocolError, arg, b64, encode, to_wire
 
 _NO_DEFAULT = object()
@@ -37,6 +37,7 @@ SIGNATURES: dict[str, tuple[tuple[str, tuple[type, ...], Any], ...]] = {
     "read": (("fd", _INT, _NO_DEFAULT), ("length", _INT, _NO_DEFAULT)),
     "write": (("fd", _INT, _NO_DEFAULT), ("data", _BYTES, _NO_DEFAULT)),
     "eventfd": (("initval", _INT, 0),),
+    "memfd": (("size", _INT, _NO_DEFAULT), ("name", _STR, MEMFD_NAME)),
     "sysfs_read": (("path", _STR, _NO_DEFAULT),),
     "sysfs_write": (("path", _STR, _NO_DEFAULT), ("value", _STR, _NO_DEFAULT)),
     "ioctl_fail_nth": (("fd", _INT, _NO_DEFAULT), ("request", _INT, _NO_DEFAULT), ("arg", _IOCTL_ARG, None),
@@ -54,7 +55,7 @@ SIGNATURES: dict[str, tuple[tuple[str, tuple[type, ...], Any], ...]] = {
 }
 # The Backend methods that return an OpResult.
 RESULT_OPS = frozenset({"open", "close", "ioctl", "ioctl_fail_nth", "mmap", "munmap", "read_mem", "write_mem",
-                        "read", "write", "eventfd", "sysfs_read", "sysfs_write"})
+                        "read", "write", "eventfd", "memfd", "sysfs_read", "sysfs_write"})
 
 
 def _exact(types: tuple[type, ...]) -> frozenset[type]:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import IO, Any, Union
 
 from ..agent.protocol import HELLO, PROTOCOL_VERSION, LineBuffer, encode, unb64
-from .base import Backend, Facts, OpResult, Topology
+from .base import MEMFD_NAME, Backend, Facts, OpResult, Topology
 
 __all__ = ["AgentBackend", "AgentConnectionError", "AgentError", "AgentRemoteError", "AgentTimeout", "Batch",
            "Call", "RemoteRefusal", "from_wire"]
@@ -585,6 +585,9 @@ class AgentBackend(Backend):
     def eventfd(self, initval: int = 0) -> OpResult:
         return self._result("eventfd", initval)
 
+    def memfd(self, size: int, name: str = MEMFD_NAME) -> OpResult:
+        return self._result("memfd", size, name)
+
     def sysfs_read(self, path: str) -> OpResult:
         return self._result("sysfs_read", path)
 
@@ -657,6 +660,9 @@ class Batch:
 
     def eventfd(self, initval: int = 0) -> Call:
         return self.call("eventfd", initval)
+
+    def memfd(self, size: int, name: str = MEMFD_NAME) -> Call:
+        return self.call("memfd", size, name)
 
     def sysfs_read(self, path: str) -> Call:
         return self.call("sysfs_read", path)

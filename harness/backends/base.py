@@ -153,6 +153,10 @@ class IommuHw:
     dirty_tracking: bool = False
 
 
+# The name memfd() gives a memfd when the case names none ("memfd:NAME" in /proc/self/fd).
+MEMFD_NAME = "vfio-conformance"
+
+
 def valid_align(align: int) -> bool:
     """An ``align`` mmap() takes: 0 (none), or a power of two of at least a page."""
     return align == 0 or (align >= 4096 and not align & (align - 1))
@@ -210,6 +214,11 @@ class Backend(ABC):
 
     @abstractmethod
     def eventfd(self, initval: int = 0) -> OpResult: ...
+
+    @abstractmethod
+    def memfd(self, size: int, name: str = MEMFD_NAME) -> OpResult:
+        """memfd_create(2) (MFD_CLOEXEC) then ftruncate(2) to ``size``; ``ret`` is the fd.
+        A failed ftruncate closes the new fd and returns its errno."""
 
     @abstractmethod
     def sysfs_read(self, path: str) -> OpResult: ...

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .base import Backend, Facts, OpResult, Topology, valid_align
+from .base import MEMFD_NAME, Backend, Facts, OpResult, Topology, valid_align
 from .pci_sysfs import ENABLE_SRIOV, SysfsTree, normalise_bdf, normalise_path
 from .sysfs_state import (
     RefusedError,
@@ -448,6 +448,25 @@ class KernelBackend(Backend):
             return _fail(e.errno or errno.EIO)
         except OverflowError:
             return _fail(errno.EINVAL)
+        self._fds.add(fd)
+        return OpResult(ret=fd)
+
+    def memfd(self, size: int, name: str = MEMFD_NAME) -> OpResult:
+        """memfd_create(2) + ftruncate(2).  A memfd is anonymous memory of this process:
+        nothing to refuse, on a host or in the VM."""
+        self.last_error = None
+        try:
+            fd = os.memfd_create(name, os.MFD_CLOEXEC)
+        except OSError as e:
+            return _fail(e.errno or errno.EIO)
+        except ValueError:  # an embedded NUL: the kernel would read a shorter name
+            return _fail(errno.EINVAL)
+        try:
+            os.ftruncate(fd, size)
+        except (OSError, OverflowError) as e:
+            os.close(fd)
+            # A size past 2^63 - 1 is a negative loff_t to the kernel: EINVAL (fs/open.c).
+            return _fail(getattr(e, "errno", None) or errno.EINVAL)
         self._fds.add(fd)
         return OpResult(ret=fd)
 

@@ -27,10 +27,10 @@ from .yamlsrc import load as load_yaml
 
 STEP_KINDS = (
     "open", "close", "ioctl", "raw_ioctl", "mmap", "munmap", "write_mem", "read_mem", "eventfd",
-    "read", "write", "sysfs_read", "sysfs_write",
+    "memfd", "read", "write", "sysfs_read", "sysfs_write",
 )
 STEP_KEYS = {
-    "open": set(), "close": set(), "mmap": {"align"}, "eventfd": set(),
+    "open": set(), "close": set(), "mmap": {"align"}, "eventfd": set(), "memfd": {"name"},
     "munmap": {"length"}, "write_mem": set(), "read_mem": set(),
     "read": {"length"}, "write": {"hex"}, "sysfs_read": set(), "sysfs_write": {"value"},
     "ioctl": {"fd", "args", "data", "tail", "buffer", "value", "int", "string", "pointer"},
@@ -346,6 +346,16 @@ def _step(ctx: _Ctx, raw: Any, idx: int, where: str, bound: set[str]) -> Step:
             if not isinstance(align, int) or not 4096 <= align <= 1 << 30 or align & (align - 1):
                 raise ctx.err(raw, "align", f"{where}.align", "align is a power of two from 4096 to 1 GiB")
             spec["align"] = align
+    elif kind == "memfd":
+        if target is None:
+            raise ctx.err(raw, kind, f"{where}.memfd", "memfd takes the file's size (memfd: 0x4000)")
+        spec[kind] = _value(ctx, raw, kind, f"{where}.memfd", target)
+        if "name" in raw:
+            name = raw["name"]
+            if not isinstance(name, str) or "\0" in name or len(name.encode()) > 249:
+                raise ctx.err(raw, "name", f"{where}.name",
+                              "name is a string of at most 249 bytes without NUL (memfd_create's limit)")
+            spec["name"] = name
     elif kind in ("open", "sysfs_read", "sysfs_write"):
         if not isinstance(target, str):
             raise ctx.err(raw, kind, f"{where}.{kind}", "give a path")

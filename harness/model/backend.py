@@ -6,10 +6,11 @@ import errno
 import os
 from dataclasses import replace
 
-from ..backends.base import Backend, Facts, OpResult, Topology
+from ..backends.base import MEMFD_NAME, Backend, Facts, OpResult, Topology
 from .errors import Errno, userspace_errno
 from .eventfd import EventFd
 from .kernel import STDIO_FDS, ModelKernel
+from .memfd import memfd_create
 from .subsystems import install_subsystems
 from .topologies import default_facts, vm_topology
 
@@ -131,6 +132,9 @@ class ModelBackend(Backend):
 
     def eventfd(self, initval: int = 0) -> OpResult:
         return self._call(self.kernel.install_fd, EventFd(initval))
+
+    def memfd(self, size: int, name: str = MEMFD_NAME) -> OpResult:
+        return self._call(memfd_create, self.kernel, name, size)
 
     def sysfs_read(self, path: str) -> OpResult:
         try:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import uapi
-from ..backends.base import Backend, OpResult
+from ..backends.base import MEMFD_NAME, Backend, OpResult
 from ..cases.expr import Expr, render, using_abi
 from ..cases.model import DATA_TYPES, ArrayValue, Case, Expectation, Matcher, Step
 from ..uapi import abi
@@ -265,6 +265,12 @@ class Runner:
         init = _as_int(evaluate(step.spec["eventfd"], env))
         rec.request = {"initval": init}
         return self.backend.eventfd(init), b"", 0
+
+    def _do_memfd(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
+        size = _as_int(evaluate(step.spec["memfd"], env))
+        name = render(step.spec.get("name", MEMFD_NAME), env)
+        rec.request = {"size": size, "name": name}
+        return self.backend.memfd(size, name), b"", 0
 
     def _do_read(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
         fd = _as_int(bound(env, step.spec["read"]))
