@@ -16,8 +16,9 @@ import errno
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ..gates import at
 from .domain import DirtyBitmap, IommuDomain
-from .pages import IoptPages, iopt_alloc_pages
+from .pages import IOPT_ADDRESS_FILE, IoptPages, iopt_alloc_file_pages, iopt_alloc_pages
 from .private import (
     HPAGE_SIZE,
     IOMMU_WRITE,
@@ -308,8 +309,11 @@ def iopt_alloc_area_pages(k: ModelKernel, iopt: IoPagetable, pages_list: list[Pa
     if (length & (iopt.iova_alignment - 1)) or not length:
         raise E(errno.EINVAL, "io_pagetable.c:271")
     if flags & IOPT_ALLOC_IOVA:
+        # The first entry guesses the ideal alignment: its user address, or its file offset
+        # (io_pagetable.c:278-292@7.2).
         elm = pages_list[0]
-        dst_iova = iopt_alloc_iova(k, iopt, elm.pages.uptr + elm.start_byte, length)
+        base = elm.pages.start if elm.pages.type == IOPT_ADDRESS_FILE else elm.pages.uptr
+        dst_iova = iopt_alloc_iova(k, iopt, base + elm.start_byte, length)
     else:
         iopt_check_iova(iopt, dst_iova, length)
     iova = dst_iova
@@ -375,10 +379,35 @@ def iopt_map_user_pages(k: ModelKernel, account_mode: int, iopt: IoPagetable, io
                         length: int, iommu_prot: int, flags: int) -> int:
     """io_pagetable.c:415-443.  Returns the IOVA used."""
     pages = iopt_alloc_pages(uptr, length, bool(iommu_prot & IOMMU_WRITE))
-    # pages.c:1172-1175: as root (CAP_IPC_LOCK) pages->account_mode is NONE,
-    # so the IOPT_PAGES_ACCOUNT_MM upgrade of io_pagetable.c:427-429 never applies.
-    elm = PagesListElm(pages, uptr - pages.uptr, length)
+    return iopt_map_common(k, iopt, pages, iova, length, uptr - pages.uptr, iommu_prot, flags)
+
+
+def iopt_map_common(k: ModelKernel, iopt: IoPagetable, pages: IoptPages, iova: int, length: int,
+                    start_byte: int, iommu_prot: int, flags: int) -> int:
+    """The common half of iopt_map_user_pages() (io_pagetable.c:422-443) and
+    iopt_map_file_pages() (iopt_map_common(), io_pagetable.c:408-433@7.2).
+    pages.c:1172-1175: as root (CAP_IPC_LOCK) pages->account_mode is NONE, so the
+    IOPT_PAGES_ACCOUNT_MM upgrade of io_pagetable.c:427-429 never applies."""
+    elm = PagesListElm(pages, start_byte, length)
     return iopt_map_pages(k, iopt, [elm], length, iova, iommu_prot, flags)
+
+
+def iopt_map_file_pages(k: ModelKernel, iopt: IoPagetable, iova: int, fd: int, start: int, length: int,
+                        iommu_prot: int, flags: int) -> int:
+    """io_pagetable.c:482-527@7.2.  Returns the IOVA used.  dma_buf_get(fd) finds no
+    dma-buf in the model (VFIO_DEVICE_FEATURE_DMA_BUF is not modelled), so every fd takes
+    the file path: any open file is taken here, what it is matters only when its pages are
+    pinned (a domain to fill, an access)."""
+    if not length:
+        raise E(errno.EINVAL, at("io_pagetable.c", 493))
+    if check_add_overflow(start, length - 1) is None:
+        raise E(errno.EOVERFLOW, at("io_pagetable.c", 495))
+    start_byte = start % PAGE_SIZE
+    file = k.files.get(fd)   # fget()
+    if file is None:
+        raise E(errno.EBADF, at("io_pagetable.c", 516))
+    pages = iopt_alloc_file_pages(file, start_byte, start, length, bool(iommu_prot & IOMMU_WRITE))
+    return iopt_map_common(k, iopt, pages, iova, length, start_byte, iommu_prot, flags)
 
 
 def iopt_get_pages(iopt: IoPagetable, iova: int, length: int) -> list[PagesListElm]:

@@ -10,18 +10,21 @@ from typing import TYPE_CHECKING
 
 from ...uapi import iommufd as u
 from ..errors import Errno
+from ..gates import at
 from .io_pagetable import (
     IoPagetable,
     iopt_destroy_table,
     iopt_disable_large_pages,
     iopt_enable_large_pages,
     iopt_get_pages,
+    iopt_map_file_pages,
     iopt_map_pages,
     iopt_map_user_pages,
     iopt_set_allow_iova,
     iopt_unmap_all,
     iopt_unmap_iova,
 )
+from .pages import IOPT_ADDRESS_FILE
 from .private import (
     IOMMU_CACHE,
     IOMMU_READ,
@@ -163,17 +166,40 @@ def conv_iommu_prot(map_flags: int) -> int:
     return prot
 
 
+def check_map_flags(map_flags: int, values: tuple[int, ...], where: tuple[str, str, str]) -> int:
+    """The argument checks IOMMU_IOAS_MAP, MAP_FILE and COPY open with: no flag but
+    FIXED_IOVA, WRITEABLE and READABLE (EOPNOTSUPP), every IOVA and length below ULONG_MAX
+    (EOVERFLOW), readable or writeable (EINVAL); ``where`` cites the three checks of the
+    caller.  Returns the iopt flags: IOPT_ALLOC_IOVA unless FIXED_IOVA."""
+    if map_flags & ~_MAP_FLAGS:
+        raise E(errno.EOPNOTSUPP, where[0])
+    if any(v >= ULONG_MAX for v in values):
+        raise E(errno.EOVERFLOW, where[1])
+    if not map_flags & (u.IOMMU_IOAS_MAP_WRITEABLE | u.IOMMU_IOAS_MAP_READABLE):
+        raise E(errno.EINVAL, where[2])
+    return 0 if map_flags & u.IOMMU_IOAS_MAP_FIXED_IOVA else IOPT_ALLOC_IOVA
+
+
+def iommufd_ioas_map_file(ucmd: Ucmd[u.iommu_ioas_map_file]) -> int:
+    """ioas.c:204-242@7.2: IOMMU_IOAS_MAP of ``length`` bytes of file ``fd`` from byte
+    ``start`` (the struct has no reserved field)."""
+    cmd = ucmd.cmd
+    flags = check_map_flags(cmd.flags, (cmd.iova, cmd.length),
+                            (at("ioas.c", 215), at("ioas.c", 218), at("ioas.c", 222)))
+    ioas = get_ioas(ucmd.ictx, cmd.ioas_id)
+    cmd.iova = iopt_map_file_pages(ucmd.k, ioas.iopt, cmd.iova, cmd.fd, cmd.start, cmd.length,
+                                   conv_iommu_prot(cmd.flags), flags)
+    ucmd.respond()
+    return 0
+
+
 def iommufd_ioas_map(ucmd: Ucmd[u.iommu_ioas_map]) -> int:
     """ioas.c:200-237."""
     cmd = ucmd.cmd
-    if (cmd.flags & ~_MAP_FLAGS) or cmd.__reserved:
+    if cmd.__reserved:
         raise E(errno.EOPNOTSUPP, "ioas.c:212")
-    if cmd.iova >= ULONG_MAX or cmd.length >= ULONG_MAX:
-        raise E(errno.EOVERFLOW, "ioas.c:214")
-    if not cmd.flags & (u.IOMMU_IOAS_MAP_WRITEABLE | u.IOMMU_IOAS_MAP_READABLE):
-        raise E(errno.EINVAL, "ioas.c:218")
+    flags = check_map_flags(cmd.flags, (cmd.iova, cmd.length), ("ioas.c:212", "ioas.c:214", "ioas.c:218"))
     ioas = get_ioas(ucmd.ictx, cmd.ioas_id)
-    flags = 0 if cmd.flags & u.IOMMU_IOAS_MAP_FIXED_IOVA else IOPT_ALLOC_IOVA
     iova = iopt_map_user_pages(ucmd.k, ucmd.ictx.account_mode, ioas.iopt, cmd.iova, cmd.user_va,
                                cmd.length, conv_iommu_prot(cmd.flags), flags)
     cmd.iova = iova
@@ -207,16 +233,11 @@ def iommufd_ioas_copy(ucmd: Ucmd[u.iommu_ioas_copy]) -> int:
             pass
         else:
             cmd.src_iova = syz_conv_iova(src.iopt, cmd.src_iova)
-    if cmd.flags & ~_MAP_FLAGS:
-        raise E(errno.EOPNOTSUPP, "ioas.c:255")
-    if cmd.length >= ULONG_MAX or cmd.src_iova >= ULONG_MAX or cmd.dst_iova >= ULONG_MAX:
-        raise E(errno.EOVERFLOW, "ioas.c:258")
-    if not cmd.flags & (u.IOMMU_IOAS_MAP_WRITEABLE | u.IOMMU_IOAS_MAP_READABLE):
-        raise E(errno.EINVAL, "ioas.c:262")
+    flags = check_map_flags(cmd.flags, (cmd.length, cmd.src_iova, cmd.dst_iova),
+                            ("ioas.c:255", "ioas.c:258", "ioas.c:262"))
     src_ioas = get_ioas(ictx, cmd.src_ioas_id)
     pages_list = iopt_get_pages(src_ioas.iopt, cmd.src_iova, cmd.length)
     dst_ioas = get_ioas(ictx, cmd.dst_ioas_id)
-    flags = 0 if cmd.flags & u.IOMMU_IOAS_MAP_FIXED_IOVA else IOPT_ALLOC_IOVA
     iova = iopt_map_pages(k, dst_ioas.iopt, pages_list, cmd.length, cmd.dst_iova,
                           conv_iommu_prot(cmd.flags), flags)
     cmd.dst_iova = iova
@@ -242,6 +263,36 @@ def iommufd_ioas_unmap(ucmd: Ucmd[u.iommu_ioas_unmap]) -> int:
             raise E(errno.ENOENT, "ioas.c:321")
     cmd.length = unmapped
     ucmd.respond()
+    return 0
+
+
+def iommufd_ioas_change_process(ucmd: Ucmd[u.iommu_ioas_change_process]) -> int:
+    """ioas.c:519-591@7.2: move the pinned-memory accounting of every map of every IOAS of
+    the context to the calling process, all or nothing.
+
+    Preconditions, in the kernel's order: __reserved is 0 (EOPNOTSUPP); then, over every
+    IOAS in id order (iommufd_take_all_iova_rwsem()) and its areas in IOVA order, the first
+    area whose pages are NULL (a map or unmap half done on another thread) is EBUSY and the
+    first one not made by IOMMU_IOAS_MAP_FILE (IOAS_MAP, the VFIO compat MAP_DMA, an
+    IOAS_COPY of those) is EINVAL.  No IOAS, or no area, passes.
+
+    What success does, as the model follows it: the model has one process, which runs as
+    root (CAP_IPC_LOCK), so every iopt_pages has account_mode NONE (pages.c:1388-1391@7.2),
+    need_charge_update() is false for all of them, charge_current() charges nothing, and
+    change_mm() makes the pages' source mm, task and user the caller's, which they already
+    are.  So a success changes no state of the model: the maps, their pins and what an
+    access reads through them stay as they were.  ENOMEM of the xa_store() is not modelled."""
+    cmd = ucmd.cmd
+    if cmd.__reserved:
+        raise E(errno.EOPNOTSUPP, at("ioas.c", 532))
+    ioas_list = [obj for _, obj in sorted(ucmd.ictx.objects.items())
+                 if isinstance(obj, IommufdIoas) and obj.finalized and obj.users > 0]
+    for ioas in ioas_list:
+        for area in ioas.iopt.areas:
+            if area.pages is None:
+                raise E(errno.EBUSY, at("ioas.c", 541))
+            if area.pages.type != IOPT_ADDRESS_FILE:
+                raise E(errno.EINVAL, at("ioas.c", 545))
     return 0
 
 

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ..errors import Errno
+from ..gates import at
+from ..memfd import memfd_pin_folios
 from ..memory import Mapping
 from .private import (
     __IOMMUFD_ACCESS_RW_SLOW_PATH,
@@ -35,10 +37,15 @@ from .private import (
 )
 
 if TYPE_CHECKING:
-    from ..kernel import ModelKernel
+    from ..kernel import File, ModelKernel
     from .io_pagetable import IoptArea
 
 _REGISTRY = "iommufd.pinned_pages"
+
+# enum iopt_address_type (io_pagetable.h@7.2): where the pages come from.  6.12 has user
+# memory only; 7.2's IOMMU_IOAS_MAP_FILE maps a memfd (its dma-buf kind is not modelled).
+IOPT_ADDRESS_USER = 0
+IOPT_ADDRESS_FILE = 1
 
 
 class PagesAccess:
@@ -66,11 +73,15 @@ class Pin:
 
 
 class IoptPages:
-    """struct iopt_pages (io_pagetable.h:189-207)."""
+    """struct iopt_pages (io_pagetable.h:189-207): ``npages`` pages from ``uptr`` (user
+    memory) or, for IOPT_ADDRESS_FILE, from byte ``start`` of ``file`` (7.2)."""
 
-    def __init__(self, uptr: int, length: int, writable: bool):
-        self.uptr = uptr & ~(PAGE_SIZE - 1)
-        self.npages = (length + (uptr - self.uptr) + PAGE_SIZE - 1) // PAGE_SIZE
+    def __init__(self, start_byte: int, length: int, writable: bool):
+        self.type = IOPT_ADDRESS_USER
+        self.uptr = 0
+        self.file: File | None = None
+        self.start = 0
+        self.npages = (length + start_byte + PAGE_SIZE - 1) // PAGE_SIZE
         self.writable = writable
         self.account_mode = IOPT_PAGES_ACCOUNT_NONE
         # domains_itree: areas whose storage_domain holds these pages
@@ -111,9 +122,13 @@ class IoptPages:
 
     def pin(self, k: ModelKernel, start: int, last: int) -> None:
         """pfn_reader_user_pin() for every index of [start, last] not already
-        pinned: all or nothing, EFAULT at an unmapped page (pages.c:792-795)."""
+        pinned: all or nothing, EFAULT at an unmapped page (pages.c:792-795); file
+        pages through memfd_pin_folios() (pages.c:928-929@7.2), one pin per page."""
         new: list[Pin] = []
         for gs, gl in self._gaps(start, last):
+            if self.type == IOPT_ADDRESS_FILE:
+                new += [Pin(gs + i, gs + i, folio, 0) for i, folio in enumerate(self._file_folios(gs, gl))]
+                continue
             idx = gs
             while idx <= gl:
                 addr = self.uptr + idx * PAGE_SIZE
@@ -154,13 +169,21 @@ class IoptPages:
             if isinstance(reg, set):
                 reg.discard(self)
 
+    def _file_folios(self, start: int, last: int) -> list[Mapping]:
+        """The memfd's pages of indexes [start, last] (pin_memfd_pages(), pages.c:824-870@7.2)."""
+        assert self.file is not None
+        first = self.start + start * PAGE_SIZE
+        return memfd_pin_folios(self.file, first, self.start + (last + 1) * PAGE_SIZE - 1)
+
     # -- the page behind an index ---------------------------------------------
     def page(self, k: ModelKernel, index: int) -> tuple[Mapping, int]:
         """The physical page of ``index``: the pinned one, else whatever the
-        user address maps now (a transient pin; EFAULT if nothing)."""
+        user address (or the file) maps now (a transient pin; EFAULT if nothing)."""
         p = self.find_pin(index)
         if p is not None:
             return p.mapping, p.moff + (index - p.start) * PAGE_SIZE
+        if self.type == IOPT_ADDRESS_FILE:
+            return self._file_folios(index, index)[0], 0
         addr = self.uptr + index * PAGE_SIZE
         m = k.mm.lookup(addr)
         if m is None:
@@ -186,13 +209,34 @@ class IoptPages:
             off = 0
 
 
+def _pages_length_ok(length: int) -> bool:
+    """The length iopt_alloc_pages() takes: size_t for the iommu API, and DIV_ROUND_UP
+    kept from overflow (pages.c:1148-1153; 1368-1373@7.2)."""
+    return 0 < length <= SIZE_MAX - PAGE_SIZE
+
+
 def iopt_alloc_pages(uptr: int, length: int, writable: bool) -> IoptPages:
-    """pages.c:1142-1180."""
-    if length > SIZE_MAX - PAGE_SIZE or length == 0:
+    """pages.c:1142-1180 (user memory)."""
+    if not _pages_length_ok(length):
         raise E(errno.EINVAL, "pages.c:1153")
     if check_add_overflow(uptr, length) is None:
         raise E(errno.EOVERFLOW, "pages.c:1156")
-    return IoptPages(uptr, length, writable)
+    pages = IoptPages(uptr % PAGE_SIZE, length, writable)
+    pages.uptr = uptr & ~(PAGE_SIZE - 1)
+    return pages
+
+
+def iopt_alloc_file_pages(file: File, start_byte: int, start: int, length: int, writable: bool) -> IoptPages:
+    """pages.c:1417-1431@7.2, with the length check of its iopt_alloc_pages() (1372-1373@7.2).
+    Nothing here asks what the file is: a file that is not a memfd, or a range past its
+    end, fails only when the pages are pinned (memfd_pin_folios())."""
+    if not _pages_length_ok(length):
+        raise E(errno.EINVAL, at("pages.c", 1373))
+    pages = IoptPages(start_byte, length, writable)
+    pages.file = file
+    pages.start = start - start_byte
+    pages.type = IOPT_ADDRESS_FILE
+    return pages
 
 
 def pin_count(k: ModelKernel, mapping: Mapping, moff: int) -> int:
@@ -220,6 +264,10 @@ def iopt_pages_rw_access(k: ModelKernel, pages: IoptPages, start_byte: int, data
         change_mm = True
     if write and not pages.writable:
         raise E(errno.EPERM, "pages.c:1845")
+    if pages.type != IOPT_ADDRESS_USER:
+        # pages.c:2368-2371@7.2: file pages are read and written through the pages only
+        pages.rw_slow(k, start_byte, data, write)
+        return
     if not (flags & IOMMUFD_ACCESS_RW_KTHREAD) and change_mm:
         if start_byte // PAGE_SIZE == (start_byte + len(data) - 1) // PAGE_SIZE:
             # iopt_pages_rw_page() (pages.c:1785-1819): pin_user_pages_remote()
