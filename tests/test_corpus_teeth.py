@@ -25,7 +25,8 @@ def failing(pattern: str) -> set[str]:
     cases, errors = Loader(ROOT / "cases").load_all(pattern)
     assert cases and not errors
     backends = [ModelBackend()]
-    return {c.test_id for c in cases if run_case(c, backends).status != "pass"}
+    # A case skipped on this model's release (a 7.2-only one on 6.12) is not a failure.
+    return {c.test_id for c in cases if run_case(c, backends).status not in ("pass", "skip")}
 
 
 def test_unmodified_model_passes_the_areas_used_below() -> None:
