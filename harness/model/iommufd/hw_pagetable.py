@@ -4,7 +4,8 @@ and their ioctls."""
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ...uapi import iommufd as u
 from ..errors import Errno
@@ -42,9 +43,14 @@ if TYPE_CHECKING:
     from .fault import IommufdFault
     from .ioas import IommufdIoas
     from .main import IommufdCtx
+    from .viommu import IommufdViommu
 
 # hw_pagetable.c:411
 IOMMU_HWPT_INVALIDATE_ENTRY_NUM_MAX = 1 << 19
+
+# cache_invalidate_user() of a nested domain, or a vIOMMU's cache_invalidate() (7.2):
+# (k, data_type, data_uptr, entry_len, entry_num) -> (entries handled, error)
+Invalidate = Callable[..., tuple[int, Errno | None]]
 
 
 class IommufdHwPagetable(IommufdObject):
@@ -94,14 +100,18 @@ class HwptNested(IommufdHwPagetable):
 
     type = IOMMUFD_OBJ_HWPT_NESTED
 
-    def __init__(self, parent: HwptPaging):
+    def __init__(self, parent: HwptPaging, viommu: IommufdViommu | None = None):
         super().__init__()
         self.parent = parent
+        self.viommu = viommu  # 7.2: allocated on a vIOMMU, which it holds instead of the parent
 
     def destroy(self, k: ModelKernel) -> None:
-        """hw_pagetable.c:54-61."""
+        """hw_pagetable.c:54-61 (54-64@7.2)."""
         self._hwpt_destroy()
-        self.parent.users -= 1
+        if self.viommu is not None:
+            self.viommu.users -= 1
+        else:
+            self.parent.users -= 1
 
 
 def find_hwpt_paging(hwpt: IommufdHwPagetable | None) -> HwptPaging | None:
@@ -186,6 +196,27 @@ def iommufd_hwpt_nested_alloc(k: ModelKernel, ictx: IommufdCtx, parent: HwptPagi
     return hwpt
 
 
+def iommufd_viommu_alloc_hwpt_nested(k: ModelKernel, ictx: IommufdCtx, viommu: IommufdViommu, flags: int,
+                                     user_data: UserData) -> HwptNested:
+    """iommufd_viommu_alloc_hwpt_nested() (hw_pagetable.c:286-332@7.2): the vIOMMU's driver
+    allocates the nested domain; the HWPT holds the vIOMMU (not the parent)."""
+    if flags & ~(u.IOMMU_HWPT_FAULT_ID_VALID | u.IOMMU_HWPT_ALLOC_PASID):
+        raise E(errno.EOPNOTSUPP, at("hw_pagetable.c", 295))
+    if not user_data.len:
+        raise E(errno.EOPNOTSUPP, at("hw_pagetable.c", 297))
+    if viommu.ops is None:
+        raise E(errno.EOPNOTSUPP, at("hw_pagetable.c", 299))
+    hwpt = HwptNested(viommu.hwpt, viommu)
+    ictx.object_alloc(hwpt)
+    viommu.users += 1
+    try:
+        hwpt.domain = viommu.ops.alloc_domain_nested(k, viommu, flags & ~u.IOMMU_HWPT_FAULT_ID_VALID, user_data)
+    except BaseException:
+        ictx.object_abort_and_destroy(k, hwpt)
+        raise
+    return hwpt
+
+
 def iommufd_hwpt_alloc(ucmd: Ucmd[u.iommu_hwpt_alloc]) -> int:
     """hw_pagetable.c:267-360 (__reserved2 is never looked at)."""
     cmd = ucmd.cmd
@@ -204,6 +235,8 @@ def iommufd_hwpt_alloc(ucmd: Ucmd[u.iommu_hwpt_alloc]) -> int:
     except Errno:
         raise E(errno.EINVAL, "hw_pagetable.c:293") from None
 
+    from . import viommu as viommu_c  # viommu.c builds on device.c, which imports this file
+
     hwpt: IommufdHwPagetable
     if pt_obj.type == IOMMUFD_OBJ_IOAS:
         hwpt = iommufd_hwpt_paging_alloc(k, ictx, pt_obj, idev, cmd.flags, False,  # type: ignore[arg-type]
@@ -211,6 +244,10 @@ def iommufd_hwpt_alloc(ucmd: Ucmd[u.iommu_hwpt_alloc]) -> int:
     elif pt_obj.type == IOMMUFD_OBJ_HWPT_PAGING:
         assert isinstance(pt_obj, HwptPaging)
         hwpt = iommufd_hwpt_nested_alloc(k, ictx, pt_obj, idev, cmd.flags, user_data)
+    elif isinstance(pt_obj, viommu_c.IommufdViommu):  # 7.2 only: no vIOMMU exists in 6.12
+        if pt_obj.iommu_dev is not viommu_c.iommu_get_iommu_dev(k, idev.dev):
+            raise E(errno.EINVAL, at("hw_pagetable.c", 396))
+        hwpt = iommufd_viommu_alloc_hwpt_nested(k, ictx, pt_obj, cmd.flags, user_data)
     else:
         raise E(errno.EINVAL, "hw_pagetable.c:324")
 
@@ -260,16 +297,26 @@ def iommufd_hwpt_get_dirty_bitmap(ucmd: Ucmd[u.iommu_hwpt_get_dirty_bitmap]) -> 
     return 0
 
 
-def _invalidation_target(ucmd: Ucmd[u.iommu_hwpt_invalidate]) -> Any:
-    """The nested HWPT hwpt_id names: 6.12 looks up a nested HWPT (another kind of object is
-    ENOENT); 7.2 looks up any object, and one that is neither a nested HWPT nor a vIOMMU
-    (not modelled yet) is EINVAL (:524-552@7.2)."""
+def _invalidation_target(ucmd: Ucmd[u.iommu_hwpt_invalidate]) -> Invalidate:
+    """What invalidates for hwpt_id: 6.12 looks up a nested HWPT (another kind of object is
+    ENOENT); 7.2 looks up any object: a nested HWPT's domain or a vIOMMU's driver
+    (cache_invalidate), another kind of object is EINVAL (:524-552@7.2)."""
+    from . import viommu as viommu_c  # viommu.c builds on device.c, which imports this file
+
     if not ucmd.k.since(HWPT_INVALIDATE_ANY_OBJECT):
-        return ucmd.ictx.get_object(ucmd.cmd.hwpt_id, IOMMUFD_OBJ_HWPT_NESTED)
-    obj = ucmd.ictx.get_object(ucmd.cmd.hwpt_id, IOMMUFD_OBJ_ANY)
+        obj = ucmd.ictx.get_object(ucmd.cmd.hwpt_id, IOMMUFD_OBJ_HWPT_NESTED)
+    else:
+        obj = ucmd.ictx.get_object(ucmd.cmd.hwpt_id, IOMMUFD_OBJ_ANY)
+    if isinstance(obj, viommu_c.IommufdViommu):
+        viommu = obj
+        if viommu.ops is None:
+            raise E(errno.EOPNOTSUPP, at("hw_pagetable.c", 545))
+        ops = viommu.ops
+        return lambda k, *array: ops.cache_invalidate(k, viommu, *array)
     if not isinstance(obj, HwptNested):
         raise E(errno.EINVAL, at("hw_pagetable.c", 550))
-    return obj
+    assert obj.domain is not None
+    return obj.domain.cache_invalidate_user
 
 
 def iommufd_hwpt_invalidate(ucmd: Ucmd[u.iommu_hwpt_invalidate]) -> int:
@@ -285,13 +332,11 @@ def iommufd_hwpt_invalidate(ucmd: Ucmd[u.iommu_hwpt_invalidate]) -> int:
         rc = E(errno.EINVAL, "hw_pagetable.c:438")
     else:
         try:
-            hwpt = _invalidation_target(ucmd)
+            invalidate = _invalidation_target(ucmd)
         except Errno as e:
             rc = e
         else:
-            assert isinstance(hwpt, HwptNested) and hwpt.domain is not None
-            done_num, rc = hwpt.domain.cache_invalidate_user(ucmd.k, cmd.data_type, cmd.data_uptr,
-                                                             cmd.entry_len, cmd.entry_num)
+            done_num, rc = invalidate(ucmd.k, cmd.data_type, cmd.data_uptr, cmd.entry_len, cmd.entry_num)
     cmd.entry_num = done_num
     try:
         ucmd.respond()

@@ -15,11 +15,13 @@ from ...uapi.abi import Ioctl, ioc_nr
 from ..errors import ENOIOCTLCMD, Errno
 from ..kernel import File
 from . import device as device_c
+from . import eventq as eventq_c
 from . import fault as fault_c
 from . import hw_pagetable as hwpt_c
 from . import ioas as ioas_c
 from . import selftest as selftest_c
 from . import vfio_compat as vfio_compat_c
+from . import viommu as viommu_c
 from .private import (
     IOMMUFD_OBJ_ANY,
     IOPT_PAGES_ACCOUNT_MM,
@@ -210,6 +212,7 @@ _HANDLERS: dict[str, Handler] = {
     "IOMMU_DESTROY": iommufd_destroy,
     "IOMMU_FAULT_QUEUE_ALLOC": fault_c.iommufd_fault_alloc,
     "IOMMU_GET_HW_INFO": device_c.iommufd_get_hw_info,
+    "IOMMU_HW_QUEUE_ALLOC": viommu_c.iommufd_hw_queue_alloc_ioctl,   # 7.2
     "IOMMU_HWPT_ALLOC": hwpt_c.iommufd_hwpt_alloc,
     "IOMMU_HWPT_GET_DIRTY_BITMAP": hwpt_c.iommufd_hwpt_get_dirty_bitmap,
     "IOMMU_HWPT_INVALIDATE": hwpt_c.iommufd_hwpt_invalidate,
@@ -223,7 +226,10 @@ _HANDLERS: dict[str, Handler] = {
     "IOMMU_IOAS_MAP_FILE": ioas_c.iommufd_ioas_map_file,   # 7.2
     "IOMMU_IOAS_UNMAP": ioas_c.iommufd_ioas_unmap,
     "IOMMU_OPTION": iommufd_option,
+    "IOMMU_VDEVICE_ALLOC": viommu_c.iommufd_vdevice_alloc_ioctl,   # 7.2
+    "IOMMU_VEVENTQ_ALLOC": eventq_c.iommufd_veventq_alloc,   # 7.2
     "IOMMU_VFIO_IOAS": vfio_compat_c.iommufd_vfio_ioas,
+    "IOMMU_VIOMMU_ALLOC": viommu_c.iommufd_viommu_alloc_ioctl,   # 7.2
 }
 
 OpTable = list[tuple[Ioctl, Handler] | None]

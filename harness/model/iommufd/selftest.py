@@ -21,6 +21,8 @@ from ..gates import HWPT_ALLOC_PASID, MOCK_DEVICE_FLAGS_PASID, at
 from ..iommu import IommuGroup
 from ..kernel import File
 from . import device as device_c
+from . import eventq as eventq_c
+from . import viommu as viommu_c
 from .domain import (
     IOMMU_CAP_CACHE_COHERENCY,
     IOMMU_CAP_DIRTY_TRACKING,
@@ -84,6 +86,11 @@ class MockDev:
         # With the emulated Intel IOMMU present the mock bus devices get no
         # iommu (measured: MOCK_DOMAIN fails with EINVAL).
         self.probed = bool(k.facts.mock_domains)
+        # 7.2 (selftest.c:177-189,1001-1008@7.2): the vIOMMU of the nested domain the device is
+        # attached to and its virt_id there, and the per-device cache a vIOMMU invalidates
+        self.viommu: viommu_c.IommufdViommu | None = None
+        self.vdev_id = 0
+        self.cache = [ut.IOMMU_TEST_DEV_CACHE_DEFAULT] * ut.MOCK_DEV_CACHE_NUM
 
 
 _MOCK_GROUP_BASE = 1 << 20
@@ -145,6 +152,7 @@ class MockNestedDomain(IommuDomain):
         super().__init__(ops, IOMMU_DOMAIN_NESTED)
         self.parent = parent
         self.iotlb = [iotlb] * ut.MOCK_NESTED_DOMAIN_IOTLB_NUM
+        self.mock_viommu: viommu_c.IommufdViommu | None = None  # 7.2: allocated on a vIOMMU
 
     def cache_invalidate_user(self, k: ModelKernel, type_: int, uptr: int, entry_len: int,
                               entry_num: int) -> tuple[int, Errno | None]:
@@ -227,15 +235,155 @@ class MockOps(IommuOps):
         return MockNestedDomain(self, parent, ut.iommu_hwpt_selftest.from_buffer_copy(raw).iotlb)
 
     def attach_dev(self, domain: IommuDomain, dev: Any) -> None:
-        """mock_domain_nop_attach() (selftest.c:160-169)."""
+        """mock_domain_nop_attach() (selftest.c:160-169); 7.2 (selftest.c:226-240@7.2): a nested
+        domain of a vIOMMU takes only a device with a vDEVICE there, whose virt_id the device
+        keeps (TRIGGER_VEVENT reports it)."""
         if domain.dirty_ops and getattr(dev, "flags", 0) & ut.MOCK_FLAGS_DEVICE_NO_DIRTY:
             raise E(errno.EINVAL, "selftest.c:166")
+        new_viommu = getattr(domain, "mock_viommu", None) if domain.type == IOMMU_DOMAIN_NESTED else None
+        vdev_id = 0 if new_viommu is None else viommu_c.iommufd_viommu_get_vdev_id(new_viommu, dev)
+        if isinstance(dev, MockDev) and new_viommu is not dev.viommu:
+            dev.viommu = new_viommu
+            dev.vdev_id = vdev_id
 
     def enable_iopf(self, dev: Any) -> None:
         """mock_dev_enable_feat(): iopf_queue_add_device() on mock-iopfq."""
 
+    # -- 7.2: the vIOMMU ops of mock_ops (selftest.c:864-865@7.2) --------------------------
+    def get_viommu_size(self, dev: Any, viommu_type: int) -> int:
+        """mock_get_viommu_size() (selftest.c:785-791@7.2): 0 for a type it does not know."""
+        return int(viommu_type == ut.IOMMU_VIOMMU_TYPE_SELFTEST)
+
+    def viommu_init(self, k: ModelKernel, viommu: viommu_c.IommufdViommu, parent_domain: IommuDomain,
+                    user_data: UserData | None) -> None:
+        """mock_viommu_init() (selftest.c:793-846@7.2): with data, struct iommu_viommu_selftest
+        is read, two pages are offered for mmap and in_data comes back as out_data."""
+        mock = MockViommu(parent_domain)
+        if user_data is not None:
+            cls: Any = k.abi.STRUCTS["iommu_viommu_selftest"]
+            data = cls.from_buffer_copy(_iommu_copy_struct_from_user(
+                k, cls, user_data, ut.IOMMU_VIOMMU_TYPE_SELFTEST, "out_data"))
+            mock.mmap_offset = viommu_c.iommufd_viommu_alloc_mmap(viommu.ictx, viommu, PAGE_SIZE * 2)
+            data.out_data = data.in_data
+            data.out_mmap_length = PAGE_SIZE * 2
+            data.out_mmap_offset = mock.mmap_offset
+            # iommu_copy_struct_to_user() (include/linux/iommu.h:604-631@7.2): the checks passed
+            # on the way in; copy_struct_to_user() writes user_data.len bytes
+            try:
+                k.mm.write(user_data.uptr, bytes(data)[: user_data.len])
+            except Errno:
+                viommu_c.iommufd_viommu_destroy_mmap(viommu, mock.mmap_offset)
+                raise
+        viommu.ops = mock
+
 
 MOCK_OPS = MockOps()
+
+
+def _iommu_copy_struct_from_user(k: ModelKernel, cls: Any, user_data: UserData, data_type: int,
+                                 min_last: str) -> bytes:
+    """iommu_copy_struct_from_user() (include/linux/iommu.h:466-493@7.2)."""
+    if user_data.type != data_type:
+        raise Errno(errno.EINVAL, at("include/linux/iommu.h", 473))
+    if user_data.len < cls.offsetofend(min_last) or ctypes.sizeof(cls) < user_data.len:
+        raise Errno(errno.EINVAL, at("include/linux/iommu.h", 475))
+    return k.mm.copy_struct_from_user(ctypes.sizeof(cls), user_data.uptr, user_data.len)
+
+
+class MockViommu(viommu_c.ViommuOps):
+    """struct mock_viommu's own part (selftest.c:145-153@7.2) with mock_viommu_ops (777-783)."""
+
+    def __init__(self, s2_parent: IommuDomain):
+        self.s2_parent = s2_parent
+        self.hw_queue: list[viommu_c.IommufdHwQueue | None] = [None] * ut.IOMMU_TEST_HW_QUEUE_MAX
+        self.mmap_offset = 0
+
+    def destroy(self, k: ModelKernel, viommu: viommu_c.IommufdViommu) -> None:
+        """mock_viommu_destroy() (selftest.c:599-614@7.2)."""
+        if self.mmap_offset:
+            viommu_c.iommufd_viommu_destroy_mmap(viommu, self.mmap_offset)
+
+    def alloc_domain_nested(self, k: ModelKernel, viommu: viommu_c.IommufdViommu, flags: int,
+                            user_data: UserData) -> IommuDomain:
+        """mock_viommu_alloc_domain_nested() (selftest.c:616-631@7.2) with
+        __mock_domain_alloc_nested() (343-366@7.2)."""
+        if flags & ~u.IOMMU_HWPT_ALLOC_PASID:
+            raise E(errno.EOPNOTSUPP, at("selftest.c", 624))
+        if user_data.type != ut.IOMMU_HWPT_DATA_SELFTEST:
+            raise E(errno.EOPNOTSUPP, at("selftest.c", 351))
+        cls: Any = k.abi.STRUCTS["iommu_hwpt_selftest"]
+        cfg = cls.from_buffer_copy(_iommu_copy_struct_from_user(k, cls, user_data, ut.IOMMU_HWPT_DATA_SELFTEST,
+                                                                "iotlb"))
+        assert isinstance(self.s2_parent, MockDomain)
+        nested = MockNestedDomain(MOCK_OPS, self.s2_parent, cfg.iotlb)
+        nested.mock_viommu = viommu
+        return nested
+
+    def cache_invalidate(self, k: ModelKernel, viommu: viommu_c.IommufdViommu, type_: int, uptr: int,
+                         entry_len: int, entry_num: int) -> tuple[int, Errno | None]:
+        """mock_viommu_cache_invalidate() (selftest.c:633-701@7.2): the whole array is read
+        first (iommu_copy_struct_from_full_user_array(), include/linux/iommu.h:561-591@7.2),
+        then each entry invalidates the cache of the device at its vdev_id."""
+        if entry_num == 0 and type_ == ut.IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST:
+            return 0, None
+        cls = ut.iommu_viommu_invalidate_selftest
+        ksize = ctypes.sizeof(cls)
+        if type_ != ut.IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST:
+            return 0, Errno(errno.EINVAL, at("include/linux/iommu.h", 570))
+        if not entry_num:
+            return 0, Errno(errno.EINVAL, at("include/linux/iommu.h", 572))
+        cmds = []
+        try:
+            if entry_len == ksize:
+                raw = k.mm.read(uptr, entry_num * entry_len)
+                cmds = [cls.from_buffer_copy(raw, i * ksize) for i in range(entry_num)]
+            else:
+                cmds = [cls.from_buffer_copy(k.mm.copy_struct_from_user(ksize, uptr + entry_len * i, entry_len))
+                        for i in range(entry_num)]
+        except Errno as e:
+            if e.code != errno.EFAULT:
+                return 0, e
+            return 0, Errno(errno.EFAULT, at("include/linux/iommu.h", 577))
+        for done, cur in enumerate(cmds):
+            if cur.flags & ~ut.IOMMU_TEST_INVALIDATE_FLAG_ALL:
+                return done, E(errno.EOPNOTSUPP, at("selftest.c", 667))
+            if cur.cache_id > ut.MOCK_DEV_CACHE_ID_MAX:
+                return done, E(errno.EINVAL, at("selftest.c", 672))
+            dev = viommu_c.iommufd_viommu_find_dev(viommu, cur.vdev_id)
+            if dev is None:
+                return done, E(errno.EINVAL, at("selftest.c", 681))
+            if cur.flags & ut.IOMMU_TEST_INVALIDATE_FLAG_ALL:
+                dev.cache = [0] * ut.MOCK_DEV_CACHE_NUM
+            else:
+                dev.cache[cur.cache_id] = 0
+        return len(cmds), None
+
+    def get_hw_queue_size(self, viommu: viommu_c.IommufdViommu, type_: int) -> int:
+        """mock_viommu_get_hw_queue_size() (selftest.c:703-709@7.2)."""
+        return int(type_ == ut.IOMMU_HW_QUEUE_TYPE_SELFTEST)
+
+    def hw_queue_init_phys(self, k: ModelKernel, hw_queue: viommu_c.IommufdHwQueue, index: int) -> None:
+        """mock_hw_queue_init_phys() (selftest.c:724-775@7.2): queues are allocated from index
+        0 up, each depending on the one before it (which is then busy).  The base address
+        check (755-759) holds by construction: the parent's domain maps what the IOAS maps."""
+        if index >= ut.IOMMU_TEST_HW_QUEUE_MAX:
+            raise E(errno.EINVAL, at("selftest.c", 734))
+        if self.hw_queue[index] is not None:
+            raise E(errno.EEXIST, at("selftest.c", 739))
+        prev = self.hw_queue[index - 1] if index else None
+        if index and prev is None:
+            raise E(errno.EIO, at("selftest.c", 746))
+        if prev is not None:
+            viommu_c.iommufd_object_depend(hw_queue, prev)
+        self.hw_queue[index] = hw_queue
+
+        def destroy(q: viommu_c.IommufdHwQueue) -> None:
+            """mock_hw_queue_destroy() (selftest.c:711-722@7.2)."""
+            self.hw_queue[index] = None
+            if prev is not None:
+                viommu_c.iommufd_object_undepend(q, prev)
+
+        hw_queue.destroy_op = destroy
 
 
 def mock_dev_create(k: ModelKernel, dev_flags: int) -> MockDev:
@@ -276,6 +424,9 @@ class SelftestObj(IommufdObject):
         """iommufd_selftest_destroy() (selftest.c:1459-1472)."""
         assert self.idev is not None and self.mock_dev is not None
         self.idev.detach(k)
+        # 7.2: the unbind's REMOVE_WAIT meets the wait_cnt a vDEVICE holds and runs the device's
+        # pre_destroy first (main.c:203-220@7.2, device.c:175-182@7.2)
+        viommu_c.iommufd_device_remove_vdev(k, self.idev)
         self.idev.unbind(k)
         mock_dev_destroy(k, self.mock_dev)
 
@@ -647,6 +798,27 @@ def iommufd_test_trigger_iopf(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
     iommu_report_device_fault(ucmd.k, idev, flags, t.pasid, t.grpid, t.perm, t.addr)
 
 
+def iommufd_test_trigger_vevent(ucmd: Ucmd[Any]) -> None:
+    """iommufd_test_trigger_vevent() (selftest.c:1783-1809@7.2): one struct
+    iommu_viommu_event_selftest with the device's virt_id, to the vIOMMU of the nested domain it
+    is attached to (ENOENT without one, or with virt_id 0)."""
+    idev = viommu_c.iommufd_get_device(ucmd, ucmd.cmd.trigger_vevent.dev_id)
+    mdev = idev.dev
+    if not isinstance(mdev, MockDev) or mdev.viommu is None or not mdev.vdev_id:
+        raise E(errno.ENOENT, at("selftest.c", 1789))
+    event = ut.iommu_viommu_event_selftest(virt_id=mdev.vdev_id)
+    eventq_c.iommufd_viommu_report_event(mdev.viommu, ut.IOMMU_VEVENTQ_TYPE_SELFTEST, bytes(event))
+
+
+def iommufd_test_dev_check_cache(ucmd: Ucmd[Any]) -> None:
+    """iommufd_test_dev_check_cache() (selftest.c:1299-1315@7.2)."""
+    idev = viommu_c.iommufd_get_device(ucmd, ucmd.cmd.id)
+    c = ucmd.cmd.check_dev_cache
+    mdev = idev.dev
+    if not isinstance(mdev, MockDev) or c.id > ut.MOCK_DEV_CACHE_ID_MAX or mdev.cache[c.id] != c.cache:
+        raise E(errno.EINVAL, at("selftest.c", 1312))
+
+
 def iommufd_test_set_memory_limit(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
     """selftest.c:1523-1529: only batching changes; the value is module-wide."""
     limit = ucmd.cmd.memory_limit.limit
@@ -672,11 +844,20 @@ _OPS = {
     ut.IOMMU_TEST_OP_DIRTY: iommufd_test_dirty,
     ut.IOMMU_TEST_OP_TRIGGER_IOPF: iommufd_test_trigger_iopf,
 }
+# The ops 7.2 added that the model has (selftest.c:2121-2124,2161-2162@7.2): in the switch of a
+# series that names them; 6.12 answers EOPNOTSUPP.
+_OPS_SINCE_7_2 = {
+    "IOMMU_TEST_OP_DEV_CHECK_CACHE": iommufd_test_dev_check_cache,
+    "IOMMU_TEST_OP_TRIGGER_VEVENT": iommufd_test_trigger_vevent,
+}
 
 
 def iommufd_test(ucmd: Ucmd[Any]) -> None:
     """selftest.c:1474-1541 (__reserved is never checked)."""
     fn = _OPS.get(ucmd.cmd.op)
+    if fn is None:
+        fn = next((f for name, f in _OPS_SINCE_7_2.items()
+                   if ucmd.k.abi.CONSTANTS.get(name) == ucmd.cmd.op), None)
     if fn is None:
         raise E(errno.EOPNOTSUPP, "selftest.c:1539")
     fn(ucmd)
