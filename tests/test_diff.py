@@ -107,3 +107,10 @@ def test_pointer_fields_named_ptr_are_addresses() -> None:
     bind = StepRecord(2, 3, "ioctl", "VFIO_DEVICE_BIND_IOMMUFD", request={"flags": 1, "token_uuid_ptr": 0x7F00_0000})
     assert role_of(bind, "request.token_uuid_ptr") == "addr"
     assert role_of(bind, "request.flags") is None
+
+
+def test_every_out_fd_field_is_a_file_descriptor() -> None:
+    """out_fault_fd (6.12), out_veventq_fd (7.2): fds the kernel installed."""
+    for ioctl, name in (("IOMMU_FAULT_QUEUE_ALLOC", "out_fault_fd"), ("IOMMU_VEVENTQ_ALLOC", "out_veventq_fd")):
+        step = StepRecord(0, 1, "ioctl", ioctl, out={name: 4})
+        assert role_of(step, f"out.{name}") == "fd", name
