@@ -15,6 +15,7 @@ from typing import Any
 from ..backends.base import Backend
 from ..cases.loader import parse_steps
 from ..cases.model import Step
+from ..runner.compare import behaviour
 from ..runner.diff import Diff, Divergence, compare_step
 from ..runner.engine import HarnessError, Runner
 from ..runner.normalise import Normaliser
@@ -121,11 +122,13 @@ class PredictedLockstep(Lockstep):
     expected: list[tuple[str, str, Any, Any]] = field(default_factory=list)
 
     def unexplained(self, index: int, normalised: list[dict[str, Any]]) -> list[Divergence]:
-        kernels = compare_step(index, normalised[0], normalised[1])
-        models = {_key(d) for d in compare_step(index, normalised[2], normalised[3])}
+        # What differs only because the two series' structs differ is neither (runner/compare.py).
+        kernels = behaviour(compare_step(index, normalised[0], normalised[1]))
+        models = {_key(d): d for d in behaviour(compare_step(index, normalised[2], normalised[3]))}
         found = [d for d in kernels if _key(d) not in models]
         shown = {_key(d) for d in kernels}
-        found += [Divergence(index, normalised[2]["step"], f"predicted {what}", left, "unchanged")
-                  for what, left, _ in (k for k in models if k not in shown)]
+        # A change the models predict that the kernels do not make: the models' values, named so.
+        found += [Divergence(index, d.label, f"{d.what} (the models' change, which the kernels do not make)",
+                             d.left, d.right) for k, d in models.items() if k not in shown]
         self.expected += [(d.label, d.what, d.left, d.right) for d in kernels if _key(d) in models]
         return found

@@ -73,8 +73,8 @@ class CaseComparison:
         """The divergences of the kernel diff that the two ABIs explain."""
         if not self.diff:
             return []
-        behaviour = _behaviour(self.diff)
-        return [d for d in self.diff.divergences if d not in behaviour and d.what != "ret"]
+        kept = behaviour(self.diff.divergences)
+        return [d for d in self.diff.divergences if d not in kept and d.what != "ret"]
 
 
 def _key(d: Divergence) -> tuple[int, str, str, str]:
@@ -113,23 +113,23 @@ def is_abi(d: Divergence, sent: set[tuple[int, str, str, str]] | None = None) ->
         d.step, d.what[len("out."):], repr(d.left), repr(d.right)) in sent
 
 
-def _behaviour(d: Diff) -> list[Divergence]:
-    """``d``'s divergences that may be behaviour: not ABI ones, and no ``ret`` where the errno
+def behaviour(divergences: list[Divergence]) -> list[Divergence]:
+    """The divergences that may be behaviour: not ABI ones, and no ``ret`` where the errno
     differs too (a failed call returns -1: the errno says it all)."""
     sent = {(x.step, x.what[len("request."):], repr(x.left), repr(x.right))
-            for x in d.divergences if x.what.startswith("request.")}
-    failed = {x.step for x in d.divergences if x.what == "errno"}
-    return [x for x in d.divergences if not is_abi(x, sent) and not (x.what == "ret" and x.step in failed)]
+            for x in divergences if x.what.startswith("request.")}
+    failed = {x.step for x in divergences if x.what == "errno"}
+    return [x for x in divergences if not is_abi(x, sent) and not (x.what == "ret" and x.step in failed)]
 
 
 def classify(case: Case, kernels: Diff, models: Diff, releases: tuple[str, str]) -> list[Change]:
     """Each kernel-vs-kernel divergence as an expected or unexpected change, and each change
     the models predict that the kernels do not show as an unexpected one (ABI differences,
     ``is_abi``, are neither)."""
-    predicted = {_key(d): d for d in _behaviour(models)}
+    predicted = {_key(d): d for d in behaviour(models.divergences)}
     model_traces = [models.left, models.right]
     changes = []
-    for d in _behaviour(kernels):
+    for d in behaviour(kernels.divergences):
         line = _line(kernels.left, d.step) or _line(kernels.right, d.step)
         gates = _gates(model_traces, d.step)
         if _key(d) in predicted:
