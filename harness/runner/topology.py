@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 from ..backends.base import DRIVER_MANAGED_DMA, Backend, PciFunction, Topology
 from ..cases.model import Case
@@ -81,6 +82,7 @@ def bind_roles(wanted: dict[str, str], topo: Topology,
     return out
 
 
+@cache
 def _has(name: str, release: str) -> bool:
     try:
         return available(name, release)

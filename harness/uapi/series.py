@@ -165,6 +165,7 @@ def _ioctl(io: abi.Ioctl, series: str, structs: Mapping[str, type], constants: M
 
 
 @cache
+@cache
 def every_series() -> SeriesABI:
     """Every name of every series, each struct in its newest layout and each constant with its
     newest value (``series`` is "all"; ``available`` answers whether any series has it)."""
