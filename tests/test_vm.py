@@ -92,7 +92,8 @@ def test_mock_has_no_viommu_and_no_test_devices() -> None:
 
 def test_kernel_command_line() -> None:
     words = cmdline_words(qemu_command(cfg()))
-    for w in ("root=/dev/root", "rootfstype=9p", "ro", "panic=-1", "no_timer_check", "console=ttyS0,115200", "intel_iommu=on",
+    for w in ("root=/dev/root", "rootfstype=9p", "ro", "panic=-1", "no_timer_check", "console=ttyS0,115200",
+              "intel_iommu=on",
               "vfio_pci.enable_sriov=1", "vfioconf.profile=viommu", f"vfioconf.checkout={CHECKOUT}",
               f"vfioconf.python={sys.executable}", f"init={GUEST_INIT}"):
         assert w in words, w
