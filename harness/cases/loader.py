@@ -11,6 +11,7 @@ import ctypes
 import errno as _errno
 import itertools
 import re
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,9 @@ ROLES = {"isolated", "nonviable", "sriov-pf", "vfio", "no-reset", "resettable", 
 MATCH_OPS = {"has", "lacks", "ne", "ge", "gt", "le", "lt", "aligned", "any"}
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _FIXTURES_DIR = "fixtures"
+# Bounds on one case file: its size, and how many cases its variants or matrix may make.
+MAX_FILE_BYTES = 1 << 20
+MAX_VARIANTS = 256
 _EVERY = uapi.every_series()
 
 
@@ -432,7 +436,9 @@ def _requires(ctx: _Ctx, doc: LMap) -> Requirements:
                 raise ctx.err(raw, k, w, "legacy or iommufd")
             r.container = v
         elif k == "mock_domains":
-            r.mock_domains = bool(v)
+            if not isinstance(v, bool):
+                raise ctx.err(raw, k, w, "true or false")
+            r.mock_domains = v
         elif k == "kernel":
             try:
                 check_range(v)
@@ -472,7 +478,9 @@ def _known_differences(ctx: _Ctx, doc: LMap, step_lines: set[int]) -> list[Known
                 check_range(str(k))
             except VersionError as err:
                 raise ctx.err(item, "kernels", f"{w}.kernels", str(err)) from None
-        line = int(item.get("step", 0))
+        line = item.get("step", 0)
+        if not isinstance(line, int) or isinstance(line, bool):
+            raise ctx.err(item, "step", f"{w}.step", "the line number of a step")
         if line and line not in step_lines:
             raise ctx.err(item, "step", f"{w}.step", f"no step starts at line {line}")
         out.append(KnownDifference(item["reason"].strip(), tuple(str(k) for k in kernels), line,
@@ -498,6 +506,8 @@ def _variants(ctx: _Ctx, doc: LMap) -> list[tuple[str | None, dict[str, Any]]]:
         v = doc["variants"]
         if not isinstance(v, LMap) or not v:
             raise ctx.err(doc, "variants", "variants", "variants is a mapping name: {param: value}")
+        if len(v) > MAX_VARIANTS:
+            raise ctx.err(doc, "variants", "variants", f"{len(v)} variants (at most {MAX_VARIANTS})")
         out: list[tuple[str | None, dict[str, Any]]] = []
         for name, params in v.items():
             if not isinstance(params, LMap) or not _ID.match(str(name)):
@@ -509,6 +519,11 @@ def _variants(ctx: _Ctx, doc: LMap) -> list[tuple[str | None, dict[str, Any]]]:
         if not isinstance(m, LMap) or not all(isinstance(x, list) and x for x in m.values()):
             raise ctx.err(doc, "matrix", "matrix", "matrix is a mapping param: [values]")
         keys = list(m)
+        total = 1
+        for k in keys:
+            total *= len(m[k])
+        if total > MAX_VARIANTS:
+            raise ctx.err(doc, "matrix", "matrix", f"expands to {total} variants (at most {MAX_VARIANTS})")
         expanded: list[tuple[str | None, dict[str, Any]]] = []
         for combo in itertools.product(*(m[k] for k in keys)):
             name = "-".join(_variant_name(c) for c in combo)
@@ -532,6 +547,8 @@ class Loader:
         name = doc.get("fixture")
         if name is None:
             return Requirements(), None, None
+        if not isinstance(name, str) or not _ID.match(name):
+            raise ctx.err(doc, "fixture", "fixture", "names a file of cases/fixtures/ without .yaml ([a-z0-9-]+)")
         if name not in self._fixtures:
             path = self.root / _FIXTURES_DIR / f"{name}.yaml"
             if not path.is_file():
@@ -613,6 +630,9 @@ class Loader:
             except CaseError as e:
                 errors.append(e)
                 continue
+            except Exception as e:  # one bad file never stops the run: it is reported like any other
+                errors.append(CaseError(path, 0, "", f"cannot be loaded: {type(e).__name__}: {e}"[:500]))
+                continue
             for c in loaded:
                 if c.test_id in seen and seen[c.test_id] != path:
                     errors.append(CaseError(path, c.line, "id", f"duplicate id {c.id!r} (also in {seen[c.test_id]})"))
@@ -631,8 +651,24 @@ def parse_steps(raws: list[dict[str, Any]], bound: set[str], origin: str = "<gen
 
 
 def _read(path: Path) -> Any:
+    """A case file's YAML: only a regular file of at most MAX_FILE_BYTES of UTF-8 is read (a FIFO
+    would block, a link to /dev/zero never end)."""
     try:
-        return load_yaml(path.read_text())
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise CaseError(path, 0, "", "not a regular file")
+        if st.st_size > MAX_FILE_BYTES:
+            raise CaseError(path, 0, "", f"larger than {MAX_FILE_BYTES} bytes")
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise CaseError(path, 0, "", f"larger than {MAX_FILE_BYTES} bytes")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = data[:e.start].count(b"\n") + 1
+            raise CaseError(path, line, "", f"not UTF-8 text (byte {e.start}: {data[e.start]:#04x})") from None
+        return load_yaml(text)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         raise CaseError(path, (mark.line + 1) if mark else 0, "", f"YAML: {e.problem or e.context}") from None

@@ -25,8 +25,26 @@ class LList(list, Node):  # type: ignore[type-arg]
         self.lines: list[int] = []
 
 
+# Bounds on what a case file may ask of the loader: nesting (the composer recurses) and no
+# aliases at all (no case needs one, and a few aliases expand without end: a "billion laughs").
+MAX_DEPTH = 64
+
+
 class _Loader(yaml.SafeLoader):
-    pass
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.MarkedYAMLError(None, None, "aliases (*name) are not allowed in case files",
+                                       self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.MarkedYAMLError(None, None, f"nested deeper than {MAX_DEPTH} levels",
+                                           self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _map(loader: _Loader, node: yaml.MappingNode) -> LMap:
@@ -34,6 +52,9 @@ def _map(loader: _Loader, node: yaml.MappingNode) -> LMap:
     m.line = node.start_mark.line + 1
     for knode, vnode in node.value:
         key = loader.construct_object(knode, deep=True)
+        if not isinstance(key, (str, int)) or isinstance(key, bool):
+            raise yaml.MarkedYAMLError("while reading a mapping", node.start_mark,
+                                       f"a key is a name or a number, not {type(key).__name__}", knode.start_mark)
         if key in m:
             raise yaml.MarkedYAMLError("while reading a mapping", node.start_mark,
                                        f"duplicate key {key!r}", knode.start_mark)
