@@ -65,10 +65,15 @@ def test_ssh_target_becomes_an_agent_command() -> None:
     from harness.runner.session import agent_command
 
     assert agent_command("ssh://root@kvm1:2222/srv/vfio-conformance", ("0000:03:00.0", "0000:03:00.1")) == [
-        "ssh", "-T", "-p", "2222", "root@kvm1",
+        "ssh", "-T", "-p", "2222", "--", "root@kvm1",
         "cd /srv/vfio-conformance && exec python3 -m harness.agent --devices 0000:03:00.0,0000:03:00.1"]
-    with pytest.raises(ValueError, match="expected ssh://"):
-        agent_command("kvm1", ())
+    assert agent_command("ssh://[fe80::1]/x", ())[2:4] == ["--", "fe80::1"]
+    for bad in ("kvm1", "ssh://-oProxyCommand=touch${IFS}/tmp/pwned@host/dir", "ssh://-oProxyCommand=x/dir",
+                "ssh://host", "ssh://user@@host/x", "ssh://host:99999/x", "ssh://ho st/x"):
+        with pytest.raises(ValueError, match="expected ssh://"):
+            agent_command(bad, ())
+    with pytest.raises(ValueError, match="--device"):
+        agent_command("ssh://host/x", ("-oProxyCommand=x",))
 
 
 def test_sigterm_ends_a_long_run() -> None:

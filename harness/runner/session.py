@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
 import urllib.parse
@@ -18,18 +19,31 @@ from .trace import ERROR, FAIL, PASS, SKIP, Trace
 BACKENDS = ("model", "kernel", "both")
 
 
+_SSH_TARGET = re.compile(
+    r"ssh://(?:(?P<user>[A-Za-z0-9_][A-Za-z0-9_.-]*)@)?"          # a user name, never an option
+    r"(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\])"      # a host name or address, or [IPv6]
+    r"(?::(?P<port>[0-9]{1,5}))?(?P<path>/[^\0\n]*)")
+_BDF = re.compile(r"[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]")
+
+
 def agent_command(target: str, devices: tuple[str, ...]) -> list[str]:
     """``ssh://[user@]host[:port]/path/to/checkout``: the agent on a remote test host,
-    over ssh's stdin/stdout (the checkout must be there, with python3)."""
-    parsed = urllib.parse.urlsplit(target)
-    if parsed.scheme != "ssh" or not parsed.hostname or not parsed.path:
+    over ssh's stdin/stdout (the checkout must be there, with python3).  Every part is checked
+    (so nothing reaches ssh as an option: "-oProxyCommand=..." is no host) and ``--`` ends
+    ssh's options before the destination."""
+    m = _SSH_TARGET.fullmatch(target)
+    if m is None or (m["port"] and not 0 < int(m["port"]) < 65536):
         raise ValueError(f"--target {target!r}: expected ssh://[user@]host[:port]/path/to/checkout")
-    dest = f"{parsed.username}@{parsed.hostname}" if parsed.username else parsed.hostname
-    port = ["-p", str(parsed.port)] if parsed.port else []
-    remote = f"cd {shlex.quote(parsed.path)} && exec python3 -m harness.agent"
+    bad = [d for d in devices if not _BDF.fullmatch(d)]
+    if bad:
+        raise ValueError(f"--device {bad[0]!r}: expected a PCI address such as 0000:03:00.0")
+    host = m["host"].strip("[]")
+    dest = f"{m['user']}@{host}" if m["user"] else host
+    port = ["-p", m["port"]] if m["port"] else []
+    remote = f"cd {shlex.quote(urllib.parse.unquote(m['path']))} && exec python3 -m harness.agent"
     if devices:
         remote += f" --devices {shlex.quote(','.join(devices))}"
-    return ["ssh", "-T", *port, dest, remote]
+    return ["ssh", "-T", *port, "--", dest, remote]
 
 
 def make_backends(name: str, devices: tuple[str, ...] = (), target: str | None = None,
