@@ -648,3 +648,17 @@ def test_functions_behind_a_bridge_can_take_a_bus_reset(tmp_path: Path) -> None:
     fn = PciFunction("0000:01:01.0", 0x8086, 0x100E, iommu_group=4)
     assert _described(tree, "0000:01:01.0", fn)["hot_reset_functions"] == ("0000:01:01.0", "0000:01:02.0")
     assert "hot_reset_functions" not in _described(tree, "0000:00:02.0", fn)
+
+
+def test_get_device_fd_only_for_a_named_device(kb: KernelBackend) -> None:
+    """VFIO_GROUP_GET_DEVICE_FD opens and resets the device it names: a function not named with
+    --device is refused before the kernel sees it; a named one (and a name that is no PCI
+    address) goes to the kernel, here /dev/null, which has no such ioctl."""
+    from harness.uapi.vfio import VFIO_GROUP_GET_DEVICE_FD
+
+    fd = kb.eventfd(0).ret
+    refused = kb.ioctl(fd, VFIO_GROUP_GET_DEVICE_FD, f"{OTHER} vf_token=x\0".encode())
+    assert refused.errno_name == "EPERM" and "not named with --device" in kb.last_refusal
+    for name in (E1000, "not-a-device"):
+        res = kb.ioctl(fd, VFIO_GROUP_GET_DEVICE_FD, f"{name}\0".encode())
+        assert res.errno_name == "ENOTTY", (name, res)

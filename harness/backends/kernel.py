@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..uapi.vfio import VFIO_GROUP_GET_DEVICE_FD
 from .base import MEMFD_NAME, Backend, Facts, OpResult, Topology, valid_align
 from .pci_sysfs import ENABLE_SRIOV, SysfsTree, normalise_bdf, normalise_path
 from .sysfs_state import (
@@ -179,6 +180,21 @@ class KernelBackend(Backend):
         if fd in self._fds:
             return None
         return self._refuse(op, f"fd {fd} was not opened by this backend", errno.EBADF)
+
+    def _foreign_device(self, request: int, arg: bytes | int | None) -> OpResult | None:
+        """VFIO_GROUP_GET_DEVICE_FD opens (and resets) the device it names: on a real host only a
+        function named with --device (or a VF of one) may be opened.  A name that is no PCI
+        address opens nothing and goes to the kernel as asked."""
+        if request != VFIO_GROUP_GET_DEVICE_FD or not isinstance(arg, bytes):
+            return None
+        words = arg.split(b"\0", 1)[0].decode(errors="replace").split()
+        try:
+            bdf = normalise_bdf(words[0]) if words else ""
+        except ValueError:
+            return None
+        if not bdf or self.may_touch(bdf):
+            return None
+        return self._refuse("VFIO_GROUP_GET_DEVICE_FD", f"{bdf} was not named with --device", errno.EPERM)
 
     def may_touch(self, bdf: str) -> bool:
         """Whether sysfs writes may change this PCI function (named with --device,
@@ -332,7 +348,7 @@ class KernelBackend(Backend):
         return self._ioctl(fd, request, arg)
 
     def _ioctl(self, fd: int, request: int, arg: bytes | int | None, around: Around | None = None) -> OpResult:
-        refused = self._owned(fd, "ioctl")
+        refused = self._owned(fd, "ioctl") or self._foreign_device(request, arg)
         if refused:
             # fdget() fails before the kernel looks at the argument: the buffer comes back as passed.
             return replace(refused, data=arg) if isinstance(arg, bytes) else refused
