@@ -14,7 +14,7 @@ from ...uapi import iommufd as u
 from ..errors import Errno
 from ..gates import at
 from ..kernel import File
-from .fault import unused_fd
+from .fault import eventq_respond_with_fd
 from .private import E, IommufdObject, Ucmd
 from .viommu import IOMMUFD_OBJ_VEVENTQ, IommufdViommu, iommufd_get_viommu
 
@@ -141,7 +141,6 @@ def iommufd_veventq_alloc(ucmd: Ucmd[Any]) -> int:
     """eventq.c:504-570."""
     cmd = ucmd.cmd
     ictx = ucmd.ictx
-    k = ucmd.k
     if cmd.flags or cmd.__reserved or cmd.type == u.IOMMU_VEVENTQ_TYPE_DEFAULT:
         raise E(errno.EOPNOTSUPP, C(514))
     if not cmd.veventq_depth or cmd.veventq_depth > VEVENTQ_MAX_DEPTH:
@@ -153,21 +152,7 @@ def iommufd_veventq_alloc(ucmd: Ucmd[Any]) -> int:
     ictx.object_alloc(veventq)
     viommu.users += 1
     viommu.veventqs.append(veventq)
-    # iommufd_eventq_init() (eventq.c:415-436): the file holds the context and a users reference
-    veventq.filep = VeventqFile(veventq)
-    k.get_file(ictx)
-    veventq.users += 1
-    fdno = unused_fd(k)
-    cmd.out_veventq_id = veventq.id
-    cmd.out_veventq_fd = fdno
-    try:
-        ucmd.respond()
-    except BaseException:
-        ictx.object_abort_and_destroy(k, veventq)
-        raise
-    ictx.finalize(veventq)
-    k.install_fd(veventq.filep)
-    return 0
+    return eventq_respond_with_fd(ucmd, veventq, VeventqFile(veventq), "out_veventq_id", "out_veventq_fd")
 
 
 def iommufd_viommu_report_event(viommu: IommufdViommu, type_: int, event_data: bytes) -> None:

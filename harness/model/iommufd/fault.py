@@ -145,24 +145,29 @@ def iommufd_fault_alloc(ucmd: Ucmd[u.iommu_fault_alloc]) -> int:
     """fault.c:393-449."""
     cmd = ucmd.cmd
     ictx = ucmd.ictx
-    k = ucmd.k
     if cmd.flags:
         raise E(errno.EOPNOTSUPP, "fault.c:402")
     fault = IommufdFault(ictx)
     ictx.object_alloc(fault)
-    filep = FaultFile(fault)
-    fault.users += 1
+    return eventq_respond_with_fd(ucmd, fault, FaultFile(fault), "out_fault_id", "out_fault_fd")
+
+
+def eventq_respond_with_fd(ucmd: Ucmd[Any], obj: Any, filep: File, id_field: str, fd_field: str) -> int:
+    """The end of an object that comes with its own fd (a fault queue, fault.c:414-446; a vEVENTQ,
+    eventq.c:415-436@7.2): the file holds the context and a users reference, the id and the fd
+    number go back, and only once the object is finalized is the fd installed."""
+    k, ictx = ucmd.k, ucmd.ictx
+    obj.filep = filep
+    obj.users += 1
     k.get_file(ictx)
-    fault.filep = filep
-    fdno = unused_fd(k)
-    cmd.out_fault_id = fault.id
-    cmd.out_fault_fd = fdno
+    setattr(ucmd.cmd, id_field, obj.id)
+    setattr(ucmd.cmd, fd_field, unused_fd(k))
     try:
         ucmd.respond()
     except BaseException:
-        ictx.object_abort_and_destroy(k, fault)
+        ictx.object_abort_and_destroy(k, obj)
         raise
-    ictx.finalize(fault)
+    ictx.finalize(obj)
     k.install_fd(filep)
     return 0
 
