@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -73,6 +74,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     cases, errors = Loader(_cases_dir(args)).load_all(args.cases)
     for e in errors:
         print(e, file=sys.stderr)
+    if not cases and not errors:
+        print(f"vfio-conformance: no case matched --cases {args.cases!r} under {_cases_dir(args)}", file=sys.stderr)
+        return 5
     per_area = Counter(c.area for c in cases)
     unverified = sum(1 for c in cases if not c.kernel_verified)
     print(f"{len(cases)} cases ({', '.join(f'{a} {n}' for a, n in sorted(per_area.items()))}); "
@@ -117,12 +121,33 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vfio-conformance")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
 def _duration(text: str) -> float:
+    """A positive, finite time: 90, 90s, 10m, 2h (nan, inf, 0 and negative ones would never end
+    or never start)."""
     units = {"s": 1, "m": 60, "h": 3600}
     try:
-        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+        seconds = float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
     except (ValueError, IndexError):
-        raise argparse.ArgumentTypeError(f"{text!r}: a duration such as 90s, 10m or 2h") from None
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a positive duration such as 90s, 10m or 2h")
+    return seconds
+
+
+def _jobs(text: str) -> str:
+    """pytest-xdist's -n: "auto" or a number of workers of at least 1."""
+    if text == "auto" or (text.isdigit() and int(text) >= 1):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: a number of workers of at least 1, or auto")
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
@@ -353,6 +378,7 @@ def _kernel_options(sp: argparse.ArgumentParser, kernel_help: str) -> None:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vfio-conformance", description=__doc__)
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:
@@ -370,7 +396,7 @@ def parser() -> argparse.ArgumentParser:
                    help="PCI function the kernel backend may touch (repeatable)")
     r.add_argument("--target", default=None, metavar="ssh://[user@]host[:port]/checkout",
                    help="run the kernel side on that host through the agent (default: this host)")
-    r.add_argument("-n", "--jobs", default=None, help="parallel workers (pytest-xdist), e.g. auto")
+    r.add_argument("-n", "--jobs", type=_jobs, default=None, help="parallel workers (pytest-xdist), e.g. auto")
     r.add_argument("-v", "--verbose", action="store_true")
     r.add_argument("--record-verified", action="store_true",
                    help="with --backend both: add the kernel's release to verified_on of every case file that "
@@ -385,7 +411,7 @@ def parser() -> argparse.ArgumentParser:
     vm.add_argument("--accel", choices=("auto", "kvm", "tcg"), default=None)
     vm.add_argument("--junit", default=None, help="JUnit XML of the results (default REPORT/results.xml)")
     vm.add_argument("--report", default="reports", help="folder for the reports (default reports/)")
-    vm.add_argument("-n", "--jobs", default=None, help="parallel workers, each with its own guests")
+    vm.add_argument("-n", "--jobs", type=_jobs, default=None, help="parallel workers, each with its own guests")
     vm.add_argument("-v", "--verbose", action="store_true")
     vm.add_argument("--record-verified", action="store_true",
                     help="add the kernel's release to verified_on of every case file that passed on it")

@@ -105,3 +105,17 @@ def test_fuzz_on_the_model_runs_each_machine(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     assert "fuzz: iommufd:" in p.stdout and "fuzz: vfio:" in p.stdout
     assert "0 divergences" in p.stdout and not list(tmp_path.iterdir())
+
+
+def test_version_and_refused_arguments() -> None:
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("vfio-conformance ")
+    for argv in (["fuzz", "--duration=nan"], ["fuzz", "--duration=inf"], ["fuzz", "--duration=-5m"],
+                 ["fuzz", "--duration=0"], ["run", "--jobs", "0"], ["run", "--jobs=-1"]):
+        proc = run_cli(*argv)
+        assert proc.returncode == 2 and "error: argument" in proc.stderr, (argv, proc.stderr)
+
+
+def test_validate_with_no_matching_case_is_not_a_success() -> None:
+    proc = run_cli("validate", "--cases", "no-such-area/*")
+    assert proc.returncode == 5 and "no case matched" in proc.stderr
