@@ -17,7 +17,7 @@ import pytest
 
 from .cases.loader import Loader
 from .cases.model import Case, CaseError
-from .runner.outcome import CaseOutcome
+from .runner.outcome import CaseOutcome, unfinished
 from .runner.session import BACKENDS, make_backends, run_case
 from .runner.trace import ERROR, FAIL, SKIP
 
@@ -101,10 +101,16 @@ def run_one(case: Case | CaseError, backends: Any, item: pytest.Item) -> None:
     if isinstance(case, CaseError):
         item.stash[_OUTCOME] = malformed_outcome(case)
         pytest.fail(str(case), pytrace=False)
-    if hasattr(backends, "run"):  # a VmTarget picks the guest and watches its console
-        outcome = backends.run(case)
-    else:
-        outcome = run_case(case, backends, Path(str(item.config.rootpath)))
+    try:
+        if hasattr(backends, "run"):  # a VmTarget picks the guest and watches its console
+            outcome = backends.run(case)
+        else:
+            outcome = run_case(case, backends, Path(str(item.config.rootpath)))
+    except Exception as e:
+        # A harness or model bug: the case is an error in every report, not missing from them;
+        # pytest shows the traceback.
+        item.stash[_OUTCOME] = unfinished(case, ERROR, f"the harness raised {type(e).__name__}: {e}")
+        raise
     item.stash[_OUTCOME] = outcome
     if outcome.status == SKIP:
         pytest.skip(outcome.reason)

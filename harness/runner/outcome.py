@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..cases.model import Case
 from .diff import Diff
 from .trace import ERROR, FAIL, PASS, SKIP, Trace
 
@@ -80,3 +81,14 @@ def combine(statuses: list[str]) -> str:
         if s in statuses:
             return s
     return PASS
+
+
+def unfinished(case: Case, status: str, reason: str, seconds: float = 0.0,
+               backends: tuple[str, ...] = ("kernel", "model")) -> CaseOutcome:
+    """The outcome of a case that did not run to its end (its guest did not come up, the
+    harness raised): no steps, the reason says why."""
+    return CaseOutcome(
+        test_id=case.test_id, area=case.area, purpose=case.purpose, location=f"{case.path}:{case.line}",
+        source=case.source, verified_on=case.verified_on, status=status, reason=reason,
+        backends=list(backends), duration_s=seconds,
+    )

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..backends.base import Backend
 from ..cases.model import Case
 from ..vm import VmError
-from .outcome import CaseOutcome
+from .outcome import CaseOutcome, unfinished
 from .session import run_case
 from .target import KernelTarget, profile_for
 from .trace import ERROR, FAIL
@@ -37,12 +37,12 @@ class VmTarget:
         try:
             guest = self.target.guest(profile)
         except VmError as e:
-            return _outcome(case, ERROR, f"the {profile} guest did not come up: {e}", start)
+            return unfinished(case, ERROR, f"the {profile} guest did not come up: {e}", time.monotonic() - start)
         guest.splats()  # what earlier cases printed is theirs
         try:
             outcome = run_case(case, self.backends(profile), self.root)
         except (OSError, VmError) as e:  # AgentTimeout is a TimeoutError: a hung kernel
-            outcome = _outcome(case, ERROR, f"the {profile} guest stopped answering: {e}", start)
+            outcome = unfinished(case, ERROR, f"the {profile} guest stopped answering: {e}", time.monotonic() - start)
             outcome.reason += "\n" + self.target.discard(profile)
         splats = guest.splats() if guest.vm.alive() else []
         if splats:
@@ -55,10 +55,3 @@ class VmTarget:
     def close(self) -> None:
         self.target.close()
 
-
-def _outcome(case: Case, status: str, reason: str, start: float) -> CaseOutcome:
-    return CaseOutcome(
-        test_id=case.test_id, area=case.area, purpose=case.purpose, location=f"{case.path}:{case.line}",
-        source=case.source, verified_on=case.verified_on, status=status, reason=reason,
-        backends=["kernel", "model"], duration_s=time.monotonic() - start,
-    )
