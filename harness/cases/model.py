@@ -95,6 +95,11 @@ class KnownDifference:
     step_line: int = 0
     field: str = ""
 
+    def covers(self, release: str, line: int, what: str) -> bool:
+        """Whether it accepts a divergence in ``what`` at the step of ``line`` on ``release``."""
+        return (bool(release) and any(in_range(release, v) for v in self.kernels)
+                and self.step_line in (0, line) and what.startswith(self.field))
+
 
 @dataclass
 class Requirements:

@@ -15,7 +15,7 @@ from typing import Any
 from ..backends.base import Backend
 from ..cases.loader import parse_steps
 from ..cases.model import Step
-from ..runner.compare import behaviour
+from ..runner.compare import behaviour, change_key
 from ..runner.diff import Diff, Divergence, compare_step
 from ..runner.engine import HarnessError, Runner
 from ..runner.normalise import Normaliser
@@ -108,10 +108,6 @@ class Lockstep:
         return compare_step(index, normalised[0], normalised[1])
 
 
-def _key(d: Divergence) -> tuple[str, str, str]:
-    return d.what, repr(d.left), repr(d.right)
-
-
 @dataclass
 class PredictedLockstep(Lockstep):
     """Two kernels and the models of their releases, in that order: a difference between the
@@ -124,11 +120,11 @@ class PredictedLockstep(Lockstep):
     def unexplained(self, index: int, normalised: list[dict[str, Any]]) -> list[Divergence]:
         # What differs only because the two series' structs differ is neither (runner/compare.py).
         kernels = behaviour(compare_step(index, normalised[0], normalised[1]))
-        models = {_key(d): d for d in behaviour(compare_step(index, normalised[2], normalised[3]))}
-        found = [d for d in kernels if _key(d) not in models]
-        shown = {_key(d) for d in kernels}
+        models = {change_key(d): d for d in behaviour(compare_step(index, normalised[2], normalised[3]))}
+        found = [d for d in kernels if change_key(d) not in models]
+        shown = {change_key(d) for d in kernels}
         # A change the models predict that the kernels do not make: the models' values, named so.
         found += [Divergence(index, d.label, f"{d.what} (the models' change, which the kernels do not make)",
                              d.left, d.right) for k, d in models.items() if k not in shown]
-        self.expected += [(d.label, d.what, d.left, d.right) for d in kernels if _key(d) in models]
+        self.expected += [(d.label, d.what, d.left, d.right) for d in kernels if change_key(d) in models]
         return found

@@ -26,7 +26,6 @@ from typing import Any
 
 from ..backends.base import Backend
 from ..cases.model import Case
-from ..uapi.kernel_version import in_range
 from .diff import Diff, Divergence, diff
 from .engine import Runner
 from .outcome import CaseOutcome, steps_view
@@ -77,7 +76,8 @@ class CaseComparison:
         return [d for d in self.diff.divergences if d not in kept and d.what != "ret"]
 
 
-def _key(d: Divergence) -> tuple[int, str, str, str]:
+def change_key(d: Divergence) -> tuple[int, str, str, str]:
+    """What makes two divergences the same change: step, field and both values."""
     return d.step, d.what, repr(d.left), repr(d.right)
 
 
@@ -91,11 +91,8 @@ def _gates(traces: list[Trace], step: int) -> tuple[str, ...]:
 
 def _documented(case: Case, releases: tuple[str, str], line: int, what: str) -> str:
     """The reason of a known difference of ``case`` that covers this step on either release."""
-    for kd in case.known_differences:
-        if (kd.step_line in (0, line) and what.startswith(kd.field)
-                and any(in_range(r, v) for r in releases for v in kd.kernels)):
-            return kd.reason
-    return ""
+    return next((kd.reason for kd in case.known_differences
+                 if any(kd.covers(r, line, what) for r in releases)), "")
 
 
 def _line(trace: Trace, step: int) -> int:
@@ -126,14 +123,14 @@ def classify(case: Case, kernels: Diff, models: Diff, releases: tuple[str, str])
     """Each kernel-vs-kernel divergence as an expected or unexpected change, and each change
     the models predict that the kernels do not show as an unexpected one (ABI differences,
     ``is_abi``, are neither)."""
-    predicted = {_key(d): d for d in behaviour(models.divergences)}
+    predicted = {change_key(d): d for d in behaviour(models.divergences)}
     model_traces = [models.left, models.right]
     changes = []
     for d in behaviour(kernels.divergences):
         line = _line(kernels.left, d.step) or _line(kernels.right, d.step)
         gates = _gates(model_traces, d.step)
-        if _key(d) in predicted:
-            del predicted[_key(d)]
+        if change_key(d) in predicted:
+            del predicted[change_key(d)]
             why = ("version gate " + ", ".join(gates)) if gates else "the model of each release predicts it"
             changes.append(Change(d.step, line, d.label, d.what, d.left, d.right, True, why, gates))
             continue

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from ..backends.base import Backend
 from ..cases.model import Case
-from ..uapi.kernel_version import in_range
 from .diff import Diff, diff
 from .engine import Runner
 from .outcome import CaseOutcome, combine, steps_view
@@ -80,9 +79,7 @@ def accepted(case: Case, kernel_version: str, d: Diff) -> str:
     reasons = []
     for x in d.divergences:
         line = d.left.steps[x.step].line if x.step < len(d.left.steps) else 0
-        kd = next((k for k in case.known_differences
-                   if kernel_version and any(in_range(kernel_version, v) for v in k.kernels)
-                   and k.step_line in (0, line) and x.what.startswith(k.field)), None)
+        kd = next((k for k in case.known_differences if k.covers(kernel_version, line, x.what)), None)
         if kd is None:
             return ""
         reasons.append(kd.reason)
