@@ -69,10 +69,7 @@ class ModelKernel:
         # The version gates (gates.py) consulted since the backend last cleared this.
         self.gates_consulted: set[str] = set()
         # The uAPI of this kernel's series: struct sizes and layouts as its handlers see them.
-        try:
-            self.abi = uapi.for_series(facts.kernel)
-        except ValueError:
-            self.abi = uapi.for_series(uapi.DEFAULT_SERIES)
+        self.abi = uapi.for_kernel(facts.kernel)
         for fd in STDIO_FDS:
             self.files[fd] = Stdio()
             self.get_file(self.files[fd])

@@ -140,10 +140,7 @@ class Runner:
         # The release the backend's kernel is (or the model mirrors): picks per-kernel
         # expectations, and the uAPI layouts and sizes the steps are built with.
         self.release = backend.facts().kernel
-        try:
-            self.abi = uapi.for_series(self.release)
-        except ValueError:   # older than every declared series: the oldest is the best guess
-            self.abi = uapi.for_series(uapi.DEFAULT_SERIES)
+        self.abi = uapi.for_kernel(self.release)
 
     def bindings(self, case: Case) -> dict[str, Any] | str:
         """What a case starts with bound (its variant's parameters, its topology roles), or

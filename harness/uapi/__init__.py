@@ -57,7 +57,7 @@ from .abi import (
     PointerField,
     Span,
 )
-from .series import SeriesABI, available, every_series, for_series, series_of, sizeof, span
+from .series import SeriesABI, available, every_series, for_kernel, for_series, series_of, sizeof, span
 from .vfio import FD_MIGRATION
 
 _DEFAULT = for_series(DEFAULT_SERIES)
@@ -69,7 +69,7 @@ __all__ = [
     "ARG_INT_PTR", "ARG_NONE", "ARG_STRING", "ARG_STRUCT", "ARG_U32_PTR", "ARG_VALUE",
     "CONSTANTS", "DEFAULT_SERIES", "FD_CONTAINER", "FD_DEVICE", "FD_GROUP", "FD_IOMMUFD", "FD_MIGRATION",
     "IOCTLS", "SERIES", "STRUCTS", "Ioctl", "PointerField", "SeriesABI", "Span",
-    "abi", "available", "constant", "decode", "encode", "every_series", "fields", "for_series", "ioctl",
+    "abi", "available", "constant", "decode", "encode", "every_series", "fields", "for_kernel", "for_series", "ioctl",
     "ioctls_for", "iommufd", "iommufd_test", "members", "series_of", "sizeof", "span", "struct", "vfio",
 ]
 

@@ -134,6 +134,15 @@ class SeriesABI:
         return self.IOCTLS[name].sizeof
 
 
+def for_kernel(release: str) -> SeriesABI:
+    """The uAPI a harness drives (or a model mirrors) a kernel of ``release`` with: its series',
+    and the oldest declared one for a release older than all of them (the best guess)."""
+    try:
+        return for_series(release)
+    except ValueError:
+        return _for_series(abi.DEFAULT_SERIES)
+
+
 def for_series(version: str) -> SeriesABI:
     """The uAPI of the series ``version`` belongs to (see ``series_of``)."""
     return _for_series(series_of(version))
