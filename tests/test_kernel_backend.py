@@ -352,7 +352,7 @@ def test_an_ioctl_buffer_is_followed_by_a_guard_page(monkeypatch: pytest.MonkeyP
 @pytest.mark.parametrize("mock_errno,expected", [(0, True), (errno.EINVAL, False)])
 def test_mock_domain_probe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mock_errno: int, expected: bool) -> None:
     """facts().mock_domains asks the kernel: IOAS_ALLOC, then TEST_CMD MOCK_DOMAIN on that IOAS.
-    (Under an emulated Intel IOMMU the second fails with EINVAL: measured.md.)"""
+    (Under an emulated Intel IOMMU the second fails with EINVAL: docs/measured.md.)"""
     from harness.uapi import iommufd, iommufd_test
 
     _write_config(tmp_path, ["CONFIG_IOMMUFD=y", "CONFIG_IOMMUFD_TEST=y"])

@@ -233,7 +233,7 @@ def kb(fake: FakePci, state_path: Path) -> Iterator[KernelBackend]:
 
 
 def bind_to_vfio(kb: KernelBackend, bdf: str) -> None:
-    """What a case does to put a function on vfio-pci (measured.md)."""
+    """What a case does to put a function on vfio-pci (docs/measured.md)."""
     drv = kb.tree.driver(bdf)
     assert kb.sysfs_write(f"/sys/bus/pci/devices/{bdf}/driver_override", "vfio-pci").ok, kb.last_refusal
     if drv:

@@ -132,7 +132,7 @@ class Facts:
     # What /dev/vfio/vfio is: "legacy" (drivers/vfio/container.c) or
     # "iommufd" (CONFIG_IOMMUFD_VFIO_CONTAINER), or "" when absent.
     container: str = "legacy"
-    # IOMMU_TEST_OP_MOCK_DOMAIN works (no vIOMMU in the guest; measured.md).
+    # IOMMU_TEST_OP_MOCK_DOMAIN works (no vIOMMU in the guest; docs/measured.md).
     mock_domains: bool = False
     # vfio_pci.enable_sriov at start.
     enable_sriov: bool = False

@@ -257,7 +257,7 @@ class KernelBackend(Backend):
 
     def _probe_mock_domain(self) -> bool:
         """IOMMU_TEST_OP_MOCK_DOMAIN on a fresh IOAS works (it fails with EINVAL
-        under an emulated Intel IOMMU: measured.md).  Everything goes with the fd."""
+        under an emulated Intel IOMMU: docs/measured.md).  Everything goes with the fd."""
         from ..uapi import iommufd, iommufd_test
 
         try:

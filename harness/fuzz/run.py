@@ -51,7 +51,7 @@ PROFILES = {
 }
 
 
-# Each machine, and the guest profile whose kernel it needs (harness/vm.py).
+# Each machine, and the guest profile whose kernel it needs (harness/vm/topology.py).
 MACHINE_PROFILES = {"iommufd": "mock", "vfio": "viommu"}
 
 

@@ -2,7 +2,7 @@
 
 ``vm_topology`` is the guest the VM runner boots (q35 + intel-iommu): an
 isolated e1000, an SR-IOV NVMe PF, the ICH9 functions at 00:1f.* that share
-one group (measured.md: binding 00:1f.0 to vfio-pci gives a group that
+one group (docs/measured.md: binding 00:1f.0 to vfio-pci gives a group that
 GET_STATUS reports not viable; two of its members stay on kernel drivers), and
 two e1000s behind a conventional PCI bridge, which share one group with the
 bridge: one on vfio-pci, one on e1000, the non-viable group with exactly one
@@ -50,7 +50,7 @@ def vm_topology() -> Topology:
         PciFunction("0000:00:00.0", 0x8086, 0x29C0, iommu_group=0, driver=None, name="q35-host-bridge",
                     class_code=0x060000),
         # e1000: 128 KiB MMIO BAR0, 64-byte I/O BAR1, option ROM; INTx only, no reset
-        # method (measured.md: the upstream reset, MSI and MSI-X tests skip on it).
+        # method (docs/measured.md: the upstream reset, MSI and MSI-X tests skip on it).
         PciFunction("0000:00:02.0", 0x8086, 0x100E, iommu_group=1, driver="vfio-pci", cdev="vfio0",
                     is_pcie=False, name="e1000", class_code=0x020000,
                     bar_sizes=(0x20000, 0x40, 0, 0, 0, 0), io_bars=(1,), rom_size=0x40000,

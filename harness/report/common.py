@@ -46,7 +46,7 @@ def verified(o: CaseOutcome) -> str:
 
 
 def split_location(location: str) -> tuple[str, int | None]:
-    """"cases/ioas/map.yaml:12" -> ("cases/ioas/map.yaml", 12)."""
+    """"cases/ioas/map-unaligned-iova.yaml:12" -> ("cases/ioas/map-unaligned-iova.yaml", 12)."""
     path, sep, line = location.rpartition(":")
     if sep and line.isdigit():
         return path, int(line)

@@ -32,7 +32,7 @@ class CaseOutcome:
     test_id: str
     area: str
     purpose: str
-    location: str                       # cases/ioas/map.yaml:1
+    location: str                       # cases/ioas/map-unaligned-iova.yaml:1
     source: str
     verified_on: list[str]
     status: str                         # pass, fail, skip, error

@@ -12,7 +12,7 @@
 #   vfioconf.profile=NAME      exported as VFIO_CONFORMANCE_PROFILE
 #   vfioconf.bind=BDF,...      functions to bind to vfio-pci (driver_override + drivers_probe)
 #   vfioconf.noreset=BDF,...   functions whose reset_method is cleared before binding
-#                              (the QEMU 7.2 NVMe SR-IOV quirk, measured.md)
+#                              (the QEMU 7.2 NVMe SR-IOV quirk, docs/measured.md)
 #   vfioconf.sriov=BDF:N,...   write N to the function's sriov_numvfs after binding
 #   vfioconf.topo=1            print every PCI function's sysfs facts ("vfioconf-pci ...")
 #   vfioconf.agent=0           do not start the agent: print "vfioconf: ready" and wait

@@ -7,7 +7,7 @@ kernel command line's bind list and the reference model's boot topology
 (``harness.model.topologies.vm_topology``, which may read this module: it
 imports nothing but the standard library) all come from here.
 
-Profiles (measured.md):
+Profiles (docs/measured.md):
 
 - ``viommu``: q35 + the emulated Intel IOMMU, VFIO devices.  IOMMU_TEST_OP_MOCK_DOMAIN
   fails with EINVAL under the vIOMMU, so mock-domain cases cannot run here.
@@ -84,7 +84,7 @@ VIOMMU_FUNCTIONS = (
 )
 
 # The ICH9 LPC bridge goes to vfio-pci too: its group holds ahci and i801_smbus
-# (two kernel-driver siblings, measured.md), the group GET_STATUS reports not viable.
+# (two kernel-driver siblings, docs/measured.md), the group GET_STATUS reports not viable.
 _ICH9_LPC_VFIO = GuestFunction("0000:00:1f.0", "ich9-lpc", 0x8086, 0x2918, vfio=True, role="ich9-group")
 
 

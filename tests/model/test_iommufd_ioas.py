@@ -65,7 +65,7 @@ def test_thp_caps_alignment_at_hpage_size() -> None:
     ioas = r.ioas()
     buf = aligned_buffer(r, 8 << 20, 8 << 20)
     assert r.map(ioas, buf, 4 << 20).s.iova == HPAGE
-    # without THP the cap is PAGE_SIZE (measured.md: 4 KiB aligned only)
+    # without THP the cap is PAGE_SIZE (docs/measured.md: 4 KiB aligned only)
     r2 = Rig(config=DEFAULT_CONFIG - {"TRANSPARENT_HUGEPAGE"})
     ioas2 = r2.ioas()
     buf2 = aligned_buffer(r2, 8 << 20, 8 << 20)

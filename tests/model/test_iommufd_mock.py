@@ -64,7 +64,7 @@ def test_mock_domain_alignment_rules() -> None:
 
 
 def test_mock_domain_fails_with_the_intel_iommu_present() -> None:
-    # measured.md: MOCK_DOMAIN with the emulated Intel IOMMU present fails EINVAL
+    # docs/measured.md: MOCK_DOMAIN with the emulated Intel IOMMU present fails EINVAL
     r = Rig(mock_domains=False)
     ioas = r.ioas()
     res = r.test(st.IOMMU_TEST_OP_MOCK_DOMAIN, ioas)

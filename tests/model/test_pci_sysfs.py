@@ -169,7 +169,7 @@ def test_sriov_enable_creates_vfs_on_vfio_pci() -> None:
         # vfio_pci_bus_notifier() sets driver_override (vfio_pci_core.c:2016-2021)
         assert (vf.driver_override, vf.driver, vf.physfn) == ("vfio-pci", "vfio-pci", NVME)
     assert (vf0.cdev, vf1.cdev) == ("vfio4", "vfio5")  # the boot topology holds vfio0-3
-    # one new IOMMU group each (measured.md)
+    # one new IOMMU group each (docs/measured.md)
     assert len({vf0.iommu_group, vf1.iommu_group, 0, 1, 2, 3, 4}) == 7
     assert topo.functions[NVME].sriov_numvfs == 2
     assert r.read(f"{DEV}/{NVME}/virtfn1/driver_override") == "vfio-pci\n"

@@ -82,7 +82,7 @@ def test_group_open_then_cdev_bind_ebusy() -> None:
     r = Rig()
     iommufd = r.fd("/dev/iommu")
     r.fd("/dev/vfio/1")
-    # measured.md: the cdev open succeeds; BIND fails in vfio_device_block_group()
+    # docs/measured.md: the cdev open succeeds; BIND fails in vfio_device_block_group()
     dev = r.fd("/dev/vfio/devices/vfio0")
     res = r.ioctl(dev, uv.VFIO_DEVICE_BIND_IOMMUFD, bind_arg(iommufd))
     assert (res.errno, res.where) == (errno.EBUSY, "drivers/vfio/group.c:418")

@@ -77,7 +77,7 @@ def test_get_info_argsz() -> None:
 
 
 def test_reset_method_off_before_open_clears_reset_flag() -> None:
-    # measured.md's QEMU NVMe workaround: `echo > reset_method` before the open
+    # docs/measured.md's QEMU NVMe workaround: `echo > reset_method` before the open
     r = Rig()
     assert r.write(f"/sys/bus/pci/devices/{NVME}/reset_method", "\n").ok
     nvme = open_nvme(r)
