@@ -35,13 +35,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 5
     report = Path(args.report)
     report.mkdir(parents=True, exist_ok=True)
-    junit = args.junit or str(report / "results.xml")
+    args.ktap_written = report / "results.ktap"
     argv = [
         str(PROJECT / "conformance" / "test_cases.py"), "--rootdir", str(PROJECT), "-p", "no:cacheprovider",
         "--backend", args.backend, "--cases", args.cases, "--cases-dir", str(_cases_dir(args)),
-        "--report-dir", str(report), f"--junitxml={junit}", "-o", "junit_family=xunit2",
-        "-o", "junit_suite_name=vfio-conformance", "-q" if not args.verbose else "-v",
+        "--report-dir", str(report), "-q" if not args.verbose else "-v",
     ]
+    if args.junit:
+        argv += ["--report-junit", args.junit]
     if getattr(args, "model_kernel", None):
         argv += ["--model-kernel", args.model_kernel]
     for d in args.device:
@@ -174,10 +175,25 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     machines = list(MACHINE_PROFILES) if args.machine == "all" else [args.machine]
     share = args.duration / len(machines) if args.duration else None
     code = 0
-    for kind in machines:
-        code = max(code, _fuzz_one(args, kind, kernel, profile, share, coverage))
-        if code >= 2:
-            return code
+    from .fuzz.outcomes import FuzzResults
+    from .report import write_junit_and_ktap
+
+    results = FuzzResults(machines, profile.name)
+    args.ktap_written = Path(args.report) / "fuzz.ktap"
+    try:
+        for kind in machines:
+            try:
+                code = max(code, _fuzz_one(args, kind, kernel, profile, share, coverage, results))
+            except KeyboardInterrupt:   # while its target was set up
+                print("fuzz: interrupted", file=sys.stderr)
+                results.stopped(kind, "interrupted", f"interrupted while the {kind} machine's target was set up")
+                return 130
+            if code >= 2:
+                return code
+    finally:
+        for written in write_junit_and_ktap(results.all_outcomes(), Path(args.report), "fuzz",
+                                            results.run_state()):
+            print(f"fuzz: wrote {written}", file=sys.stderr)
     if coverage is not None:
         coverage.write(Path(args.report), ", ".join(machines))
     if kernel is not None and (args.faults if args.faults is not None else profile.name == "nightly"):
@@ -220,7 +236,7 @@ class _CoverageRun:
 
 
 def _fuzz_one(args: argparse.Namespace, kind: str, kernel: Path | None, profile: Any, duration: float | None,
-              coverage: _CoverageRun | None = None) -> int:
+              coverage: _CoverageRun | None, results: Any) -> int:
     """One machine's run on its target (``vfio``: the vIOMMU guest; ``iommufd``: the mock guest)."""
     from .fuzz import MACHINE_PROFILES, fuzz
     from .fuzz import targets as t
@@ -234,6 +250,7 @@ def _fuzz_one(args: argparse.Namespace, kind: str, kernel: Path | None, profile:
             target = t.model_target()
     except (OSError, RuntimeError) as e:
         print(f"vfio-conformance: cannot set up the fuzz target: {e}", file=sys.stderr)
+        results.stopped(kind, "refused", f"cannot set up the fuzz target: {e}")
         return 2
     print(f"fuzz: the {kind} machine, {profile.name} profile, on {target.kernel} vs the model"
           + (f", {duration:.0f} s" if duration else ""), file=sys.stderr)
@@ -248,13 +265,19 @@ def _fuzz_one(args: argparse.Namespace, kind: str, kernel: Path | None, profile:
             coverage.collect(target.lockstep.backends[0], kind)
     except KeyboardInterrupt:
         print("fuzz: interrupted", file=sys.stderr)
+        results.stopped(kind, "interrupted", f"interrupted while the {kind} machine ran")
         return 130
     except RuntimeError as e:   # no function for a topology role the machine needs
         print(f"fuzz: the {kind} machine cannot run on {target.kernel}: {e}"
               + ("; skipped" if args.machine == "all" else ""), file=sys.stderr)
-        return 0 if args.machine == "all" else 2
+        if args.machine == "all":
+            results.skipped(kind, f"cannot run on {target.kernel}: {e}")
+            return 0
+        results.stopped(kind, "refused", f"the {kind} machine cannot run on {target.kernel}: {e}")
+        return 2
     finally:
         target.close()
+    results.finished(kind, report, target.kernel)
     print(f"fuzz: {kind}: {report.line()}; seeds {report.seeds[0] if report.seeds else '-'}"
           f"..{report.seeds[-1] if report.seeds else '-'}")
     for f in report.findings:
@@ -266,7 +289,10 @@ def _fuzz_one(args: argparse.Namespace, kind: str, kernel: Path | None, profile:
 
 def _faults(kernel: Path, accel: str | None, cases_dir: Path, patterns: list[str], limit: int, report_dir: Path) -> int:
     from .cases.loader import Loader
-    from .fuzz.faults import run_faults
+    from .fuzz.faults import FaultReport, run_faults
+    from .fuzz.outcomes import fault_outcomes
+    from .report import write_junit_and_ktap
+    from .runner.run_state import RunState
     from .runner.target import KernelTarget, profile_for
 
     cases: list[Any] = []
@@ -284,18 +310,22 @@ def _faults(kernel: Path, accel: str | None, cases_dir: Path, patterns: list[str
     def lost(case: Any) -> str:
         return target.discard(profile_for(case))
 
+    report, state = FaultReport(), RunState(planned=len(cases))
     try:
-        report = run_faults(cases, kernel_for, limit=limit, progress=lambda line: print(line, file=sys.stderr),
-                            lost=lost)
+        run_faults(cases, kernel_for, limit=limit, progress=lambda line: print(line, file=sys.stderr),
+                   lost=lost, into=report)
     except KeyboardInterrupt:
         print("faults: interrupted", file=sys.stderr)
-        return 130
+        state = RunState("interrupted", "KeyboardInterrupt (Ctrl-C or SIGTERM)", len(cases))
     except RuntimeError as e:
         print(f"faults: {e}", file=sys.stderr)
-        return 2
+        state = RunState("refused", str(e), len(cases))
     finally:
         target.close()
-    report_dir.mkdir(parents=True, exist_ok=True)
+        for written in write_junit_and_ktap(fault_outcomes(cases, report, state), report_dir, "faults", state):
+            print(f"faults: wrote {written}", file=sys.stderr)
+    if state.stopped_early:
+        return 130 if state.how == "interrupted" else 2
     (report_dir / "faults.md").write_text(report.markdown())
     print(f"faults: {report.summary()}")
     for p in report.problems:
@@ -327,6 +357,7 @@ def cmd_faults(args: argparse.Namespace) -> int:
     kernel = _kernel_image(args.kernel, series=args.series)
     if kernel is None:
         return 2
+    args.ktap_written = Path(args.report) / "faults.ktap"
     return _faults(kernel, args.accel, _cases_dir(args), args.cases or FAULT_CASES, args.limit,
                    Path(args.report))
 
@@ -376,6 +407,12 @@ def _kernel_options(sp: argparse.ArgumentParser, kernel_help: str) -> None:
                        help="the kernel series whose test kernel to use (default 6.12)")
 
 
+def _ktap_option(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--ktap", default=None, metavar="PATH",
+                    help="also write the KTAP report to PATH; '-': print it on stdout, like a kselftest, "
+                         "and everything else on stderr")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vfio-conformance", description=__doc__)
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -391,6 +428,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--model-kernel", default=None, metavar="RELEASE",
                    help="with --backend model: the kernel release the model mirrors, e.g. 7.2.13 (default 6.12.117)")
     r.add_argument("--junit", default=None, help="JUnit XML of the results (default REPORT/results.xml)")
+    _ktap_option(r)
     r.add_argument("--report", default="reports", help="folder for the reports (default reports/)")
     r.add_argument("--device", action="append", default=[], metavar="BDF",
                    help="PCI function the kernel backend may touch (repeatable)")
@@ -410,6 +448,7 @@ def parser() -> argparse.ArgumentParser:
     vm.add_argument("--backend", choices=("both", "kernel"), default="both")
     vm.add_argument("--accel", choices=("auto", "kvm", "tcg"), default=None)
     vm.add_argument("--junit", default=None, help="JUnit XML of the results (default REPORT/results.xml)")
+    _ktap_option(vm)
     vm.add_argument("--report", default="reports", help="folder for the reports (default reports/)")
     vm.add_argument("-n", "--jobs", type=_jobs, default=None, help="parallel workers, each with its own guests")
     vm.add_argument("-v", "--verbose", action="store_true")
@@ -442,7 +481,9 @@ def parser() -> argparse.ArgumentParser:
     fz.add_argument("--out", default=str(PROJECT / "cases" / "regressions"),
                     help="where regression cases go (default cases/regressions)")
     fz.add_argument("--db", default=None, metavar="DIR", help="Hypothesis example database (nightly)")
-    fz.add_argument("--report", default="reports", help="where faults.md goes (default reports/)")
+    fz.add_argument("--report", default="reports",
+                    help="where fuzz.xml, fuzz.ktap (and faults.md, faults.xml, faults.ktap) go (default reports/)")
+    _ktap_option(fz)
     fz.add_argument("--coverage", action="store_true",
                     help="with --vm: on the gcov test kernel (kernel build --coverage), report the kernel lines "
                          "of drivers/iommu/iommufd and drivers/vfio the run hit (reports/kernel-coverage.md)")
@@ -457,7 +498,9 @@ def parser() -> argparse.ArgumentParser:
     _kernel_options(fa, "bzImage (default: the --series test kernel)")
     fa.add_argument("--accel", choices=("auto", "kvm", "tcg"), default=None)
     fa.add_argument("--limit", type=int, default=400, help="fault sites per step at most (default 400)")
-    fa.add_argument("--report", default="reports", help="write faults.md here (default reports/)")
+    fa.add_argument("--report", default="reports",
+                    help="write faults.md, faults.xml and faults.ktap here (default reports/)")
+    _ktap_option(fa)
     fa.set_defaults(func=cmd_faults)
 
     cv = sub.add_parser("coverage", help="the coverage matrix: checks per ioctl, errnos per handler")
@@ -514,7 +557,17 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminated)
     try:
-        return int(args.func(args))
+        ktap = getattr(args, "ktap", None)
+        if not ktap:
+            return int(args.func(args))
+        from .report.stream import STDOUT, deliver_ktap, stdout_to_stderr
+
+        with stdout_to_stderr(ktap == STDOUT) as real_stdout:
+            code = int(args.func(args))
+            problem = deliver_ktap(ktap, getattr(args, "ktap_written", None), real_stdout)
+        if problem:
+            print(f"vfio-conformance: --ktap: {problem}", file=sys.stderr)
+        return code
     except BrokenPipeError:  # `vfio-conformance list | head`
         sys.stderr.close()
         return 0

@@ -3,8 +3,10 @@
 Options: --backend model|kernel|both, --model-kernel RELEASE (the release the
 model mirrors when it runs alone), --cases GLOB (relative to the cases folder),
 --seed N, --device BDF (kernel backends touch only these), and
---report-dir DIR (JUnit diff report, KTAP and Markdown written at the end,
-merged across pytest-xdist workers).
+--report-dir DIR (JUnit, KTAP, Markdown and diff.json written at the end,
+merged across pytest-xdist workers; --report-junit PATH moves the JUnit file).
+A run that stops early (Ctrl-C, a backend that cannot be set up, a crash of
+the harness) says so in each of them (harness/runner/run_state.py).
 """
 
 from __future__ import annotations
@@ -17,20 +19,15 @@ import pytest
 
 from .cases.loader import Loader
 from .cases.model import Case, CaseError
-from .runner.outcome import CaseOutcome, unfinished
+from .runner.outcome import CaseOutcome, malformed_outcome, unfinished
 from .runner.session import BACKENDS, make_backends, run_case
 from .runner.trace import ERROR, FAIL, SKIP
 
 _OUTCOME = pytest.StashKey[CaseOutcome]()
 # Outcomes reported to this process (with xdist: the controller hears every worker).
 _outcomes: list[CaseOutcome] = []
-
-
-def malformed_outcome(e: CaseError) -> CaseOutcome:
-    return CaseOutcome(
-        test_id=f"malformed:{Path(e.path).name}", area=Path(e.path).parent.name, purpose="(malformed case file)",
-        location=f"{e.path}:{e.line}", source="", verified_on=[], status=ERROR, reason=str(e),
-    )
+# What ended the session early, if anything did (KeyboardInterrupt, pytest.exit's Exit, an internal error).
+_stopped: list[BaseException] = []
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -41,7 +38,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--seed", type=int, default=0, help="seed for randomised runs (fuzzing)")
     g.addoption("--device", action="append", default=[], metavar="BDF",
                 help="PCI function the kernel backend may touch (repeatable)")
-    g.addoption("--report-dir", default=None, help="write the diff report, KTAP and Markdown here")
+    g.addoption("--report-dir", default=None, help="write the JUnit, KTAP, Markdown and JSON reports here")
+    g.addoption("--report-junit", default=None, metavar="PATH",
+                help="the JUnit report goes here instead of REPORT_DIR/results.xml")
     g.addoption("--target", default=None, metavar="ssh://[user@]host[:port]/checkout",
                 help="the kernel backend runs on that host, through the agent over ssh")
     g.addoption("--vm-kernel", default=None, metavar="BZIMAGE",
@@ -133,6 +132,16 @@ def describe_failure(o: CaseOutcome) -> str:
 
 def pytest_configure(config: pytest.Config) -> None:
     _outcomes.clear()
+    _stopped.clear()
+
+
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    """Ctrl-C, SIGTERM (the CLI turns it into KeyboardInterrupt) or pytest.exit(): what stopped the run."""
+    _stopped.append(excinfo.value)
+
+
+def pytest_internalerror(excrepr: Any, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    _stopped.append(excinfo.value)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -166,8 +175,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     out = config.getoption("--report-dir")
     if out:
         from .report import write_reports
+        from .runner.run_state import run_state, with_not_run
 
-        paths = write_reports(sorted(_outcomes, key=lambda o: o.test_id), Path(out))
+        cases, errors = load_cases(config)
+        state = run_state(int(exitstatus), _stopped, len(cases) + len(errors))
+        outcomes = with_not_run(sorted(_outcomes, key=lambda o: o.test_id), cases, errors, state)
+        junit = config.getoption("--report-junit")
+        paths = write_reports(outcomes, Path(out), state, Path(junit) if junit else None)
         if tr is not None:
             for p in paths:
                 tr.write_line(f"vfio-conformance: wrote {p}")

@@ -31,9 +31,8 @@ def test_run_writes_one_junit_testcase_per_case(tmp_path: Path, jobs: str | None
     xml = JUnitXml.fromfile(str(tmp_path / "results.xml"))
     names = [tc.name for suite in xml for tc in suite]
     assert len(names) == len(cases)
-    assert {n.removeprefix("test_case[").removesuffix("]") for n in names} == {c.test_id for c in cases}
-    diff_report = JUnitXml.fromfile(str(tmp_path / "diff-junit.xml"))
-    assert sum(1 for suite in diff_report for _ in suite) == len(cases)
+    assert set(names) == {c.test_id for c in cases}
+    assert sorted(p.name for p in tmp_path.glob("*.xml")) == ["results.xml"], "a *.xml glob counts each case once"
     assert (tmp_path / "results.ktap").read_text().startswith("KTAP version 1")
     assert "ioas" in (tmp_path / "report.md").read_text()
 

@@ -200,10 +200,11 @@ class FaultReport:
 
 def run_faults(cases: Iterable[Case], kernel_for: Callable[[Case], tuple[Backend, Callable[[], str] | None]],
                *, limit: int = LIMIT, progress: Callable[[str], None] = print,
-               lost: Callable[[Case], str] | None = None) -> FaultReport:
+               lost: Callable[[Case], str] | None = None, into: FaultReport | None = None) -> FaultReport:
     """``lost(case)`` is called when the kernel side died during ``case``: it drops that
-    target (the next ``kernel_for`` boots a fresh one) and returns what the console said."""
-    report = FaultReport()
+    target (the next ``kernel_for`` boots a fresh one) and returns what the console said.
+    ``into``: the report to fill, so a caller interrupted mid-way still has what was measured."""
+    report = into if into is not None else FaultReport()
     ready: set[int] = set()
     for case in cases:
         kernel, after_step = kernel_for(case)

@@ -20,6 +20,11 @@ A failed case is `not ok`, its reason and step table as `#` diagnostic lines
 just before it; a skipped case is `ok N name # SKIP reason`; an error is
 `not ok N name # ERROR reason`.  An area fails if any of its cases failed or
 errored, and is skipped if all were.  Test names never carry '#' or a newline.
+
+A run that stopped early (interrupted, refused, crashed) keeps its plan honest: the cases it
+never reached are `ok N name # SKIP not run: interrupted`, one more top-level test `run` fails
+with the reason (so a parser that counts results sees the failure), and `Bail out! <reason>`
+comes before the totals, as kselftest's ksft_exit_fail_msg() prints it.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from __future__ import annotations
 import re
 
 from ..runner.outcome import CaseOutcome
+from ..runner.run_state import RunState, reported
 from .common import by_area, case_text, counts, failure_message, one_line
 
 INDENT = "  "
@@ -59,9 +65,10 @@ def _case_lines(n: int, o: CaseOutcome, indent: str) -> list[str]:
     return [*lines, f"{indent}not ok {n} {name}"]
 
 
-def render_ktap(outcomes: list[CaseOutcome]) -> str:
+def render_ktap(outcomes: list[CaseOutcome], state: RunState | None = None) -> str:
     areas = by_area(outcomes)
-    lines = ["KTAP version 1", f"1..{len(areas)}"]
+    stopped = state is not None and state.stopped_early
+    lines = ["KTAP version 1", f"1..{len(areas) + stopped}"]
     for n, (area, group) in enumerate(areas, 1):
         name = ktap_name(area)
         lines += [f"{INDENT}KTAP version 1", f"{INDENT}# Subtest: {name}", f"{INDENT}1..{len(group)}"]
@@ -75,6 +82,11 @@ def render_ktap(outcomes: list[CaseOutcome]) -> str:
             lines.append(f"ok {n} {name} # SKIP all {len(group)} cases skipped")
         else:
             lines.append(f"ok {n} {name}")
+    headline = ""
+    if state is not None and stopped:
+        headline = one_line(state.headline(reported(outcomes)))
+        lines.append(f"not ok {len(areas) + 1} run # ERROR {ktap_name(headline)}")
+        lines.append(f"Bail out! {headline}")
     c = counts(outcomes)
     lines.append(f"# Totals: pass:{c['pass']} fail:{c['fail']} xfail:0 xpass:0 skip:{c['skip']} error:{c['error']}")
     return "\n".join(lines) + "\n"

@@ -4,6 +4,7 @@ and the divergences accepted as documented known differences."""
 from __future__ import annotations
 
 from ..runner.outcome import CaseOutcome
+from ..runner.run_state import RunState, is_not_run, reported
 from .common import (
     backends_of,
     by_area,
@@ -153,6 +154,23 @@ def known_differences(outcomes: list[CaseOutcome]) -> list[str]:
     return lines
 
 
-def render_markdown(outcomes: list[CaseOutcome]) -> str:
-    return "\n".join(header(outcomes) + area_tables(outcomes) + details(outcomes)
+def banner(outcomes: list[CaseOutcome], state: RunState | None) -> list[str]:
+    """The first thing a reader sees when the run did not finish: what stopped it, and how much
+    of the report is real results."""
+    if state is None or not state.stopped_early:
+        return []
+    missing = sum(1 for o in outcomes if is_not_run(o))
+    title = {"interrupted": "INTERRUPTED", "refused": "REFUSED TO RUN", "crashed": "CRASHED"}.get(state.how, "STOPPED")
+    lines = ["", f"> **{title}: {cell(state.headline(reported(outcomes)))}.**"]
+    if state.reason and state.how != "refused":
+        lines.append(f"> {cell(state.reason)}")
+    lines.append(f"> This report is incomplete: {missing} of {len(outcomes)} cases did not run "
+                 "(listed as skipped, \"not run\").")
+    return lines
+
+
+def render_markdown(outcomes: list[CaseOutcome], state: RunState | None = None) -> str:
+    head = header(outcomes)
+    head[1:1] = banner(outcomes, state)
+    return "\n".join(head + area_tables(outcomes) + details(outcomes)
                      + known_differences(outcomes)) + "\n"

@@ -7,9 +7,10 @@ from a JSON-able dict.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
-from ..cases.model import Case
+from ..cases.model import Case, CaseError
 from .diff import Diff
 from .trace import ERROR, FAIL, PASS, SKIP, Trace
 
@@ -91,4 +92,12 @@ def unfinished(case: Case, status: str, reason: str, seconds: float = 0.0,
         test_id=case.test_id, area=case.area, purpose=case.purpose, location=f"{case.path}:{case.line}",
         source=case.source, verified_on=case.verified_on, status=status, reason=reason,
         backends=list(backends), duration_s=seconds,
+    )
+
+
+def malformed_outcome(e: CaseError) -> CaseOutcome:
+    """A case file that does not load: an error under its own name, malformed:<file name>."""
+    return CaseOutcome(
+        test_id=f"malformed:{Path(e.path).name}", area=Path(e.path).parent.name, purpose="(malformed case file)",
+        location=f"{e.path}:{e.line}", source="", verified_on=[], status=ERROR, reason=str(e),
     )
