@@ -17,7 +17,7 @@ import pytest
 from harness import uapi
 from harness.fuzz.targets import vm_target
 from harness.kernel import gcov
-from harness.kernel.build import cached_kernel
+from harness.kernel.cache import cached_kernel
 
 ENV = "VFIO_CONFORMANCE_COVERAGE_KERNEL"
 KERNEL = Path(os.environ[ENV]) if os.environ.get(ENV) else cached_kernel(coverage=True)

@@ -1,4 +1,4 @@
-"""The test-kernel builder (harness/kernel/build.py): keys, fragment verification, cache, CLI.
+"""The test-kernel builder (harness/kernel: build, cache, kconfig, make, source): keys, verification, cache, CLI.
 
 No real kernel is built: the end-to-end tests drive the real pipeline (merge_config.sh, make
 olddefconfig, make bzImage, verification, cache store) against a fake tree whose scripts and
@@ -20,14 +20,17 @@ from pathlib import Path
 import pytest
 
 from harness import cli
-from harness.kernel import build
+from harness.cache_root import CACHE_ENV
+from harness.kernel import apt, build, kconfig, make, source
+from harness.kernel import cache as kcache
+from harness.kernel import series as ks
 
 
 @pytest.fixture(autouse=True)
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "cache"
-    monkeypatch.setenv(build.CACHE_ENV, str(root))
-    monkeypatch.delenv(build.KERNEL_ENV, raising=False)
+    monkeypatch.setenv(CACHE_ENV, str(root))
+    monkeypatch.delenv(ks.KERNEL_ENV, raising=False)
     return root
 
 
@@ -36,7 +39,7 @@ def no_subprocess(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError(f"unexpected subprocess {a}")
     monkeypatch.setattr(subprocess, "run", refuse)
     monkeypatch.setattr(subprocess, "Popen", refuse)
-    monkeypatch.setattr(build, "_gcc_version", lambda: "gcc (test) 0")
+    monkeypatch.setattr(make, "gcc_version", lambda: "gcc (test) 0")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -161,49 +164,82 @@ def put_entry(cache: Path, key: str, image: bytes = b"cached") -> Path:
 
 
 def test_key_is_version_and_fragment_sha() -> None:
-    k = build.compute_keys("6.12.117", b"CONFIG_VFIO=y\n")
-    sha = build._sha256(b"CONFIG_VFIO=y\n")
+    k = kcache.compute_keys("6.12.117", b"CONFIG_VFIO=y\n")
+    sha = kcache.sha256(b"CONFIG_VFIO=y\n")
     assert k.cache == k.build == f"6.12.117-{sha[:12]}"
     assert k.fragment_sha == sha
 
 
 def test_fragment_change_changes_the_key() -> None:
-    a = build.compute_keys("6.12.117", b"CONFIG_VFIO=y\n")
-    assert build.compute_keys("6.12.117", b"CONFIG_VFIO=y\n") == a
-    assert build.compute_keys("6.12.117", b"CONFIG_VFIO=y\n# a comment\n").cache != a.cache
-    assert build.compute_keys("6.12.118", b"CONFIG_VFIO=y\n").cache != a.cache
-    plain = build.fragment_bytes(build.FRAGMENT)
-    assert build.compute_keys("6.12.117", build.fragment_bytes(coverage=True)).cache != \
-        build.compute_keys("6.12.117", plain).cache
+    a = kcache.compute_keys("6.12.117", b"CONFIG_VFIO=y\n")
+    assert kcache.compute_keys("6.12.117", b"CONFIG_VFIO=y\n") == a
+    assert kcache.compute_keys("6.12.117", b"CONFIG_VFIO=y\n# a comment\n").cache != a.cache
+    assert kcache.compute_keys("6.12.118", b"CONFIG_VFIO=y\n").cache != a.cache
+    plain = kconfig.fragment_bytes(kconfig.FRAGMENT)
+    assert kcache.compute_keys("6.12.117", kconfig.fragment_bytes(coverage=True)).cache != \
+        kcache.compute_keys("6.12.117", plain).cache
 
 
 def test_tree_key_follows_edits_but_keeps_its_build_directory(tree: Path) -> None:
-    assert build.tree_version(tree) == "6.12.0-test"
-    a = build.compute_keys("6.12.0-test", b"x", tree)
-    assert a.build.startswith(build.compute_keys("6.12.0-test", b"x").build + "-")
-    assert build.compute_keys("6.12.0-test", b"x", tree) == a
+    assert source.tree_version(tree) == "6.12.0-test"
+    a = kcache.compute_keys("6.12.0-test", b"x", tree)
+    assert a.build.startswith(kcache.compute_keys("6.12.0-test", b"x").build + "-")
+    assert kcache.compute_keys("6.12.0-test", b"x", tree) == a
     st = (tree / "fs/Kconfig").stat()
     os.utime(tree / "fs/Kconfig", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    b = build.compute_keys("6.12.0-test", b"x", tree)
+    b = kcache.compute_keys("6.12.0-test", b"x", tree)
     assert b.build == a.build and b.cache != a.cache
     (tree / ".git").mkdir()
     (tree / ".git" / "index").write_text("ignored")
-    assert build.compute_keys("6.12.0-test", b"x", tree) == b
+    assert kcache.compute_keys("6.12.0-test", b"x", tree) == b
     (tree / "new.c").write_text("")
     os.utime(tree / "new.c", ns=(0, 0))
-    assert build.compute_keys("6.12.0-test", b"x", tree).cache != b.cache
+    assert kcache.compute_keys("6.12.0-test", b"x", tree).cache != b.cache
+
+
+def test_keys_are_the_ones_existing_builds_were_stored_under(tmp_path: Path) -> None:
+    """Literal keys, computed by the code before the cache moved to kernel/cache.py: a change
+    here renames every cached kernel and costs a cold build (10+ minutes) on every machine."""
+    assert kcache.compute_keys("6.12.118", b"CONFIG_VFIO=y\n") == kcache.Keys(
+        "6.12.118", "e1cbf0e1f1347b7b9032575e8bef493583a2a1e6d96431fa0e482076bacb9b9b",
+        "6.12.118-e1cbf0e1f134", "6.12.118-e1cbf0e1f134")
+    tree = tmp_path / "t"
+    tree.mkdir()
+    (tree / "a").write_text("x\n")
+    os.utime(tree / "a", (1700000000, 1700000000))
+    assert kcache.tree_state(tree) == "927710ff"
+    k = kcache.compute_keys("7.2.13", b"CONFIG_VFIO=y\n", tree)
+    path_sha = kcache.sha256(str(tree.resolve()).encode())[:8]
+    assert (k.build, k.cache) == (f"7.2.13-e1cbf0e1f134-{path_sha}", f"7.2.13-e1cbf0e1f134-{path_sha}-927710ff")
+
+
+def test_the_kernels_in_this_machines_cache_keep_their_keys() -> None:
+    """Each Debian-source kernel of the real cache (its build.json) built with the shipped fragment,
+    plain or --coverage, is found under the key compute_keys gives for its version today."""
+    real = Path(os.environ.get("HOME", "/root")) / ".cache" / "vfio-conformance" / "kernels"
+    fragments = {kcache.sha256(b): b for b in (kconfig.fragment_bytes(), kconfig.fragment_bytes(coverage=True))}
+    checked = []
+    for info_path in sorted(real.glob("*/build.json")):
+        info = json.loads(info_path.read_text())
+        if not str(info.get("source_kind", "")).startswith("debian") or info.get("fragment_sha256") not in fragments:
+            continue
+        keys = kcache.compute_keys(str(info["kernelversion"]), fragments[str(info["fragment_sha256"])])
+        assert info_path.parent.name == keys.cache == info["key"]
+        checked.append(keys.cache)
+    if not checked:
+        pytest.skip(f"no kernel of the shipped fragment built from a Debian source in {real}")
 
 
 def test_makefile_version() -> None:
-    assert build.makefile_version("VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 117\nEXTRAVERSION =\n") == "6.12.117"
-    assert build.makefile_version("VERSION = 6\nPATCHLEVEL = 13\nSUBLEVEL = 0\nEXTRAVERSION = -rc3\n") == "6.13.0-rc3"
+    assert source.makefile_version("VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 117\nEXTRAVERSION =\n") == "6.12.117"
+    assert source.makefile_version("VERSION = 6\nPATCHLEVEL = 13\nSUBLEVEL = 0\nEXTRAVERSION = -rc3\n") == "6.13.0-rc3"
     with pytest.raises(build.KernelBuildError):
-        build.makefile_version("all:\n")
+        source.makefile_version("all:\n")
 
 
 def test_not_a_tree(tmp_path: Path) -> None:
     with pytest.raises(build.KernelBuildError, match="not a Linux source tree"):
-        build.tree_version(tmp_path)
+        source.tree_version(tmp_path)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -227,13 +263,13 @@ def test_verify_accepts_a_config_that_honours_every_request() -> None:
         # CONFIG_DRM is not set
         CONFIG_SOUND=n
         """)   # HID absent: unset satisfies =n
-    v = build.verify_config(FRAG, config)
+    v = kconfig.verify_config(FRAG, config)
     assert v.ok and v.failures == [] and v.unknown == []
 
 
 def test_verify_lists_every_request_that_did_not_stick() -> None:
     config = "# CONFIG_IOMMUFD is not set\nCONFIG_CMDLINE=\"\"\nCONFIG_NR_CPUS=8\nCONFIG_DRM=y\nCONFIG_HID=m\n"
-    v = build.verify_config(FRAG, config)
+    v = kconfig.verify_config(FRAG, config)
     assert not v.ok
     assert v.failures == [
         "CONFIG_IOMMUFD=y requested, got not set",
@@ -248,7 +284,7 @@ def test_verify_explains_drops_from_kconfig(tree: Path) -> None:
            "CONFIG_NEW_THING=y\n"
     config = "CONFIG_X86=y\nCONFIG_NET_9P=y\nCONFIG_SCHED_MC_PRIO=y\nCONFIG_CPU_FREQ=y\nCONFIG_MICROCODE=y\n" \
              "CONFIG_VGA_CONSOLE=y\n"
-    v = build.verify_config(frag, config, tree)
+    v = kconfig.verify_config(frag, config, tree)
     why = dict(f.split(" requested, ", 1) for f in v.failures)
     assert set(why) == {"CONFIG_9P_FS=y", "CONFIG_CPU_FREQ=n", "CONFIG_MICROCODE=n", "CONFIG_VGA_CONSOLE=n",
                         "CONFIG_NEW_THING=y"}
@@ -263,7 +299,7 @@ def test_verify_explains_drops_from_kconfig(tree: Path) -> None:
 
 
 def test_kconfig_reader_skips_help_text(tree: Path) -> None:
-    kc = build.parse_kconfig(tree)
+    kc = kconfig.parse_kconfig(tree)
     assert "BOGUS_FROM_HELP" not in kc.entries
     assert {"X86", "MICROCODE", "SCHED_MC_PRIO", "CPU_FREQ", "VGA_CONSOLE", "EXPERT", "NETWORK_FILESYSTEMS",
             "NET_9P", "9P_FS"} <= set(kc.entries)
@@ -271,18 +307,18 @@ def test_kconfig_reader_skips_help_text(tree: Path) -> None:
 
 
 def test_shipped_fragment_requests_each_symbol_once() -> None:
-    lines = [ln for ln in build.FRAGMENT.read_text().splitlines() if ln.startswith("CONFIG_")]
+    lines = [ln for ln in kconfig.FRAGMENT.read_text().splitlines() if ln.startswith("CONFIG_")]
     syms = [ln.split("=", 1)[0] for ln in lines]
     assert len(syms) == len(set(syms))
-    assert build.parse_config(build.FRAGMENT.read_text())["CONFIG_IOMMUFD"] == "y"
+    assert kconfig.parse_config(kconfig.FRAGMENT.read_text())["CONFIG_IOMMUFD"] == "y"
 
 
 def test_shipped_fragment_names_only_symbols_of_the_tree() -> None:
     src = os.environ.get("VFIO_CONFORMANCE_KSRC")
     if not src or not (Path(src) / "Kconfig").is_file():
         pytest.skip("no full Linux tree in $VFIO_CONFORMANCE_KSRC")
-    kc = build.parse_kconfig(Path(src))
-    wanted = build.parse_config(build.FRAGMENT.read_text())
+    kc = kconfig.parse_kconfig(Path(src))
+    wanted = kconfig.parse_config(kconfig.FRAGMENT.read_text())
     assert [s for s in wanted if s.removeprefix("CONFIG_") not in kc.entries] == []
 
 
@@ -290,38 +326,30 @@ def test_shipped_fragment_names_only_symbols_of_the_tree() -> None:
 # Cache
 
 
-def test_cache_root_honours_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv(build.CACHE_ENV)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert build.cache_root() == tmp_path / "xdg" / "vfio-conformance"
-    monkeypatch.setenv(build.CACHE_ENV, str(tmp_path / "mine"))
-    assert build.cache_root() == tmp_path / "mine"
-
-
 def test_cache_hit_for_a_tree_runs_nothing(tree: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    keys = build.compute_keys(build.tree_version(tree), build.fragment_bytes(), tree)
+    keys = kcache.compute_keys(source.tree_version(tree), kconfig.fragment_bytes(), tree)
     image = put_entry(cache, keys.cache)
     no_subprocess(monkeypatch)
     assert build.ensure_kernel(tree) == image
-    assert build.cached_kernel(tree) == image
+    assert kcache.cached_kernel(tree) == image
 
 
 def test_cache_hit_for_debian_source_runs_nothing(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(build, "debian_version", lambda series=None, tarball=None: "6.12.117")
-    keys = build.compute_keys("6.12.117", build.fragment_bytes())
+    monkeypatch.setattr(source, "debian_version", lambda series=None, tarball=None: "6.12.117")
+    keys = kcache.compute_keys("6.12.117", kconfig.fragment_bytes())
     image = put_entry(cache, keys.cache)
     no_subprocess(monkeypatch)
     assert build.ensure_kernel() == image
-    assert build.cached_kernel(coverage=True) is None
+    assert kcache.cached_kernel(coverage=True) is None
 
 
 def test_kernel_env_short_circuits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     img = tmp_path / "bzImage"
     img.write_bytes(b"mine")
-    monkeypatch.setenv(build.KERNEL_ENV, str(img))
+    monkeypatch.setenv(ks.KERNEL_ENV, str(img))
     no_subprocess(monkeypatch)
     assert build.ensure_kernel() == img
-    monkeypatch.setenv(build.KERNEL_ENV, str(tmp_path / "missing"))
+    monkeypatch.setenv(ks.KERNEL_ENV, str(tmp_path / "missing"))
     with pytest.raises(build.KernelBuildError, match="not a file"):
         build.ensure_kernel()
 
@@ -339,8 +367,8 @@ def finished_build_dir(cache: Path, key: str, log_end: str, config: str) -> Path
 
 
 def test_a_finished_build_directory_is_adopted(cache: Path, fragment: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(build, "debian_version", lambda series=None, tarball=None: "6.12.117")
-    keys = build.compute_keys("6.12.117", fragment.read_bytes())
+    monkeypatch.setattr(source, "debian_version", lambda series=None, tarball=None: "6.12.117")
+    keys = kcache.compute_keys("6.12.117", fragment.read_bytes())
     finished_build_dir(cache, keys.build, "exit 0", "CONFIG_NET_9P=y\n")
     no_subprocess(monkeypatch)
     image = build.ensure_kernel(fragment=fragment)
@@ -362,9 +390,9 @@ def test_a_finished_build_directory_is_adopted(cache: Path, fragment: Path, monk
 ])
 def test_unfinished_failed_or_wrong_build_directories_are_not_adopted(
         cache: Path, fragment: Path, monkeypatch: pytest.MonkeyPatch, log_end: str, config: str) -> None:
-    keys = build.compute_keys("6.12.117", fragment.read_bytes())
+    keys = kcache.compute_keys("6.12.117", fragment.read_bytes())
     d = finished_build_dir(cache, keys.build, log_end, config)
-    assert not build._adoptable(d, fragment.read_bytes())
+    assert not kcache.adoptable(d, fragment.read_bytes())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -376,7 +404,7 @@ def test_cli_print_path_exit_codes(tree: Path, cache: Path, capsys: pytest.Captu
     assert cli.main(argv) == 1
     out, err = capsys.readouterr()
     assert out == "" and "no cached kernel" in err
-    keys = build.compute_keys(build.tree_version(tree), build.fragment_bytes(), tree)
+    keys = kcache.compute_keys(source.tree_version(tree), kconfig.fragment_bytes(), tree)
     image = put_entry(cache, keys.cache)
     assert cli.main(argv) == 0
     assert capsys.readouterr().out == f"{image}\n"
@@ -384,7 +412,7 @@ def test_cli_print_path_exit_codes(tree: Path, cache: Path, capsys: pytest.Captu
 
 def test_cli_print_path_without_debian_source(monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(build, "debian_version", lambda series=None, tarball=None: None)
+    monkeypatch.setattr(source, "debian_version", lambda series=None, tarball=None: None)
     assert cli.main(["kernel", "build", "--print-path"]) == 1
     assert capsys.readouterr().out == ""
 
@@ -404,12 +432,12 @@ needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="no make")
 @needs_make
 def test_build_end_to_end(tree: Path, fragment: Path, cache: Path, monkeypatch: pytest.MonkeyPatch,
                           capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(build, "ensure_prereqs", lambda: None)
+    monkeypatch.setattr(make, "ensure_prereqs", lambda: None)
     assert cli.main(["kernel", "build", "--source", str(tree), "--fragment", str(fragment), "-j", "2"]) == 0
     out = capsys.readouterr().out
     image = Path(out.strip())
     assert out == f"{image}\n" and image.read_bytes() == b"kernel image"
-    keys = build.compute_keys("6.12.0-test", fragment.read_bytes(), tree)
+    keys = kcache.compute_keys("6.12.0-test", fragment.read_bytes(), tree)
     assert image == cache / "kernels" / keys.cache / "bzImage"
     info = json.loads((image.parent / "build.json").read_text())
     assert info["source"] == str(tree) and info["jobs"] == 2 and info["coverage"] is False
@@ -426,11 +454,11 @@ def test_build_end_to_end(tree: Path, fragment: Path, cache: Path, monkeypatch: 
 @needs_make
 def test_build_failure_shows_the_log_tail(tree: Path, fragment: Path, cache: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(build, "ensure_prereqs", lambda: None)
+    monkeypatch.setattr(make, "ensure_prereqs", lambda: None)
     (tree / "FAIL").write_text("")
     with pytest.raises(build.KernelBuildError, match=r"(?s)make bzImage failed \(exit 2\).*error: boom"):
         build.ensure_kernel(tree, fragment=fragment)
-    keys = build.compute_keys("6.12.0-test", fragment.read_bytes(), tree)
+    keys = kcache.compute_keys("6.12.0-test", fragment.read_bytes(), tree)
     assert (cache / "build" / keys.build / "build.log").read_text().rstrip().endswith("exit 2")
     assert not (cache / "kernels" / keys.cache).exists()
 
@@ -438,15 +466,15 @@ def test_build_failure_shows_the_log_tail(tree: Path, fragment: Path, cache: Pat
 @needs_make
 def test_build_stops_before_make_when_a_request_is_dropped(tree: Path, tmp_path: Path, cache: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(build, "ensure_prereqs", lambda: None)
+    monkeypatch.setattr(make, "ensure_prereqs", lambda: None)
     frag = tmp_path / "f.config"
     # the merge stub drops the 9P_FS line, as Kconfig does without NETWORK_FILESYSTEMS
     frag.write_text("CONFIG_NET_9P=y\nCONFIG_9P_FS=y\n")
     (tree / "scripts/kconfig/merge_config.sh").write_text(MERGE.replace("DROPME", "9P_FS"))
-    with pytest.raises(build.KernelConfigError) as e:
+    with pytest.raises(kconfig.KernelConfigError) as e:
         build.ensure_kernel(tree, fragment=frag)
     assert "CONFIG_9P_FS=y requested, got not set: depends on NETWORK_FILESYSTEMS [=n] && NET_9P [=y]" in str(e.value)
-    keys = build.compute_keys("6.12.0-test", frag.read_bytes(), tree)
+    keys = kcache.compute_keys("6.12.0-test", frag.read_bytes(), tree)
     log = (cache / "build" / keys.build / "build.log").read_text()
     assert "bzImage" not in log.split("olddefconfig", 1)[1] and log.rstrip().endswith("exit 1")
 
@@ -456,7 +484,7 @@ def test_run_logged_streams_and_reports_progress(tmp_path: Path) -> None:
     log_path = tmp_path / "log"
     err = tmp_path / "err"
     with open(log_path, "w") as log, open(err, "w") as e:
-        rc = build.run_logged([sys.executable, "-c", script], log, label="t", progress_every=0.3, err=e)
+        rc = make.run_logged([sys.executable, "-c", script], log, label="t", progress_every=0.3, err=e)
     assert rc == 0
     assert "  CC      a.o\n  CC      b.o\n" in log_path.read_text()
     progress = err.read_text()
@@ -467,7 +495,7 @@ def test_run_logged_streams_and_reports_progress(tmp_path: Path) -> None:
 # Debian's tarball
 
 
-PACKAGE = build.get_series().package
+PACKAGE = source.get_series().package
 
 
 def make_tarball(tmp_path: Path, sublevel: int) -> Path:
@@ -484,32 +512,32 @@ def make_tarball(tmp_path: Path, sublevel: int) -> Path:
 def test_debian_source_is_extracted_once_and_again_when_the_tarball_changes(
         tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tarball = make_tarball(tmp_path, 117)
-    src = build.debian_source(tarball=tarball)
+    src = source.debian_source(tarball=tarball)
     assert src == cache / "src" / PACKAGE
-    assert build.tree_version(src) == "6.12.117" and build.debian_version(tarball=tarball) == "6.12.117"
+    assert source.tree_version(src) == "6.12.117" and source.debian_version(tarball=tarball) == "6.12.117"
     assert [p.name for p in src.parent.iterdir() if p.name.startswith(".extract-")] == []
     real = subprocess.run, subprocess.Popen
     no_subprocess(monkeypatch)
-    assert build.debian_source(tarball=tarball) == src                # stamp matches: no tar
+    assert source.debian_source(tarball=tarball) == src                # stamp matches: no tar
     monkeypatch.setattr(subprocess, "run", real[0])
     monkeypatch.setattr(subprocess, "Popen", real[1])
     tarball = make_tarball(tmp_path, 118)
     os.utime(tarball, ns=(0, 10**18))
-    assert build.tree_version(build.debian_source(tarball=tarball)) == "6.12.118"
+    assert source.tree_version(source.debian_source(tarball=tarball)) == "6.12.118"
 
 
 def test_missing_tarball_without_root_says_what_to_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(build, "_is_root", lambda: False)
+    monkeypatch.setattr(apt, "_is_root", lambda: False)
     with pytest.raises(build.KernelBuildError,
                        match=re.escape("as root run: apt-get update && apt-get install -y "
                                        "--no-install-recommends linux-source-6.12")):
-        build.debian_source(tarball=tmp_path / "absent.tar.xz")
+        source.debian_source(tarball=tmp_path / "absent.tar.xz")
 
 
 def test_prereqs_are_named_by_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    monkeypatch.setattr(build, "PREREQ_LIBS", {"libelf-dev": "/nonexistent/gelf.h"})
-    assert build.missing_prereqs() == ["make", "gcc", "flex", "bison", "bc", "libelf-dev"]
-    monkeypatch.setattr(build, "_is_root", lambda: False)
+    monkeypatch.setattr(make, "PREREQ_LIBS", {"libelf-dev": "/nonexistent/gelf.h"})
+    assert make.missing_prereqs() == ["make", "gcc", "flex", "bison", "bc", "libelf-dev"]
+    monkeypatch.setattr(apt, "_is_root", lambda: False)
     with pytest.raises(build.KernelBuildError, match="building the kernel needs bc bison flex gcc libelf-dev make"):
-        build.ensure_prereqs()
+        make.ensure_prereqs()

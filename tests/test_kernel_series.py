@@ -22,8 +22,11 @@ import pytest
 from kernel_source import unavailable
 
 from harness import cli
-from harness.kernel import build, cache, source
+from harness.cache_root import CACHE_ENV
+from harness.kernel import build, kconfig, source
+from harness.kernel import cache as kcache
 from harness.kernel import series as ks
+from harness.kernel.image import image_version
 from harness.vm import find_kernel
 
 NETWORK_ENV = "VFIO_CONFORMANCE_REQUIRE_NETWORK"
@@ -34,7 +37,7 @@ S72 = ks.get_series("7.2")
 @pytest.fixture
 def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     r = tmp_path / "cache"
-    monkeypatch.setenv(cache.CACHE_ENV, str(r))
+    monkeypatch.setenv(CACHE_ENV, str(r))
     for s in ks.SERIES.values():
         monkeypatch.delenv(s.kernel_env, raising=False)
         monkeypatch.delenv(s.ksrc_env, raising=False)
@@ -57,7 +60,7 @@ def test_series_table() -> None:
     with pytest.raises(ValueError, match=r"unknown kernel series '5\.10'"):
         ks.get_series("5.10")
     with pytest.raises(build.KernelBuildError, match=r"known: 6\.12, 7\.2"):
-        build.get_series("5.10")
+        source.get_series("5.10")
 
 
 def test_cli_offers_exactly_the_table() -> None:
@@ -75,25 +78,6 @@ def test_cli_rejects_two_choices_of_kernel_or_an_unknown_series(argv: list[str])
     with pytest.raises(SystemExit) as e:
         cli.parser().parse_args(argv)
     assert e.value.code == 2
-
-
-# --------------------------------------------------------------------------------------------------
-# One cache root
-
-
-def test_every_module_follows_the_one_cache_root(root: Path, monkeypatch: pytest.MonkeyPatch,
-                                                tmp_path: Path) -> None:
-    from harness.fuzz.run import default_database_dir
-
-    def places() -> list[Path]:
-        return [build.cache_root(), source.cache_dir().parent, source.cache_dir("7.2").parent,
-                S72.src_dir().parent.parent, S72.deb_root().parent.parent, S72.apt_dir().parent.parent,
-                default_database_dir().parent]
-
-    assert places() == [root] * 7
-    monkeypatch.delenv(cache.CACHE_ENV)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert places() == [tmp_path / "xdg" / "vfio-conformance"] * 7
 
 
 # --------------------------------------------------------------------------------------------------
@@ -167,10 +151,10 @@ def test_a_downloaded_series_is_fetched_unpacked_and_extracted_once(
     repo = local_repository(tmp_path, "7.2.99")
     monkeypatch.setattr(ks, "sources_line", lambda suite: f"deb [trusted=yes] file:{repo} {suite} main")
     apt_lists = sorted(Path("/var/lib/apt/lists").glob("*"))
-    assert build.debian_version("7.2") is None and build.cached_kernel(series="7.2") is None   # nothing fetched
-    src = build.debian_source("7.2")
-    assert src == root / "src" / S72.package and build.tree_version(src) == "7.2.99"
-    assert (src / ".tarball").is_file() and build.debian_version("7.2") == "7.2.99"
+    assert source.debian_version("7.2") is None and kcache.cached_kernel(series="7.2") is None   # nothing fetched
+    src = source.debian_source("7.2")
+    assert src == root / "src" / S72.package and source.tree_version(src) == "7.2.99"
+    assert (src / ".tarball").is_file() and source.debian_version("7.2") == "7.2.99"
     assert ks.deb_version(S72) == "7.2.99-1"
     assert S72.tarball().is_file() and (root / "apt/unstable/lists/partial").is_dir()
     assert (root / "apt/unstable/sources.list").read_text() == f"deb [trusted=yes] file:{repo} unstable main\n"
@@ -185,7 +169,7 @@ def test_a_downloaded_series_is_fetched_unpacked_and_extracted_once(
     def refuse(*a: object, **k: object) -> None:
         raise AssertionError(f"unexpected subprocess {a}")
     monkeypatch.setattr(subprocess, "run", refuse)
-    assert build.debian_source("7.2") == src
+    assert source.debian_source("7.2") == src
     monkeypatch.setattr(subprocess, "run", real)
 
 
@@ -198,8 +182,8 @@ def test_a_tree_extracted_by_hand_is_replaced_by_the_tarballs(root: Path, tmp_pa
     fake_tree(by_hand, "7.2.13")
     (by_hand / "EDITED").write_text("not in the tarball")
     # no stamp: the version comes from the downloaded package, and the tree is not trusted as a build source
-    assert build.debian_version("7.2") == "7.2.13"
-    src = build.debian_source("7.2")
+    assert source.debian_version("7.2") == "7.2.13"
+    src = source.debian_source("7.2")
     assert src == by_hand and not (src / "EDITED").exists() and (src / ".tarball").is_file()
     assert not [p for p in src.parent.iterdir() if p.name.startswith(".old-") or p.name.startswith(".extract-")]
 
@@ -240,7 +224,7 @@ def test_find_source_on_the_real_7_2_tree() -> None:
         unavailable("no Linux 7.2 source: run `vfio-conformance kernel build --series 7.2` or set "
                     f"${S72.ksrc_env}")
     assert root is not None
-    assert build.tree_version(root).startswith("7.2.") if (root / "Makefile").is_file() else True
+    assert source.tree_version(root).startswith("7.2.") if (root / "Makefile").is_file() else True
     assert "VFIO_DEVICE_ATTACH_PASID" in (root / "include/uapi/linux/vfio.h").read_text()   # 7.2 only
 
 
@@ -304,22 +288,22 @@ def downloaded(root: Path, version: str) -> None:
 
 def test_the_default_run_never_boots_another_series(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    v612 = build.debian_version("6.12")
+    v612 = source.debian_version("6.12")
     if v612 is None:
         pytest.skip("linux-source-6.12 is not installed (its version keys the 6.12 kernel)")
-    frag = build.fragment_bytes()
+    frag = kconfig.fragment_bytes()
     downloaded(root, "7.2.13")
-    k72 = put_kernel(root, build.compute_keys("7.2.13", frag).cache, "7.2.13")
-    put_kernel(root, f"7.2.13-{build.compute_keys('7.2.13', frag).build}-tree-state", "7.2.13")   # a --source build
-    put_kernel(root, build.compute_keys(v612, build.fragment_bytes(coverage=True)).cache, v612, coverage=True)
+    k72 = put_kernel(root, kcache.compute_keys("7.2.13", frag).cache, "7.2.13")
+    put_kernel(root, f"7.2.13-{kcache.compute_keys('7.2.13', frag).build}-tree-state", "7.2.13")   # a --source build
+    put_kernel(root, kcache.compute_keys(v612, kconfig.fragment_bytes(coverage=True)).cache, v612, coverage=True)
     # only 7.2 (and 6.12's gcov build) are there: no default kernel, whatever their mtimes
     assert find_kernel() is None and build.select_kernel(build=False) == (
         None, "series 6.12: the cached build of linux-source-6.12")
     assert find_kernel("7.2") == k72
-    k612 = put_kernel(root, build.compute_keys(v612, frag).cache, v612)
+    k612 = put_kernel(root, kcache.compute_keys(v612, frag).cache, v612)
     os.utime(k612, (1, 1))                                            # the oldest image in the cache
     assert find_kernel() == k612 and find_kernel("6.12") == k612 and find_kernel("7.2") == k72
-    assert build.cached_kernel(coverage=True) != k612
+    assert kcache.cached_kernel(coverage=True) != k612
     # each series' variable, and only its own
     mine = tmp_path / "bzImage"
     mine.write_bytes(b"mine")
@@ -351,6 +335,6 @@ def test_image_version_reads_the_setup_header(tmp_path: Path) -> None:
     image[0x20E:0x210] = (0x300).to_bytes(2, "little")
     image[0x500:0x530] = b"7.2.13 (root@ci) #1 SMP PREEMPT\0".ljust(0x30, b"\0")
     (tmp_path / "bzImage").write_bytes(bytes(image))
-    assert build.image_version(tmp_path / "bzImage") == "7.2.13"
+    assert image_version(tmp_path / "bzImage") == "7.2.13"
     (tmp_path / "other").write_bytes(b"not a kernel")
-    assert build.image_version(tmp_path / "other") is None
+    assert image_version(tmp_path / "other") is None

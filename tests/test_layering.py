@@ -50,6 +50,20 @@ def test_backends_never_import_the_model() -> None:
     assert not offenders("backends", ("harness.model", "harness.runner", "harness.report", "harness.cases"))
 
 
+def test_backends_never_reach_up_into_the_kernel_builder_or_the_vm() -> None:
+    # harness.kernel sits above the backends (its gcov reader imports the kernel backend); what a
+    # backend needs of the cache is the root rule, harness/cache_root.py.
+    assert not offenders("backends", ("harness.kernel", "harness.vm", "harness.fuzz", "harness.cli"))
+
+
+def test_the_cache_root_rule_imports_nothing_of_ours() -> None:
+    tree = ast.parse((HARNESS / "cache_root.py").read_text())
+    mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    mods |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not [m for m in mods if m.startswith("harness")]
+    assert not [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level]
+
+
 def test_runner_and_cases_do_not_reach_up() -> None:
     assert not offenders("runner", ("harness.report", "harness.cli"))
     assert not offenders("cases", ("harness.runner", "harness.model", "harness.backends", "harness.report"))

@@ -7,12 +7,8 @@ from __future__ import annotations
 import ast
 import importlib
 import io
-import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
 import xml.etree.ElementTree as ET
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
@@ -21,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from harness.kernel.source import find_source
 from harness.report import render_junit, render_ktap, render_markdown, write_reports
 from harness.report.ktap import ktap_name
 from harness.runner.outcome import CaseOutcome, StepView
@@ -282,27 +279,20 @@ def test_the_ktap_checker_rejects_broken_output(broken: str) -> None:
 
 
 def _kunit_parser() -> Any:
-    """tools/testing/kunit/kunit_parser.py of the kernel the suite targets, from the Debian
-    linux-source-6.12 tarball that CI installs (extracted once into a cache)."""
-    tarball = Path("/usr/src/linux-source-6.12.tar.xz")
-    cache = Path(tempfile.gettempdir()) / "vfio-conformance-kunit-6.12"
-    if not (cache / "kunit_parser.py").exists():
-        if not tarball.exists() or shutil.which("tar") is None:
-            pytest.skip(f"no {tarball} to take the kernel's KUnit parser from")
-        work = Path(tempfile.mkdtemp(prefix="kunit-", dir=tempfile.gettempdir()))
-        members = [f"linux-source-6.12/tools/testing/kunit/{n}" for n in ("kunit_parser.py", "kunit_printer.py")]
-        subprocess.run(["tar", "-xJf", str(tarball), "-C", str(work), *members], check=True, timeout=300)
-        for m in members:
-            shutil.move(str(work / m), str(work / Path(m).name))
-        try:
-            os.rename(work, cache)
-        except OSError:  # another worker got there first
-            shutil.rmtree(work, ignore_errors=True)
-    sys.path.insert(0, str(cache))
+    """tools/testing/kunit/kunit_parser.py of the kernel the suite targets, from the 6.12 tree
+    every reader shares (harness.kernel.source: the Debian tarball CI installs, extracted once
+    into the cache)."""
+    kunit = "tools/testing/kunit"
+    tree = find_source([f"{kunit}/kunit_parser.py", f"{kunit}/kunit_printer.py"])
+    if tree is None:
+        pytest.skip("no Linux 6.12 tree to take the kernel's KUnit parser from")
+    sys.path.insert(0, str(tree / kunit))
+    write_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True   # the tree stays as extracted
     try:
         return importlib.import_module("kunit_parser")
     finally:
-        sys.path.remove(str(cache))
+        sys.dont_write_bytecode = write_bytecode
+        sys.path.remove(str(tree / kunit))
 
 
 def test_the_kernels_kunit_parser_reads_our_ktap() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from harness.kernel.build import image_version
+from harness.kernel.image import image_version
 from harness.uapi.kernel_version import at_least
 from harness.uapi.vfio import VFIO_GROUP_FLAGS_VIABLE, VFIO_GROUP_GET_STATUS
 from harness.vm import Vm, find_kernel, observe

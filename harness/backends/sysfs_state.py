@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..cache_root import cache_root
 from .pci_sysfs import (
     BDF_RE,
     DRIVERS_PROBE,
@@ -57,8 +58,9 @@ _DRIVER_NAME_RE = re.compile(r"[A-Za-z0-9_.:+-]+\Z")
 
 
 def default_state_file() -> Path:
+    """``$VFIO_CONFORMANCE_STATE_FILE``, else ``restore-state.json`` in the cache root."""
     env = os.environ.get(STATE_FILE_ENV)
-    return Path(env) if env else Path.home() / ".cache" / "vfio-conformance" / "restore-state.json"
+    return Path(env) if env else cache_root() / "restore-state.json"
 
 
 def in_vm() -> bool:

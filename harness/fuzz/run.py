@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from hypothesis.stateful import run_state_machine_as_test
 
+from ..cache_root import cache_root
 from ..cases.model import CaseError
 from .lockstep import Lockstep
 from .machine import Divergence, make_machine
@@ -56,9 +57,7 @@ MACHINE_PROFILES = {"iommufd": "mock", "vfio": "viommu"}
 
 
 def default_database_dir() -> Path:
-    from ..kernel.source import cache_dir
-
-    return cache_dir().parent / "fuzz-db"
+    return cache_root() / "fuzz-db"
 
 
 @dataclass

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..backends.kernel import GCOV_ROOT
-from .build import build_info
+from .image import build_info
 
 
 class CoverageError(RuntimeError):

@@ -11,7 +11,8 @@ from, and how it is obtained:
   ``usr/src/<package>.tar.xz``.
 
 Either way the tarball (top directory ``<package>/``) is then extracted once into
-``<cache>/src/<package>/`` by :func:`harness.kernel.build.debian_source`.
+``<cache>/src/<package>/`` by :func:`harness.kernel.source.debian_source`: the one tree of the
+series that the build and the harness's readers share.
 
 A series' environment variables: ``$VFIO_CONFORMANCE_KERNEL`` and ``$VFIO_CONFORMANCE_KSRC`` name a
 bzImage and a source tree for the default series; another series has its own, with its name's dots
@@ -29,7 +30,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import cache_root
+from ..cache_root import cache_root
 
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
@@ -80,12 +81,8 @@ class Series:
         return self.deb_root() / "usr" / "src" / f"{self.package}.tar.xz"
 
     def src_dir(self) -> Path:
-        """The whole tarball, extracted once (the kernel build's source)."""
+        """The tarball, extracted once: the kernel build's source and every reader's (harness.kernel.source)."""
         return cache_root() / "src" / self.package
-
-    def files_dir(self) -> Path:
-        """Single files extracted from the tarball (harness.kernel.source, when no whole tree is there)."""
-        return cache_root() / self.package
 
     def deb_root(self) -> Path:
         """What ``dpkg-deb -x`` unpacked (DOWNLOAD series)."""
@@ -163,7 +160,7 @@ def download(series: Series, line: str | None = None) -> Path:
     """Fetch ``series.package`` from its suite into the cache and unpack it; returns the tarball.
 
     ``line`` replaces the sources line (tests point it at a local repository).  The caller holds
-    the series' lock (build.debian_source).  ``deb_root()`` is replaced as a whole, by a rename.
+    the series' lock (source.debian_source).  ``deb_root()`` is replaced as a whole, by a rename.
     """
     for tool in ("apt-get", "dpkg-deb"):
         if shutil.which(tool) is None:
