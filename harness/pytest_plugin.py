@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from . import resources
 from .cases.loader import Loader
 from .cases.model import Case, CaseError
 from .runner.outcome import CaseOutcome, unfinished
@@ -37,7 +38,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("vfio-conformance")
     g.addoption("--backend", choices=BACKENDS, default="model", help="where cases run (default: model)")
     g.addoption("--cases", default="**/*.yaml", help="glob of case files under the cases folder")
-    g.addoption("--cases-dir", default=None, help="the cases folder (default: <rootdir>/cases)")
+    g.addoption("--cases-dir", default=None, help="the cases folder (default: the bundled corpus)")
     g.addoption("--seed", type=int, default=0, help="seed for randomised runs (fuzzing)")
     g.addoption("--device", action="append", default=[], metavar="BDF",
                 help="PCI function the kernel backend may touch (repeatable)")
@@ -56,7 +57,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def cases_root(config: pytest.Config) -> Path:
     opt = config.getoption("--cases-dir")
-    return Path(opt) if opt else Path(str(config.rootpath)) / "cases"
+    return Path(opt) if opt else resources.cases_dir()
 
 
 def load_cases(config: pytest.Config) -> tuple[list[Case], list[CaseError]]:
