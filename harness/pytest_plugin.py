@@ -20,6 +20,7 @@ from .cases.loader import Loader
 from .cases.model import Case, CaseError
 from .runner.outcome import CaseOutcome, unfinished
 from .runner.session import BACKENDS, make_backends, run_case
+from .runner.target import TargetUnusable
 from .runner.trace import ERROR, FAIL, SKIP
 
 _OUTCOME = pytest.StashKey[CaseOutcome]()
@@ -107,6 +108,8 @@ def run_one(case: Case | CaseError, backends: Any, item: pytest.Item) -> None:
             outcome = backends.run(case)
         else:
             outcome = run_case(case, backends, Path(str(item.config.rootpath)))
+    except TargetUnusable as e:
+        pytest.exit(f"cannot set up the kernel target: {e}", returncode=3)
     except Exception as e:
         # A harness or model bug: the case is an error in every report, not missing from them;
         # pytest shows the traceback.
