@@ -12,16 +12,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from . import resources
 from .cli_compare import add_parser as compare_parser
 from .kernel.series import SERIES
 
-PROJECT = Path(__file__).resolve().parent.parent
 # What fault injection runs over unless told otherwise (the nightly fuzz profile too).
 FAULT_CASES = ["ioas/**", "device/**"]
 
 
 def _cases_dir(args: argparse.Namespace) -> Path:
-    return Path(args.cases_dir) if args.cases_dir else PROJECT / "cases"
+    return Path(args.cases_dir) if args.cases_dir else resources.cases_dir()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -36,23 +36,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = Path(args.report)
     report.mkdir(parents=True, exist_ok=True)
     args.ktap_written = report / "results.ktap"
+    # The plugin's options as --name=value: pytest reads the arguments before it loads the plugin,
+    # and a separate value that names an existing path (the report folder) would be taken for a
+    # test path whose conftest.py files (the user's current directory's) are then imported.
     argv = [
-        str(PROJECT / "conformance" / "test_cases.py"), "--rootdir", str(PROJECT), "-p", "no:cacheprovider",
-        "--backend", args.backend, "--cases", args.cases, "--cases-dir", str(_cases_dir(args)),
-        "--report-dir", str(report), "-q" if not args.verbose else "-v",
+        *resources.suite_argv(), "-p", "no:cacheprovider",
+        f"--backend={args.backend}", f"--cases={args.cases}", f"--cases-dir={_cases_dir(args)}",
+        f"--report-dir={report}", "-q" if not args.verbose else "-v",
     ]
     if args.junit:
-        argv += ["--report-junit", args.junit]
+        argv.append(f"--report-junit={args.junit}")
     if getattr(args, "model_kernel", None):
-        argv += ["--model-kernel", args.model_kernel]
-    for d in args.device:
-        argv += ["--device", d]
+        argv.append(f"--model-kernel={args.model_kernel}")
+    argv += [f"--device={d}" for d in args.device]
     if getattr(args, "target", None):
-        argv += ["--target", args.target]
+        argv.append(f"--target={args.target}")
     if getattr(args, "vm_kernel", None):
-        argv += ["--vm-kernel", args.vm_kernel]
+        argv.append(f"--vm-kernel={args.vm_kernel}")
         if args.accel:
-            argv += ["--accel", args.accel]
+            argv.append(f"--accel={args.accel}")
     if args.jobs:
         argv += ["-n", args.jobs]
     if getattr(args, "record_verified", False):
@@ -198,7 +200,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         coverage.write(Path(args.report), ", ".join(machines))
     if kernel is not None and (args.faults if args.faults is not None else profile.name == "nightly"):
         # The nightly profile ends with fault injection over the corpus's IOAS and device cases.
-        code = max(code, _faults(kernel, args.accel, PROJECT / "cases", FAULT_CASES, 400,
+        code = max(code, _faults(kernel, args.accel, resources.cases_dir(), FAULT_CASES, 400,
                                  Path(args.report)))
     return code
 
@@ -258,7 +260,8 @@ def _fuzz_one(args: argparse.Namespace, kind: str, kernel: Path | None, profile:
         if coverage is not None:
             coverage.start(target.lockstep.backends[0])
         report = fuzz(target.lockstep, profile, seed=args.seed, duration_s=duration, examples=args.examples,
-                      out_dir=Path(args.out), database_dir=Path(args.db) if args.db else None,
+                      out_dir=Path(args.out or resources.regressions_dir()),
+                      database_dir=Path(args.db) if args.db else None,
                       kernel=target.kernel, mock_domains=target.mock_domains, after_step=target.after_step,
                       progress=lambda line: print(line, file=sys.stderr), machine_kind=kind)
         if coverage is not None:
@@ -420,7 +423,7 @@ def parser() -> argparse.ArgumentParser:
 
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--cases", default="**/*.yaml", help="glob of case files under the cases folder")
-        sp.add_argument("--cases-dir", default=None, help=f"cases folder (default {PROJECT / 'cases'})")
+        sp.add_argument("--cases-dir", default=None, help="cases folder (default: the bundled corpus)")
 
     r = sub.add_parser("run", help="run the corpus and write reports")
     common(r)
@@ -478,8 +481,9 @@ def parser() -> argparse.ArgumentParser:
     fz.add_argument("--duration", type=_duration, default=None, metavar="TIME", help="e.g. 10m, 2h")
     fz.add_argument("--seed", type=int, default=None, help="first round's seed (default: ci 0, nightly random)")
     fz.add_argument("--examples", type=int, default=None, help="sequences per round")
-    fz.add_argument("--out", default=str(PROJECT / "cases" / "regressions"),
-                    help="where regression cases go (default cases/regressions)")
+    fz.add_argument("--out", default=None,
+                    help="where regression cases go (default: cases/regressions in a checkout, else "
+                         "reports/regressions)")
     fz.add_argument("--db", default=None, metavar="DIR", help="Hypothesis example database (nightly)")
     fz.add_argument("--report", default="reports",
                     help="where fuzz.xml, fuzz.ktap (and faults.md, faults.xml, faults.ktap) go (default reports/)")
@@ -494,7 +498,7 @@ def parser() -> argparse.ArgumentParser:
     fa = sub.add_parser("faults", help="fault injection (fail-nth) over corpus cases on the kernel in the VM")
     fa.add_argument("--cases", action="append", default=None, metavar="GLOB",
                     help="case files (repeatable; default: ioas/** and device/**)")
-    fa.add_argument("--cases-dir", default=None, help=f"cases folder (default {PROJECT / 'cases'})")
+    fa.add_argument("--cases-dir", default=None, help="cases folder (default: the bundled corpus)")
     _kernel_options(fa, "bzImage (default: the --series test kernel)")
     fa.add_argument("--accel", choices=("auto", "kvm", "tcg"), default=None)
     fa.add_argument("--limit", type=int, default=400, help="fault sites per step at most (default 400)")

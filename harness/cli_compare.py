@@ -16,9 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import resources
 from .kernel.series import SERIES
-
-PROJECT = Path(__file__).resolve().parent.parent
 
 
 def resolve(spec: str) -> Path | None:
@@ -58,7 +57,7 @@ def add_parser(sub: Any) -> None:
     c.add_argument("--series", action="append", default=[], choices=tuple(SERIES),
                    help="twice: the two series' test kernels, baseline first (--series 6.12 --series 7.2)")
     c.add_argument("--cases", default="**/*.yaml", help="glob of case files under the cases folder")
-    c.add_argument("--cases-dir", default=None, help=f"cases folder (default {PROJECT / 'cases'})")
+    c.add_argument("--cases-dir", default=None, help="cases folder (default: the bundled corpus)")
     c.add_argument("--accel", choices=("auto", "kvm", "tcg"), default=None)
     c.add_argument("--fuzz-seeds", type=_fuzz_seeds, default=[0], metavar="N,N",
                    help="fuzz rounds (one per seed and machine) on both kernels; empty: none (default 0)")
@@ -94,7 +93,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     images = [resolve(s) for s in specs]
     if None in images:
         return 2
-    cases_dir = Path(args.cases_dir) if args.cases_dir else PROJECT / "cases"
+    cases_dir = Path(args.cases_dir) if args.cases_dir else resources.cases_dir()
     cases, errors = Loader(cases_dir).load_all(args.cases)
     for e in errors:
         print(e, file=sys.stderr)

@@ -17,10 +17,12 @@ from typing import Any
 
 import pytest
 
+from . import resources
 from .cases.loader import Loader
 from .cases.model import Case, CaseError
 from .runner.outcome import CaseOutcome, malformed_outcome, unfinished
 from .runner.session import BACKENDS, make_backends, run_case
+from .runner.target import TargetUnusable
 from .runner.trace import ERROR, FAIL, SKIP
 
 _OUTCOME = pytest.StashKey[CaseOutcome]()
@@ -34,7 +36,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("vfio-conformance")
     g.addoption("--backend", choices=BACKENDS, default="model", help="where cases run (default: model)")
     g.addoption("--cases", default="**/*.yaml", help="glob of case files under the cases folder")
-    g.addoption("--cases-dir", default=None, help="the cases folder (default: <rootdir>/cases)")
+    g.addoption("--cases-dir", default=None, help="the cases folder (default: the bundled corpus)")
     g.addoption("--seed", type=int, default=0, help="seed for randomised runs (fuzzing)")
     g.addoption("--device", action="append", default=[], metavar="BDF",
                 help="PCI function the kernel backend may touch (repeatable)")
@@ -55,7 +57,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def cases_root(config: pytest.Config) -> Path:
     opt = config.getoption("--cases-dir")
-    return Path(opt) if opt else Path(str(config.rootpath)) / "cases"
+    return Path(opt) if opt else resources.cases_dir()
 
 
 def load_cases(config: pytest.Config) -> tuple[list[Case], list[CaseError]]:
@@ -105,6 +107,8 @@ def run_one(case: Case | CaseError, backends: Any, item: pytest.Item) -> None:
             outcome = backends.run(case)
         else:
             outcome = run_case(case, backends, Path(str(item.config.rootpath)))
+    except TargetUnusable as e:
+        pytest.exit(f"cannot set up the kernel target: {e}", returncode=3)
     except Exception as e:
         # A harness or model bug: the case is an error in every report, not missing from them;
         # pytest shows the traceback.

@@ -16,7 +16,7 @@ import pytest
 from harness.model.topologies import vm_topology
 from harness.vm import console, observe
 from harness.vm import vm as vmmod
-from harness.vm.qemu import CHECKOUT, GUEST_INIT, LaunchConfig, kernel_cmdline, qemu_command
+from harness.vm.qemu import CHECKOUT, GUEST_INIT, LaunchConfig, kernel_cmdline, qemu_command, reach_paths
 from harness.vm.topology import AGENT_PORT, PROFILES, Q35_BUILTIN, profile
 
 
@@ -128,6 +128,25 @@ def test_paths_with_whitespace_are_refused() -> None:
         kernel_cmdline(cfg(checkout=Path("/a b")))
     with pytest.raises(ValueError):
         kernel_cmdline(cfg(init_options={"topo": "1 2"}))
+
+
+def test_the_guest_is_told_to_reach_the_checkout_and_the_interpreter() -> None:
+    (reach,) = [w.split("=", 1)[1].split(",") for w in cmdline_words(qemu_command(cfg())) if
+                w.startswith("vfioconf.reach=")]
+    for needed in (CHECKOUT, Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).parent):
+        assert any(needed.is_relative_to(r) for r in reach), (needed, reach)
+    # A folder inside another one is not bound twice; the checkout named is the one reached.
+    assert "/tmp/co" in reach_paths(Path("/tmp/co"))
+    assert str(Path(sys.prefix) / "lib") not in reach_paths(Path(sys.prefix) / "lib")
+    words = cmdline_words(qemu_command(cfg(checkout=Path("/tmp/co"), reach=("/tmp/co", "/tmp/venv"))))
+    assert "vfioconf.reach=/tmp/co,/tmp/venv" in words
+    with pytest.raises(ValueError, match="comma"):
+        kernel_cmdline(cfg(reach=("/tmp/a,b",)))
+
+
+def test_the_guest_python_can_be_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VFIO_CONFORMANCE_GUEST_PYTHON", "/opt/py/bin/python3")
+    assert "vfioconf.python=/opt/py/bin/python3" in cmdline_words(qemu_command(cfg()))
 
 
 # -- topology.py and the model ---------------------------------------------------
@@ -358,6 +377,10 @@ FAKE_QEMU = textwrap.dedent("""\
     srv = socket.socket(socket.AF_UNIX)
     srv.bind(sock)
     srv.listen(1)
+    if mode == "agent-exits":
+        log.write("vfioconf: agent starting at 1.00s\\nsh: 1: /nonexistent/python3: not found\\n"
+                  "vfioconf: agent exited with status 127\\nvfioconf: power off at 1.01s\\n")
+        sys.exit(0)
     log.write("vfioconf: init at 1.00s\\nvfioconf: ready at 1.10s (no agent)\\n")
     conn, _ = srv.accept()
     time.sleep(0.3)
@@ -414,6 +437,17 @@ def test_boot_panic_and_run_timeout(fake_qemu: Path, monkeypatch: pytest.MonkeyP
     v = boot(fake_qemu, "ok", monkeypatch, accel="tcg", wait_for="init", run_timeout=1.0)
     assert v.wait(10) is not None and v.timed_out
     v.close()
+
+
+def test_an_agent_that_exits_before_its_hello_is_an_agent_start_error(fake_qemu: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(vmmod.AgentStartError, match="exited with status 127 before it said hello") as e:
+        boot(fake_qemu, "agent-exits", monkeypatch, accel="tcg")
+    assert "/nonexistent/python3: not found" in e.value.console_tail
+    # A guest that dies otherwise is a plain BootError (replaced, the run goes on).
+    with pytest.raises(vmmod.BootError) as panic:
+        boot(fake_qemu, "panic", monkeypatch, accel="tcg", boot_timeout=5.0)
+    assert not isinstance(panic.value, vmmod.AgentStartError)
 
 
 def test_missing_kernel_or_qemu(tmp_path: Path) -> None:

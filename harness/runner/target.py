@@ -21,6 +21,11 @@ from ..vm import Vm
 from ..vm.console import Splat
 
 
+class TargetUnusable(RuntimeError):
+    """No case can run on this target (its guests' agent cannot start): the run stops with
+    this message, the console excerpt included, instead of booting a fresh guest per case."""
+
+
 def profile_for(case: Case) -> str:
     """The guest a case needs."""
     return "mock" if case.requires.mock_domains else "viommu"

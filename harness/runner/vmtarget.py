@@ -2,7 +2,8 @@
 
 Each case runs in the guest its requirements need; a kernel splat printed while a case
 ran fails that case with the console excerpt, and a guest that hangs, dies or printed a
-splat is replaced before the next case.
+splat is replaced before the next case.  A guest whose agent cannot start stops the run
+(TargetUnusable): every other guest would fail the same way.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from pathlib import Path
 
 from ..backends.base import Backend
 from ..cases.model import Case
-from ..vm import VmError
+from ..vm import AgentStartError, VmError
 from .outcome import CaseOutcome, unfinished
 from .session import run_case
-from .target import KernelTarget, profile_for
+from .target import KernelTarget, TargetUnusable, profile_for
 from .trace import ERROR, FAIL
 
 
@@ -36,6 +37,9 @@ class VmTarget:
         start = time.monotonic()
         try:
             guest = self.target.guest(profile)
+        except AgentStartError as e:
+            raise TargetUnusable(f"the {profile} guest booted but its agent could not start, and no guest's "
+                                 f"will: {e}") from e
         except VmError as e:
             return unfinished(case, ERROR, f"the {profile} guest did not come up: {e}", time.monotonic() - start)
         guest.splats()  # what earlier cases printed is theirs

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .console import Splat
 from .topology import AGENT_PORT, PROFILES, GuestFunction, Profile
-from .vm import BootError, Vm, VmError, find_kernel
+from .vm import AgentStartError, BootError, Vm, VmError, find_kernel
 
-__all__ = ["AGENT_PORT", "PROFILES", "BootError", "GuestFunction", "Profile", "Splat", "Vm", "VmError",
-           "find_kernel"]
+__all__ = ["AGENT_PORT", "PROFILES", "AgentStartError", "BootError", "GuestFunction", "Profile", "Splat", "Vm",
+           "VmError", "find_kernel"]

@@ -9,6 +9,9 @@
 # environment or arguments, so they are read there):
 #   vfioconf.checkout=DIR      the checkout (cwd and PYTHONPATH of the agent)
 #   vfioconf.python=PATH       the python3 to run the agent with
+#   vfioconf.reach=DIR,...     host folders the agent needs (the checkout, the interpreter's
+#                              prefixes): one that the guest's tmpfs on /tmp, /run, ... hides
+#                              is bind-mounted back from the host's root
 #   vfioconf.profile=NAME      exported as VFIO_CONFORMANCE_PROFILE
 #   vfioconf.bind=BDF,...      functions to bind to vfio-pci (driver_override + drivers_probe)
 #   vfioconf.noreset=BDF,...   functions whose reset_method is cleared before binding
@@ -93,12 +96,13 @@ mnt debugfs /sys/kernel/debug
 log "init at $(uptime_now)s"
 
 # -- parameters ---------------------------------------------------------------
-checkout="" python="" profile="" bind="" noreset="" sriov="" topo=0 agent=1 shell=0 pyprobe=0 site=0
+checkout="" python="" reach="" profile="" bind="" noreset="" sriov="" topo=0 agent=1 shell=0 pyprobe=0 site=0
 read -r cmdline < /proc/cmdline
 for word in $cmdline; do
     case "$word" in
         vfioconf.checkout=*) checkout="${word#*=}" ;;
         vfioconf.python=*) python="${word#*=}" ;;
+        vfioconf.reach=*) reach="${word#*=}" ;;
         vfioconf.profile=*) profile="${word#*=}" ;;
         vfioconf.bind=*) bind="${word#*=}" ;;
         vfioconf.noreset=*) noreset="${word#*=}" ;;
@@ -112,6 +116,30 @@ for word in $cmdline; do
 done
 [ -n "$python" ] || python=python3
 [ -n "$checkout" ] || checkout=/
+
+# -- host folders under the guest's tmpfs --------------------------------------
+# A checkout or a venv under /tmp (or /run, /var/tmp) is hidden by the guest's tmpfs mounted
+# there.  The host's root, bound once more without those mounts, still shows it: bind each
+# such folder from there to its own path.
+HOST_ROOT=/run/vfioconf-host
+hidden=""
+IFS_SAVED=$IFS
+IFS=,
+for want in $reach; do
+    [ -e "$want" ] || hidden="$hidden $want"
+done
+IFS=$IFS_SAVED
+if [ -n "$hidden" ]; then
+    mkdir -p "$HOST_ROOT"
+    mount -o bind / "$HOST_ROOT" || log "binding the host root on $HOST_ROOT failed"
+    for want in $hidden; do   # no whitespace in them: the launcher refuses it
+        if mkdir -p "$want" && mount -o bind "$HOST_ROOT$want" "$want"; then
+            log "reach $want: bound from the host"
+        else
+            log "reach $want: binding it from the host failed"
+        fi
+    done
+fi
 
 # -- the virtio-serial port names (udev's job on a full system) ---------------
 mkdir -p /dev/virtio-ports

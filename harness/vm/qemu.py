@@ -10,6 +10,7 @@ socket (``-chardev socket,server=on,wait=off``).
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ NINEP_MSIZE = 512000
 # at run time: the launcher falls back to TCG).
 KVM_CPU = "host,-arch-capabilities"
 TCG_CPU = "max"
+# The python3 the guest runs the agent with (default: this one, sys.executable).
+GUEST_PYTHON_ENV = "VFIO_CONFORMANCE_GUEST_PYTHON"
 
 
 @dataclass
@@ -41,7 +44,10 @@ class LaunchConfig:
     memory: str = "2G"
     smp: int = 1
     checkout: Path = CHECKOUT
-    python: str = sys.executable
+    python: str = field(default_factory=lambda: os.environ.get(GUEST_PYTHON_ENV) or sys.executable)
+    # Host folders the agent needs, guest-init binds back those its tmpfs mounts hide (None:
+    # reach_paths of the checkout).
+    reach: tuple[str, ...] | None = None
     # guest-init switches (vfioconf.*): topo, agent, shell, pyprobe, sriov.
     init_options: dict[str, str] = field(default_factory=dict)
     extra_cmdline: tuple[str, ...] = ()
@@ -55,6 +61,19 @@ def _no_space(what: str, value: str) -> str:
     if not value or any(c.isspace() for c in value):
         raise ValueError(f"{what} {value!r} can't go on the kernel command line (empty or has whitespace)")
     return value
+
+
+def reach_paths(checkout: Path) -> tuple[str, ...]:
+    """What the agent needs of the host: the checkout (or the site-packages the harness is
+    installed in) and the interpreter (a venv's prefix, the base prefix, the executable's
+    folder), outermost first and without the folders inside another one."""
+    dirs = sorted({os.path.abspath(p) for p in (checkout, sys.prefix, sys.base_prefix,
+                                                   os.path.dirname(sys.executable))})
+    kept: list[str] = []
+    for d in dirs:
+        if not any(d == k or d.startswith(k.rstrip("/") + "/") for k in kept):
+            kept.append(d)
+    return tuple(kept)
 
 
 def kernel_cmdline(cfg: LaunchConfig) -> list[str]:
@@ -80,6 +99,11 @@ def kernel_cmdline(cfg: LaunchConfig) -> list[str]:
         f"vfioconf.checkout={checkout}",
         f"vfioconf.python={_no_space('python', cfg.python)}",
     ]
+    reach = [_no_space("reach", d) for d in (reach_paths(cfg.checkout) if cfg.reach is None else cfg.reach)]
+    if any("," in d for d in reach):
+        raise ValueError(f"a folder with a comma can't go in vfioconf.reach: {reach}")
+    if reach:
+        words.append("vfioconf.reach=" + ",".join(reach))
     if p.bind_order():
         words.append("vfioconf.bind=" + ",".join(p.bind_order()))
     if p.clear_reset():

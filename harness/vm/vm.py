@@ -41,6 +41,7 @@ _LINUX_VERSION = re.compile(rb"Linux version \d")
 _INIT = re.compile(rb"vfioconf: init at ")
 _READY = re.compile(rb"vfioconf: ready at ")
 _PANIC = re.compile(rb"Kernel panic - not syncing")
+_AGENT_EXITED = re.compile(rb"vfioconf: agent exited with status (\d+)")
 
 # Why KVM did not work in this process (None: not tried, or it worked).
 _kvm_broken: str | None = None
@@ -237,8 +238,7 @@ class Vm:
                 if kvm_fallback and not _LINUX_VERSION.search(log):
                     raise _KvmFailed(f"QEMU exited with status {code} before the kernel printed anything"
                                      f"{self._qemu_stderr_tail()}")
-                raise BootError(f"QEMU exited with status {code} during boot{self._qemu_stderr_tail()}",
-                                self.console_tail())
+                raise self._boot_error(f"QEMU exited with status {code} during boot{self._qemu_stderr_tail()}")
             if _PANIC.search(log):
                 raise BootError("the guest kernel panicked during boot", self.console_tail())
             if kvm_fallback and now - t0 > self.kvm_probe_timeout and not _LINUX_VERSION.search(log):
@@ -262,7 +262,7 @@ class Vm:
                         self.hello = getattr(self.agent, "hello", None)
                         return
                     err = result.get("error")
-                    raise BootError(f"connecting to the agent failed: {err!r}", self.console_tail())
+                    raise self._boot_error(f"connecting to the agent failed: {err!r}")
             else:
                 if sock is None and self.agent_socket.exists():
                     sock = self._raw_connect()
@@ -273,12 +273,22 @@ class Vm:
                         data = None
                     if data == b"":
                         sock.close()
-                        raise BootError("the agent channel closed before a hello", self.console_tail())
+                        raise self._boot_error("the agent channel closed before a hello")
                     if data:
                         self.channel, self.hello = sock, data
                         return
                     continue  # recv waited already
             time.sleep(0.2)
+
+    def _boot_error(self, message: str) -> BootError:
+        """``message`` as a BootError, an AgentStartError when guest-init saw the agent exit."""
+        exited = _AGENT_EXITED.search(self.console_bytes())
+        if exited is None:
+            return BootError(message, self.console_tail())
+        cfg = self.config
+        where = f" (python {cfg.python}, checkout {cfg.checkout})" if cfg is not None else ""
+        return AgentStartError(f"the guest agent exited with status {int(exited.group(1))} before it said hello"
+                               f"{where}: {message}", self.console_tail())
 
     def _raw_connect(self) -> socket.socket | None:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -425,6 +435,11 @@ class Vm:
         except OSError:
             return ""
         return f": {text.splitlines()[-1]}" if text else ""
+
+
+class AgentStartError(BootError):
+    """The guest booted but its agent exited before it said hello: the interpreter, the
+    checkout or an import is missing in the guest.  Every guest would fail the same way."""
 
 
 class _KvmFailed(VmError):
