@@ -178,7 +178,7 @@ class Bench:
                                                      reps) / size)
 
     def remote(self) -> None:
-        from harness.backends.agent import AgentBackend
+        from harness.agent.client import AgentBackend
 
         n, reps, size = self.a.n, self.a.repeats, self.a.batch
         argv = [*self.a.agent_cmd, "--vm", "--root", str(self.root), "--state-file", str(self.work / "agent.json")]

@@ -1,4 +1,4 @@
-"""The agent (harness.agent) and its host side (harness.backends.agent.AgentBackend),
+"""The agent (harness.agent) and its host side (harness.agent.client.AgentBackend),
 on this machine's real kernel.
 
 The agent runs as a real subprocess over pipes, a pty, or a unix socket, on a
@@ -11,6 +11,7 @@ agent must give the same results, fds and addresses aside.
 from __future__ import annotations
 
 import errno
+import inspect
 import json
 import os
 import re
@@ -32,16 +33,18 @@ import pytest
 from test_kernel_backend_sysfs import E1000, NVME, OTHER, FakePci
 
 from harness.agent import protocol
-from harness.agent.protocol import LineBuffer, encode
-from harness.agent.server import SIGNATURES, Agent, serve
-from harness.backends.agent import (
+from harness.agent.client import (
     AgentBackend,
     AgentConnectionError,
     AgentRemoteError,
     AgentTimeout,
+    Batch,
     Call,
     from_wire,
 )
+from harness.agent.protocol import LineBuffer, encode
+from harness.agent.server import SIGNATURES, Agent, serve
+from harness.backends import ops
 from harness.backends.base import Backend, Facts, IommuHw, OpResult, PciFunction, Topology
 from harness.backends.kernel import PAGE, KernelBackend
 from harness.backends.sysfs_state import VM_ENV
@@ -234,12 +237,44 @@ def test_agent_matches_the_local_kernel_backend(roots: tuple[Path, Path], vm: bo
 # -- the host side's API ----------------------------------------------------------------
 
 
-def test_every_backend_method_is_an_op() -> None:
+def test_the_op_table_is_the_backend_interface() -> None:
+    """Every public Backend method is in harness.backends.ops and vice versa, with the
+    same parameter names and defaults (the agent may also default what the Python
+    method requires: ``arg`` of ioctl is 0 when a request leaves it out)."""
     methods = {n for n in dir(Backend) if not n.startswith("_") and callable(getattr(Backend, n))}
-    assert methods <= set(SIGNATURES), methods - set(SIGNATURES)
-    assert {"ping", "may_touch", "reset", "shutdown", "hello"} <= set(SIGNATURES)
+    assert methods == set(ops.BY_NAME)
+    assert Backend.__abstractmethods__ <= methods
+    for op in ops.BACKEND_OPS:
+        params = list(inspect.signature(getattr(Backend, op.name)).parameters.values())[1:]
+        assert [p.name for p in params] == [p.name for p in op.params], op.name
+        for p, q in zip(params, op.params, strict=True):
+            if p.default is not inspect.Parameter.empty:
+                assert q.default == p.default, (op.name, p.name)
+        wants_bytes = {p.name for p in params if "bytes" in str(p.annotation)}
+        assert wants_bytes == {p.name for p in op.params if p.is_bytes}, op.name
+    assert set(SIGNATURES) == set(protocol.OPS) == methods | {"ping", "hello", "shutdown"}
     assert not AgentBackend.__abstractmethods__
     assert AgentBackend.name == "kernel"
+
+
+def test_the_client_has_every_op() -> None:
+    for op in ops.BACKEND_OPS:
+        assert getattr(AgentBackend, op.name).__name__ == op.name
+        assert callable(getattr(Batch, op.name)), op.name
+    b = Batch()
+    call = b.open("/dev/iommu")                  # defaults filled in as the Python method would
+    assert (call.op, call.args) == ("open", ("/dev/iommu", os.O_RDWR))
+    buf = bytearray(b"ab")
+    call = b.ioctl(3, 7, arg=buf)                # keywords too; a buffer is copied as it is now
+    buf[0] = 0
+    assert call.args == (3, 7, b"ab") and type(call.args[2]) is bytes
+    with pytest.raises(TypeError, match="missing argument 'length'"):
+        b.munmap(0x1000)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'size'"):
+        b.mmap(4096, size=1)
+    with pytest.raises(TypeError, match="multiple values"):
+        b.mmap(4096, length=1)
+    assert len(b) == 2
 
 
 def test_hello(agent: AgentBackend) -> None:
@@ -248,6 +283,7 @@ def test_hello(agent: AgentBackend) -> None:
     assert h["pid"] == agent._process.pid  # type: ignore[union-attr]
     assert h["vm"] is True and h["devices"] == [E1000] and h["channel"] == "stdio"
     assert agent.kernel_release == os.uname().release
+    assert h["ops"] == sorted(protocol.OPS)
     assert agent.ping("x") == "x"
     assert agent.ping(b"\0\xff") == b"\0\xff"
     assert agent.ping({"nested": [1, None, "a"]}) == {"nested": [1, None, "a"]}
@@ -777,13 +813,13 @@ def test_the_agent_imports_only_the_stdlib_and_the_kernel_backend() -> None:
     ours = {m for m in out if m.split(".")[0] not in sys.stdlib_module_names}
     allowed = {"__main__", "harness", "harness.agent", "harness.agent.__main__", "harness.agent.protocol",
                "harness.agent.server", "harness.backends", "harness.backends.base", "harness.backends.kernel",
-               "harness.backends.pci_sysfs", "harness.backends.sysfs_state",
+               "harness.backends.ops", "harness.backends.pci_sysfs", "harness.backends.sysfs_state",
                "harness.cache_root"}   # the restore state file's default place; os and pathlib only
     assert {m for m in ours if not m.startswith("harness.uapi")} <= allowed, ours - allowed
 
 
 def test_the_host_side_does_not_import_the_model_or_the_kernel_backend() -> None:
-    code = "import sys, harness.backends.agent; print('\\n'.join(sorted(sys.modules)))"
+    code = "import sys, harness.agent.client; print('\\n'.join(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
                          env=agent_env(False), cwd=str(REPO)).stdout.split()
     assert not [m for m in out if m.startswith(("harness.model", "harness.backends.kernel", "harness.runner"))]

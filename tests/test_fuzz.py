@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 from typing import Any
 
@@ -9,11 +10,38 @@ import pytest
 from planted import PlantedModel, planted_argsz_bug, planted_bug  # noqa: F401  (fixtures)
 
 from harness.cases.loader import Loader
-from harness.fuzz import PROFILES, Lockstep, fuzz
+from harness.fuzz import MACHINE_PROFILES, MACHINES, PROFILES, Lockstep, MachineKind, UnknownMachine, fuzz, make_machine
+from harness.fuzz.machine import register
 from harness.fuzz.regression import regression_id, write_regression
+from harness.fuzz.vfio_rules import ROLES, VfioMachine
 from harness.model.backend import ModelBackend
 from harness.runner.session import run_case
 from harness.runner.trace import FAIL, PASS
+
+
+def test_machines_are_found_by_kind_in_the_registry() -> None:
+    assert MACHINE_PROFILES == {"iommufd": "mock", "vfio": "viommu"}
+    assert MACHINES["vfio"].roles == ROLES and MACHINES["iommufd"].roles is None
+    lockstep = Lockstep([ModelBackend(), ModelBackend()])
+    vfio = make_machine(lockstep, kind="vfio")
+    assert issubclass(vfio, VfioMachine) and vfio.lockstep is lockstep
+    assert make_machine(lockstep, kind="iommufd").__name__ == "IommufdMachine"
+    with pytest.raises(ValueError, match="registered already"):
+        register(MachineKind("vfio", lambda mock_domains: VfioMachine, profile="viommu"))
+
+
+def test_an_unknown_machine_is_refused_naming_the_known_ones() -> None:
+    lockstep = Lockstep([ModelBackend(), ModelBackend()])
+    with pytest.raises(UnknownMachine, match=r"no fuzz machine 'vifo' \(known: iommufd, vfio\)"):
+        make_machine(lockstep, kind="vifo")
+    with pytest.raises(UnknownMachine, match="'vifo'"):
+        fuzz(lockstep, PROFILES["ci"], seed=7, rounds=1, examples=1, progress=lambda _: None, machine_kind="vifo")
+
+
+def test_the_machine_plumbing_imports_no_machine() -> None:
+    source = (Path(__file__).resolve().parent.parent / "harness" / "fuzz" / "machine.py").read_text()
+    imported = {n.module for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom)}
+    assert imported and not {m for m in imported if m and m.endswith("_rules")}
 
 
 def test_the_model_agrees_with_itself() -> None:

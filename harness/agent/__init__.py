@@ -1,10 +1,11 @@
-"""The in-guest agent: serves Backend operations of a local KernelBackend over a stream.
+"""The agent: Backend operations of a KernelBackend served over a stream, and its client.
 
 ``python3 -m harness.agent [--channel PATH] [--devices BDF,...] [--vm]`` runs it
 (``harness/agent/__main__.py``); ``protocol.py`` is the wire format, shared with the
-host side (``harness.backends.agent.AgentBackend``); ``server.py`` dispatches.
-docs/agent.md describes all three.
+host side (``client.py``: ``AgentBackend``); ``server.py`` dispatches.  The ops are
+the table in ``harness/backends/ops.py``.  docs/agent.md describes it all.
 
-This package's import path is kept to the standard library, ctypes and the
-kernel backend: it runs inside a slow emulated guest where every import counts.
+The agent's import path is kept to the standard library, ctypes and the kernel
+backend: it runs inside a slow emulated guest where every import counts.  So this
+file imports nothing, and the server never imports the client.
 """

@@ -37,11 +37,24 @@ import re
 import sys
 from typing import Any
 
+from ..backends.ops import BACKEND_OPS, BOOL, JSON, VALUE, Op, Param
+
 PROTOCOL_VERSION = 1
 HELLO = "vfio-conformance-agent"
 # A line longer than this is refused (and skipped up to its newline): a read(2)
 # is capped at 16 MiB by the kernel backend, 22 MiB in base64.
 MAX_LINE = 64 << 20
+
+# The agent's own ops, besides the Backend's.
+SESSION_OPS: tuple[Op, ...] = (
+    Op("ping", (Param("payload", JSON, None),), VALUE),
+    # reset=true: a new host session begins; drop what an earlier one left (a host
+    # that vanished mid-write on a virtio-serial port is never seen as an EOF).
+    Op("hello", (Param("reset", BOOL, False),), VALUE),
+    Op("shutdown", result=VALUE),
+)
+# Every op the agent serves (its hello lists them).
+OPS: dict[str, Op] = {op.name: op for op in (*BACKEND_OPS, *SESSION_OPS)}
 
 _dumps = json.JSONEncoder(separators=(",", ":"), default=lambda o: _default(o)).encode
 

@@ -11,51 +11,18 @@ from collections.abc import Callable
 from json import loads
 from typing import Any
 
-from ..backends.base import MEMFD_NAME, Backend, OpResult
-from .protocol import HELLO, PROTOCOL_VERSION, LineBuffer, ProtocolError, arg, b64, encode, to_wire
-
-_NO_DEFAULT = object()
-_INT = (int,)
-_STR = (str,)
-_BYTES = (bytes,)
-_IOCTL_ARG = (bytes, int, type(None))
+from ..backends.base import Backend, OpResult
+from ..backends.ops import BACKEND_OPS, REQUIRED, RESULT
+from .protocol import HELLO, OPS, PROTOCOL_VERSION, LineBuffer, ProtocolError, arg, b64, encode, to_wire
 
 # op -> its parameters: (name, accepted types, default).  The Backend methods
 # take these positionally, in this order.
 SIGNATURES: dict[str, tuple[tuple[str, tuple[type, ...], Any], ...]] = {
-    "facts": (),
-    "topology": (),
-    "path_exists": (("path", _STR, _NO_DEFAULT),),
-    "may_touch": (("bdf", _STR, _NO_DEFAULT),),
-    "open": (("path", _STR, _NO_DEFAULT), ("flags", _INT, os.O_RDWR)),
-    "close": (("fd", _INT, _NO_DEFAULT),),
-    "ioctl": (("fd", _INT, _NO_DEFAULT), ("request", _INT, _NO_DEFAULT), ("arg", _IOCTL_ARG, None)),
-    "mmap": (("length", _INT, _NO_DEFAULT), ("align", _INT, 0)),
-    "munmap": (("addr", _INT, _NO_DEFAULT), ("length", _INT, _NO_DEFAULT)),
-    "read_mem": (("addr", _INT, _NO_DEFAULT), ("length", _INT, _NO_DEFAULT)),
-    "write_mem": (("addr", _INT, _NO_DEFAULT), ("data", _BYTES, _NO_DEFAULT)),
-    "read": (("fd", _INT, _NO_DEFAULT), ("length", _INT, _NO_DEFAULT)),
-    "write": (("fd", _INT, _NO_DEFAULT), ("data", _BYTES, _NO_DEFAULT)),
-    "eventfd": (("initval", _INT, 0),),
-    "memfd": (("size", _INT, _NO_DEFAULT), ("name", _STR, MEMFD_NAME)),
-    "sysfs_read": (("path", _STR, _NO_DEFAULT),),
-    "sysfs_write": (("path", _STR, _NO_DEFAULT), ("value", _STR, _NO_DEFAULT)),
-    "ioctl_fail_nth": (("fd", _INT, _NO_DEFAULT), ("request", _INT, _NO_DEFAULT), ("arg", _IOCTL_ARG, None),
-                       ("nth", _INT, _NO_DEFAULT)),
-    "fault_injected": (),
-    "setup_fault_injection": (),
-    "gcov_collect": (("reset", (bool,), False),),
-    "reset": (),
-    # Agent ops.
-    "ping": (("payload", (object,), None),),
-    # reset=true: a new host session begins; drop what an earlier one left (a host
-    # that vanished mid-write on a virtio-serial port is never seen as an EOF).
-    "hello": (("reset", (bool,), False),),
-    "shutdown": (),
+    name: tuple((p.name, p.types, p.default) for p in op.params) for name, op in OPS.items()
 }
-# The Backend methods that return an OpResult.
-RESULT_OPS = frozenset({"open", "close", "ioctl", "ioctl_fail_nth", "mmap", "munmap", "read_mem", "write_mem",
-                        "read", "write", "eventfd", "memfd", "sysfs_read", "sysfs_write"})
+# The ops the backend performs, and those of them that return an OpResult.
+BACKEND_OP_NAMES = frozenset(op.name for op in BACKEND_OPS)
+RESULT_OPS = frozenset(op.name for op in BACKEND_OPS if op.result == RESULT)
 
 
 def _exact(types: tuple[type, ...]) -> frozenset[type]:
@@ -68,7 +35,7 @@ def _exact(types: tuple[type, ...]) -> frozenset[type]:
 # Per op, for the common case of a full positional argument list: each position's
 # exact JSON types (``type(True) is bool``, so no bool passes for an int).
 _EXACT = {op: tuple(_exact(p[1]) for p in sig) for op, sig in SIGNATURES.items()}
-_HAS_BYTES = frozenset(op for op, sig in SIGNATURES.items() if any(bytes in p[1] for p in sig))
+_HAS_BYTES = frozenset(name for name, op in OPS.items() if op.has_bytes)
 
 
 def _fast_args(op: str, args: Any) -> list[Any] | None:
@@ -110,7 +77,7 @@ def _check_args(op: str, args: Any) -> list[Any]:
         raise ProtocolError(f"args must be a list or an object, not {type(args).__name__}")
     for i, (name, types, default) in enumerate(sig):
         if i >= len(values):
-            if default is _NO_DEFAULT:
+            if default is REQUIRED:
                 raise ProtocolError(f"{op}: missing argument {name}")
             values.append(default)
             continue
@@ -140,14 +107,14 @@ class Agent:
         self.stopped = False
         self.requests = 0
         self._methods: dict[str, Callable[..., Any]] = {
-            op: getattr(backend, op) for op in SIGNATURES if op not in ("ping", "hello", "shutdown")
+            op: getattr(backend, op) for op in BACKEND_OP_NAMES
         }
 
     # -- messages --------------------------------------------------------------
     def hello(self, rid: Any = None) -> dict[str, Any]:
         msg: dict[str, Any] = {"hello": HELLO, "protocol": PROTOCOL_VERSION, "kernel": os.uname().release,
                                "pid": os.getpid(), "python": sys.version.split()[0], "backend": self.backend.name,
-                               "ops": sorted(SIGNATURES)}
+                               "ops": sorted(OPS)}
         msg.update(self.info)
         if rid is not None:
             msg["id"] = rid
@@ -182,7 +149,7 @@ class Agent:
             rid = msg.get("id")
             op = msg.get("op")
             if op not in _EXACT:
-                raise ProtocolError(f"unknown op {op!r} (known: {', '.join(sorted(SIGNATURES))})")
+                raise ProtocolError(f"unknown op {op!r} (known: {', '.join(sorted(OPS))})")
             args = _check_args(op, msg.get("args", []))
             if op in RESULT_OPS:
                 backend = self.backend

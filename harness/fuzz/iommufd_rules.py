@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, precondition, rule
 
 from .. import uapi
-from .machine import HUGE, PAGE, U64_MAX, Fields, SequenceMachine, hex_, user_va
+from .machine import HUGE, PAGE, U64_MAX, Fields, MachineKind, SequenceMachine, hex_, register, user_va
 
 # The iommufd ioctls the size rules sweep: every one of the 6.12 table.
 IOMMUFD_IOCTLS = tuple(n for n, io in uapi.IOCTLS.items() if "iommufd" in io.fd_kinds)
@@ -249,3 +249,6 @@ def iommufd_machine(mock_domains: bool = True) -> type[SequenceMachine]:
             self.do({"close": fd})
 
     return IommufdMachine
+
+
+register(MachineKind("iommufd", iommufd_machine, profile="mock"))

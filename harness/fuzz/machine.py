@@ -13,14 +13,16 @@ argument from its boundary and invalid side (sizes around the minimum, unknown
 flag bits, reserved fields, ids of destroyed or wrong-type objects, IOVAs at the
 range edges and wrapping around).  Hypothesis shrinks towards the valid side.
 
-Two machines share this plumbing: ``iommufd`` (harness/fuzz/iommufd_rules.py, in
-a guest with mock domains) and ``vfio`` (harness/fuzz/vfio_rules.py: container,
-group, device and cdev ioctls and sysfs moves, in a guest with a vIOMMU).
+The machines share this plumbing and are found by kind in ``MACHINES``, which
+their modules fill: ``iommufd`` (harness/fuzz/iommufd_rules.py, in a guest with
+mock domains) and ``vfio`` (harness/fuzz/vfio_rules.py: container, group, device
+and cdev ioctls and sysfs moves, in a guest with a vIOMMU).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import strategies as st
@@ -119,13 +121,39 @@ def bind(base: type[SequenceMachine], lockstep: Lockstep, invalid_share: float,
                                          "after_step": staticmethod(after_step) if after_step else None})
 
 
+@dataclass(frozen=True)
+class MachineKind:
+    """One kind of machine, and what it needs of a target."""
+
+    kind: str
+    build: Callable[[bool], type[SequenceMachine]]  # mock_domains (the target has them) -> the class
+    profile: str                                    # the guest profile whose kernel it runs on (harness/vm)
+    roles: dict[str, str] | None = None             # the PCI roles its lockstep binds; None: the lockstep's
+
+
+# kind -> machine, filled by the modules that define the machines (the package's
+# __init__ imports them): this module knows none of them.
+MACHINES: dict[str, MachineKind] = {}
+
+
+class UnknownMachine(ValueError):
+    """A kind no machine is registered for."""
+
+
+def register(machine: MachineKind) -> None:
+    if machine.kind in MACHINES:
+        raise ValueError(f"a fuzz machine {machine.kind!r} is registered already")
+    MACHINES[machine.kind] = machine
+
+
+def find_machine(kind: str) -> MachineKind:
+    try:
+        return MACHINES[kind]
+    except KeyError:
+        raise UnknownMachine(f"no fuzz machine {kind!r} (known: {', '.join(sorted(MACHINES)) or 'none'})") from None
+
+
 def make_machine(lockstep: Lockstep, invalid_share: float = 0.2, mock_domains: bool = True,
                  after_step: Callable[[], str] | None = None, kind: str = "iommufd") -> type[SequenceMachine]:
-    """The ``kind`` machine (``iommufd`` or ``vfio``) bound to ``lockstep``."""
-    if kind == "vfio":
-        from .vfio_rules import VfioMachine
-
-        return bind(VfioMachine, lockstep, invalid_share, after_step)
-    from .iommufd_rules import iommufd_machine
-
-    return bind(iommufd_machine(mock_domains), lockstep, invalid_share, after_step)
+    """The ``kind`` machine (one of MACHINES) bound to ``lockstep``; UnknownMachine for another kind."""
+    return bind(find_machine(kind).build(mock_domains), lockstep, invalid_share, after_step)

@@ -24,9 +24,8 @@ from hypothesis.stateful import run_state_machine_as_test
 from ..cache_root import cache_root
 from ..cases.model import CaseError
 from .lockstep import Lockstep
-from .machine import Divergence, make_machine
+from .machine import Divergence, find_machine, make_machine
 from .regression import write_regression
-from .vfio_rules import ROLES as VFIO_ROLES
 
 
 @dataclass(frozen=True)
@@ -50,10 +49,6 @@ PROFILES = {
     "nightly": Profile("nightly", examples_per_round=100, steps_per_sequence=20, rounds=None, duration_s=7200.0,
                        database=True),
 }
-
-
-# Each machine, and the guest profile whose kernel it needs (harness/vm/topology.py).
-MACHINE_PROFILES = {"iommufd": "mock", "vfio": "viommu"}
 
 
 def default_database_dir() -> Path:
@@ -134,6 +129,7 @@ def fuzz(lockstep: Lockstep, profile: Profile, *, seed: int | None = None, durat
          invalid_share: float | None = None, after_step: Callable[[], str] | None = None,
          progress: Callable[[str], None] = print, machine_kind: str = "iommufd") -> FuzzReport:
     """Run the ``machine_kind`` machine (``iommufd`` or ``vfio``) on ``lockstep`` under ``profile``."""
+    kind = find_machine(machine_kind)
     report = FuzzReport()
     # The CI profile is the same run every time; the others start where chance says.
     base = seed if seed is not None else (0 if profile.rounds is not None else random.SystemRandom().randrange(1 << 32))
@@ -143,8 +139,8 @@ def fuzz(lockstep: Lockstep, profile: Profile, *, seed: int | None = None, durat
     if profile.database:
         db = DirectoryBasedExampleDatabase(str(database_dir or default_database_dir()))
     share = invalid_share if invalid_share is not None else profile.invalid_share
-    if machine_kind == "vfio":
-        lockstep.use_roles(VFIO_ROLES)
+    if kind.roles is not None:
+        lockstep.use_roles(kind.roles)
     machine = make_machine(lockstep, invalid_share=share, mock_domains=mock_domains, after_step=after_step,
                            kind=machine_kind)
     started = lockstep.steps_run

@@ -19,7 +19,7 @@ from hypothesis.stateful import initialize, precondition, rule
 
 from .. import uapi
 from ..uapi.vfio import VFIO_PCI_NUM_IRQS, VFIO_PCI_NUM_REGIONS
-from .machine import HUGE, PAGE, U64_MAX, SequenceMachine, hex_, user_va
+from .machine import HUGE, PAGE, U64_MAX, MachineKind, SequenceMachine, hex_, register, user_va
 
 ROLES = {"dev": "isolated", "g": "nonviable"}
 CONTAINER_NODES = {"legacy": "/dev/vfio/vfio", "compat": "/dev/iommu"}
@@ -355,3 +355,6 @@ class VfioMachine(SequenceMachine):
             self.iommufds.remove(n)
         self.maps = [m for m in self.maps if m[0] != n]
         self.do({"close": n})
+
+
+register(MachineKind("vfio", lambda mock_domains: VfioMachine, profile="viommu", roles=ROLES))

@@ -60,7 +60,7 @@ def make_backends(name: str, devices: tuple[str, ...] = (), target: str | None =
         raise ValueError("--model-kernel is for the model alone: against a kernel, the model mirrors its release")
     kernel: Backend
     if target:
-        from ..backends.agent import AgentBackend
+        from ..agent.client import AgentBackend
 
         kernel = AgentBackend.spawn(agent_command(target, devices))
     else:

@@ -1,7 +1,7 @@
 """Boot the test kernel in QEMU and reach the guest agent (docs/vm.md).
 
     with Vm().start("viommu", kernel=Path("bzImage")) as vm:
-        backend = vm.agent            # harness.backends.agent.AgentBackend
+        backend = vm.agent            # harness.agent.client.AgentBackend
         ...
         splats = vm.scan_console(offset)
 
@@ -90,9 +90,9 @@ def kvm_usable() -> str | None:
 
 
 def _agent_backend_class() -> Any:
-    """harness.backends.agent.AgentBackend when it exists (it is written in parallel)."""
+    """harness.agent.client.AgentBackend when it exists (it is written in parallel)."""
     try:
-        from ..backends import agent as agent_mod  # type: ignore[attr-defined,unused-ignore]
+        from ..agent import client as agent_mod  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
         return None
     cls = getattr(agent_mod, "AgentBackend", None)

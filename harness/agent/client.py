@@ -18,11 +18,13 @@ A reply that does not come within ``request_timeout`` raises AgentTimeout (the
 VM runner takes it for a hung kernel) and leaves the backend unusable.  An
 exception inside the agent comes back as AgentRemoteError (also kept in
 ``last_exception``) and the agent carries on.  The wire protocol is in
-``harness/agent/protocol.py`` and docs/agent.md.
+``harness/agent/protocol.py`` and docs/agent.md; the ops are
+the table in ``harness/backends/ops.py``.
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import dataclasses
 import errno
@@ -39,8 +41,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Union
 
-from ..agent.protocol import HELLO, PROTOCOL_VERSION, LineBuffer, encode, unb64
-from .base import MEMFD_NAME, Backend, Facts, OpResult, Topology
+from ..backends.base import Backend, Facts, OpResult, Topology
+from ..backends.ops import BACKEND_OPS, FACTS, FILES, NOTHING, TEXT, TOPOLOGY, TRUTH, VALUE, Op
+from .protocol import HELLO, OPS, PROTOCOL_VERSION, LineBuffer, encode, unb64
 
 __all__ = ["AgentBackend", "AgentConnectionError", "AgentError", "AgentRemoteError", "AgentTimeout", "Batch",
            "Call", "RemoteRefusal", "from_wire"]
@@ -176,14 +179,21 @@ def _echo(value: Any) -> Any:
     return value
 
 
-# How each op's "value" becomes what the Backend method returns.
-_VALUE: dict[str, Any] = {
-    "facts": lambda v: from_wire(Facts, v),
-    "topology": lambda v: from_wire(Topology, v),
-    "path_exists": bool,
-    "may_touch": bool,
-    "ping": _echo,
+def _files(value: Any) -> dict[str, bytes]:
+    return {path: unb64(v["b64"]) for path, v in value.items()}
+
+
+# How a reply's "value" becomes what the op returns, by the op's result kind.
+_CONVERT: dict[str, Any] = {
+    FACTS: lambda v: from_wire(Facts, v),
+    TOPOLOGY: lambda v: from_wire(Topology, v),
+    TRUTH: bool,
+    TEXT: str,
+    FILES: _files,
+    NOTHING: lambda v: None,
+    VALUE: _echo,
 }
+_VALUE: dict[str, Any] = {name: _CONVERT[op.result] for name, op in OPS.items() if op.result in _CONVERT}
 
 
 # -- the byte stream -------------------------------------------------------------------
@@ -528,6 +538,7 @@ class AgentBackend(Backend):
         return res
 
     # -- Backend ------------------------------------------------------------------------
+    # Every other Backend op is generated from the table (_remote, below the class).
     def facts(self) -> Facts:
         if self._facts is None:
             self._facts = self.call("facts")
@@ -537,62 +548,6 @@ class AgentBackend(Backend):
         if self._topology is None:
             self._topology = self.call("topology")
         return self._topology.copy()
-
-    def path_exists(self, path: str) -> bool:
-        return bool(self.call("path_exists", path))
-
-    def may_touch(self, bdf: str) -> bool:
-        return bool(self.call("may_touch", bdf))
-
-    def open(self, path: str, flags: int = os.O_RDWR) -> OpResult:
-        return self._result("open", path, flags)
-
-    def ioctl(self, fd: int, request: int, arg: bytes | int | None) -> OpResult:
-        return self._result("ioctl", fd, request, bytes(arg) if isinstance(arg, (bytearray, memoryview)) else arg)
-
-    def ioctl_fail_nth(self, fd: int, request: int, arg: bytes | int | None, nth: int) -> OpResult:
-        return self._result("ioctl_fail_nth", fd, request,
-                            bytes(arg) if isinstance(arg, (bytearray, memoryview)) else arg, nth)
-
-    def fault_injected(self) -> bool:
-        return bool(self.call("fault_injected"))
-
-    def setup_fault_injection(self) -> str:
-        return str(self.call("setup_fault_injection"))
-
-    def gcov_collect(self, reset: bool = False) -> dict[str, bytes]:
-        files = self.call("gcov_collect", reset, timeout=120.0)
-        return {path: unb64(v["b64"]) for path, v in files.items()}
-
-    def mmap(self, length: int, align: int = 0) -> OpResult:
-        return self._result("mmap", length, align)
-
-    def munmap(self, addr: int, length: int) -> OpResult:
-        return self._result("munmap", addr, length)
-
-    def read_mem(self, addr: int, length: int) -> OpResult:
-        return self._result("read_mem", addr, length)
-
-    def write_mem(self, addr: int, data: bytes) -> OpResult:
-        return self._result("write_mem", addr, bytes(data))
-
-    def read(self, fd: int, length: int) -> OpResult:
-        return self._result("read", fd, length)
-
-    def write(self, fd: int, data: bytes) -> OpResult:
-        return self._result("write", fd, bytes(data))
-
-    def eventfd(self, initval: int = 0) -> OpResult:
-        return self._result("eventfd", initval)
-
-    def memfd(self, size: int, name: str = MEMFD_NAME) -> OpResult:
-        return self._result("memfd", size, name)
-
-    def sysfs_read(self, path: str) -> OpResult:
-        return self._result("sysfs_read", path)
-
-    def sysfs_write(self, path: str, value: str) -> OpResult:
-        return self._result("sysfs_write", path, value)
 
     def reset(self) -> None:
         """The agent's KernelBackend.reset(); AgentRemoteError (type "RestoreError")
@@ -606,7 +561,8 @@ class AgentBackend(Backend):
 
 
 class Batch:
-    """Ops recorded for one round trip (``AgentBackend.batch()``); each returns its Call."""
+    """Ops recorded for one round trip (``AgentBackend.batch()``); each returns its Call.
+    It has a method for every Backend op (generated from the table) and ``ping``."""
 
     def __init__(self) -> None:
         self.calls: list[Call] = []
@@ -619,62 +575,44 @@ class Batch:
     def __len__(self) -> int:
         return len(self.calls)
 
-    def facts(self) -> Call:
-        return self.call("facts")
-
-    def topology(self) -> Call:
-        return self.call("topology")
-
-    def path_exists(self, path: str) -> Call:
-        return self.call("path_exists", path)
-
-    def may_touch(self, bdf: str) -> Call:
-        return self.call("may_touch", bdf)
-
-    def open(self, path: str, flags: int = os.O_RDWR) -> Call:
-        return self.call("open", path, flags)
-
-    def close(self, fd: int) -> Call:
-        return self.call("close", fd)
-
-    def ioctl(self, fd: int, request: int, arg: bytes | int | None) -> Call:
-        return self.call("ioctl", fd, request, arg)
-
-    def mmap(self, length: int, align: int = 0) -> Call:
-        return self.call("mmap", length, align)
-
-    def munmap(self, addr: int, length: int) -> Call:
-        return self.call("munmap", addr, length)
-
-    def read_mem(self, addr: int, length: int) -> Call:
-        return self.call("read_mem", addr, length)
-
-    def write_mem(self, addr: int, data: bytes) -> Call:
-        return self.call("write_mem", addr, data)
-
-    def read(self, fd: int, length: int) -> Call:
-        return self.call("read", fd, length)
-
-    def write(self, fd: int, data: bytes) -> Call:
-        return self.call("write", fd, data)
-
-    def eventfd(self, initval: int = 0) -> Call:
-        return self.call("eventfd", initval)
-
-    def memfd(self, size: int, name: str = MEMFD_NAME) -> Call:
-        return self.call("memfd", size, name)
-
-    def sysfs_read(self, path: str) -> Call:
-        return self.call("sysfs_read", path)
-
-    def sysfs_write(self, path: str, value: str) -> Call:
-        return self.call("sysfs_write", path, value)
-
-    def reset(self) -> Call:
-        return self.call("reset")
-
     def ping(self, payload: Any = None) -> Call:
         return self.call("ping", payload)
+
+
+def _remote(op: Op) -> Any:
+    """AgentBackend's method for ``op``: one round trip."""
+    name, timeout = op.name, op.timeout
+
+    def method(self: AgentBackend, *args: Any, **kwargs: Any) -> Any:
+        return self.call(name, *op.bind(args, kwargs), timeout=timeout)
+
+    return method
+
+
+def _recorded(op: Op) -> Any:
+    """Batch's method for ``op``: a Call added to the batch."""
+    name = op.name
+
+    def method(self: Batch, *args: Any, **kwargs: Any) -> Call:
+        return self.call(name, *op.bind(args, kwargs))
+
+    return method
+
+
+def _generate(cls: type, make: Any) -> None:
+    """Give ``cls`` a method per Backend op it does not define itself."""
+    for op in BACKEND_OPS:
+        if op.name not in cls.__dict__:
+            method = make(op)
+            method.__name__ = op.name
+            method.__qualname__ = f"{cls.__name__}.{op.name}"
+            method.__doc__ = getattr(Backend, op.name).__doc__
+            setattr(cls, op.name, method)
+    abc.update_abstractmethods(cls)
+
+
+_generate(AgentBackend, _remote)
+_generate(Batch, _recorded)
 
 
 def _reap(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
