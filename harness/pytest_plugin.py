@@ -17,6 +17,7 @@ import pytest
 
 from .cases.loader import Loader
 from .cases.model import Case, CaseError
+from .exitcodes import ENVIRONMENT, USAGE_ERROR
 from .runner.outcome import CaseOutcome, unfinished
 from .runner.session import BACKENDS, make_backends, run_case
 from .runner.trace import ERROR, FAIL, SKIP
@@ -82,7 +83,7 @@ def conformance_backends(request: pytest.FixtureRequest) -> Any:
     backend = cfg.getoption("--backend")
     if cfg.getoption("--vm-kernel"):
         if backend == "model":
-            pytest.exit("--vm-kernel needs --backend both or kernel", returncode=4)
+            pytest.exit("--vm-kernel needs --backend both or kernel", returncode=USAGE_ERROR)
         from .runner.vmtarget import VmTarget
 
         target = VmTarget(Path(cfg.getoption("--vm-kernel")), backend, cfg.getoption("--accel"),
@@ -94,7 +95,7 @@ def conformance_backends(request: pytest.FixtureRequest) -> Any:
         yield make_backends(backend, tuple(cfg.getoption("--device")), cfg.getoption("--target"),
                             cfg.getoption("--model-kernel"))
     except (OSError, RuntimeError, ValueError) as e:
-        pytest.exit(f"cannot set up the {backend} backend: {e}", returncode=3)
+        pytest.exit(f"cannot set up the {backend} backend: {e}", returncode=ENVIRONMENT)
 
 
 def run_one(case: Case | CaseError, backends: Any, item: pytest.Item) -> None:
