@@ -136,6 +136,16 @@ def pytest_configure(config: pytest.Config) -> None:
     _outcomes.clear()
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Corpus cases run in guests are ``vm``, on any kernel ``kernel`` (so -m "not vm" works)."""
+    marks = ([pytest.mark.vm] if config.getoption("--vm-kernel") else []) + (
+        [pytest.mark.kernel] if config.getoption("--backend") in ("kernel", "both") else [])
+    for item in items:
+        if "case" in getattr(item, "fixturenames", ()):
+            for mark in marks:
+                item.add_marker(mark)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield

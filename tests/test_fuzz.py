@@ -81,6 +81,7 @@ def test_a_regression_case_has_a_stable_name(tmp_path: Path) -> None:
     assert errors and "area" in str(errors[0])   # the area must be the folder: regressions/ only
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("planted_bug")
 def test_shrinking_ends_when_its_time_is_spent_and_the_shortest_divergence_is_kept(tmp_path: Path) -> None:
     def run(shrink_seconds: float) -> Any:

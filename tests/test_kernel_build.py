@@ -277,6 +277,7 @@ def test_shipped_fragment_requests_each_symbol_once() -> None:
     assert build.parse_config(build.FRAGMENT.read_text())["CONFIG_IOMMUFD"] == "y"
 
 
+@pytest.mark.kernel
 def test_shipped_fragment_names_only_symbols_of_the_tree() -> None:
     src = os.environ.get("VFIO_CONFORMANCE_KSRC")
     if not src or not (Path(src) / "Kconfig").is_file():
