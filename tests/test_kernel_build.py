@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from harness import cli
+from harness.exitcodes import ENVIRONMENT, NO_MATCH
 from harness.kernel import build
 
 
@@ -374,7 +375,7 @@ def test_unfinished_failed_or_wrong_build_directories_are_not_adopted(
 
 def test_cli_print_path_exit_codes(tree: Path, cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["kernel", "build", "--print-path", "--source", str(tree)]
-    assert cli.main(argv) == 1
+    assert cli.main(argv) == NO_MATCH
     out, err = capsys.readouterr()
     assert out == "" and "no cached kernel" in err
     keys = build.compute_keys(build.tree_version(tree), build.fragment_bytes(), tree)
@@ -386,12 +387,12 @@ def test_cli_print_path_exit_codes(tree: Path, cache: Path, capsys: pytest.Captu
 def test_cli_print_path_without_debian_source(monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(build, "debian_version", lambda series=None, tarball=None: None)
-    assert cli.main(["kernel", "build", "--print-path"]) == 1
+    assert cli.main(["kernel", "build", "--print-path"]) == NO_MATCH
     assert capsys.readouterr().out == ""
 
 
 def test_cli_reports_errors_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["kernel", "build", "--source", str(tmp_path)]) == 1
+    assert cli.main(["kernel", "build", "--source", str(tmp_path)]) == ENVIRONMENT
     out, err = capsys.readouterr()
     assert out == "" and "not a Linux source tree" in err
 
