@@ -3,6 +3,7 @@ them (the JUnit of pytest had it, the KTAP, diff JUnit and Markdown did not)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -31,7 +32,9 @@ def test_a_crashed_case_is_an_error_in_every_report(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "pytest", str(test), "-p", "harness.pytest_plugin",
                            "-p", "no:cacheprovider", "--report-dir", str(report), "-q",
                            "--cases-dir", str(ROOT / "cases"), "--cases", "ioas/allow-iovas-*"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          # this checkout's harness, and only through -p (not also the installed entry point)
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
     assert proc.returncode == 1, proc.stdout + proc.stderr
     ktap = (report / "results.ktap").read_text()
     junit = (report / "diff-junit.xml").read_text()

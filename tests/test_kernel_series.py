@@ -22,6 +22,7 @@ import pytest
 from kernel_source import unavailable
 
 from harness import cli
+from harness.exitcodes import USAGE_ERROR
 from harness.kernel import build, cache, source
 from harness.kernel import series as ks
 from harness.vm import find_kernel
@@ -74,7 +75,7 @@ def test_cli_offers_exactly_the_table() -> None:
 def test_cli_rejects_two_choices_of_kernel_or_an_unknown_series(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as e:
         cli.parser().parse_args(argv)
-    assert e.value.code == 2
+    assert e.value.code == USAGE_ERROR
 
 
 # --------------------------------------------------------------------------------------------------
