@@ -20,6 +20,7 @@ import pytest
 from . import resources
 from .cases.loader import Loader
 from .cases.model import Case, CaseError
+from .exitcodes import ENVIRONMENT, USAGE_ERROR
 from .runner.outcome import CaseOutcome, malformed_outcome, unfinished
 from .runner.session import BACKENDS, make_backends, run_case
 from .runner.target import TargetUnusable
@@ -83,7 +84,7 @@ def conformance_backends(request: pytest.FixtureRequest) -> Any:
     backend = cfg.getoption("--backend")
     if cfg.getoption("--vm-kernel"):
         if backend == "model":
-            pytest.exit("--vm-kernel needs --backend both or kernel", returncode=4)
+            pytest.exit("--vm-kernel needs --backend both or kernel", returncode=USAGE_ERROR)
         from .runner.vmtarget import VmTarget
 
         target = VmTarget(Path(cfg.getoption("--vm-kernel")), backend, cfg.getoption("--accel"),
@@ -95,7 +96,7 @@ def conformance_backends(request: pytest.FixtureRequest) -> Any:
         yield make_backends(backend, tuple(cfg.getoption("--device")), cfg.getoption("--target"),
                             cfg.getoption("--model-kernel"))
     except (OSError, RuntimeError, ValueError) as e:
-        pytest.exit(f"cannot set up the {backend} backend: {e}", returncode=3)
+        pytest.exit(f"cannot set up the {backend} backend: {e}", returncode=ENVIRONMENT)
 
 
 def run_one(case: Case | CaseError, backends: Any, item: pytest.Item) -> None:
@@ -108,7 +109,7 @@ def run_one(case: Case | CaseError, backends: Any, item: pytest.Item) -> None:
         else:
             outcome = run_case(case, backends, Path(str(item.config.rootpath)))
     except TargetUnusable as e:
-        pytest.exit(f"cannot set up the kernel target: {e}", returncode=3)
+        pytest.exit(f"cannot set up the kernel target: {e}", returncode=ENVIRONMENT)
     except Exception as e:
         # A harness or model bug: the case is an error in every report, not missing from them;
         # pytest shows the traceback.
@@ -146,6 +147,16 @@ def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> N
 
 def pytest_internalerror(excrepr: Any, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
     _stopped.append(excinfo.value)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Corpus cases run in guests are ``vm``, on any kernel ``kernel`` (so -m "not vm" works)."""
+    marks = ([pytest.mark.vm] if config.getoption("--vm-kernel") else []) + (
+        [pytest.mark.kernel] if config.getoption("--backend") in ("kernel", "both") else [])
+    for item in items:
+        if "case" in getattr(item, "fixturenames", ()):
+            for mark in marks:
+                item.add_marker(mark)
 
 
 @pytest.hookimpl(wrapper=True)
