@@ -21,8 +21,21 @@ import yaml
 from .. import uapi
 from ..uapi import abi
 from ..uapi.kernel_version import VersionError, check_range
-from .expr import ExprError, current_abi, parse, template_vars, using_abi
-from .model import DATA_TYPES, ArrayValue, Case, CaseError, Expectation, KnownDifference, Matcher, Requirements, Step
+from .expr import Expr, ExprError, current_abi, fits, parse, template_vars, using_abi
+from .model import (
+    DATA_TYPES,
+    MAX_TRANSFER,
+    U64_MAX,
+    ArrayValue,
+    Case,
+    CaseError,
+    Expectation,
+    KnownDifference,
+    Matcher,
+    Requirements,
+    Step,
+    int_range,
+)
 from .yamlsrc import LList, LMap, from_data, line_of
 from .yamlsrc import load as load_yaml
 
@@ -47,6 +60,7 @@ ROLES = {"isolated", "nonviable", "sriov-pf", "vfio", "no-reset", "resettable", 
 MATCH_OPS = {"has", "lacks", "ne", "ge", "gt", "le", "lt", "aligned", "any"}
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _FIXTURES_DIR = "fixtures"
+_FIXTURE_KEYS = {"requires", "steps", "notes"}
 # Bounds on one case file: its size, and how many cases its variants or matrix may make.
 MAX_FILE_BYTES = 1 << 20
 MAX_VARIANTS = 256
@@ -91,7 +105,10 @@ def _value(ctx: _Ctx, node: Any, key: Any, where: str, v: Any) -> Any:
     if isinstance(v, bool):
         raise ctx.err(node, key, where, "booleans are not values; use 0 or 1")
     if isinstance(v, int):
-        return v
+        try:
+            return fits(v)
+        except ExprError as e:
+            raise ctx.err(node, key, where, str(e)) from None
     if isinstance(v, str):
         try:
             return parse(v)
@@ -100,6 +117,51 @@ def _value(ctx: _Ctx, node: Any, key: Any, where: str, v: Any) -> Any:
     if isinstance(v, list):
         return [_value(ctx, v, i, f"{where}[{i}]", x) for i, x in enumerate(v)]
     raise ctx.err(node, key, where, f"expected a number, expression or list, got {type(v).__name__}")
+
+
+def _constant(v: Any) -> int | None:
+    """The value of a parsed value that reads no ``$variable`` (None: known only at run time)."""
+    if isinstance(v, list):
+        parts = [_constant(x) for x in v]
+        if any(p is None or p < 0 for p in parts):
+            return None if any(p is None for p in parts) else min(parts)  # type: ignore[type-var]
+        acc = 0
+        for p in parts:
+            acc |= p  # type: ignore[operator]
+        return acc
+    if isinstance(v, Expr) and not v.variables:
+        out = v.eval({})
+        return out if isinstance(out, int) else None
+    return v if isinstance(v, int) else None
+
+
+def _in_range(ctx: _Ctx, node: Any, key: Any, where: str, v: Any, lo: int, hi: int, what: str) -> Any:
+    """``v`` (parsed) if its value, where known at load, lies in [lo, hi]; else the error naming ``what``."""
+    value = _constant(v)
+    if value is not None and not lo <= value <= hi:
+        raise ctx.err(node, key, where, f"{value:#x} is outside {what} ({lo:#x} to {hi:#x})"
+                      if abs(value) > 9 else f"{value} is outside {what} ({lo:#x} to {hi:#x})")
+    return v
+
+
+def _ctype_range(ctype: Any) -> tuple[int, int, str] | None:
+    """The values a scalar ctypes field holds, and its C name (None: not an integer)."""
+    code = getattr(ctype, "_type_", None)
+    if not isinstance(ctype, type) or not issubclass(ctype, ctypes._SimpleCData) or not isinstance(code, str) \
+            or code not in "bBhHiIlLqQ":
+        return None
+    width = ctypes.sizeof(ctype)
+    signed = code in "bhilq"
+    lo, hi = int_range(width, signed)
+    return lo, hi, f"{'__s' if signed else '__u'}{width * 8}"
+
+
+def _field_value(ctx: _Ctx, node: Any, key: Any, where: str, v: Any, ctype: Any) -> Any:
+    """A scalar field's value: a constant must fit the field; a negative one in an unsigned
+    field is refused, not masked (-1 is no shorthand for all ones: write U32_MAX, U64_MAX)."""
+    parsed = _value(ctx, node, key, where, v)
+    r = _ctype_range(ctype)
+    return _in_range(ctx, node, key, where, parsed, r[0], r[1], f"a {r[2]} field") if r else parsed
 
 
 def _struct_fields(cls: type) -> dict[str, Any]:
@@ -128,13 +190,14 @@ def _args(ctx: _Ctx, node: LMap, where: str, cls: type, io: abi.Ioctl | None) ->
             length = int(getattr(ctype, "_length_", 0))
             if not isinstance(v, list) or len(v) > length:
                 raise ctx.err(node, k, w, f"{k} is an array of {length}: give a list of at most that many")
-            out[k] = ArrayValue([_value(ctx, v, i, f"{w}[{i}]", x) for i, x in enumerate(v)])
+            out[k] = ArrayValue([_field_value(ctx, v, i, f"{w}[{i}]", x, getattr(ctype, "_type_", None))
+                                 for i, x in enumerate(v)])
         elif isinstance(ctype, type) and issubclass(ctype, (abi.Struct, abi.Union)):
             if not isinstance(v, dict):
                 raise ctx.err(node, k, w, f"{k} is a struct {ctype.__name__}: give a mapping of its fields")
             out[k] = _args(ctx, v, w, ctype, None)  # type: ignore[arg-type]
         else:
-            out[k] = _value(ctx, node, k, w, v)
+            out[k] = _field_value(ctx, node, k, w, v, ctype)
     return out
 
 
@@ -154,9 +217,14 @@ def _pointer(ctx: _Ctx, node: LMap, key: str, where: str, v: Any) -> dict[str, A
             items = [_args(ctx, it, f"{where}.items[{i}]", current_abi().STRUCTS[name], None)
                      for i, it in enumerate(v["items"])]
             return {"array": name, "items": items}
-        return {"array": name, "count": _value(ctx, v, "count", f"{where}.count", v["count"])}
+        size = ctypes.sizeof(current_abi().STRUCTS[name])
+        count = _value(ctx, v, "count", f"{where}.count", v["count"])
+        return {"array": name, "count": _in_range(ctx, v, "count", f"{where}.count", count, 0,
+                                                  MAX_TRANSFER // size, f"the harness's {MAX_TRANSFER} bytes")}
     if "bytes" in v:
-        return {"bytes": _value(ctx, v, "bytes", f"{where}.bytes", v["bytes"])}
+        n = _value(ctx, v, "bytes", f"{where}.bytes", v["bytes"])
+        return {"bytes": _in_range(ctx, v, "bytes", f"{where}.bytes", n, 0, MAX_TRANSFER,
+                                   "the harness's buffer sizes")}
     return {"hex": _hex(ctx, v, "hex", f"{where}.hex", v["hex"])}
 
 
@@ -178,7 +246,9 @@ def _data(ctx: _Ctx, node: LMap, key: str, where: str) -> dict[str, Any]:
         return {"hex": _hex(ctx, v, kind, where, items)}
     if kind not in DATA_TYPES or not isinstance(items, list):
         raise ctx.err(v, kind, where, f"unknown element type {kind!r} (u8, u16, u32, s32, u64, hex)")
-    return {kind: [_value(ctx, items, i, f"{where}[{i}]", x) for i, x in enumerate(items)]}
+    lo, hi = int_range(*DATA_TYPES[kind])
+    return {kind: [_in_range(ctx, items, i, f"{where}[{i}]", _value(ctx, items, i, f"{where}[{i}]", x), lo, hi,
+                             f"a {kind}") for i, x in enumerate(items)]}
 
 
 def _matcher(ctx: _Ctx, node: Any, key: Any, where: str, v: Any) -> list[Matcher]:
@@ -315,6 +385,9 @@ def _step(ctx: _Ctx, raw: Any, idx: int, where: str, bound: set[str]) -> Step:
             if not isinstance(b, LMap) or set(b) - {"length", "fill"}:
                 raise ctx.err(raw, "buffer", f"{where}.buffer", "buffer takes length: and fill:")
             spec["buffer"] = {k: _value(ctx, b, k, f"{where}.buffer.{k}", x) for k, x in b.items()}
+            if "length" in b:
+                _in_range(ctx, b, "length", f"{where}.buffer.length", spec["buffer"]["length"], 0, MAX_TRANSFER,
+                          "the harness's buffer sizes")
         for k in ("value", "pointer"):
             if k in raw:
                 spec[k] = _value(ctx, raw, k, f"{where}.{k}", raw[k])
@@ -345,6 +418,11 @@ def _step(ctx: _Ctx, raw: Any, idx: int, where: str, bound: set[str]) -> Step:
             spec["length"] = _value(ctx, raw, "length", f"{where}.length", raw["length"])
     elif kind in ("mmap", "eventfd"):
         spec[kind] = _value(ctx, raw, kind, f"{where}.{kind}", target if target is not None else 0)
+        if kind == "mmap":
+            _in_range(ctx, raw, kind, f"{where}.mmap", spec[kind], 0, U64_MAX, "a size_t (an mmap length)")
+        else:
+            _in_range(ctx, raw, kind, f"{where}.eventfd", spec[kind], 0, (1 << 32) - 1,
+                      "eventfd's initval (an unsigned int)")
         if "align" in raw:
             align = raw["align"]
             if not isinstance(align, int) or not 4096 <= align <= 1 << 30 or align & (align - 1):
@@ -375,7 +453,10 @@ def _step(ctx: _Ctx, raw: Any, idx: int, where: str, bound: set[str]) -> Step:
         if kind == "write_mem":
             spec["hex"] = _hex(ctx, target, "hex", f"{where}.{kind}.hex", target.get("hex", ""))
         else:
-            spec["length"] = _value(ctx, target, "length", f"{where}.{kind}.length", target.get("length", 8))
+            spec["length"] = _in_range(
+                ctx, target, "length", f"{where}.{kind}.length",
+                _value(ctx, target, "length", f"{where}.{kind}.length", target.get("length", 8)),
+                0, MAX_TRANSFER, "the harness's buffer sizes")
     for name in _referenced_vars(spec):
         if name not in bound:
             raise ctx.err(raw, kind, where, f"${name} is not bound by an earlier step or role")
@@ -553,13 +634,26 @@ class Loader:
             path = self.root / _FIXTURES_DIR / f"{name}.yaml"
             if not path.is_file():
                 raise ctx.err(doc, "fixture", "fixture", f"no fixture {name!r} ({path})")
-            fdoc = _read(path)
-            fctx = _Ctx(path)
-            if not isinstance(fdoc, LMap) or "steps" not in fdoc:
-                raise CaseError(path, 1, "", "a fixture has requires: and steps:")
-            self._fixtures[name] = (_requires(fctx, fdoc), fdoc["steps"], path)
+            try:
+                self._fixtures[name] = self._read_fixture(path)
+            except CaseError as e:   # named from the case too: it is the case that cannot run
+                raise ctx.err(doc, "fixture", "fixture", str(e)) from None
         req, steps, path = self._fixtures[name]
         return req, steps, path
+
+    @staticmethod
+    def _read_fixture(path: Path) -> tuple[Requirements, LList, Path]:
+        fdoc = _read(path)
+        fctx = _Ctx(path)
+        if not isinstance(fdoc, LMap) or "steps" not in fdoc:
+            raise CaseError(path, 1, "", "a fixture has requires: and steps:")
+        for k in fdoc:
+            if k not in _FIXTURE_KEYS:
+                raise fctx.err(fdoc, k, k, "a fixture names no fixture of its own" if k == "fixture" else
+                               f"unknown key in a fixture (allowed: {sorted(_FIXTURE_KEYS)})")
+        if not isinstance(fdoc["steps"], LList):
+            raise fctx.err(fdoc, "steps", "steps", "a list of steps")
+        return _requires(fctx, fdoc), fdoc["steps"], path
 
     def load_file(self, path: Path) -> list[Case]:
         """The cases of one file; its names are checked against every series' uAPI (a case may
@@ -595,7 +689,10 @@ class Loader:
             if fixture_steps is not None:
                 fctx = _Ctx(fixture_path)  # type: ignore[arg-type]
                 for i, raw in enumerate(_substitute(fixture_steps, params)):
-                    s = _step(fctx, raw, len(steps), f"fixture.steps[{i}]", bound)
+                    try:
+                        s = _step(fctx, raw, len(steps), f"fixture.steps[{i}]", bound)
+                    except CaseError as e:
+                        raise ctx.err(d, "fixture", "fixture", str(e)) from None
                     s.from_fixture = True
                     steps.append(s)
             if not isinstance(d["steps"], LList) or not d["steps"]:

@@ -72,6 +72,15 @@ def _seq(loader: _Loader, node: yaml.SequenceNode) -> LList:
     return seq
 
 
+def _int(loader: _Loader, node: yaml.ScalarNode) -> int:
+    try:
+        return int(yaml.SafeLoader.construct_yaml_int(loader, node))
+    except ValueError:   # past the interpreter's limit on the digits of an int (4300)
+        raise yaml.MarkedYAMLError(None, None, f"an integer of {len(node.value)} digits",
+                                   node.start_mark) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _int)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _map)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _seq)
 
