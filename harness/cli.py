@@ -54,6 +54,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             argv += ["--accel", args.accel]
     if args.jobs:
         argv += ["-n", args.jobs]
+    if getattr(args, "case_timeout", None) is not None:
+        argv += ["--case-timeout", repr(args.case_timeout)]
     if getattr(args, "record_verified", False):
         argv.append("--record-verified")
     return int(pytest.main(argv))
@@ -377,6 +379,10 @@ def _kernel_options(sp: argparse.ArgumentParser, kernel_help: str) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
+    from .runner.deadline import DEFAULT_KERNEL_TIMEOUT, DEFAULT_MODEL_TIMEOUT, case_timeout
+
+    timeout_help = (f"a case running longer on a backend fails, naming its step (default {DEFAULT_MODEL_TIMEOUT:g} "
+                    f"on the model, {DEFAULT_KERNEL_TIMEOUT:g} with a kernel; 0: no limit)")
     p = argparse.ArgumentParser(prog="vfio-conformance", description=__doc__)
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -397,6 +403,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--target", default=None, metavar="ssh://[user@]host[:port]/checkout",
                    help="run the kernel side on that host through the agent (default: this host)")
     r.add_argument("-n", "--jobs", type=_jobs, default=None, help="parallel workers (pytest-xdist), e.g. auto")
+    r.add_argument("--case-timeout", type=case_timeout, default=None, metavar="SECONDS", help=timeout_help)
     r.add_argument("-v", "--verbose", action="store_true")
     r.add_argument("--record-verified", action="store_true",
                    help="with --backend both: add the kernel's release to verified_on of every case file that "
@@ -412,6 +419,7 @@ def parser() -> argparse.ArgumentParser:
     vm.add_argument("--junit", default=None, help="JUnit XML of the results (default REPORT/results.xml)")
     vm.add_argument("--report", default="reports", help="folder for the reports (default reports/)")
     vm.add_argument("-n", "--jobs", type=_jobs, default=None, help="parallel workers, each with its own guests")
+    vm.add_argument("--case-timeout", type=case_timeout, default=None, metavar="SECONDS", help=timeout_help)
     vm.add_argument("-v", "--verbose", action="store_true")
     vm.add_argument("--record-verified", action="store_true",
                     help="add the kernel's release to verified_on of every case file that passed on it")
