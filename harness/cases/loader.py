@@ -219,8 +219,8 @@ def _pointer(ctx: _Ctx, node: LMap, key: str, where: str, v: Any) -> dict[str, A
             return {"array": name, "items": items}
         size = ctypes.sizeof(current_abi().STRUCTS[name])
         count = _value(ctx, v, "count", f"{where}.count", v["count"])
-        return {"array": name, "count": _in_range(ctx, v, "count", f"{where}.count", count, 0,
-                                                  MAX_TRANSFER // size, f"the harness's {MAX_TRANSFER} bytes")}
+        return {"array": name, "count": _in_range(ctx, v, "count", f"{where}.count", count, 0, MAX_TRANSFER // size,
+                                                  f"the counts of {size}-byte {name} in the harness's buffer sizes")}
     if "bytes" in v:
         n = _value(ctx, v, "bytes", f"{where}.bytes", v["bytes"])
         return {"bytes": _in_range(ctx, v, "bytes", f"{where}.bytes", n, 0, MAX_TRANSFER,
@@ -337,9 +337,10 @@ def _check_out_paths(ctx: _Ctx, step: LMap, where: str, io: abi.Ioctl, paths: It
                           f"{io.name} has no output field {p!r}")
 
 
-def _step(ctx: _Ctx, raw: Any, idx: int, where: str, bound: set[str]) -> Step:
+def _step(ctx: _Ctx, raw: Any, idx: int, where: str, bound: set[str], line: int = 0) -> Step:
+    """One step; ``line`` is where it stands, for a step that is no mapping (and knows no line)."""
     if not isinstance(raw, LMap):
-        raise CaseError(ctx.path, line_of(raw), where, "a step is a mapping")
+        raise CaseError(ctx.path, line_of(raw) or line, where, "a step is a mapping")
     kinds = [k for k in raw if k in STEP_KINDS]
     if len(kinds) != 1:
         raise ctx.err(raw, None, where, f"a step has exactly one of {', '.join(STEP_KINDS)}; got {list(raw)}")
@@ -690,7 +691,7 @@ class Loader:
                 fctx = _Ctx(fixture_path)  # type: ignore[arg-type]
                 for i, raw in enumerate(_substitute(fixture_steps, params)):
                     try:
-                        s = _step(fctx, raw, len(steps), f"fixture.steps[{i}]", bound)
+                        s = _step(fctx, raw, len(steps), f"fixture.steps[{i}]", bound, line_of(fixture_steps, i))
                     except CaseError as e:
                         raise ctx.err(d, "fixture", "fixture", str(e)) from None
                     s.from_fixture = True
@@ -698,8 +699,12 @@ class Loader:
             if not isinstance(d["steps"], LList) or not d["steps"]:
                 raise ctx.err(d, "steps", "steps", "a non-empty list of steps")
             for i, raw in enumerate(d["steps"]):
-                steps.append(_step(ctx, raw, len(steps), f"steps[{i}]", bound))
-            cleanup = [_step(ctx, raw, i, f"cleanup[{i}]", bound) for i, raw in enumerate(d.get("cleanup") or [])]
+                steps.append(_step(ctx, raw, len(steps), f"steps[{i}]", bound, line_of(d["steps"], i)))
+            raw_cleanup = d.get("cleanup") or LList()
+            if not isinstance(raw_cleanup, LList):
+                raise ctx.err(d, "cleanup", "cleanup", "a list of steps")
+            cleanup = [_step(ctx, raw, i, f"cleanup[{i}]", bound, line_of(raw_cleanup, i))
+                       for i, raw in enumerate(raw_cleanup)]
             kd = _known_differences(ctx, d, {s.line for s in steps})
             cases.append(Case(
                 id=d["id"], area=d["area"], purpose=" ".join(str(d["purpose"]).split()), path=path,

@@ -210,7 +210,8 @@ class Runner:
                                         + "; ".join(rec.failures))
                         break
         except HarnessError as e:
-            trace.status, trace.reason = ERROR, f"step {len(trace.steps) + 1}: {e}"
+            where = f" ({current.label()}, line {current.line})" if current is not None else ""
+            trace.status, trace.reason = ERROR, f"step {len(trace.steps) + 1}{where}: {e}"
         except CaseTimeout:
             trace.status, trace.reason = FAIL, _timed_out(timeout, current)
         finally:
