@@ -208,7 +208,7 @@ def _pointer(ctx: _Ctx, node: LMap, key: str, where: str, v: Any) -> dict[str, A
                                         "{bytes: N}, {hex: ...}")
     if "array" in v:
         name = v["array"]
-        if name not in current_abi().STRUCTS:
+        if not isinstance(name, str) or name not in current_abi().STRUCTS:
             raise ctx.err(v, "array", f"{where}.array", f"unknown struct {name!r}")
         unknown = set(v) - {"array", "items", "count"}
         if unknown or ("items" in v) == ("count" in v):
@@ -358,7 +358,7 @@ def _step(ctx: _Ctx, raw: Any, idx: int, where: str, bound: set[str], line: int 
         return name.lstrip("$")
 
     if kind == "ioctl":
-        if target not in current_abi().IOCTLS:
+        if not isinstance(target, str) or target not in current_abi().IOCTLS:
             raise ctx.err(raw, kind, f"{where}.ioctl", f"unknown ioctl {target!r}")
         io = current_abi().IOCTLS[target]
         spec["ioctl"] = target
@@ -531,7 +531,7 @@ def _requires(ctx: _Ctx, doc: LMap) -> Requirements:
             if not isinstance(v, LMap):
                 raise ctx.err(raw, k, w, "a mapping role-name: role")
             for name, role in v.items():
-                if role not in ROLES:
+                if not isinstance(role, str) or role not in ROLES:
                     raise ctx.err(v, name, f"{w}.{name}", f"unknown role {role!r} (roles: {sorted(ROLES)})")
             r.topology = dict(v)
         else:
@@ -770,11 +770,20 @@ def _read(path: Path) -> Any:
         except UnicodeDecodeError as e:
             line = data[:e.start].count(b"\n") + 1
             raise CaseError(path, line, "", f"not UTF-8 text (byte {e.start}: {data[e.start]:#04x})") from None
-        return load_yaml(text)
+        try:
+            return load_yaml(text)
+        except yaml.reader.ReaderError as e:   # a character YAML does not take (a control character)
+            line = text[:e.position].count("\n") + 1
+            raise CaseError(path, line, "", f"YAML: {e.reason} ({e.character!r})") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        raise CaseError(path, (mark.line + 1) if mark else 0, "", f"YAML: {e.problem or e.context}") from None
+        line = (mark.line + 1) if mark else 0
+        raise CaseError(path, line, "", _one_line(f"YAML: {e.problem or e.context}")) from None
     except yaml.YAMLError as e:
-        raise CaseError(path, 0, "", f"YAML: {e}") from None
+        raise CaseError(path, 0, "", _one_line(f"YAML: {e}")) from None
     except OSError as e:
         raise CaseError(path, 0, "", f"cannot read: {e.strerror}") from None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

@@ -22,6 +22,9 @@ def int_range(width: int, signed: bool) -> tuple[int, int]:
     return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
 
 
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
 class CaseError(Exception):
     """A malformed case: names file, line and field."""
 
@@ -31,7 +34,9 @@ class CaseError(Exception):
 
     def __str__(self) -> str:
         loc = f"{self.path}:{self.line}" if self.line else self.path
-        return f"{loc}: {self.where}: {self.message}" if self.where else f"{loc}: {self.message}"
+        text = f"{loc}: {self.where}: {self.message}" if self.where else f"{loc}: {self.message}"
+        # One line, whatever a hostile file put in a key or value the message quotes.
+        return text.translate(_LINE_BREAKS)
 
 
 class ArrayValue(list):  # type: ignore[type-arg]

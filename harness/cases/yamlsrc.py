@@ -47,6 +47,18 @@ class _Loader(yaml.SafeLoader):
             self._depth -= 1
 
 
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        # PyYAML's own constructors raise plain Python errors on some explicitly tagged values
+        # (`!!timestamp 2001-01-01x`); they are malformed YAML like any other.
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, AttributeError, OverflowError, KeyError, IndexError) as e:
+            raise yaml.MarkedYAMLError(None, None, f"cannot read {node.tag.rsplit(':', 1)[-1]} value "
+                                       f"({type(e).__name__})", node.start_mark) from None
+
+
 def _map(loader: _Loader, node: yaml.MappingNode) -> LMap:
     m = LMap()
     m.line = node.start_mark.line + 1
