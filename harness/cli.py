@@ -69,6 +69,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             argv.append(f"--accel={args.accel}")
     if args.jobs:
         argv += ["-n", args.jobs]
+    if getattr(args, "case_timeout", None) is not None:
+        argv.append(f"--case-timeout={args.case_timeout!r}")
     if getattr(args, "record_verified", False):
         argv.append("--record-verified")
     return int(pytest.main(argv))
@@ -461,8 +463,12 @@ class _Command(ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
+    from .runner.deadline import DEFAULT_KERNEL_TIMEOUT, DEFAULT_MODEL_TIMEOUT, case_timeout
+
+    timeout_help = (f"a case running longer on a backend fails, naming its step (default {DEFAULT_MODEL_TIMEOUT:g} "
+                    f"on the model, {DEFAULT_KERNEL_TIMEOUT:g} with a kernel; 0: no limit)")
     p = ArgumentParser(prog="vfio-conformance", description=__doc__, epilog=table(),
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Command)
 
@@ -483,6 +489,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--target", default=None, metavar="ssh://[user@]host[:port]/checkout",
                    help="run the kernel side on that host through the agent (default: this host)")
     r.add_argument("-n", "--jobs", type=_jobs, default=None, help="parallel workers (pytest-xdist), e.g. auto")
+    r.add_argument("--case-timeout", type=case_timeout, default=None, metavar="SECONDS", help=timeout_help)
     r.add_argument("--record-verified", action="store_true",
                    help="with --backend both: add the kernel's release to verified_on of every case file that "
                         "passed on it")
@@ -498,6 +505,7 @@ def parser() -> argparse.ArgumentParser:
     _ktap_option(vm)
     vm.add_argument("--report", default="reports", help="folder for the reports (default reports/)")
     vm.add_argument("-n", "--jobs", type=_jobs, default=None, help="parallel workers, each with its own guests")
+    vm.add_argument("--case-timeout", type=case_timeout, default=None, metavar="SECONDS", help=timeout_help)
     vm.add_argument("--record-verified", action="store_true",
                     help="add the kernel's release to verified_on of every case file that passed on it")
     vm.set_defaults(func=cmd_vm, device=[])

@@ -21,6 +21,7 @@ from . import resources
 from .cases.loader import Loader
 from .cases.model import Case, CaseError
 from .exitcodes import ENVIRONMENT, USAGE_ERROR
+from .runner.deadline import DEFAULT_KERNEL_TIMEOUT, DEFAULT_MODEL_TIMEOUT, case_timeout
 from .runner.outcome import CaseOutcome, malformed_outcome, unfinished
 from .runner.session import BACKENDS, make_backends, run_case
 from .runner.target import TargetUnusable
@@ -51,9 +52,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--model-kernel", default=None, metavar="RELEASE",
                 help="with --backend model: the kernel release the model mirrors (e.g. 7.2.13; default 6.12.117)")
     g.addoption("--accel", choices=("auto", "kvm", "tcg"), default=None, help="QEMU accelerator (default: auto)")
+    g.addoption("--case-timeout", type=case_timeout, default=None, metavar="SECONDS",
+                help=f"a case that runs longer on a backend fails, naming its step (default: "
+                     f"{DEFAULT_MODEL_TIMEOUT:g} on the model, {DEFAULT_KERNEL_TIMEOUT:g} with a kernel; 0: no limit)")
     g.addoption("--record-verified", action="store_true",
                 help="add the kernel release to verified_on of every case file whose cases all passed on "
                      "kernel and model")
+
+
+def timeout_of(config: pytest.Config) -> float | None:
+    """The limit per case and backend this run has (None: none)."""
+    value = config.getoption("--case-timeout")
+    if value is None:
+        model_only = config.getoption("--backend") == "model" and not config.getoption("--vm-kernel")
+        return DEFAULT_MODEL_TIMEOUT if model_only else DEFAULT_KERNEL_TIMEOUT
+    return float(value) or None
 
 
 def cases_root(config: pytest.Config) -> Path:
@@ -88,7 +101,7 @@ def conformance_backends(request: pytest.FixtureRequest) -> Any:
         from .runner.vmtarget import VmTarget
 
         target = VmTarget(Path(cfg.getoption("--vm-kernel")), backend, cfg.getoption("--accel"),
-                          Path(str(cfg.rootpath)))
+                          Path(str(cfg.rootpath)), timeout_of(cfg))
         yield target
         target.close()
         return
@@ -107,7 +120,7 @@ def run_one(case: Case | CaseError, backends: Any, item: pytest.Item) -> None:
         if hasattr(backends, "run"):  # a VmTarget picks the guest and watches its console
             outcome = backends.run(case)
         else:
-            outcome = run_case(case, backends, Path(str(item.config.rootpath)))
+            outcome = run_case(case, backends, Path(str(item.config.rootpath)), timeout_of(item.config))
     except TargetUnusable as e:
         pytest.exit(f"cannot set up the kernel target: {e}", returncode=ENVIRONMENT)
     except Exception as e:
