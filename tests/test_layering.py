@@ -20,8 +20,10 @@ ALLOWED: dict[str, set[str]] = {
     "cache_root": set(),
     # Where the corpus and the suite are, in a checkout or an install: a leaf.
     "resources": set(),
-    # Cases name uAPI fields, never the Python objects of the model or a backend.
-    "cases": {"uapi"},
+    # Cases name uAPI fields, never the Python objects of the model or a backend.  Role
+    # names are part of the case language: the loader checks them against the registry
+    # (backends.roles, which imports only backends.base).
+    "cases": {"uapi", "backends.roles"},
     "backends": {"uapi", "cache_root"},             # never the model, never the agent
     "model": {"uapi", "backends.base"},             # the interface it implements; never the kernel backend
     # The agent serves a KernelBackend; its client implements Backend.
