@@ -25,7 +25,10 @@ ALLOWED: dict[str, set[str]] = {
     # (backends.roles, which imports only backends.base).
     "cases": {"uapi", "backends.roles"},
     "backends": {"uapi", "cache_root"},             # never the model, never the agent
-    "model": {"uapi", "backends.base"},             # the interface it implements; never the kernel backend
+    # backends.base: the interface it implements; backends.guest_layout: the VM's PCI layout
+    # (and the role registry it names), which the model's boot topology is made of.  Never
+    # the kernel backend.
+    "model": {"uapi", "backends.base", "backends.guest_layout"},
     # The agent serves a KernelBackend; its client implements Backend.
     "agent": {"backends"},
     # gcov.py: where the kernel backend finds the counters (GCOV_ROOT).

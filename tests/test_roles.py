@@ -11,6 +11,7 @@ import pytest
 
 from harness.backends import roles
 from harness.backends.base import PciFunction, Topology
+from harness.backends.guest_layout import PROFILES, GuestFunction
 from harness.cases.loader import Loader
 from harness.cases.model import CaseError
 from harness.fuzz.machine import MACHINES, MachineKind, register
@@ -87,3 +88,22 @@ def test_fuzz_machines_register_only_known_roles() -> None:
         register(MachineKind("roles-test", lambda mock_domains: MACHINES["vfio"].build(mock_domains),
                              profile="viommu", roles={"dev": "isolatd"}))
     assert "roles-test" not in MACHINES
+
+
+def test_the_guest_layout_declares_only_known_roles() -> None:
+    with pytest.raises(roles.UnknownRole):
+        GuestFunction("0000:00:05.0", "e1000", 0x8086, 0x100E, roles=("bridge",))
+
+
+def test_each_declared_role_binds_its_function_on_the_model() -> None:
+    # The VM's own check of the same is tests/test_vm_boot.py.
+    prof, topo = PROFILES["viommu"], vm_topology()
+    declared = [(r, f.bdf) for f in prof.functions for r in f.roles]
+    assert {r for r, _ in declared} == set(roles.ROLES) - {"resettable"}
+    for role, bdf in declared:
+        bound = bind_roles({"x": role}, topo)
+        assert not isinstance(bound, str) and bound["x"].bdf == bdf, (role, bound)
+        assert prof.offering(role).bdf == bdf
+    # The model keeps the NVMe's FLR, which guest-init clears in the guest.
+    bound = bind_roles({"x": "resettable"}, topo)
+    assert not isinstance(bound, str) and bound["x"].name == "nvme"
