@@ -22,10 +22,15 @@ ALLOWED: dict[str, set[str]] = {
     "resources": set(),
     # The exit codes, one meaning each, of every command and of the pytest session: a leaf.
     "exitcodes": set(),
-    # Cases name uAPI fields, never the Python objects of the model or a backend.
-    "cases": {"uapi"},
+    # Cases name uAPI fields, never the Python objects of the model or a backend.  Role
+    # names are part of the case language: the loader checks them against the registry
+    # (backends.roles, which imports only backends.base).
+    "cases": {"uapi", "backends.roles"},
     "backends": {"uapi", "cache_root"},             # never the model, never the agent
-    "model": {"uapi", "backends.base"},             # the interface it implements; never the kernel backend
+    # backends.base: the interface it implements; backends.guest_layout: the VM's PCI layout
+    # (and the role registry it names), which the model's boot topology is made of.  Never
+    # the kernel backend.
+    "model": {"uapi", "backends.base", "backends.guest_layout"},
     # The agent serves a KernelBackend; its client implements Backend.
     "agent": {"backends"},
     # gcov.py: where the kernel backend finds the counters (GCOV_ROOT).

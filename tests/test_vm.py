@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.backends.guest_layout import AGENT_PORT, PROFILES, Q35_BUILTIN, profile
 from harness.model.topologies import vm_topology
 from harness.vm import console, observe
 from harness.vm import vm as vmmod
 from harness.vm.qemu import CHECKOUT, GUEST_INIT, LaunchConfig, kernel_cmdline, qemu_command, reach_paths
-from harness.vm.topology import AGENT_PORT, PROFILES, Q35_BUILTIN, profile
 
 
 def cfg(name: str = "viommu", accel: str = "tcg", **kw: object) -> LaunchConfig:
@@ -161,9 +161,9 @@ def test_declared_functions_match_the_models_vm_topology() -> None:
     on_vfio = sorted(b for b, m in model.functions.items() if m.driver == "vfio-pci")
     assert sorted(prof.bind_order()) == on_vfio
     assert [model.functions[b].cdev for b in prof.bind_order()] == [f"vfio{i}" for i in range(len(on_vfio))]
-    roles = {f.role: f.bdf for f in prof.functions}
-    assert model.functions[roles["nonviable-sibling"]].driver == "e1000"
-    assert model.functions[roles["sriov-pf"]].sriov_totalvfs == 3
+    nonviable = prof.offering("nonviable").bdf
+    assert [s.driver for s in model.siblings(nonviable) if s.driver] == ["e1000"]
+    assert model.functions[prof.offering("sriov-pf").bdf].sriov_totalvfs == 3
     with pytest.raises(ValueError):
         profile("nope")
 

@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
+from harness.backends.guest_layout import PROFILES
 from harness.kernel.image import image_version
+from harness.runner.topology import bind_roles
 from harness.uapi.kernel_version import at_least
 from harness.uapi.vfio import VFIO_GROUP_FLAGS_VIABLE, VFIO_GROUP_GET_STATUS
 from harness.vm import Vm, find_kernel, observe
-from harness.vm.topology import PROFILES
 
 KERNEL = find_kernel()
 # build.json's kernelversion beside a cached build, else the bzImage's own version string.
@@ -26,8 +27,13 @@ pytestmark = [pytest.mark.vm, pytest.mark.slow,
               pytest.mark.skipif(KERNEL is None or shutil.which("qemu-system-x86_64") is None,
                                 reason="needs a test kernel bzImage and qemu-system-x86_64")]
 
-ROLES = {f.role: f.bdf for f in PROFILES["viommu"].functions}
-PF = ROLES["sriov-pf"]
+VIOMMU = PROFILES["viommu"]
+PF = VIOMMU.offering("sriov-pf").bdf
+ISOLATED = VIOMMU.offering("isolated").bdf
+NONVIABLE = VIOMMU.offering("nonviable").bdf
+BRIDGE = next(f.bdf for f in VIOMMU.functions if f.name == "pci-bridge")
+SIBLING = next(f.bdf for f in VIOMMU.functions if f.group == VIOMMU.offering("nonviable").group and f.driver
+               and not f.vfio)
 
 
 def group_flags(agent: Any, group: int | None) -> int:
@@ -55,15 +61,20 @@ def test_viommu_guest_topology(tmp_path: Path) -> None:
         assert [(fns[b].driver, fns[b].cdev) for b in prof.bind_order()] == [
             ("vfio-pci", f"vfio{i}") for i in range(len(prof.bind_order()))]
         # The bridge group: the bridge, one e1000 on vfio-pci and one on e1000.
-        bridge = fns[ROLES["bridge"]].iommu_group
+        bridge = fns[BRIDGE].iommu_group
         assert bridge is not None
-        assert fns[ROLES["nonviable"]].iommu_group == bridge == fns[ROLES["nonviable-sibling"]].iommu_group
-        assert fns[ROLES["nonviable-sibling"]].driver == "e1000"
-        assert sorted(f.bdf for f in dump.topology.groups()[bridge]) == sorted(
-            [ROLES["bridge"], ROLES["nonviable"], ROLES["nonviable-sibling"]])
+        assert fns[NONVIABLE].iommu_group == bridge == fns[SIBLING].iommu_group
+        assert fns[SIBLING].driver == "e1000"
+        assert sorted(f.bdf for f in dump.topology.groups()[bridge]) == sorted([BRIDGE, NONVIABLE, SIBLING])
         # The isolated e1000 and the NVMe PF are alone in their groups.
-        for role in ("isolated", "sriov-pf"):
-            assert dump.topology.siblings(ROLES[role]) == [], role
+        for bdf in (ISOLATED, PF):
+            assert dump.topology.siblings(bdf) == [], bdf
+        # The groups and the drivers are the declared ones (the group numbers are the guest's own).
+        declared = prof.machine_functions()
+        for f in declared:
+            assert fns[f.bdf].driver == ("vfio-pci" if f.vfio else f.driver), f.bdf
+            assert {g.bdf for g in declared if g.group == f.group} == {
+                g.bdf for g in declared if fns[g.bdf].iommu_group == fns[f.bdf].iommu_group}, f.bdf
         assert fns[PF].sriov_totalvfs == 3 and fns[PF].reset_methods == ()
         assert dump.params.get("vfio_pci.enable_sriov") == "Y"
 
@@ -81,8 +92,13 @@ def test_viommu_guest_topology(tmp_path: Path) -> None:
             # The bridge group (and the ICH9 one) are not viable; the isolated ones are.
             assert group_flags(agent, bridge) & VFIO_GROUP_FLAGS_VIABLE == 0
             assert group_flags(agent, fns["0000:00:1f.0"].iommu_group) & VFIO_GROUP_FLAGS_VIABLE == 0
-            for role in ("isolated", "sriov-pf"):
-                assert group_flags(agent, fns[ROLES[role]].iommu_group) & VFIO_GROUP_FLAGS_VIABLE
+            for bdf in (ISOLATED, PF):
+                assert group_flags(agent, fns[bdf].iommu_group) & VFIO_GROUP_FLAGS_VIABLE
+            # Each role binds, alone, the function declared to offer it.
+            for f in prof.functions:
+                for role in f.roles:
+                    bound = bind_roles({"x": role}, topo, agent.may_touch)
+                    assert not isinstance(bound, str) and bound["x"].bdf == f.bdf, (role, bound)
             # SR-IOV through the agent: both VFs come up on vfio-pci, one group each.
             res = agent.sysfs_write(f"/sys/bus/pci/devices/{PF}/sriov_numvfs", "2")
             assert res.ok, (res, vm.console_tail())

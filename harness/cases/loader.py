@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from .. import uapi
+from ..backends.roles import ROLES
 from ..uapi import abi
 from ..uapi.kernel_version import VersionError, check_range
 from .expr import Expr, ExprError, current_abi, fits, parse, template_vars, using_abi
@@ -56,7 +57,6 @@ TOP_KEYS = {
     "cleanup", "variants", "matrix", "known_differences", "notes",
 }
 REQUIRED_TOP = ("id", "area", "purpose", "verified_on", "steps")
-ROLES = {"isolated", "nonviable", "sriov-pf", "vfio", "no-reset", "resettable", "no-hot-reset"}
 MATCH_OPS = {"has", "lacks", "ne", "ge", "gt", "le", "lt", "aligned", "any"}
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _FIXTURES_DIR = "fixtures"

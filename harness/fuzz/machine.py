@@ -28,6 +28,7 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine
 
+from ..backends import roles
 from .lockstep import Lockstep
 
 PAGE = 4096
@@ -141,8 +142,12 @@ class UnknownMachine(ValueError):
 
 
 def register(machine: MachineKind) -> None:
+    """Add ``machine``; ValueError for a kind registered already, UnknownRole for a role
+    the registry (harness.backends.roles) does not declare."""
     if machine.kind in MACHINES:
         raise ValueError(f"a fuzz machine {machine.kind!r} is registered already")
+    for role in (machine.roles or {}).values():
+        roles.check(role)
     MACHINES[machine.kind] = machine
 
 

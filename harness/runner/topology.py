@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
-from ..backends.base import DRIVER_MANAGED_DMA, Backend, PciFunction, Topology
+from ..backends import roles
+from ..backends.base import Backend, PciFunction, Topology
 from ..cases.model import Case
 from ..uapi import available, span
 from ..uapi.kernel_version import in_range
@@ -14,7 +15,8 @@ from ..uapi.kernel_version import in_range
 
 @dataclass(frozen=True)
 class Role:
-    """What a case sees of a PCI function: ``$dev.bdf``, ``$dev.group``, ..."""
+    """What a case sees of a PCI function: ``$dev.bdf``, ``$dev.group``, ... (the fields are
+    harness.backends.roles.ATTRIBUTES; a role offers some of them, the others read empty)."""
 
     bdf: str
     group: int
@@ -28,52 +30,28 @@ class Role:
         return self.bdf
 
 
-def _claims_dma(f: PciFunction) -> bool:
-    return f.driver is not None and f.driver not in DRIVER_MANAGED_DMA
-
-
 def _role(topo: Topology, f: PciFunction) -> Role:
-    kernel_sibling = next((s for s in topo.siblings(f.bdf) if _claims_dma(s)), None)
+    sibling = roles.kernel_sibling(topo, f)
     return Role(
         bdf=f.bdf, group=f.iommu_group if f.iommu_group is not None else -1,
         cdev=f"/dev/vfio/devices/{f.cdev}" if f.cdev else "", name=f.name,
-        sibling=kernel_sibling.bdf if kernel_sibling else "",
-        sibling_driver=(kernel_sibling.driver or "") if kernel_sibling else "",
+        sibling=sibling.bdf if sibling else "", sibling_driver=(sibling.driver or "") if sibling else "",
         totalvfs=f.sriov_totalvfs,
     )
-
-
-def _fits(topo: Topology, f: PciFunction, role: str) -> bool:
-    if f.driver != "vfio-pci" or f.iommu_group is None:
-        return False
-    if role == "vfio":
-        return True
-    if role == "isolated":
-        return not topo.siblings(f.bdf) and not f.is_pf
-    if role == "nonviable":
-        # Exactly one claimant, so a case can make the group viable by moving `sibling`.
-        return sum(1 for s in topo.siblings(f.bdf) if _claims_dma(s)) == 1
-    if role == "sriov-pf":
-        return f.sriov_totalvfs >= 2 and f.sriov_numvfs == 0
-    alone = not topo.siblings(f.bdf) and f.sriov_numvfs == 0
-    if role == "no-reset":
-        return alone and not f.reset_methods
-    if role == "resettable":
-        return alone and bool(f.reset_methods)
-    if role == "no-hot-reset":
-        return alone and not f.hot_reset_functions
-    return False
 
 
 def bind_roles(wanted: dict[str, str], topo: Topology,
                may_touch: Callable[[str], bool] = lambda bdf: True) -> dict[str, Role] | str:
     """Bind each role to a distinct function the backend lets cases use (with a
-    kernel-bound sibling, that sibling too); a string is the reason it can't be done."""
+    kernel-bound sibling, that sibling too); a string is the reason it can't be done.
+    An unknown role raises UnknownRole (harness.backends.roles), whatever the topology."""
+    for role in wanted.values():
+        roles.check(role)
     out: dict[str, Role] = {}
     used: set[str] = set()
     for name, role in wanted.items():
         f = next((f for f in sorted(topo.functions.values(), key=lambda f: f.bdf)
-                  if f.bdf not in used and _fits(topo, f, role) and may_touch(f.bdf)
+                  if f.bdf not in used and roles.fits(role, topo, f) and may_touch(f.bdf)
                   and all(may_touch(s.bdf) for s in topo.siblings(f.bdf))), None)
         if f is None:
             return f"no PCI function for role {name}: {role} (among those this run may use)"

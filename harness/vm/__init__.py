@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from ..backends.guest_layout import AGENT_PORT, PROFILES, GuestFunction, Profile
 from .console import Splat
-from .topology import AGENT_PORT, PROFILES, GuestFunction, Profile
 from .vm import AgentStartError, BootError, Vm, VmError, find_kernel
 
 __all__ = ["AGENT_PORT", "PROFILES", "AgentStartError", "BootError", "GuestFunction", "Profile", "Splat", "Vm",

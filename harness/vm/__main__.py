@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.base import Topology
+from ..backends.guest_layout import PROFILES
 from ..exitcodes import ENVIRONMENT, OK, ArgumentParser
 from ..model.topologies import vm_topology
 from . import observe
-from .topology import PROFILES
 from .vm import BootError, Vm, VmError, find_kernel
 
 
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.shell:
         options["shell"] = "1"
     if args.sriov is not None:
-        pf = next(f.bdf for f in PROFILES["viommu"].functions if f.role == "sriov-pf")
+        pf = PROFILES["viommu"].offering("sriov-pf").bdf
         options["sriov"] = f"{pf}:{args.sriov}"
     vm = Vm(accel=args.accel, boot_timeout=args.timeout, workdir=args.workdir, keep_workdir=True,
             wait_for="init" if args.no_agent else "agent", init_options=options, interactive=args.shell)

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .topology import AGENT_PORT, ROOT_TAG, VIRTIO_9P, VIRTIO_SERIAL, Profile
+from ..backends.guest_layout import AGENT_PORT, ROOT_TAG, VIRTIO_9P, VIRTIO_SERIAL, Profile
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 GUEST_INIT = Path(__file__).resolve().parent / "guest-init.sh"

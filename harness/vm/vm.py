@@ -29,10 +29,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..backends.guest_layout import profile as get_profile
 from ..kernel.series import KERNEL_ENV
 from . import console
 from .qemu import CHECKOUT, QEMU, LaunchConfig, qemu_command
-from .topology import profile as get_profile
 
 ACCEL_ENV = "VFIO_CONFORMANCE_ACCEL"        # auto (default), kvm, tcg
 

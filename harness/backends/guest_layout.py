@@ -1,11 +1,15 @@
 """The test VM's PCI layout, declared once.
 
 Each guest profile lists the PCI functions the launcher adds (at fixed guest
-addresses, so bind lists and case expectations are stable) and which of them
-guest-init binds to vfio-pci.  The QEMU command line (``harness.vm.qemu``), the
-kernel command line's bind list and the reference model's boot topology
-(``harness.model.topologies.vm_topology``, which may read this module: it
-imports nothing but the standard library) all come from here.
+addresses, so bind lists and case expectations are stable), the driver the guest
+kernel gives each, which IOMMU group each shares, which of them guest-init binds
+to vfio-pci, and the topology roles (harness.backends.roles) each is there to
+offer.  The QEMU command line (``harness.vm.qemu``), the kernel command line's
+bind list and the reference model's boot topology
+(``harness.model.topologies.vm_topology``, which adds its table of hardware
+facts per device kind) all come from here.  It lives among the backends, not in
+``harness.vm``, because the model reads it and may not import the VM
+(tests/test_layering.py); it imports only the role registry.
 
 Profiles (docs/measured.md):
 
@@ -16,7 +20,9 @@ Profiles (docs/measured.md):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from .roles import check
 
 # The virtio-serial port the guest agent serves on (/dev/virtio-ports/<name>).
 AGENT_PORT = "vfioconf.agent"
@@ -29,9 +35,15 @@ class GuestFunction:
     """One PCI function of the guest."""
 
     bdf: str
-    name: str
+    name: str                           # its device kind: the model keys its hardware facts by it
     vendor: int
     device: int
+    # The driver the guest kernel binds it to at boot (its own; guest-init then moves the
+    # `vfio` ones to vfio-pci); None: the kernel has no driver for it.
+    driver: str | None = None
+    # Functions with the same number share an IOMMU group (docs/measured.md).  The number
+    # is the model's; the guest's kernel numbers its groups in its own probe order.
+    group: int | None = None
     # The `-device` value that creates it; "" for the machine's built-in functions.
     qemu: str = ""
     # guest-init binds it to vfio-pci (driver_override + drivers_probe), in list order,
@@ -40,23 +52,32 @@ class GuestFunction:
     # guest-init clears its reset_method before binding (the QEMU 7.2 NVMe quirk:
     # an FLR through vfio-pci drops the VFs but leaves VF Enable set).
     clear_reset: bool = False
-    # What the function is there for (the runner's topology roles and their helpers).
-    role: str = ""
+    # The topology roles (harness.backends.roles) it is in the guest for: binding one of
+    # them alone picks this function (tests/test_roles.py checks it on the model).
+    roles: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for role in self.roles:
+            check(role)
 
 
 # Functions every q35 guest has without being asked (-nodefaults keeps these).
+# The ICH9 functions at 00:1f.* share one group; there is no lpc_ich driver in the test kernel.
+ICH9_LPC = GuestFunction("0000:00:1f.0", "ich9-lpc", 0x8086, 0x2918, group=3)
 Q35_BUILTIN = (
-    GuestFunction("0000:00:00.0", "q35-host-bridge", 0x8086, 0x29C0),
-    GuestFunction("0000:00:1f.0", "ich9-lpc", 0x8086, 0x2918),
-    GuestFunction("0000:00:1f.2", "ich9-ahci", 0x8086, 0x2922),
-    GuestFunction("0000:00:1f.3", "ich9-smbus", 0x8086, 0x2930),
+    GuestFunction("0000:00:00.0", "q35-host-bridge", 0x8086, 0x29C0, group=0),
+    ICH9_LPC,
+    GuestFunction("0000:00:1f.2", "ich9-ahci", 0x8086, 0x2922, driver="ahci", group=3),
+    GuestFunction("0000:00:1f.3", "ich9-smbus", 0x8086, 0x2930, driver="i801_smbus", group=3),
 )
 
 # The launcher's own devices: outside the range test functions use.
-VIRTIO_SERIAL = GuestFunction("0000:00:10.0", "virtio-serial", 0x1AF4, 0x1003,
+VIRTIO_SERIAL = GuestFunction("0000:00:10.0", "virtio-serial", 0x1AF4, 0x1003, driver="virtio-pci",
                               qemu="virtio-serial-pci,id=vser0,bus=pcie.0,addr=10.0")
-VIRTIO_9P = GuestFunction("0000:00:11.0", "virtio-9p", 0x1AF4, 0x1009,
+VIRTIO_9P = GuestFunction("0000:00:11.0", "virtio-9p", 0x1AF4, 0x1009, driver="virtio-pci",
                           qemu=f"virtio-9p-pci,fsdev=root,mount_tag={ROOT_TAG},bus=pcie.0,addr=11.0")
+
+LAUNCHER = (VIRTIO_SERIAL, VIRTIO_9P)
 
 NVME_SUBSYS = "nvme-subsys,id=s0"
 NVME_PF = (
@@ -65,27 +86,30 @@ NVME_PF = (
 )
 
 VIOMMU_FUNCTIONS = (
-    # An e1000 alone in its group.
-    GuestFunction("0000:00:02.0", "e1000", 0x8086, 0x100E, qemu="e1000,bus=pcie.0,addr=02.0",
-                  vfio=True, role="isolated"),
+    # An e1000 alone in its group, with no reset method and on the root bus.
+    GuestFunction("0000:00:02.0", "e1000", 0x8086, 0x100E, driver="e1000", group=1,
+                  qemu="e1000,bus=pcie.0,addr=02.0", vfio=True,
+                  roles=("isolated", "vfio", "no-reset", "no-hot-reset")),
     # The SR-IOV NVMe PF (VFs appear at 00:03.1-00:03.3 when sriov_numvfs is written).
-    GuestFunction("0000:00:03.0", "nvme", 0x1B36, 0x0010, qemu=NVME_PF, vfio=True, clear_reset=True,
-                  role="sriov-pf"),
+    # No function is `resettable` in the guest: guest-init clears this one's reset_method
+    # (the model, which keeps its FLR, binds the role to it).
+    GuestFunction("0000:00:03.0", "nvme", 0x1B36, 0x0010, driver="nvme", group=2, qemu=NVME_PF, vfio=True,
+                  clear_reset=True, roles=("sriov-pf",)),
     # A conventional PCI bridge with two e1000s behind it: devices behind it alias
     # to the bridge for DMA, so the three share one IOMMU group.  The first goes to
     # vfio-pci, the second stays on e1000: a non-viable group with exactly one
     # kernel-driver sibling.
-    GuestFunction("0000:00:04.0", "pci-bridge", 0x1B36, 0x0001,
-                  qemu="pci-bridge,id=br1,chassis_nr=1,bus=pcie.0,addr=04.0", role="bridge"),
-    GuestFunction("0000:01:01.0", "e1000", 0x8086, 0x100E, qemu="e1000,bus=br1,addr=01.0", vfio=True,
-                  role="nonviable"),
-    GuestFunction("0000:01:02.0", "e1000", 0x8086, 0x100E, qemu="e1000,bus=br1,addr=02.0",
-                  role="nonviable-sibling"),
+    GuestFunction("0000:00:04.0", "pci-bridge", 0x1B36, 0x0001, group=4,
+                  qemu="pci-bridge,id=br1,chassis_nr=1,bus=pcie.0,addr=04.0"),
+    GuestFunction("0000:01:01.0", "e1000", 0x8086, 0x100E, driver="e1000", group=4,
+                  qemu="e1000,bus=br1,addr=01.0", vfio=True, roles=("nonviable",)),
+    GuestFunction("0000:01:02.0", "e1000", 0x8086, 0x100E, driver="e1000", group=4,
+                  qemu="e1000,bus=br1,addr=02.0"),
 )
 
 # The ICH9 LPC bridge goes to vfio-pci too: its group holds ahci and i801_smbus
 # (two kernel-driver siblings, docs/measured.md), the group GET_STATUS reports not viable.
-_ICH9_LPC_VFIO = GuestFunction("0000:00:1f.0", "ich9-lpc", 0x8086, 0x2918, vfio=True, role="ich9-group")
+_ICH9_LPC_VFIO = replace(ICH9_LPC, vfio=True)
 
 
 @dataclass(frozen=True)
@@ -115,10 +139,21 @@ class Profile:
 
     def all_functions(self) -> tuple[GuestFunction, ...]:
         """Every function the guest should show at boot (without VFs), by address."""
-        fns = {f.bdf: f for f in (*Q35_BUILTIN, VIRTIO_SERIAL, VIRTIO_9P, *self.functions)}
+        fns = {f.bdf: f for f in (*Q35_BUILTIN, *LAUNCHER, *self.functions)}
         for f in self.builtin_vfio:
             fns[f.bdf] = f
         return tuple(fns[b] for b in sorted(fns))
+
+    def machine_functions(self) -> tuple[GuestFunction, ...]:
+        """The functions cases meet: all but the launcher's own, by address."""
+        return tuple(f for f in self.all_functions() if f not in LAUNCHER)
+
+    def offering(self, role: str) -> GuestFunction:
+        """The function declared to offer ``role``; KeyError when none is."""
+        fn = next((f for f in self.functions if role in f.roles), None)
+        if fn is None:
+            raise KeyError(f"no function of profile {self.name!r} offers role {role!r}")
+        return fn
 
 
 PROFILES: dict[str, Profile] = {
