@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import hypothesis.core
+import hypothesis
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from hypothesis.errors import Flaky
@@ -191,46 +191,41 @@ def fuzz(lockstep: Lockstep, profile: Profile, *, seed: int | None = None, durat
     Counted.__name__ = Counted.__qualname__ = machine.__name__
     start = time.monotonic()
     last_progress = start
-    # The round's seed goes where Hypothesis's own --hypothesis-seed option puts it: @seed and
-    # derandomize cannot reach the test run_state_machine_as_test builds.
-    saved_seed = hypothesis.core.global_force_seed
-    try:
-        while max_rounds is None or report.rounds < max_rounds:
-            if budget is not None and time.monotonic() - start >= budget:
-                break
-            round_seed = base + report.rounds
-            report.seeds.append(round_seed)
-            guard = ShrinkGuard(profile.shrink_seconds)
-            hypothesis.core.global_force_seed = round_seed  # type: ignore[assignment]  # as --hypothesis-seed does
-            try:
-                run_state_machine_as_test(Counted, settings=settings(
-                    max_examples=examples or profile.examples_per_round,
-                    stateful_step_count=profile.steps_per_sequence, deadline=None, database=db,
-                    derandomize=False, print_blob=False, report_multiple_bugs=False,
-                    phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink),
-                    suppress_health_check=list(HealthCheck)))
-            except (Divergence, _ShrinkBudgetSpent, Flaky) as e:
-                if isinstance(e, Flaky) and not guard.spent:
-                    raise
-                found = e if isinstance(e, Divergence) else guard.shortest
-                assert found is not None   # the guard stops only a run that diverged
-                steps, summary = minimise(lockstep, found.steps, found.summary, after_step)
-                f = Finding(summary, steps, round_seed)
-                if out_dir is not None:
-                    f.case = write_regression(out_dir, steps, summary, str(round_seed),
-                                              str(database_dir or default_database_dir()) if db else None,
-                                              kernel, mock_domains, lockstep.roles)
-                report.findings.append(f)
-                break
-            finally:
-                report.rounds += 1
-                report.steps = lockstep.steps_run - started
-                report.seconds = time.monotonic() - start
-            if time.monotonic() - last_progress >= 10 or max_rounds is not None:
-                progress(f"fuzz: round {report.rounds} (seed {round_seed}): {report.line()}")
-                last_progress = time.monotonic()
-    finally:
-        hypothesis.core.global_force_seed = saved_seed
+    while max_rounds is None or report.rounds < max_rounds:
+        if budget is not None and time.monotonic() - start >= budget:
+            break
+        round_seed = base + report.rounds
+        report.seeds.append(round_seed)
+        guard = ShrinkGuard(profile.shrink_seconds)
+        # @seed on the machine: run_state_machine_as_test copies it to the test it builds.
+        hypothesis.seed(round_seed)(Counted)
+        try:
+            run_state_machine_as_test(Counted, settings=settings(
+                max_examples=examples or profile.examples_per_round,
+                stateful_step_count=profile.steps_per_sequence, deadline=None, database=db,
+                derandomize=False, print_blob=False, report_multiple_bugs=False,
+                phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink),
+                suppress_health_check=list(HealthCheck)))
+        except (Divergence, _ShrinkBudgetSpent, Flaky) as e:
+            if isinstance(e, Flaky) and not guard.spent:
+                raise
+            found = e if isinstance(e, Divergence) else guard.shortest
+            assert found is not None   # the guard stops only a run that diverged
+            steps, summary = minimise(lockstep, found.steps, found.summary, after_step)
+            f = Finding(summary, steps, round_seed)
+            if out_dir is not None:
+                f.case = write_regression(out_dir, steps, summary, str(round_seed),
+                                          str(database_dir or default_database_dir()) if db else None,
+                                          kernel, mock_domains, lockstep.roles)
+            report.findings.append(f)
+            break
+        finally:
+            report.rounds += 1
+            report.steps = lockstep.steps_run - started
+            report.seconds = time.monotonic() - start
+        if time.monotonic() - last_progress >= 10 or max_rounds is not None:
+            progress(f"fuzz: round {report.rounds} (seed {round_seed}): {report.line()}")
+            last_progress = time.monotonic()
     report.steps = lockstep.steps_run - started
     report.seconds = time.monotonic() - start
     return report
