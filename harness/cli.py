@@ -15,6 +15,7 @@ from typing import Any
 from . import resources
 from .cli_compare import add_parser as compare_parser
 from .kernel.series import SERIES
+from .kernel.under_test import kernel_image as _kernel_image
 
 # What fault injection runs over unless told otherwise (the nightly fuzz profile too).
 FAULT_CASES = ["ioas/**", "device/**"]
@@ -335,24 +336,6 @@ def _faults(kernel: Path, accel: str | None, cases_dir: Path, patterns: list[str
         print(f"faults: PROBLEM {p}")
     print(f"faults: wrote {report_dir / 'faults.md'}", file=sys.stderr)
     return 1 if report.problems else 0
-
-
-def _kernel_image(arg: str | None, coverage: bool = False, series: str | None = None) -> Path | None:
-    """``--kernel``, else the series' kernel (kernel.build.select_kernel: its variable, else its
-    cached or freshly built test kernel; ``coverage``: the gcov build), printed to stderr with
-    its version; None, said why, if there is no image."""
-    from .kernel import build
-
-    try:
-        kernel, how = (Path(arg), "--kernel") if arg else build.select_kernel(series, coverage=coverage)
-    except build.KernelBuildError as e:
-        print(f"vfio-conformance: {e}", file=sys.stderr)
-        return None
-    if kernel is None or not kernel.is_file():
-        print(f"vfio-conformance: no kernel image at {kernel}", file=sys.stderr)
-        return None
-    print(f"vfio-conformance: kernel under test: {build.describe_kernel(kernel, how)}", file=sys.stderr)
-    return kernel
 
 
 def cmd_faults(args: argparse.Namespace) -> int:
