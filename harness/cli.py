@@ -8,12 +8,24 @@ import os
 import signal
 import sys
 import threading
+import traceback
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from . import resources
 from .cli_compare import add_parser as compare_parser
+from .exitcodes import (
+    ENVIRONMENT,
+    FAILED,
+    INTERNAL_ERROR,
+    INTERRUPTED,
+    NO_MATCH,
+    OK,
+    USAGE_ERROR,
+    ArgumentParser,
+    table,
+)
 from .kernel.series import SERIES
 from .kernel.under_test import kernel_image as _kernel_image
 
@@ -33,7 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cases, errors = Loader(_cases_dir(args)).load_all(args.cases)
     if not cases and not errors:
         print(f"vfio-conformance: no case matched --cases {args.cases!r} under {_cases_dir(args)}", file=sys.stderr)
-        return 5
+        return NO_MATCH
     report = Path(args.report)
     report.mkdir(parents=True, exist_ok=True)
     args.ktap_written = report / "results.ktap"
@@ -43,7 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     argv = [
         *resources.suite_argv(), "-p", "no:cacheprovider",
         f"--backend={args.backend}", f"--cases={args.cases}", f"--cases-dir={_cases_dir(args)}",
-        f"--report-dir={report}", "-q" if not args.verbose else "-v",
+        f"--report-dir={report}", {-1: "-qq", 0: "-q", 1: "-v"}[args.verbosity],
     ]
     if args.junit:
         argv.append(f"--report-junit={args.junit}")
@@ -58,6 +70,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             argv.append(f"--accel={args.accel}")
     if args.jobs:
         argv += ["-n", args.jobs]
+    if getattr(args, "case_timeout", None) is not None:
+        argv.append(f"--case-timeout={args.case_timeout!r}")
     if getattr(args, "record_verified", False):
         argv.append("--record-verified")
     return int(pytest.main(argv))
@@ -67,7 +81,7 @@ def cmd_vm(args: argparse.Namespace) -> int:
     """Boot the kernel under test in QEMU and run the corpus on it and on the model."""
     kernel = _kernel_image(args.kernel, series=args.series)
     if kernel is None:
-        return 2
+        return ENVIRONMENT
     args.vm_kernel = str(kernel)
     return cmd_run(args)
 
@@ -80,24 +94,30 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(e, file=sys.stderr)
     if not cases and not errors:
         print(f"vfio-conformance: no case matched --cases {args.cases!r} under {_cases_dir(args)}", file=sys.stderr)
-        return 5
+        return NO_MATCH
+    if args.verbosity > 0:
+        for c in cases:
+            print(f"ok {c.test_id} ({c.path}:{c.line})")
     per_area = Counter(c.area for c in cases)
     unverified = sum(1 for c in cases if not c.kernel_verified)
     print(f"{len(cases)} cases ({', '.join(f'{a} {n}' for a, n in sorted(per_area.items()))}); "
           f"{len(errors)} malformed files; {unverified} never run on a real kernel")
-    return 1 if errors else 0
+    return FAILED if errors else OK
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     from .cases.loader import Loader
 
     cases, errors = Loader(_cases_dir(args)).load_all(args.cases)
-    for c in cases:
+    for c in cases if args.verbosity >= 0 else []:
         verified = ",".join(c.verified_on) or "model only"
-        print(f"{c.test_id:60s} {c.area:12s} [{verified}] {c.purpose}")
+        print(f"{c.test_id:60s} {c.area:12s} [{verified}] {c.purpose}"
+              + (f"  ({c.path}:{c.line})" if args.verbosity > 0 else ""))
     for e in errors:
         print(e, file=sys.stderr)
-    return 1 if errors else 0
+    if args.verbosity < 0:
+        print(f"{len(cases)} cases; {len(errors)} malformed files")
+    return FAILED if errors else OK
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:
@@ -108,7 +128,7 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     series = list(SERIES) if args.series == "all" else [args.series]
     if args.ksrc and len(series) > 1:
         print("vfio-conformance: --ksrc is one series' tree: give --series too", file=sys.stderr)
-        return 2
+        return USAGE_ERROR
     cases, errors = Loader(_cases_dir(args)).load_all(args.cases)
     for e in errors:
         print(e, file=sys.stderr)
@@ -116,13 +136,17 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     report.mkdir(parents=True, exist_ok=True)
     for s in series:
         m = build_for(cases, s, Path(args.ksrc) if args.ksrc else None)
-        # One series: the table, as before; every series: each one's summary (the tables are in the files).
-        sys.stdout.write(text(m) if len(series) == 1 else "\n".join(summary(m)) + "\n\n")
+        # One series (or -v): the table; every series: each one's summary (the tables are in the files);
+        # -q: the summary's first line.
+        if args.verbosity < 0:
+            print(summary(m)[0])
+        else:
+            sys.stdout.write(text(m) if len(series) == 1 or args.verbosity > 0 else "\n".join(summary(m)) + "\n\n")
         md, js = report / f"coverage-{s}.md", report / f"coverage-{s}.json"
         md.write_text(markdown(m))
         js.write_text(dump_json(m))
         print(f"vfio-conformance: wrote {md} and {js}", file=sys.stderr)
-    return 1 if errors else 0
+    return FAILED if errors else OK
 
 
 def _version() -> str:
@@ -162,10 +186,10 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     if args.coverage and not args.vm:
         print("vfio-conformance: --coverage reads a gcov kernel's counters in the guest: give --vm too",
               file=sys.stderr)
-        return 2
+        return USAGE_ERROR
     kernel = _kernel_image(args.kernel, coverage=args.coverage, series=args.series) if args.vm else None
     if args.vm and kernel is None:
-        return 2
+        return ENVIRONMENT
     coverage = None
     if args.coverage and kernel is not None:
         from .kernel.gcov import CoverageError
@@ -174,7 +198,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             coverage = _CoverageRun(kernel)
         except CoverageError as e:
             print(f"vfio-conformance: {e}", file=sys.stderr)
-            return 2
+            return ENVIRONMENT
     machines = list(MACHINE_PROFILES) if args.machine == "all" else [args.machine]
     share = args.duration / len(machines) if args.duration else None
     code = 0
@@ -190,8 +214,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             except KeyboardInterrupt:   # while its target was set up
                 print("fuzz: interrupted", file=sys.stderr)
                 results.stopped(kind, "interrupted", f"interrupted while the {kind} machine's target was set up")
-                return 130
-            if code >= 2:
+                return INTERRUPTED
+            if code not in (OK, FAILED):
                 return code
     finally:
         for written in write_junit_and_ktap(results.all_outcomes(), Path(args.report), "fuzz",
@@ -202,7 +226,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     if kernel is not None and (args.faults if args.faults is not None else profile.name == "nightly"):
         # The nightly profile ends with fault injection over the corpus's IOAS and device cases.
         code = max(code, _faults(kernel, args.accel, resources.cases_dir(), FAULT_CASES, 400,
-                                 Path(args.report)))
+                                 Path(args.report), _progress(args)))
     return code
 
 
@@ -254,9 +278,10 @@ def _fuzz_one(args: argparse.Namespace, kind: str, kernel: Path | None, profile:
     except (OSError, RuntimeError) as e:
         print(f"vfio-conformance: cannot set up the fuzz target: {e}", file=sys.stderr)
         results.stopped(kind, "refused", f"cannot set up the fuzz target: {e}")
-        return 2
-    print(f"fuzz: the {kind} machine, {profile.name} profile, on {target.kernel} vs the model"
-          + (f", {duration:.0f} s" if duration else ""), file=sys.stderr)
+        return ENVIRONMENT
+    progress = _progress(args)
+    progress(f"fuzz: the {kind} machine, {profile.name} profile, on {target.kernel} vs the model"
+             + (f", {duration:.0f} s" if duration else ""))
     try:
         if coverage is not None:
             coverage.start(target.lockstep.backends[0])
@@ -264,21 +289,21 @@ def _fuzz_one(args: argparse.Namespace, kind: str, kernel: Path | None, profile:
                       out_dir=Path(args.out or resources.regressions_dir()),
                       database_dir=Path(args.db) if args.db else None,
                       kernel=target.kernel, mock_domains=target.mock_domains, after_step=target.after_step,
-                      progress=lambda line: print(line, file=sys.stderr), machine_kind=kind)
+                      progress=progress, machine_kind=kind)
         if coverage is not None:
             coverage.collect(target.lockstep.backends[0], kind)
     except KeyboardInterrupt:
         print("fuzz: interrupted", file=sys.stderr)
         results.stopped(kind, "interrupted", f"interrupted while the {kind} machine ran")
-        return 130
+        return INTERRUPTED
     except RuntimeError as e:   # no function for a topology role the machine needs
         print(f"fuzz: the {kind} machine cannot run on {target.kernel}: {e}"
               + ("; skipped" if args.machine == "all" else ""), file=sys.stderr)
         if args.machine == "all":
             results.skipped(kind, f"cannot run on {target.kernel}: {e}")
-            return 0
+            return OK
         results.stopped(kind, "refused", f"the {kind} machine cannot run on {target.kernel}: {e}")
-        return 2
+        return ENVIRONMENT
     finally:
         target.close()
     results.finished(kind, report, target.kernel)
@@ -286,12 +311,23 @@ def _fuzz_one(args: argparse.Namespace, kind: str, kernel: Path | None, profile:
           f"..{report.seeds[-1] if report.seeds else '-'}")
     for f in report.findings:
         print(f"fuzz: divergence (seed {f.seed}, {len(f.steps)} steps): {f.summary}")
+        if args.verbosity > 0:
+            for i, step in enumerate(f.steps, 1):
+                print(f"fuzz:   {i:2d}. {step.get('ioctl', step)}")
         if f.case:
             print(f"fuzz: wrote {f.case}; re-run it with: vfio-conformance vm --cases 'regressions/{f.case.name}'")
-    return 1 if report.findings else 0
+    return FAILED if report.findings else OK
 
 
-def _faults(kernel: Path, accel: str | None, cases_dir: Path, patterns: list[str], limit: int, report_dir: Path) -> int:
+def _progress(args: argparse.Namespace) -> Any:
+    """Where progress lines go: stderr, or nowhere with -q."""
+    if args.verbosity < 0:
+        return lambda line: None
+    return lambda line: print(line, file=sys.stderr)
+
+
+def _faults(kernel: Path, accel: str | None, cases_dir: Path, patterns: list[str], limit: int, report_dir: Path,
+            progress: Any) -> int:
     from .cases.loader import Loader
     from .fuzz.faults import FaultReport, run_faults
     from .fuzz.outcomes import fault_outcomes
@@ -316,7 +352,7 @@ def _faults(kernel: Path, accel: str | None, cases_dir: Path, patterns: list[str
 
     report, state = FaultReport(), RunState(planned=len(cases))
     try:
-        run_faults(cases, kernel_for, limit=limit, progress=lambda line: print(line, file=sys.stderr),
+        run_faults(cases, kernel_for, limit=limit, progress=progress,
                    lost=lost, into=report)
     except KeyboardInterrupt:
         print("faults: interrupted", file=sys.stderr)
@@ -329,23 +365,23 @@ def _faults(kernel: Path, accel: str | None, cases_dir: Path, patterns: list[str
         for written in write_junit_and_ktap(fault_outcomes(cases, report, state), report_dir, "faults", state):
             print(f"faults: wrote {written}", file=sys.stderr)
     if state.stopped_early:
-        return 130 if state.how == "interrupted" else 2
+        return INTERRUPTED if state.how == "interrupted" else ENVIRONMENT
     (report_dir / "faults.md").write_text(report.markdown())
     print(f"faults: {report.summary()}")
     for p in report.problems:
         print(f"faults: PROBLEM {p}")
     print(f"faults: wrote {report_dir / 'faults.md'}", file=sys.stderr)
-    return 1 if report.problems else 0
+    return FAILED if report.problems else OK
 
 
 def cmd_faults(args: argparse.Namespace) -> int:
     """Fault injection (fail-nth) over corpus cases on the kernel in the test VM."""
     kernel = _kernel_image(args.kernel, series=args.series)
     if kernel is None:
-        return 2
+        return ENVIRONMENT
     args.ktap_written = Path(args.report) / "faults.ktap"
     return _faults(kernel, args.accel, _cases_dir(args), args.cases or FAULT_CASES, args.limit,
-                   Path(args.report))
+                   Path(args.report), _progress(args))
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -354,13 +390,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
     path = Path(args.state_file) if args.state_file else default_state_file()
     if not path.exists():
         print(f"vfio-conformance: nothing to restore ({path} does not exist)")
-        return 0
+        return OK
     failures = restore_from_state_file(path)
     for f in failures:
         print(f"vfio-conformance: could not restore: {f}", file=sys.stderr)
     if not failures:
         print(f"vfio-conformance: restored every driver binding and SR-IOV setting recorded in {path}")
-    return 1 if failures else 0
+    return ENVIRONMENT if failures else OK
 
 
 def cmd_kernel_build(args: argparse.Namespace) -> int:
@@ -374,15 +410,15 @@ def cmd_kernel_build(args: argparse.Namespace) -> int:
             if image is None:
                 print("vfio-conformance: no cached kernel for these inputs (run without --print-path to build)",
                       file=sys.stderr)
-                return 1
+                return NO_MATCH
         else:
             image = build.ensure_kernel(source, args.jobs, args.force, fragment=fragment, coverage=args.coverage,
                                         series=args.series)
     except build.KernelBuildError as e:
         print(f"vfio-conformance: {e}", file=sys.stderr)
-        return 1
+        return ENVIRONMENT
     print(image)
-    return 0
+    return OK
 
 
 def _kernel_options(sp: argparse.ArgumentParser, kernel_help: str) -> None:
@@ -397,12 +433,27 @@ def _ktap_option(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--ktap", default=None, metavar="PATH",
                     help="also write the KTAP report to PATH; '-': print it on stdout, like a kselftest, "
                          "and everything else on stderr")
+class _Command(ArgumentParser):
+    """A subcommand: each has -q and -v, with one meaning everywhere."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        loud = self.add_mutually_exclusive_group()
+        loud.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1, default=0,
+                          help="only errors and the summary line")
+        loud.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=1,
+                          help="more detail: a line per case, the steps of a divergence")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vfio-conformance", description=__doc__)
+    from .runner.deadline import DEFAULT_KERNEL_TIMEOUT, DEFAULT_MODEL_TIMEOUT, case_timeout
+
+    timeout_help = (f"a case running longer on a backend fails, naming its step (default {DEFAULT_MODEL_TIMEOUT:g} "
+                    f"on the model, {DEFAULT_KERNEL_TIMEOUT:g} with a kernel; 0: no limit)")
+    p = ArgumentParser(prog="vfio-conformance", description=__doc__, epilog=table(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Command)
 
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--cases", default="**/*.yaml", help="glob of case files under the cases folder")
@@ -421,7 +472,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--target", default=None, metavar="ssh://[user@]host[:port]/checkout",
                    help="run the kernel side on that host through the agent (default: this host)")
     r.add_argument("-n", "--jobs", type=_jobs, default=None, help="parallel workers (pytest-xdist), e.g. auto")
-    r.add_argument("-v", "--verbose", action="store_true")
+    r.add_argument("--case-timeout", type=case_timeout, default=None, metavar="SECONDS", help=timeout_help)
     r.add_argument("--record-verified", action="store_true",
                    help="with --backend both: add the kernel's release to verified_on of every case file that "
                         "passed on it")
@@ -437,7 +488,7 @@ def parser() -> argparse.ArgumentParser:
     _ktap_option(vm)
     vm.add_argument("--report", default="reports", help="folder for the reports (default reports/)")
     vm.add_argument("-n", "--jobs", type=_jobs, default=None, help="parallel workers, each with its own guests")
-    vm.add_argument("-v", "--verbose", action="store_true")
+    vm.add_argument("--case-timeout", type=case_timeout, default=None, metavar="SECONDS", help=timeout_help)
     vm.add_argument("--record-verified", action="store_true",
                     help="add the kernel's release to verified_on of every case file that passed on it")
     vm.set_defaults(func=cmd_vm, device=[])
@@ -524,7 +575,7 @@ def parser() -> argparse.ArgumentParser:
     kb.add_argument("--coverage", action="store_true",
                     help="gcov for drivers/iommu/iommufd, drivers/vfio, drivers/vfio/pci (a separate kernel)")
     kb.add_argument("--print-path", action="store_true",
-                    help="print the cached bzImage's path, or exit 1; never build")
+                    help="print the cached bzImage's path, or exit 5; never build")
     kb.add_argument("--force", action="store_true", help="rebuild even when cached")
     kb.set_defaults(func=cmd_kernel_build)
     return p
@@ -557,7 +608,14 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except BrokenPipeError:  # `vfio-conformance list | head`
         sys.stderr.close()
-        return 0
+        return OK
+    except KeyboardInterrupt:
+        print("vfio-conformance: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except Exception:   # Python's own 1 would read as "a case failed"
+        traceback.print_exc()
+        print("vfio-conformance: internal error (a bug in the harness)", file=sys.stderr)
+        return INTERNAL_ERROR
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ model of its release (runner/target.py), and the kernel traces are compared step
 (runner/compare.py); then a fixed set of fuzz seeds runs both state machines on the two
 kernels and the two models in lockstep (fuzz/lockstep.py: PredictedLockstep), each
 unexplained difference shrunk to a regression case.  Exit 0: every change is expected;
-1: an unexpected change (or a fuzz finding); 2: a kernel could not be had or booted.
+1: an unexpected change (or a fuzz finding); 6: a kernel could not be had or booted (the
+other codes as for every command: vfio-conformance --help).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import resources
+from .exitcodes import ENVIRONMENT, FAILED, INTERRUPTED, NO_MATCH, OK, USAGE_ERROR
 from .kernel import build
 from .kernel.series import SERIES
 from .kernel.under_test import kernel_image
@@ -76,6 +78,11 @@ def _kernels(args: argparse.Namespace) -> tuple[str, str] | None:
     if not args.baseline or not args.candidate:
         print("compare: give --baseline and --candidate (or --series twice)", file=sys.stderr)
         return None
+    for spec in (args.baseline, args.candidate):
+        if not Path(spec).exists() and spec not in SERIES:
+            print(f"compare: {spec!r} is neither a bzImage, a source tree nor a series ({', '.join(SERIES)})",
+                  file=sys.stderr)
+            return None
     return args.baseline, args.candidate
 
 
@@ -88,33 +95,37 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     specs = _kernels(args)
     if specs is None:
-        return 2
+        return USAGE_ERROR
     images = [resolve(s) for s in specs]
     if None in images:
-        return 2
+        return ENVIRONMENT
     cases_dir = Path(args.cases_dir) if args.cases_dir else resources.cases_dir()
     cases, errors = Loader(cases_dir).load_all(args.cases)
     for e in errors:
         print(e, file=sys.stderr)
     if not cases:
         print(f"compare: no case matched --cases {args.cases!r} under {cases_dir}", file=sys.stderr)
-        return 2
+        return NO_MATCH
     targets = [KernelTarget(image, args.accel) for image in images]  # type: ignore[arg-type]
     report_dir = Path(args.report)
+
+    def progress(line: str) -> None:
+        if args.verbosity >= 0:
+            print(line, file=sys.stderr)
 
     def pair_for(case: Any) -> Any:
         guests = [t.guest(profile_for(case)) for t in targets]
         return tuple((g.kernel, g.model) for g in guests)
 
     try:
-        report = compare(cases, pair_for, progress=lambda line: print(line, file=sys.stderr))
-        findings = _fuzz(args, targets, report_dir)
+        report = compare(cases, pair_for, progress=progress)
+        findings = _fuzz(args, targets, report_dir, progress)
     except VmError as e:
         print(f"compare: a guest did not come up: {e}", file=sys.stderr)
-        return 2
+        return ENVIRONMENT
     except KeyboardInterrupt:
         print("compare: interrupted; no report written", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     finally:
         for t in targets:
             t.close()
@@ -126,10 +137,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"compare: UNEXPECTED (fuzz, seed {f.seed}): {f.summary}; regression case {f.case}")
     for p in paths:
         print(f"compare: wrote {p}", file=sys.stderr)
-    return 1 if report.unexpected or findings or report.errors else 0
+    return FAILED if report.unexpected or findings or report.errors else OK
 
 
-def _fuzz(args: argparse.Namespace, targets: list[Any], report_dir: Path) -> list[Any]:
+def _fuzz(args: argparse.Namespace, targets: list[Any], report_dir: Path, progress: Any) -> list[Any]:
     """Each machine, each seed, on the two kernels and the two models in lockstep."""
     from .fuzz import MACHINE_PROFILES, PROFILES, fuzz
     from .fuzz.lockstep import PredictedLockstep
@@ -148,7 +159,7 @@ def _fuzz(args: argparse.Namespace, targets: list[Any], report_dir: Path) -> lis
                           out_dir=report_dir / "regressions", kernel=releases,
                           mock_domains=guests[0].model.facts().mock_domains, after_step=trouble,
                           progress=lambda _: None, machine_kind=kind)
-            print(f"compare: fuzz {kind} seed {seed} on {releases}: {report.line()}, "
-                  f"{len(lockstep.expected)} expected changes met", file=sys.stderr)
+            progress(f"compare: fuzz {kind} seed {seed} on {releases}: {report.line()}, "
+                     f"{len(lockstep.expected)} expected changes met")
             findings += report.findings
     return findings

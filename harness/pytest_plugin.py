@@ -20,6 +20,8 @@ import pytest
 from . import resources
 from .cases.loader import Loader
 from .cases.model import Case, CaseError
+from .exitcodes import ENVIRONMENT, USAGE_ERROR
+from .runner.deadline import DEFAULT_KERNEL_TIMEOUT, DEFAULT_MODEL_TIMEOUT, case_timeout
 from .runner.outcome import CaseOutcome, malformed_outcome, unfinished
 from .runner.session import BACKENDS, make_backends, run_case
 from .runner.target import TargetUnusable
@@ -50,9 +52,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--model-kernel", default=None, metavar="RELEASE",
                 help="with --backend model: the kernel release the model mirrors (e.g. 7.2.13; default 6.12.117)")
     g.addoption("--accel", choices=("auto", "kvm", "tcg"), default=None, help="QEMU accelerator (default: auto)")
+    g.addoption("--case-timeout", type=case_timeout, default=None, metavar="SECONDS",
+                help=f"a case that runs longer on a backend fails, naming its step (default: "
+                     f"{DEFAULT_MODEL_TIMEOUT:g} on the model, {DEFAULT_KERNEL_TIMEOUT:g} with a kernel; 0: no limit)")
     g.addoption("--record-verified", action="store_true",
                 help="add the kernel release to verified_on of every case file whose cases all passed on "
                      "kernel and model")
+
+
+def timeout_of(config: pytest.Config) -> float | None:
+    """The limit per case and backend this run has (None: none)."""
+    value = config.getoption("--case-timeout")
+    if value is None:
+        model_only = config.getoption("--backend") == "model" and not config.getoption("--vm-kernel")
+        return DEFAULT_MODEL_TIMEOUT if model_only else DEFAULT_KERNEL_TIMEOUT
+    return float(value) or None
 
 
 def cases_root(config: pytest.Config) -> Path:
@@ -83,11 +97,11 @@ def conformance_backends(request: pytest.FixtureRequest) -> Any:
     backend = cfg.getoption("--backend")
     if cfg.getoption("--vm-kernel"):
         if backend == "model":
-            pytest.exit("--vm-kernel needs --backend both or kernel", returncode=4)
+            pytest.exit("--vm-kernel needs --backend both or kernel", returncode=USAGE_ERROR)
         from .runner.vmtarget import VmTarget
 
         target = VmTarget(Path(cfg.getoption("--vm-kernel")), backend, cfg.getoption("--accel"),
-                          Path(str(cfg.rootpath)))
+                          Path(str(cfg.rootpath)), timeout_of(cfg))
         yield target
         target.close()
         return
@@ -95,7 +109,7 @@ def conformance_backends(request: pytest.FixtureRequest) -> Any:
         yield make_backends(backend, tuple(cfg.getoption("--device")), cfg.getoption("--target"),
                             cfg.getoption("--model-kernel"))
     except (OSError, RuntimeError, ValueError) as e:
-        pytest.exit(f"cannot set up the {backend} backend: {e}", returncode=3)
+        pytest.exit(f"cannot set up the {backend} backend: {e}", returncode=ENVIRONMENT)
 
 
 def run_one(case: Case | CaseError, backends: Any, item: pytest.Item) -> None:
@@ -106,9 +120,9 @@ def run_one(case: Case | CaseError, backends: Any, item: pytest.Item) -> None:
         if hasattr(backends, "run"):  # a VmTarget picks the guest and watches its console
             outcome = backends.run(case)
         else:
-            outcome = run_case(case, backends, Path(str(item.config.rootpath)))
+            outcome = run_case(case, backends, Path(str(item.config.rootpath)), timeout_of(item.config))
     except TargetUnusable as e:
-        pytest.exit(f"cannot set up the kernel target: {e}", returncode=3)
+        pytest.exit(f"cannot set up the kernel target: {e}", returncode=ENVIRONMENT)
     except Exception as e:
         # A harness or model bug: the case is an error in every report, not missing from them;
         # pytest shows the traceback.
@@ -146,6 +160,16 @@ def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> N
 
 def pytest_internalerror(excrepr: Any, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
     _stopped.append(excinfo.value)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Corpus cases run in guests are ``vm``, on any kernel ``kernel`` (so -m "not vm" works)."""
+    marks = ([pytest.mark.vm] if config.getoption("--vm-kernel") else []) + (
+        [pytest.mark.kernel] if config.getoption("--backend") in ("kernel", "both") else [])
+    for item in items:
+        if "case" in getattr(item, "fixturenames", ()):
+            for mark in marks:
+                item.add_marker(mark)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -10,6 +10,7 @@ import pytest
 from junitparser import JUnitXml
 
 from harness.cases.loader import Loader
+from harness.exitcodes import INTERRUPTED, USAGE_ERROR
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,7 +77,7 @@ def test_ssh_target_becomes_an_agent_command() -> None:
 
 
 def test_sigterm_ends_a_long_run() -> None:
-    """Like Ctrl-C (exit 130, "interrupted"), or, where the unwinding is stuck, hard after 20 s (143)."""
+    """Like Ctrl-C (exit 2, "interrupted"), or, where the unwinding is stuck, hard after 20 s (143)."""
     import signal
     import subprocess
     import sys
@@ -91,12 +92,12 @@ def test_sigterm_ends_a_long_run() -> None:
         _, err = p.communicate(timeout=60)
     finally:
         p.kill()
-    assert (p.returncode == 130 and "fuzz: interrupted" in err) or p.returncode == 143, (p.returncode, err)
+    assert (p.returncode == INTERRUPTED and "fuzz: interrupted" in err) or p.returncode == 143, (p.returncode, err)
 
 
 def test_fuzz_coverage_needs_a_vm_and_says_so() -> None:
     p = run_cli("fuzz", "--coverage")
-    assert p.returncode == 2 and "--vm" in p.stderr and "gcov" in p.stderr
+    assert p.returncode == USAGE_ERROR and "--vm" in p.stderr and "gcov" in p.stderr
 
 
 def test_fuzz_on_the_model_runs_each_machine(tmp_path: Path) -> None:
@@ -112,7 +113,7 @@ def test_version_and_refused_arguments() -> None:
     for argv in (["fuzz", "--duration=nan"], ["fuzz", "--duration=inf"], ["fuzz", "--duration=-5m"],
                  ["fuzz", "--duration=0"], ["run", "--jobs", "0"], ["run", "--jobs=-1"]):
         proc = run_cli(*argv)
-        assert proc.returncode == 2 and "error: argument" in proc.stderr, (argv, proc.stderr)
+        assert proc.returncode == USAGE_ERROR and "error: argument" in proc.stderr, (argv, proc.stderr)
 
 
 def test_validate_with_no_matching_case_is_not_a_success() -> None:

@@ -33,7 +33,8 @@ def test_a_crashed_case_is_an_error_in_every_report(tmp_path: Path) -> None:
                            "-p", "no:cacheprovider", "--report-dir", str(report), "-q",
                            "--cases-dir", str(ROOT / "cases"), "--cases", "ioas/allow-iovas-*"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})  # this checkout's harness
+                          # this checkout's harness, and only through -p (not also the installed entry point)
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
     assert proc.returncode == 1, proc.stdout + proc.stderr
     ktap = (report / "results.ktap").read_text()
     junit = (report / "results.xml").read_text()

@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TOP = ("harness", "cases", "tests", "docs", "conformance", "benchmarks", ".ci")
 # A path under one of the project's top folders; not part of a longer path or word.
 PATH = re.compile(r"(?<![\w./-])((?:" + "|".join(re.escape(t) for t in TOP) + r")/[\w./*-]*[\w*])")
-# Folders a run or a build writes into (fuzz regressions in a checkout, reports, the data a
-# wheel carries): named before they exist.
+# Folders a run or a build writes (fuzz regressions in a checkout, reports, the wheel's copy of the
+# corpus): named before they exist.
 OUTPUTS = ("cases/regressions", "reports", "harness/_data")
 # A relative Markdown link: [text](target) or [text](target#anchor).
 LINK = re.compile(r"\]\(([^)#\s:]+)(?:#[^)]*)?\)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from harness.cases.loader import Loader
 from harness.fuzz import MACHINE_PROFILES, MACHINES, PROFILES, Lockstep, MachineKind, UnknownMachine, fuzz, make_machine
 from harness.fuzz.machine import register
 from harness.fuzz.regression import regression_id, write_regression
+from harness.fuzz.run import replay
 from harness.fuzz.vfio_rules import ROLES, VfioMachine
 from harness.model.backend import ModelBackend
 from harness.runner.session import run_case
@@ -105,3 +107,20 @@ def test_a_regression_case_has_a_stable_name(tmp_path: Path) -> None:
     assert a == b and a.name == regression_id(steps).removeprefix("regressions-") + ".yaml"
     _cases, errors = Loader(tmp_path.parent).load_all(f"{tmp_path.name}/*.yaml")
     assert errors and "area" in str(errors[0])   # the area must be the folder: regressions/ only
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("planted_bug")
+def test_shrinking_ends_when_its_time_is_spent_and_the_shortest_divergence_is_kept(tmp_path: Path) -> None:
+    def run(shrink_seconds: float) -> Any:
+        profile = dataclasses.replace(PROFILES["ci"], shrink_seconds=shrink_seconds)
+        return fuzz(Lockstep([ModelBackend(), PlantedModel()]), profile, seed=10, progress=lambda _: None)
+
+    unbounded, spent = run(60), run(0)
+    # No time to shrink: not one more sequence after the first divergence, which Hypothesis
+    # would have spent shrinking; the divergence is still reported, minimised by replay.
+    assert spent.sequences < unbounded.sequences
+    assert len(spent.findings) == 1 and "errno" in spent.findings[0].summary
+    steps = spent.findings[0].steps
+    found = replay(Lockstep([ModelBackend(), PlantedModel()]), steps)
+    assert found is not None and found[0] == len(steps) - 1

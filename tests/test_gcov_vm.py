@@ -23,8 +23,9 @@ ENV = "VFIO_CONFORMANCE_COVERAGE_KERNEL"
 KERNEL = Path(os.environ[ENV]) if os.environ.get(ENV) else cached_kernel(coverage=True)
 if os.environ.get(ENV) and not (KERNEL and KERNEL.is_file()):
     raise RuntimeError(f"{ENV} is set but names no kernel image")
-pytestmark = pytest.mark.skipif(KERNEL is None or shutil.which("qemu-system-x86_64") is None,
-                                reason="needs the --coverage test kernel and qemu-system-x86_64")
+pytestmark = [pytest.mark.vm, pytest.mark.slow,
+              pytest.mark.skipif(KERNEL is None or shutil.which("qemu-system-x86_64") is None,
+                                reason="needs the --coverage test kernel and qemu-system-x86_64")]
 
 
 def _function_lines(source: Path, name: str) -> range:

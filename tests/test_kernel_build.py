@@ -21,6 +21,7 @@ import pytest
 
 from harness import cli
 from harness.cache_root import CACHE_ENV
+from harness.exitcodes import ENVIRONMENT, NO_MATCH
 from harness.kernel import apt, build, kconfig, make, source
 from harness.kernel import cache as kcache
 from harness.kernel import series as ks
@@ -313,6 +314,7 @@ def test_shipped_fragment_requests_each_symbol_once() -> None:
     assert kconfig.parse_config(kconfig.FRAGMENT.read_text())["CONFIG_IOMMUFD"] == "y"
 
 
+@pytest.mark.kernel
 def test_shipped_fragment_names_only_symbols_of_the_tree() -> None:
     src = os.environ.get("VFIO_CONFORMANCE_KSRC")
     if not src or not (Path(src) / "Kconfig").is_file():
@@ -401,7 +403,7 @@ def test_unfinished_failed_or_wrong_build_directories_are_not_adopted(
 
 def test_cli_print_path_exit_codes(tree: Path, cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["kernel", "build", "--print-path", "--source", str(tree)]
-    assert cli.main(argv) == 1
+    assert cli.main(argv) == NO_MATCH
     out, err = capsys.readouterr()
     assert out == "" and "no cached kernel" in err
     keys = kcache.compute_keys(source.tree_version(tree), kconfig.fragment_bytes(), tree)
@@ -413,12 +415,12 @@ def test_cli_print_path_exit_codes(tree: Path, cache: Path, capsys: pytest.Captu
 def test_cli_print_path_without_debian_source(monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(source, "debian_version", lambda series=None, tarball=None: None)
-    assert cli.main(["kernel", "build", "--print-path"]) == 1
+    assert cli.main(["kernel", "build", "--print-path"]) == NO_MATCH
     assert capsys.readouterr().out == ""
 
 
 def test_cli_reports_errors_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["kernel", "build", "--source", str(tmp_path)]) == 1
+    assert cli.main(["kernel", "build", "--source", str(tmp_path)]) == ENVIRONMENT
     out, err = capsys.readouterr()
     assert out == "" and "not a Linux source tree" in err
 

@@ -23,6 +23,7 @@ from kernel_source import unavailable
 
 from harness import cli
 from harness.cache_root import CACHE_ENV
+from harness.exitcodes import USAGE_ERROR
 from harness.kernel import build, kconfig, source
 from harness.kernel import cache as kcache
 from harness.kernel import series as ks
@@ -78,7 +79,7 @@ def test_cli_offers_exactly_the_table() -> None:
 def test_cli_rejects_two_choices_of_kernel_or_an_unknown_series(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as e:
         cli.parser().parse_args(argv)
-    assert e.value.code == 2
+    assert e.value.code == USAGE_ERROR
 
 
 # --------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from pathlib import Path
 import xmlschema
 
 from harness.cases.loader import Loader
+from harness.exitcodes import ENVIRONMENT
 from harness.fuzz.faults import FaultReport, StepFaults
 from harness.fuzz.outcomes import FuzzResults, fault_outcomes
 from harness.fuzz.run import Finding, FuzzReport
@@ -144,7 +145,7 @@ def test_a_refused_run_says_why_in_every_report(tmp_path: Path) -> None:
     want = planned("ioas/allow-iovas-*")
     proc = cli("run", "--cases", "ioas/allow-iovas-*", "--backend", "both", "--target",
                "ssh://nosuchhost.invalid/x", "--report", str(report), "--ktap", "-", timeout=120)
-    assert proc.returncode == 3, proc.stderr
+    assert proc.returncode == ENVIRONMENT, proc.stderr
     bail = re.search(r"^Bail out! (cannot set up the both backend: .+)$", proc.stdout, re.M)
     assert bail, proc.stdout
     results = ktap_cases(proc.stdout)

@@ -37,6 +37,8 @@ def needed(series: str) -> tuple[str, ...]:
     handlers = sorted({io.handler.split(":")[0] for io in uapi.for_series(series).IOCTLS.values() if io.handler})
     return tuple(dict.fromkeys((*source.UAPI_HEADERS, IOMMUFD_MAIN, SELFTEST, *handlers)))
 
+pytestmark = pytest.mark.kernel   # the kernel's uAPI headers and sources, compiled
+
 
 @pytest.fixture(scope="module", params=uapi.SERIES)
 def series(request: pytest.FixtureRequest) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from harness.cases.loader import Loader
+from harness.exitcodes import ENVIRONMENT
 from harness.vm import find_kernel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,7 +75,7 @@ def test_an_agent_that_cannot_start_stops_the_run_after_one_guest(tmp_path: Path
                           env=environment(VFIO_CONFORMANCE_GUEST_PYTHON="/nonexistent/python3"),
                           capture_output=True, text=True, timeout=1200)
     out = done.stdout + done.stderr
-    assert done.returncode == 3, out[-4000:]
+    assert done.returncode == ENVIRONMENT, out[-4000:]
     assert "cannot set up the kernel target" in out and "agent could not start" in out
     assert "exited with status 127 before it said hello (python /nonexistent/python3" in out
     # The guest's console excerpt, of one boot.

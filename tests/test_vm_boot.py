@@ -22,8 +22,9 @@ from harness.vm.topology import PROFILES
 KERNEL = find_kernel()
 # build.json's kernelversion beside a cached build, else the bzImage's own version string.
 VERSION = image_version(KERNEL) if KERNEL is not None else None
-pytestmark = pytest.mark.skipif(KERNEL is None or shutil.which("qemu-system-x86_64") is None,
-                                reason="needs a test kernel bzImage and qemu-system-x86_64")
+pytestmark = [pytest.mark.vm, pytest.mark.slow,
+              pytest.mark.skipif(KERNEL is None or shutil.which("qemu-system-x86_64") is None,
+                                reason="needs a test kernel bzImage and qemu-system-x86_64")]
 
 ROLES = {f.role: f.bdf for f in PROFILES["viommu"].functions}
 PF = ROLES["sriov-pf"]

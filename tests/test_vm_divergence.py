@@ -24,8 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 KERNEL = find_kernel()
 if os.environ.get("VFIO_CONFORMANCE_KERNEL") and KERNEL is None:
     raise RuntimeError("VFIO_CONFORMANCE_KERNEL is set but names no kernel image")
-pytestmark = pytest.mark.skipif(KERNEL is None or shutil.which("qemu-system-x86_64") is None,
-                                reason="needs a test kernel bzImage and qemu-system-x86_64")
+pytestmark = [pytest.mark.vm, pytest.mark.slow,
+              pytest.mark.skipif(KERNEL is None or shutil.which("qemu-system-x86_64") is None,
+                                reason="needs a test kernel bzImage and qemu-system-x86_64")]
 
 CASE = "viability-nonviable-set-container-eperm"
 

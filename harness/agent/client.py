@@ -273,6 +273,7 @@ class AgentBackend(Backend):
     ``spawn()``, ``connect()`` or ``from_fds()``."""
 
     name = "kernel"
+    interruptible = False   # it has its own limit per request (AgentTimeout)
 
     def __init__(self, channel: _Channel, *, request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
                  hello_timeout: float | None = None, process: subprocess.Popen[bytes] | None = None):

@@ -157,6 +157,10 @@ class IommuHw:
 MEMFD_NAME = "vfio-conformance"
 
 
+# The most bytes one read(2) of a step returns: a longer read is cut to this, on every backend.
+MAX_READ = 1 << 24
+
+
 def valid_align(align: int) -> bool:
     """An ``align`` mmap() takes: 0 (none), or a power of two of at least a page."""
     return align == 0 or (align >= 4096 and not align & (align - 1))
@@ -166,6 +170,9 @@ class Backend(ABC):
     """One target.  File descriptors and addresses are the target's own numbers."""
 
     name: str = "?"
+    # Whether a signal may cut one of its operations short (a case's time limit) and leave it
+    # usable after reset(): not over an agent's channel, where a reply would come after it.
+    interruptible: bool = True
 
     @abstractmethod
     def facts(self) -> Facts: ...

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..uapi.vfio import VFIO_GROUP_GET_DEVICE_FD
-from .base import MEMFD_NAME, Backend, Facts, OpResult, Topology, valid_align
+from .base import MAX_READ, MEMFD_NAME, Backend, Facts, OpResult, Topology, valid_align
 from .pci_sysfs import ENABLE_SRIOV, SysfsTree, normalise_bdf, normalise_path
 from .sysfs_state import (
     RefusedError,
@@ -49,7 +49,6 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 PROFILE_ENV = "VFIO_CONFORMANCE_PROFILE"
 GCOV_ROOT = "/sys/kernel/debug/gcov"
 # A read(2) larger than this is cut to it: the buffer is allocated in the harness.
-MAX_READ = 1 << 24
 _U64 = (1 << 64) - 1
 
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -193,11 +193,26 @@ class RestoreState:
     def from_json(cls, d: dict[str, Any]) -> RestoreState:
         if d.get("version") != STATE_VERSION:
             raise ValueError(f"state file version {d.get('version')!r}, expected {STATE_VERSION}")
-        fns = {bdf: FunctionRecord(**rec) for bdf, rec in d.get("functions", {}).items()}
+        functions = d.get("functions", {})
+        if not isinstance(functions, dict) or not all(isinstance(r, dict) for r in functions.values()):
+            raise ValueError("functions is not an object of records")
+        fns = {bdf: FunctionRecord(**rec) for bdf, rec in functions.items()}
+        for bdf, rec in fns.items():
+            if not isinstance(bdf, str) or not all(
+                    isinstance(getattr(rec, n), str | None) for n in ("bdf", "driver", "driver_override",
+                                                                      "reset_method", "physfn")):
+                raise ValueError(f"record {bdf!r} has a field that is not a string")
+            if not isinstance(rec.sriov_numvfs, int | None) or isinstance(rec.sriov_numvfs, bool) \
+                    or not isinstance(rec.virtfns, list) or not all(isinstance(v, str) for v in rec.virtfns):
+                raise ValueError(f"record {bdf!r}: sriov_numvfs is not a number or virtfns not a list of names")
+        enable_sriov, failures = d.get("enable_sriov"), d.get("failures", [])
+        if not isinstance(d["sysfs_root"], str) or not isinstance(enable_sriov, str | None) \
+                or not isinstance(failures, list):
+            raise ValueError("sysfs_root, enable_sriov or failures has the wrong type")
         return cls(
-            sysfs_root=str(d["sysfs_root"]), functions=fns, enable_sriov=d.get("enable_sriov"),
+            sysfs_root=d["sysfs_root"], functions=fns, enable_sriov=enable_sriov,
             globals_recorded=bool(d.get("globals_recorded")), owner_pid=int(d.get("owner_pid", 0)),
-            owner_start=str(d.get("owner_start", "")), failures=list(d.get("failures", [])),
+            owner_start=str(d.get("owner_start", "")), failures=[str(f) for f in failures],
         )
 
 
@@ -217,12 +232,41 @@ def _owner_alive(state: RestoreState) -> bool:
     return state.owner_pid > 0 and _process_start(state.owner_pid) == state.owner_start
 
 
+class StateFileError(ValueError):
+    """A state file whose content is not a record this harness wrote: one line saying why."""
+
+
+# A state file holds a few records per PCI function: anything larger is not ours.
+MAX_STATE_BYTES = 1 << 20
+
+
 def load_state(path: Path) -> RestoreState | None:
+    """The record in ``path`` (None: there is none); StateFileError for any malformed content."""
     try:
-        text = path.read_text()
+        with path.open("rb") as f:
+            data = f.read(MAX_STATE_BYTES + 1)
     except FileNotFoundError:
         return None
-    return RestoreState.from_json(json.loads(text))
+    if len(data) > MAX_STATE_BYTES:
+        raise StateFileError(f"larger than {MAX_STATE_BYTES} bytes")
+    try:
+        d = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise StateFileError(f"not UTF-8 (byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise StateFileError(f"not JSON (line {e.lineno}: {e.msg})") from None
+    except RecursionError:
+        raise StateFileError("not JSON (nested too deep)") from None
+    if not isinstance(d, dict):
+        kind = {list: "array", str: "string", type(None): "null", bool: "boolean"}.get(type(d), "number")
+        raise StateFileError(f"a JSON {kind}, expected an object")
+    try:
+        return RestoreState.from_json(d)
+    except StateFileError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        what = f"missing {e}" if isinstance(e, KeyError) else str(e)
+        raise StateFileError(f"not a restore record ({what})"[:300]) from None
 
 
 def save_state(path: Path, state: RestoreState) -> None:
@@ -276,7 +320,7 @@ class StateStore:
     def _claim(self) -> RestoreState:
         try:
             old = load_state(self.path)
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (OSError, ValueError) as e:
             raise RefusedError(f"state file {self.path} is unreadable ({e}); restore by hand, then remove it") from None
         me = RestoreState(sysfs_root=self.tree.root, owner_pid=os.getpid(), owner_start=_process_start(os.getpid()))
         if old is None:
@@ -445,8 +489,10 @@ def restore_from_state_file(path: str | os.PathLike[str] | None = None, root: st
     with _locked(p):
         try:
             state = load_state(p)
-        except (ValueError, KeyError, TypeError) as e:
+        except ValueError as e:
             return [f"{p}: unreadable state file ({e})"]
+        except OSError as e:
+            return [f"{p}: cannot read the state file ({e.strerror})"]
         if state is None:
             return []
         if _owner_alive(state) and state.owner_pid != os.getpid():

@@ -26,13 +26,56 @@ class ExprError(ValueError):
     pass
 
 
+# Bounds on what one expression may compute.  No uAPI field is wider than 64 bits, so a value
+# past 2**MAX_BITS means nothing to any kernel; refusing it keeps a hostile case (`1 << 1 << 40`)
+# from spending the run's memory and time on one big integer.  And no case needs a long one.
+MAX_BITS = 128
+MAX_TEXT = 1024
+
+
+def _bounded(op: Callable[[int, int], int], symbol: str) -> Callable[[Any, Any], int]:
+    def apply(a: Any, b: Any) -> int:
+        if not isinstance(a, int) or not isinstance(b, int):
+            raise ExprError(f"{symbol} takes numbers, got {type(a).__name__} and {type(b).__name__}")
+        if symbol == "<<" and b > MAX_BITS:
+            raise ExprError(f"shift by {b} (values are at most {MAX_BITS} bits)")
+        try:
+            v = op(a, b)
+        except ZeroDivisionError:
+            raise ExprError(f"{symbol} by zero") from None
+        except ValueError as e:   # a negative shift count
+            raise ExprError(str(e)) from None
+        return fits(v)
+    return apply
+
+
+def fits(v: int) -> int:
+    if v.bit_length() > MAX_BITS:
+        raise ExprError(f"the value has {v.bit_length()} bits (at most {MAX_BITS})")
+    return v
+
+
 _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.BitOr: operator.or_,
-    ast.BitAnd: operator.and_, ast.BitXor: operator.xor, ast.LShift: operator.lshift,
-    ast.RShift: operator.rshift,
+    op: _bounded(fn, symbol) for op, fn, symbol in (
+        (ast.Add, operator.add, "+"), (ast.Sub, operator.sub, "-"), (ast.Mult, operator.mul, "*"),
+        (ast.FloorDiv, operator.floordiv, "//"), (ast.Mod, operator.mod, "%"), (ast.BitOr, operator.or_, "|"),
+        (ast.BitAnd, operator.and_, "&"), (ast.BitXor, operator.xor, "^"), (ast.LShift, operator.lshift, "<<"),
+        (ast.RShift, operator.rshift, ">>"),
+    )
 }
-_UNOPS: dict[type, Callable[[Any], Any]] = {ast.USub: operator.neg, ast.Invert: operator.invert, ast.UAdd: operator.pos}
+
+
+def _unary(fn: Callable[[int], int], symbol: str) -> Callable[[Any], int]:
+    def apply(a: Any) -> int:
+        if not isinstance(a, int):
+            raise ExprError(f"unary {symbol} takes a number, got {type(a).__name__}")
+        return fits(fn(a))
+    return apply
+
+
+_UNOPS: dict[type, Callable[[Any], Any]] = {
+    ast.USub: _unary(operator.neg, "-"), ast.Invert: _unary(operator.invert, "~"), ast.UAdd: _unary(operator.pos, "+"),
+}
 
 _EVERY = uapi.every_series()
 
@@ -137,19 +180,34 @@ def _rewrite_vars(text: str) -> tuple[str, set[str]]:
 
 
 def parse(text: str) -> Expr:
+    """The parsed expression; ExprError if it is malformed, or if it reads no ``$variable``
+    and cannot be evaluated (``1 // 0``, ``1 << 200``): such a case is refused at load."""
+    if len(text) > MAX_TEXT:
+        raise ExprError(f"an expression of {len(text)} characters (at most {MAX_TEXT})")
     src, names = _rewrite_vars(text.strip())
     try:
         tree = ast.parse(src, mode="eval")
+        _check(tree.body, text)
+        expr = Expr(text, tree, frozenset(names))
+        if not names:
+            expr.eval({})
     except SyntaxError as e:
-        raise ExprError(f"cannot parse expression {text!r}: {e.msg}") from None
-    _check(tree.body, text)
-    return Expr(text, tree, frozenset(names))
+        raise ExprError(f"cannot parse expression {text[:80]!r}: {e.msg}") from None
+    except (RecursionError, MemoryError):
+        raise ExprError(f"expression nested too deep: {text[:80]!r}") from None
+    except ValueError as e:   # an integer literal past the interpreter's digit limit
+        if isinstance(e, ExprError):
+            raise
+        raise ExprError(f"{e} in {text[:80]!r}") from None
+    return expr
 
 
 def _check(node: ast.AST, text: str) -> None:
     if isinstance(node, ast.Constant):
         if not isinstance(node.value, (int, str)) or isinstance(node.value, bool):
             raise ExprError(f"unsupported literal in {text!r}")
+        if isinstance(node.value, int):
+            fits(node.value)
     elif isinstance(node, ast.Name):
         if constant(node.id) is None and node.id not in _ABI.get().STRUCTS:
             raise ExprError(f"unknown constant {node.id}")

@@ -21,8 +21,21 @@ import yaml
 from .. import uapi
 from ..uapi import abi
 from ..uapi.kernel_version import VersionError, check_range
-from .expr import ExprError, current_abi, parse, template_vars, using_abi
-from .model import DATA_TYPES, ArrayValue, Case, CaseError, Expectation, KnownDifference, Matcher, Requirements, Step
+from .expr import Expr, ExprError, current_abi, fits, parse, template_vars, using_abi
+from .model import (
+    DATA_TYPES,
+    MAX_TRANSFER,
+    U64_MAX,
+    ArrayValue,
+    Case,
+    CaseError,
+    Expectation,
+    KnownDifference,
+    Matcher,
+    Requirements,
+    Step,
+    int_range,
+)
 from .yamlsrc import LList, LMap, from_data, line_of
 from .yamlsrc import load as load_yaml
 
@@ -47,6 +60,7 @@ ROLES = {"isolated", "nonviable", "sriov-pf", "vfio", "no-reset", "resettable", 
 MATCH_OPS = {"has", "lacks", "ne", "ge", "gt", "le", "lt", "aligned", "any"}
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _FIXTURES_DIR = "fixtures"
+_FIXTURE_KEYS = {"requires", "steps", "notes"}
 # Bounds on one case file: its size, and how many cases its variants or matrix may make.
 MAX_FILE_BYTES = 1 << 20
 MAX_VARIANTS = 256
@@ -91,7 +105,10 @@ def _value(ctx: _Ctx, node: Any, key: Any, where: str, v: Any) -> Any:
     if isinstance(v, bool):
         raise ctx.err(node, key, where, "booleans are not values; use 0 or 1")
     if isinstance(v, int):
-        return v
+        try:
+            return fits(v)
+        except ExprError as e:
+            raise ctx.err(node, key, where, str(e)) from None
     if isinstance(v, str):
         try:
             return parse(v)
@@ -100,6 +117,51 @@ def _value(ctx: _Ctx, node: Any, key: Any, where: str, v: Any) -> Any:
     if isinstance(v, list):
         return [_value(ctx, v, i, f"{where}[{i}]", x) for i, x in enumerate(v)]
     raise ctx.err(node, key, where, f"expected a number, expression or list, got {type(v).__name__}")
+
+
+def _constant(v: Any) -> int | None:
+    """The value of a parsed value that reads no ``$variable`` (None: known only at run time)."""
+    if isinstance(v, list):
+        parts = [_constant(x) for x in v]
+        if any(p is None or p < 0 for p in parts):
+            return None if any(p is None for p in parts) else min(parts)  # type: ignore[type-var]
+        acc = 0
+        for p in parts:
+            acc |= p  # type: ignore[operator]
+        return acc
+    if isinstance(v, Expr) and not v.variables:
+        out = v.eval({})
+        return out if isinstance(out, int) else None
+    return v if isinstance(v, int) else None
+
+
+def _in_range(ctx: _Ctx, node: Any, key: Any, where: str, v: Any, lo: int, hi: int, what: str) -> Any:
+    """``v`` (parsed) if its value, where known at load, lies in [lo, hi]; else the error naming ``what``."""
+    value = _constant(v)
+    if value is not None and not lo <= value <= hi:
+        raise ctx.err(node, key, where, f"{value:#x} is outside {what} ({lo:#x} to {hi:#x})"
+                      if abs(value) > 9 else f"{value} is outside {what} ({lo:#x} to {hi:#x})")
+    return v
+
+
+def _ctype_range(ctype: Any) -> tuple[int, int, str] | None:
+    """The values a scalar ctypes field holds, and its C name (None: not an integer)."""
+    code = getattr(ctype, "_type_", None)
+    if not isinstance(ctype, type) or not issubclass(ctype, ctypes._SimpleCData) or not isinstance(code, str) \
+            or code not in "bBhHiIlLqQ":
+        return None
+    width = ctypes.sizeof(ctype)
+    signed = code in "bhilq"
+    lo, hi = int_range(width, signed)
+    return lo, hi, f"{'__s' if signed else '__u'}{width * 8}"
+
+
+def _field_value(ctx: _Ctx, node: Any, key: Any, where: str, v: Any, ctype: Any) -> Any:
+    """A scalar field's value: a constant must fit the field; a negative one in an unsigned
+    field is refused, not masked (-1 is no shorthand for all ones: write U32_MAX, U64_MAX)."""
+    parsed = _value(ctx, node, key, where, v)
+    r = _ctype_range(ctype)
+    return _in_range(ctx, node, key, where, parsed, r[0], r[1], f"a {r[2]} field") if r else parsed
 
 
 def _struct_fields(cls: type) -> dict[str, Any]:
@@ -128,13 +190,14 @@ def _args(ctx: _Ctx, node: LMap, where: str, cls: type, io: abi.Ioctl | None) ->
             length = int(getattr(ctype, "_length_", 0))
             if not isinstance(v, list) or len(v) > length:
                 raise ctx.err(node, k, w, f"{k} is an array of {length}: give a list of at most that many")
-            out[k] = ArrayValue([_value(ctx, v, i, f"{w}[{i}]", x) for i, x in enumerate(v)])
+            out[k] = ArrayValue([_field_value(ctx, v, i, f"{w}[{i}]", x, getattr(ctype, "_type_", None))
+                                 for i, x in enumerate(v)])
         elif isinstance(ctype, type) and issubclass(ctype, (abi.Struct, abi.Union)):
             if not isinstance(v, dict):
                 raise ctx.err(node, k, w, f"{k} is a struct {ctype.__name__}: give a mapping of its fields")
             out[k] = _args(ctx, v, w, ctype, None)  # type: ignore[arg-type]
         else:
-            out[k] = _value(ctx, node, k, w, v)
+            out[k] = _field_value(ctx, node, k, w, v, ctype)
     return out
 
 
@@ -145,7 +208,7 @@ def _pointer(ctx: _Ctx, node: LMap, key: str, where: str, v: Any) -> dict[str, A
                                         "{bytes: N}, {hex: ...}")
     if "array" in v:
         name = v["array"]
-        if name not in current_abi().STRUCTS:
+        if not isinstance(name, str) or name not in current_abi().STRUCTS:
             raise ctx.err(v, "array", f"{where}.array", f"unknown struct {name!r}")
         unknown = set(v) - {"array", "items", "count"}
         if unknown or ("items" in v) == ("count" in v):
@@ -154,9 +217,14 @@ def _pointer(ctx: _Ctx, node: LMap, key: str, where: str, v: Any) -> dict[str, A
             items = [_args(ctx, it, f"{where}.items[{i}]", current_abi().STRUCTS[name], None)
                      for i, it in enumerate(v["items"])]
             return {"array": name, "items": items}
-        return {"array": name, "count": _value(ctx, v, "count", f"{where}.count", v["count"])}
+        size = ctypes.sizeof(current_abi().STRUCTS[name])
+        count = _value(ctx, v, "count", f"{where}.count", v["count"])
+        return {"array": name, "count": _in_range(ctx, v, "count", f"{where}.count", count, 0, MAX_TRANSFER // size,
+                                                  f"the counts of {size}-byte {name} in the harness's buffer sizes")}
     if "bytes" in v:
-        return {"bytes": _value(ctx, v, "bytes", f"{where}.bytes", v["bytes"])}
+        n = _value(ctx, v, "bytes", f"{where}.bytes", v["bytes"])
+        return {"bytes": _in_range(ctx, v, "bytes", f"{where}.bytes", n, 0, MAX_TRANSFER,
+                                   "the harness's buffer sizes")}
     return {"hex": _hex(ctx, v, "hex", f"{where}.hex", v["hex"])}
 
 
@@ -178,7 +246,9 @@ def _data(ctx: _Ctx, node: LMap, key: str, where: str) -> dict[str, Any]:
         return {"hex": _hex(ctx, v, kind, where, items)}
     if kind not in DATA_TYPES or not isinstance(items, list):
         raise ctx.err(v, kind, where, f"unknown element type {kind!r} (u8, u16, u32, s32, u64, hex)")
-    return {kind: [_value(ctx, items, i, f"{where}[{i}]", x) for i, x in enumerate(items)]}
+    lo, hi = int_range(*DATA_TYPES[kind])
+    return {kind: [_in_range(ctx, items, i, f"{where}[{i}]", _value(ctx, items, i, f"{where}[{i}]", x), lo, hi,
+                             f"a {kind}") for i, x in enumerate(items)]}
 
 
 def _matcher(ctx: _Ctx, node: Any, key: Any, where: str, v: Any) -> list[Matcher]:
@@ -267,9 +337,10 @@ def _check_out_paths(ctx: _Ctx, step: LMap, where: str, io: abi.Ioctl, paths: It
                           f"{io.name} has no output field {p!r}")
 
 
-def _step(ctx: _Ctx, raw: Any, idx: int, where: str, bound: set[str]) -> Step:
+def _step(ctx: _Ctx, raw: Any, idx: int, where: str, bound: set[str], line: int = 0) -> Step:
+    """One step; ``line`` is where it stands, for a step that is no mapping (and knows no line)."""
     if not isinstance(raw, LMap):
-        raise CaseError(ctx.path, line_of(raw), where, "a step is a mapping")
+        raise CaseError(ctx.path, line_of(raw) or line, where, "a step is a mapping")
     kinds = [k for k in raw if k in STEP_KINDS]
     if len(kinds) != 1:
         raise ctx.err(raw, None, where, f"a step has exactly one of {', '.join(STEP_KINDS)}; got {list(raw)}")
@@ -287,7 +358,7 @@ def _step(ctx: _Ctx, raw: Any, idx: int, where: str, bound: set[str]) -> Step:
         return name.lstrip("$")
 
     if kind == "ioctl":
-        if target not in current_abi().IOCTLS:
+        if not isinstance(target, str) or target not in current_abi().IOCTLS:
             raise ctx.err(raw, kind, f"{where}.ioctl", f"unknown ioctl {target!r}")
         io = current_abi().IOCTLS[target]
         spec["ioctl"] = target
@@ -315,6 +386,9 @@ def _step(ctx: _Ctx, raw: Any, idx: int, where: str, bound: set[str]) -> Step:
             if not isinstance(b, LMap) or set(b) - {"length", "fill"}:
                 raise ctx.err(raw, "buffer", f"{where}.buffer", "buffer takes length: and fill:")
             spec["buffer"] = {k: _value(ctx, b, k, f"{where}.buffer.{k}", x) for k, x in b.items()}
+            if "length" in b:
+                _in_range(ctx, b, "length", f"{where}.buffer.length", spec["buffer"]["length"], 0, MAX_TRANSFER,
+                          "the harness's buffer sizes")
         for k in ("value", "pointer"):
             if k in raw:
                 spec[k] = _value(ctx, raw, k, f"{where}.{k}", raw[k])
@@ -345,6 +419,11 @@ def _step(ctx: _Ctx, raw: Any, idx: int, where: str, bound: set[str]) -> Step:
             spec["length"] = _value(ctx, raw, "length", f"{where}.length", raw["length"])
     elif kind in ("mmap", "eventfd"):
         spec[kind] = _value(ctx, raw, kind, f"{where}.{kind}", target if target is not None else 0)
+        if kind == "mmap":
+            _in_range(ctx, raw, kind, f"{where}.mmap", spec[kind], 0, U64_MAX, "a size_t (an mmap length)")
+        else:
+            _in_range(ctx, raw, kind, f"{where}.eventfd", spec[kind], 0, (1 << 32) - 1,
+                      "eventfd's initval (an unsigned int)")
         if "align" in raw:
             align = raw["align"]
             if not isinstance(align, int) or not 4096 <= align <= 1 << 30 or align & (align - 1):
@@ -375,7 +454,10 @@ def _step(ctx: _Ctx, raw: Any, idx: int, where: str, bound: set[str]) -> Step:
         if kind == "write_mem":
             spec["hex"] = _hex(ctx, target, "hex", f"{where}.{kind}.hex", target.get("hex", ""))
         else:
-            spec["length"] = _value(ctx, target, "length", f"{where}.{kind}.length", target.get("length", 8))
+            spec["length"] = _in_range(
+                ctx, target, "length", f"{where}.{kind}.length",
+                _value(ctx, target, "length", f"{where}.{kind}.length", target.get("length", 8)),
+                0, MAX_TRANSFER, "the harness's buffer sizes")
     for name in _referenced_vars(spec):
         if name not in bound:
             raise ctx.err(raw, kind, where, f"${name} is not bound by an earlier step or role")
@@ -449,7 +531,7 @@ def _requires(ctx: _Ctx, doc: LMap) -> Requirements:
             if not isinstance(v, LMap):
                 raise ctx.err(raw, k, w, "a mapping role-name: role")
             for name, role in v.items():
-                if role not in ROLES:
+                if not isinstance(role, str) or role not in ROLES:
                     raise ctx.err(v, name, f"{w}.{name}", f"unknown role {role!r} (roles: {sorted(ROLES)})")
             r.topology = dict(v)
         else:
@@ -553,13 +635,26 @@ class Loader:
             path = self.root / _FIXTURES_DIR / f"{name}.yaml"
             if not path.is_file():
                 raise ctx.err(doc, "fixture", "fixture", f"no fixture {name!r} ({path})")
-            fdoc = _read(path)
-            fctx = _Ctx(path)
-            if not isinstance(fdoc, LMap) or "steps" not in fdoc:
-                raise CaseError(path, 1, "", "a fixture has requires: and steps:")
-            self._fixtures[name] = (_requires(fctx, fdoc), fdoc["steps"], path)
+            try:
+                self._fixtures[name] = self._read_fixture(path)
+            except CaseError as e:   # named from the case too: it is the case that cannot run
+                raise ctx.err(doc, "fixture", "fixture", str(e)) from None
         req, steps, path = self._fixtures[name]
         return req, steps, path
+
+    @staticmethod
+    def _read_fixture(path: Path) -> tuple[Requirements, LList, Path]:
+        fdoc = _read(path)
+        fctx = _Ctx(path)
+        if not isinstance(fdoc, LMap) or "steps" not in fdoc:
+            raise CaseError(path, 1, "", "a fixture has requires: and steps:")
+        for k in fdoc:
+            if k not in _FIXTURE_KEYS:
+                raise fctx.err(fdoc, k, k, "a fixture names no fixture of its own" if k == "fixture" else
+                               f"unknown key in a fixture (allowed: {sorted(_FIXTURE_KEYS)})")
+        if not isinstance(fdoc["steps"], LList):
+            raise fctx.err(fdoc, "steps", "steps", "a list of steps")
+        return _requires(fctx, fdoc), fdoc["steps"], path
 
     def load_file(self, path: Path) -> list[Case]:
         """The cases of one file; its names are checked against every series' uAPI (a case may
@@ -595,14 +690,21 @@ class Loader:
             if fixture_steps is not None:
                 fctx = _Ctx(fixture_path)  # type: ignore[arg-type]
                 for i, raw in enumerate(_substitute(fixture_steps, params)):
-                    s = _step(fctx, raw, len(steps), f"fixture.steps[{i}]", bound)
+                    try:
+                        s = _step(fctx, raw, len(steps), f"fixture.steps[{i}]", bound, line_of(fixture_steps, i))
+                    except CaseError as e:
+                        raise ctx.err(d, "fixture", "fixture", str(e)) from None
                     s.from_fixture = True
                     steps.append(s)
             if not isinstance(d["steps"], LList) or not d["steps"]:
                 raise ctx.err(d, "steps", "steps", "a non-empty list of steps")
             for i, raw in enumerate(d["steps"]):
-                steps.append(_step(ctx, raw, len(steps), f"steps[{i}]", bound))
-            cleanup = [_step(ctx, raw, i, f"cleanup[{i}]", bound) for i, raw in enumerate(d.get("cleanup") or [])]
+                steps.append(_step(ctx, raw, len(steps), f"steps[{i}]", bound, line_of(d["steps"], i)))
+            raw_cleanup = d.get("cleanup") or LList()
+            if not isinstance(raw_cleanup, LList):
+                raise ctx.err(d, "cleanup", "cleanup", "a list of steps")
+            cleanup = [_step(ctx, raw, i, f"cleanup[{i}]", bound, line_of(raw_cleanup, i))
+                       for i, raw in enumerate(raw_cleanup)]
             kd = _known_differences(ctx, d, {s.line for s in steps})
             cases.append(Case(
                 id=d["id"], area=d["area"], purpose=" ".join(str(d["purpose"]).split()), path=path,
@@ -668,11 +770,20 @@ def _read(path: Path) -> Any:
         except UnicodeDecodeError as e:
             line = data[:e.start].count(b"\n") + 1
             raise CaseError(path, line, "", f"not UTF-8 text (byte {e.start}: {data[e.start]:#04x})") from None
-        return load_yaml(text)
+        try:
+            return load_yaml(text)
+        except yaml.reader.ReaderError as e:   # a character YAML does not take (a control character)
+            line = text[:e.position].count("\n") + 1
+            raise CaseError(path, line, "", f"YAML: {e.reason} ({e.character!r})") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        raise CaseError(path, (mark.line + 1) if mark else 0, "", f"YAML: {e.problem or e.context}") from None
+        line = (mark.line + 1) if mark else 0
+        raise CaseError(path, line, "", _one_line(f"YAML: {e.problem or e.context}")) from None
     except yaml.YAMLError as e:
-        raise CaseError(path, 0, "", f"YAML: {e}") from None
+        raise CaseError(path, 0, "", _one_line(f"YAML: {e}")) from None
     except OSError as e:
         raise CaseError(path, 0, "", f"cannot read: {e.strerror}") from None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

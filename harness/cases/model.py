@@ -10,6 +10,19 @@ from ..uapi.kernel_version import in_range
 
 # data:/tail: element types -> (bytes, signed); the runner packs them by this table.
 DATA_TYPES = {"u8": (1, False), "u16": (2, False), "u32": (4, False), "s32": (4, True), "u64": (8, False)}
+# The most bytes the harness itself holds for one step (an ioctl's buffer, a pointer field's
+# memory, read_mem): a case asking for more is refused, it does not take the host's memory.
+MAX_TRANSFER = 1 << 24
+U64_MAX = (1 << 64) - 1
+
+
+def int_range(width: int, signed: bool) -> tuple[int, int]:
+    """The values an integer of ``width`` bytes holds."""
+    bits = width * 8
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+
+
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
 
 
 class CaseError(Exception):
@@ -21,7 +34,9 @@ class CaseError(Exception):
 
     def __str__(self) -> str:
         loc = f"{self.path}:{self.line}" if self.line else self.path
-        return f"{loc}: {self.where}: {self.message}" if self.where else f"{loc}: {self.message}"
+        text = f"{loc}: {self.where}: {self.message}" if self.where else f"{loc}: {self.message}"
+        # One line, whatever a hostile file put in a key or value the message quotes.
+        return text.translate(_LINE_BREAKS)
 
 
 class ArrayValue(list):  # type: ignore[type-arg]

@@ -47,6 +47,18 @@ class _Loader(yaml.SafeLoader):
             self._depth -= 1
 
 
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        # PyYAML's own constructors raise plain Python errors on some explicitly tagged values
+        # (`!!timestamp 2001-01-01x`); they are malformed YAML like any other.
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, AttributeError, OverflowError, KeyError, IndexError) as e:
+            raise yaml.MarkedYAMLError(None, None, f"cannot read {node.tag.rsplit(':', 1)[-1]} value "
+                                       f"({type(e).__name__})", node.start_mark) from None
+
+
 def _map(loader: _Loader, node: yaml.MappingNode) -> LMap:
     m = LMap()
     m.line = node.start_mark.line + 1
@@ -72,6 +84,15 @@ def _seq(loader: _Loader, node: yaml.SequenceNode) -> LList:
     return seq
 
 
+def _int(loader: _Loader, node: yaml.ScalarNode) -> int:
+    try:
+        return int(yaml.SafeLoader.construct_yaml_int(loader, node))
+    except ValueError:   # past the interpreter's limit on the digits of an int (4300)
+        raise yaml.MarkedYAMLError(None, None, f"an integer of {len(node.value)} digits",
+                                   node.start_mark) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _int)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _map)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _seq)
 

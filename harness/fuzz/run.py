@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import hypothesis.core
-import hypothesis.internal.conjecture.engine as hypothesis_engine
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
+from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 
 from ..cache_root import cache_root
@@ -37,10 +37,11 @@ class Profile:
     duration_s: float | None
     database: bool                  # keep Hypothesis's example database between runs
     invalid_share: float = 0.3      # of the arguments drawn from their invalid side
-    # Hypothesis's own shrinking stops after this long (its default is 5 minutes, which a
-    # VM target's divergence once took, past a 10 minute --duration); the replay minimiser
-    # (minimise()) then drops what steps it still can.
-    shrink_seconds: int = 60
+    # Shrinking a divergence stops after this long (Hypothesis's own limit is 5 minutes, which
+    # a VM target's divergence once took, past a 10 minute --duration; it has no public knob,
+    # so ShrinkGuard enforces ours); the replay minimiser (minimise()) then drops what steps
+    # it still can.
+    shrink_seconds: float = 60
 
 
 PROFILES = {
@@ -84,6 +85,35 @@ class FuzzReport:
         return (f"{self.sequences} sequences, {self.steps} steps in {self.seconds:.1f} s "
                 f"({self.sequences_per_s:.0f} sequences/s, {self.steps_per_s:.0f} steps/s), "
                 f"{len(self.findings)} divergences")
+
+
+class _ShrinkBudgetSpent(BaseException):
+    """Ends a Hypothesis run from inside the machine once shrinking is over budget (a
+    BaseException: Hypothesis takes any Exception for one more failure to shrink; it still
+    notices the example ended early and may say so as Flaky, which the caller expects)."""
+
+
+class ShrinkGuard:
+    """Our bound on shrinking time: it keeps the shortest divergence seen and, once the first
+    one is ``seconds`` old, stops the run before the next example; the caller then goes on
+    with the shortest one."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.first_at: float | None = None
+        self.shortest: Divergence | None = None
+        self.spent = False
+
+    def before_example(self) -> None:
+        if self.first_at is not None and time.monotonic() - self.first_at >= self.seconds:
+            self.spent = True
+            raise _ShrinkBudgetSpent
+
+    def saw(self, d: Divergence) -> None:
+        if self.first_at is None:
+            self.first_at = time.monotonic()
+        if self.shortest is None or len(d.steps) < len(self.shortest.steps):
+            self.shortest = Divergence(d.summary, list(d.steps))
 
 
 def replay(lockstep: Lockstep, steps: list[dict[str, Any]],
@@ -147,21 +177,30 @@ def fuzz(lockstep: Lockstep, profile: Profile, *, seed: int | None = None, durat
 
     class Counted(machine):  # type: ignore[misc, valid-type]
         def __init__(self) -> None:
+            guard.before_example()
             super().__init__()
             report.sequences += 1
+
+        def do(self, raw: dict[str, Any]) -> None:
+            try:
+                super().do(raw)
+            except Divergence as e:
+                guard.saw(e)
+                raise
 
     Counted.__name__ = Counted.__qualname__ = machine.__name__
     start = time.monotonic()
     last_progress = start
+    # The round's seed goes where Hypothesis's own --hypothesis-seed option puts it: @seed and
+    # derandomize cannot reach the test run_state_machine_as_test builds.
     saved_seed = hypothesis.core.global_force_seed
-    saved_shrink = hypothesis_engine.MAX_SHRINKING_SECONDS
-    hypothesis_engine.MAX_SHRINKING_SECONDS = profile.shrink_seconds
     try:
         while max_rounds is None or report.rounds < max_rounds:
             if budget is not None and time.monotonic() - start >= budget:
                 break
             round_seed = base + report.rounds
             report.seeds.append(round_seed)
+            guard = ShrinkGuard(profile.shrink_seconds)
             hypothesis.core.global_force_seed = round_seed  # type: ignore[assignment]  # as --hypothesis-seed does
             try:
                 run_state_machine_as_test(Counted, settings=settings(
@@ -170,8 +209,12 @@ def fuzz(lockstep: Lockstep, profile: Profile, *, seed: int | None = None, durat
                     derandomize=False, print_blob=False, report_multiple_bugs=False,
                     phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink),
                     suppress_health_check=list(HealthCheck)))
-            except Divergence as e:
-                steps, summary = minimise(lockstep, e.steps, e.summary, after_step)
+            except (Divergence, _ShrinkBudgetSpent, Flaky) as e:
+                if isinstance(e, Flaky) and not guard.spent:
+                    raise
+                found = e if isinstance(e, Divergence) else guard.shortest
+                assert found is not None   # the guard stops only a run that diverged
+                steps, summary = minimise(lockstep, found.steps, found.summary, after_step)
                 f = Finding(summary, steps, round_seed)
                 if out_dir is not None:
                     f.case = write_regression(out_dir, steps, summary, str(round_seed),
@@ -188,7 +231,6 @@ def fuzz(lockstep: Lockstep, profile: Profile, *, seed: int | None = None, durat
                 last_progress = time.monotonic()
     finally:
         hypothesis.core.global_force_seed = saved_seed
-        hypothesis_engine.MAX_SHRINKING_SECONDS = saved_shrink
     report.steps = lockstep.steps_run - started
     report.seconds = time.monotonic() - start
     return report

@@ -6,7 +6,7 @@ import errno
 import os
 from dataclasses import replace
 
-from ..backends.base import MEMFD_NAME, Backend, Facts, OpResult, Topology
+from ..backends.base import MAX_READ, MEMFD_NAME, Backend, Facts, OpResult, Topology
 from .errors import Errno, userspace_errno
 from .eventfd import EventFd
 from .kernel import STDIO_FDS, ModelKernel
@@ -121,7 +121,7 @@ class ModelBackend(Backend):
         if refused:
             return refused
         try:
-            data = self.kernel.fget(fd).read(self.kernel, length)
+            data = self.kernel.fget(fd).read(self.kernel, min(length, MAX_READ))
         except Errno as e:
             self.last_error = e
             return _fail(e)

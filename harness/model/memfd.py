@@ -14,7 +14,7 @@ import errno
 from .errors import Errno
 from .gates import at
 from .kernel import File, ModelKernel
-from .memory import PAGE_SIZE, Mapping
+from .memory import PAGE_SIZE, Mapping, PageBytes
 
 # mm/memfd.c:330: NAME_MAX - strlen("memfd:")
 MFD_NAME_MAX_LEN = 255 - len("memfd:")
@@ -38,7 +38,7 @@ class Memfd(File):
         (shmem_get_folio(SGP_CACHE))."""
         f = self.folios.get(index)
         if f is None:
-            f = self.folios[index] = Mapping(index * PAGE_SIZE, bytearray(PAGE_SIZE))
+            f = self.folios[index] = Mapping(index * PAGE_SIZE, PageBytes(PAGE_SIZE))
         return f
 
     def truncate(self, length: int) -> None:
@@ -80,11 +80,11 @@ class Memfd(File):
         while done < length:
             index, off = divmod(pos + done, PAGE_SIZE)
             n = min(PAGE_SIZE - off, length - done)
-            page = self.folio(index).data
-            if data is None:
-                out += page[off:off + n]
+            if data is None:   # a hole reads as zeroes and stays one (shmem_file_read_iter: SGP_READ)
+                folio = self.folios.get(index)
+                out += folio.data[off:off + n] if folio is not None else bytes(n)
             else:
-                page[off:off + n] = data[done:done + n]
+                self.folio(index).data[off:off + n] = data[done:done + n]
             done += n
         return bytes(out)
 

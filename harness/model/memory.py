@@ -8,18 +8,97 @@ from __future__ import annotations
 import bisect
 import errno
 from dataclasses import dataclass
+from typing import Any
 
 from ..backends.base import valid_align
 from .errors import Errno
 
 PAGE_SIZE = 4096
 _MMAP_BASE = 0x7F00_0000_0000
+# arch/x86/include/asm/page_64_types.h: TASK_SIZE_MAX with 4-level paging, (1 << 47) - PAGE_SIZE
+TASK_SIZE = (1 << 47) - PAGE_SIZE
+_U64 = (1 << 64) - 1
+
+
+class PageBytes:
+    """The bytes of an anonymous mapping: zeroes until written, and a page takes memory only
+    once a byte of it is written (the kernel maps the zero page until the first write fault),
+    so a case may map a gigabyte and touch one page of it, as on a kernel."""
+
+    def __init__(self, length: int):
+        self._len = length
+        self._pages: dict[int, bytearray] = {}
+
+    def __len__(self) -> int:
+        return self._len
+
+    def _range(self, key: slice) -> tuple[int, int]:
+        start, stop, step = key.indices(self._len)
+        if step != 1:
+            raise ValueError("a mapping is sliced with step 1")
+        return start, max(start, stop)
+
+    def _index(self, key: int) -> int:
+        if not -self._len <= key < self._len:
+            raise IndexError(key)
+        return key % self._len
+
+    def _written(self, start: int, stop: int) -> list[int]:
+        """The indexes of the written pages holding bytes of [start, stop)."""
+        if start >= stop:
+            return []
+        first, last = start // PAGE_SIZE, (stop - 1) // PAGE_SIZE
+        if last - first < len(self._pages):
+            return [i for i in range(first, last + 1) if i in self._pages]
+        return sorted(i for i in self._pages if first <= i <= last)
+
+    def __getitem__(self, key: int | slice) -> Any:
+        if isinstance(key, int):
+            key = self._index(key)
+            page = self._pages.get(key // PAGE_SIZE)
+            return page[key % PAGE_SIZE] if page is not None else 0
+        start, stop = self._range(key)
+        out = bytearray(stop - start)
+        for i in self._written(start, stop):
+            base = i * PAGE_SIZE
+            lo, hi = max(start, base), min(stop, base + PAGE_SIZE)
+            out[lo - start:hi - start] = self._pages[i][lo - base:hi - base]
+        return out
+
+    def __setitem__(self, key: int | slice, value: Any) -> None:
+        if isinstance(key, int):
+            key = self._index(key)
+            self[key:key + 1] = bytes([value])
+            return
+        start, stop = self._range(key)
+        data = bytes(value)
+        if len(data) != stop - start:
+            raise ValueError("a mapping's length does not change")
+        pos = start
+        while pos < stop:
+            index, off = divmod(pos, PAGE_SIZE)
+            n = min(PAGE_SIZE - off, stop - pos)
+            chunk = data[pos - start:pos - start + n]
+            page = self._pages.get(index)
+            if page is None and any(chunk):
+                page = self._pages[index] = bytearray(PAGE_SIZE)
+            if page is not None:
+                page[off:off + n] = chunk
+            pos += n
+
+    def zeroed(self, start: int, stop: int) -> bool:
+        """Whether bytes [start, stop) are all zero (pages never written are)."""
+        for i in self._written(start, stop):
+            base = i * PAGE_SIZE
+            if any(self._pages[i][max(start, base) - base:min(stop, base + PAGE_SIZE) - base]):
+                return False
+        return True
 
 
 @dataclass
 class Mapping:
     start: int
-    data: bytearray
+    data: bytearray | PageBytes
 
     @property
     def end(self) -> int:
@@ -34,13 +113,21 @@ class UserMemory:
         self._next = _MMAP_BASE
 
     def mmap(self, length: int, align: int = 0) -> int:
+        """mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS) of a
+        ``length`` the caller passes as a size_t."""
         if length <= 0 or not valid_align(align):
             raise Errno(errno.EINVAL, "mm/mmap.c:1276")
-        length = (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        length = (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1) & _U64
+        if not length:     # PAGE_ALIGN() wrapped past the top of size_t
+            raise Errno(errno.ENOMEM, "mm/mmap.c:316-318")
+        if length > TASK_SIZE:
+            raise Errno(errno.ENOMEM, "mm/mmap.c:893-894")
         addr = (self._next + align - 1) & ~(align - 1) if align else self._next
+        if addr + length > TASK_SIZE:   # no hole left this high (the model never reuses one)
+            raise Errno(errno.ENOMEM, "mm/mmap.c:770-771")
         # Leave an unmapped guard page between mappings, as a fresh mmap often does not.
         self._next = addr + length + PAGE_SIZE
-        m = Mapping(addr, bytearray(length))
+        m = Mapping(addr, PageBytes(length))
         bisect.insort(self._maps, m, key=lambda x: x.start)
         return addr
 
@@ -109,8 +196,11 @@ class UserMemory:
             if m is None:
                 raise Errno(errno.EFAULT, "lib/usercopy.c:80")
             n = min(end, m.end) - addr
-            chunk = bytes(memoryview(m.data)[addr - m.start : addr - m.start + n])
-            if chunk.count(0) != n:
+            lo = addr - m.start
+            if isinstance(m.data, PageBytes):
+                if not m.data.zeroed(lo, lo + n):
+                    return False
+            elif m.data[lo : lo + n].count(0) != n:
                 return False
             addr += n
         return True

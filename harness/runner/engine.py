@@ -5,14 +5,26 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import struct as _struct
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from .. import uapi
 from ..backends.base import MEMFD_NAME, Backend, OpResult
 from ..cases.expr import Expr, render, using_abi
-from ..cases.model import DATA_TYPES, ArrayValue, Case, Expectation, Matcher, Step
+from ..cases.model import (
+    DATA_TYPES,
+    MAX_TRANSFER,
+    U64_MAX,
+    ArrayValue,
+    Case,
+    Expectation,
+    Matcher,
+    Step,
+    int_range,
+)
 from ..uapi import abi
+from .deadline import CaseTimeout, alarm
 from .topology import bind_roles, unmet
 from .trace import ERROR, FAIL, SKIP, StepRecord, Trace
 
@@ -86,7 +98,7 @@ def _set_fields(obj: Any, args: Mapping[str, Any], env: Mapping[str, Any], point
         elif isinstance(v, ArrayValue):
             arr = getattr(obj, name)
             for i, x in enumerate(v):
-                arr[i] = _as_int(evaluate(x, env))
+                arr[i] = _fit(f"{name}[{i}]", _as_int(evaluate(x, env)), type(arr)._type_)  # type: ignore[attr-defined]
         elif isinstance(v, dict):
             _set_fields(getattr(obj, name), v, env, {})
         else:
@@ -94,13 +106,25 @@ def _set_fields(obj: Any, args: Mapping[str, Any], env: Mapping[str, Any], point
             cur = getattr(obj, name)
             if isinstance(cur, ctypes.Array):
                 raise HarnessError(f"{name} is an array; set its elements through tail/data")
-            ctype = _field_type(type(obj), name)
-            bits = ctypes.sizeof(ctype) * 8
-            signed = ctype in (ctypes.c_int32, ctypes.c_int64, ctypes.c_int16, ctypes.c_int8)
-            lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (-(1 << (bits - 1)), (1 << bits) - 1)
-            if not lo <= value <= hi:
-                raise HarnessError(f"{name} = {value:#x} does not fit in {bits} bits")
-            setattr(obj, name, value & ((1 << bits) - 1) if not signed else value)
+            setattr(obj, name, _fit(name, value, _field_type(type(obj), name)))
+
+
+def _fit(name: str, value: int, ctype: Any) -> int:
+    """``value`` if the field's C type holds it: a negative value in an unsigned field is an
+    error, never masked to all ones."""
+    signed = ctype in (ctypes.c_int32, ctypes.c_int64, ctypes.c_int16, ctypes.c_int8)
+    lo, hi = int_range(ctypes.sizeof(ctype), signed)
+    if not lo <= value <= hi:
+        kind = f"{'__s' if signed else '__u'}{ctypes.sizeof(ctype) * 8}"
+        raise HarnessError(f"{name} = {_fmt(value)} does not fit in a {kind} field")
+    return value
+
+
+def _size(what: str, value: int, limit: int = MAX_TRANSFER) -> int:
+    """A byte count the harness holds or passes as a size_t: refused past ``limit``."""
+    if not 0 <= value <= limit:
+        raise HarnessError(f"{what} {_fmt(value)} is outside 0 to {limit:#x}")
+    return value
 
 
 def pack_data(spec: Mapping[str, Any], env: Mapping[str, Any]) -> bytes:
@@ -110,7 +134,14 @@ def pack_data(spec: Mapping[str, Any], env: Mapping[str, Any]) -> bytes:
         return bytes(items)
     width, signed = DATA_TYPES[kind]
     fmt = "<" + (_FORMATS[width].lower() if signed else _FORMATS[width])
-    return b"".join(_struct.pack(fmt, _as_int(evaluate(x, env))) for x in items)
+    lo, hi = int_range(width, signed)
+    out = []
+    for i, x in enumerate(items):
+        value = _as_int(evaluate(x, env))
+        if not lo <= value <= hi:
+            raise HarnessError(f"{kind}[{i}] = {_fmt(value)} does not fit in a {kind}")
+        out.append(_struct.pack(fmt, value))
+    return b"".join(out)
 
 
 def _union_member(io: abi.Ioctl, fields: Mapping[str, Any]) -> str | None:
@@ -155,34 +186,59 @@ class Runner:
         env.update(roles)
         return env
 
-    def run(self, case: Case) -> Trace:
+    def run(self, case: Case, timeout: float | None = None) -> Trace:
+        """The case's trace.  Past ``timeout`` seconds (None: no limit) it fails, naming the
+        step it was in; its cleanup then gets as long again, and the backend is reset."""
         trace = Trace(case.test_id, self.backend.name)
         env = self.bindings(case)
         if isinstance(env, str):
             trace.status, trace.reason = SKIP, env
             return trace
+        deadline = time.monotonic() + timeout if timeout else None
+        current: Step | None = case.steps[0] if case.steps else None
         try:
-            for step in case.steps:
-                rec = self._step(step, env)
-                trace.steps.append(rec)
-                if rec.failures:
-                    trace.status = FAIL
-                    trace.reason = f"step {step.index + 1} ({rec.label}, line {step.line}): " + "; ".join(rec.failures)
-                    break
-        except HarnessError as e:
-            trace.status, trace.reason = ERROR, f"step {len(trace.steps) + 1}: {e}"
-        finally:
-            for step in case.cleanup:
-                try:
+            with alarm(timeout if self.backend.interruptible else None):
+                for step in case.steps:
+                    current = step
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise CaseTimeout
                     rec = self._step(step, env)
-                except Unbound:
-                    continue  # what it would undo never happened
-                except HarnessError as e:
-                    rec = StepRecord(step.index, step.line, step.kind, step.label(), failures=[str(e)])
-                rec.cleanup = True
-                trace.steps.append(rec)
-            self.backend.reset()
+                    trace.steps.append(rec)
+                    if rec.failures:
+                        trace.status = FAIL
+                        trace.reason = (f"step {step.index + 1} ({rec.label}, line {step.line}): "
+                                        + "; ".join(rec.failures))
+                        break
+        except HarnessError as e:
+            where = f" ({current.label()}, line {current.line})" if current is not None else ""
+            trace.status, trace.reason = ERROR, f"step {len(trace.steps) + 1}{where}: {e}"
+        except CaseTimeout:
+            trace.status, trace.reason = FAIL, _timed_out(timeout, current)
+        finally:
+            self._cleanup(case, env, trace, timeout)
         return trace
+
+    def _cleanup(self, case: Case, env: dict[str, Any], trace: Trace, timeout: float | None) -> None:
+        current: Step | None = None
+        try:
+            with alarm(timeout if self.backend.interruptible else None):
+                for step in case.cleanup:
+                    current = step
+                    try:
+                        rec = self._step(step, env)
+                    except Unbound:
+                        continue  # what it would undo never happened
+                    except HarnessError as e:
+                        rec = StepRecord(step.index, step.line, step.kind, step.label(), failures=[str(e)])
+                    rec.cleanup = True
+                    trace.steps.append(rec)
+        except CaseTimeout:
+            if current is None:
+                return   # no cleanup step ran, none is cut short
+            trace.steps.append(StepRecord(current.index, current.line, current.kind, current.label(),
+                                          failures=[_timed_out(timeout, current)], cleanup=True))
+        finally:
+            self.backend.reset()
 
     def execute(self, step: Step, env: dict[str, Any]) -> StepRecord:
         """One step outside a case (the fuzzer's lockstep): ``env`` holds what earlier steps bound."""
@@ -227,7 +283,7 @@ class Runner:
         return self.backend.close(fd), b"", 0
 
     def _do_mmap(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
-        length = _as_int(evaluate(step.spec["mmap"], env))
+        length = _size("mmap length", _as_int(evaluate(step.spec["mmap"], env)), U64_MAX)
         align = int(step.spec.get("align", 0))
         rec.request = {"length": length, **({"align": align} if align else {})}
         res = self.backend.mmap(length, align)
@@ -252,7 +308,7 @@ class Runner:
 
     def _do_read_mem(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
         addr = _as_int(evaluate(step.spec["at"], env))
-        length = _as_int(evaluate(step.spec["length"], env))
+        length = _size("read_mem length", _as_int(evaluate(step.spec["length"], env)))
         rec.request = {"addr": addr, "length": length}
         res = self.backend.read_mem(addr, length)
         rec.out = {"data": res.data.hex()}
@@ -357,7 +413,7 @@ class Runner:
         if "buffer" in spec:
             b = spec["buffer"]
             if "length" in b:
-                n = _as_int(evaluate(b["length"], env))
+                n = _size("buffer length", _as_int(evaluate(b["length"], env)))
                 buf = buf[:n] if n <= len(buf) else buf + bytearray(n - len(buf))
             if "fill" in b:
                 fill = _as_int(evaluate(b["fill"], env)) & 0xFF
@@ -398,9 +454,10 @@ class Runner:
                     objs.append(bytes(o))
                 payload = b"".join(objs)
             else:
-                payload = bytes(ctypes.sizeof(elem) * _as_int(evaluate(v["count"], env)))
+                count = _as_int(evaluate(v["count"], env))
+                payload = bytes(_size(f"{v['array']} array of {count}", ctypes.sizeof(elem) * count))
         elif "bytes" in v:
-            payload = bytes(_as_int(evaluate(v["bytes"], env)))
+            payload = bytes(_size("pointer bytes", _as_int(evaluate(v["bytes"], env))))
         else:
             payload = bytes(v["hex"])
         res = self.backend.mmap(max(len(payload), 1))
@@ -411,6 +468,11 @@ class Runner:
             if not w.ok:
                 raise HarnessError(f"writing a pointer field's memory failed: {w.errno_name}")
         return res.ret, len(payload), elem
+
+
+def _timed_out(timeout: float | None, step: Step | None) -> str:
+    where = f" in step {step.index + 1} ({step.label()}, line {step.line})" if step else ""
+    return f"timed out after {timeout:g} s{where}"
 
 
 def _request_fields(obj: Any, args: Mapping[str, Any]) -> dict[str, Any]:

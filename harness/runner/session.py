@@ -86,9 +86,11 @@ def accepted(case: Case, kernel_version: str, d: Diff) -> str:
     return "; ".join(dict.fromkeys(reasons))
 
 
-def run_case(case: Case, backends: list[Backend], root: Path | None = None) -> CaseOutcome:
+def run_case(case: Case, backends: list[Backend], root: Path | None = None,
+             timeout: float | None = None) -> CaseOutcome:
+    """The case on each backend (``timeout``: seconds it may take on each, None for no limit)."""
     start = time.monotonic()
-    traces: list[Trace] = [Runner(b).run(case) for b in backends]
+    traces: list[Trace] = [Runner(b).run(case, timeout) for b in backends]
     d: Diff | None = diff(traces[0], traces[1]) if len(traces) == 2 else None
     status = combine([t.status for t in traces])
     reason = "; ".join(f"{t.backend}: {t.reason}" for t in traces if t.reason) if len(traces) > 1 else traces[0].reason

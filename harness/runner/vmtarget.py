@@ -22,11 +22,13 @@ from .trace import ERROR, FAIL
 
 
 class VmTarget:
-    def __init__(self, kernel: Path, backend: str = "both", accel: str | None = None, root: Path | None = None):
+    def __init__(self, kernel: Path, backend: str = "both", accel: str | None = None, root: Path | None = None,
+                 case_timeout: float | None = None):
         if backend not in ("both", "kernel"):
             raise ValueError("a VM run is --backend both or kernel")
         self.target = KernelTarget(kernel, accel)
         self.kernel, self.backend, self.root = kernel, backend, root
+        self.case_timeout = case_timeout
 
     def backends(self, profile: str) -> list[Backend]:
         g = self.target.guest(profile)
@@ -44,7 +46,7 @@ class VmTarget:
             return unfinished(case, ERROR, f"the {profile} guest did not come up: {e}", time.monotonic() - start)
         guest.splats()  # what earlier cases printed is theirs
         try:
-            outcome = run_case(case, self.backends(profile), self.root)
+            outcome = run_case(case, self.backends(profile), self.root, self.case_timeout)
         except (OSError, VmError) as e:  # AgentTimeout is a TimeoutError: a hung kernel
             outcome = unfinished(case, ERROR, f"the {profile} guest stopped answering: {e}", time.monotonic() - start)
             outcome.reason += "\n" + self.target.discard(profile)

@@ -8,12 +8,12 @@ until the guest's shell exits.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..backends.base import Topology
+from ..exitcodes import ENVIRONMENT, OK, ArgumentParser
 from ..model.topologies import vm_topology
 from . import observe
 from .topology import PROFILES
@@ -36,7 +36,7 @@ def _report_agent(agent: Any) -> Topology | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python3 -m harness.vm", description=__doc__.splitlines()[0])
+    ap = ArgumentParser(prog="python3 -m harness.vm", description=__doc__.splitlines()[0])
     ap.add_argument("--kernel", type=Path, help="bzImage (default: $VFIO_CONFORMANCE_KERNEL or the build cache)")
     ap.add_argument("--profile", choices=sorted(PROFILES), default="viommu")
     ap.add_argument("--shell", action="store_true", help="leave an interactive console (exit the shell to stop)")
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     kernel = args.kernel or find_kernel()
     if kernel is None:
         print("no kernel: pass --kernel or set $VFIO_CONFORMANCE_KERNEL", file=sys.stderr)
-        return 2
+        return ENVIRONMENT
     options = {"topo": "1"} if args.dump or args.no_agent else {}
     if args.shell:
         options["shell"] = "1"
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     except (BootError, VmError) as e:
         print(f"boot failed: {e}", file=sys.stderr)
         vm.stop()
-        return 1
+        return ENVIRONMENT
     try:
         for accel, outcome, secs in vm.attempts:
             print(f"{accel}: {outcome} after {secs:.1f} s")
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         code = vm.stop()
     print(f"stopped (QEMU exit status {code}); logs in {vm.workdir}", file=sys.stderr)
-    return 0
+    return OK
 
 
 if __name__ == "__main__":
