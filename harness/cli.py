@@ -27,7 +27,7 @@ from .exitcodes import (
     table,
 )
 from .kernel.series import SERIES
-from .kernel.under_test import kernel_image as _kernel_image
+from .kernel.under_test import kernel_image
 
 # What fault injection runs over unless told otherwise (the nightly fuzz profile too).
 FAULT_CASES = ["ioas/**", "device/**"]
@@ -79,7 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_vm(args: argparse.Namespace) -> int:
     """Boot the kernel under test in QEMU and run the corpus on it and on the model."""
-    kernel = _kernel_image(args.kernel, series=args.series)
+    kernel = kernel_image(args.kernel, series=args.series)
     if kernel is None:
         return ENVIRONMENT
     args.vm_kernel = str(kernel)
@@ -187,7 +187,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         print("vfio-conformance: --coverage reads a gcov kernel's counters in the guest: give --vm too",
               file=sys.stderr)
         return USAGE_ERROR
-    kernel = _kernel_image(args.kernel, coverage=args.coverage, series=args.series) if args.vm else None
+    kernel = kernel_image(args.kernel, coverage=args.coverage, series=args.series) if args.vm else None
     if args.vm and kernel is None:
         return ENVIRONMENT
     coverage = None
@@ -376,7 +376,7 @@ def _faults(kernel: Path, accel: str | None, cases_dir: Path, patterns: list[str
 
 def cmd_faults(args: argparse.Namespace) -> int:
     """Fault injection (fail-nth) over corpus cases on the kernel in the test VM."""
-    kernel = _kernel_image(args.kernel, series=args.series)
+    kernel = kernel_image(args.kernel, series=args.series)
     if kernel is None:
         return ENVIRONMENT
     args.ktap_written = Path(args.report) / "faults.ktap"
