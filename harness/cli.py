@@ -581,7 +581,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _terminated(signum: int, frame: Any) -> None:
+def _terminated(signum: int, _frame: Any) -> None:
     """SIGTERM unwinds like Ctrl-C (guests stopped, PCI state put back).  Should the unwinding
     itself be stuck (an exception swallowed deep in a library), exit hard 20 s later: QEMU
     dies with us (PR_SET_PDEATHSIG) and `vfio-conformance restore` replays the PCI state."""

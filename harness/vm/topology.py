@@ -102,7 +102,6 @@ class Profile:
     qemu_prelude: tuple[str, ...] = ()
     # Kernel command line words the profile needs.
     cmdline: tuple[str, ...] = ()
-    description: str = ""
 
     def bind_order(self) -> tuple[str, ...]:
         """The functions guest-init binds to vfio-pci, in order: the model's cdev
@@ -113,25 +112,18 @@ class Profile:
     def clear_reset(self) -> tuple[str, ...]:
         return tuple(f.bdf for f in self.functions if f.clear_reset)
 
-    def all_functions(self) -> tuple[GuestFunction, ...]:
-        """Every function the guest should show at boot (without VFs), by address."""
-        fns = {f.bdf: f for f in (*Q35_BUILTIN, VIRTIO_SERIAL, VIRTIO_9P, *self.functions)}
-        for f in self.builtin_vfio:
-            fns[f.bdf] = f
-        return tuple(fns[b] for b in sorted(fns))
-
 
 PROFILES: dict[str, Profile] = {
+    # q35 + intel-iommu: e1000s, a bridge group, an SR-IOV NVMe PF on vfio-pci.
     "viommu": Profile(
         name="viommu", viommu=True, functions=VIOMMU_FUNCTIONS, builtin_vfio=(_ICH9_LPC_VFIO,),
         qemu_prelude=(NVME_SUBSYS,),
         cmdline=("intel_iommu=on", "vfio_pci.enable_sriov=1", "hugepages=128"),
-        description="q35 + intel-iommu: e1000s, a bridge group, an SR-IOV NVMe PF on vfio-pci",
     ),
+    # q35 without a vIOMMU: iommufd selftest mock domains, no VFIO devices.
     "mock": Profile(
         name="mock", viommu=False, functions=(),
         cmdline=("hugepages=128",),
-        description="q35 without a vIOMMU: iommufd selftest mock domains, no VFIO devices",
     ),
 }
 
