@@ -20,7 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "cache_root": set(),
     # Where the corpus and the suite are, in a checkout or an install: a leaf.
     "resources": set(),
-    # The exit-code table every command (the VM's own entry point too) answers with: a leaf.
+    # The exit codes, one meaning each, of every command and of the pytest session: a leaf.
     "exitcodes": set(),
     # Cases name uAPI fields, never the Python objects of the model or a backend.
     "cases": {"uapi"},
@@ -30,8 +30,8 @@ ALLOWED: dict[str, set[str]] = {
     "agent": {"backends"},
     # gcov.py: where the kernel backend finds the counters (GCOV_ROOT).
     "kernel": {"backends.kernel", "cache_root"},
-    "vm": {"uapi", "backends", "model", "agent", "kernel", "exitcodes"},
-    "runner": {"uapi", "backends", "model", "agent", "cases", "kernel", "vm"},
+    "vm": {"uapi", "backends", "model", "agent", "kernel", "exitcodes"},   # exitcodes: python3 -m harness.vm
+    "runner": {"uapi", "backends", "model", "agent", "cases", "kernel", "vm", "exitcodes"},
     "fuzz": {"uapi", "backends", "model", "cases", "kernel", "runner", "cache_root"},
     "coverage": {"uapi", "cases", "kernel", "runner"},   # checks are read from the cases, not the model
     "report": {"uapi", "backends", "cases", "runner"},

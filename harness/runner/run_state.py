@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import exitcodes
 from ..cases.model import Case, CaseError
 from .outcome import CaseOutcome, malformed_outcome, unfinished
 from .trace import SKIP
@@ -64,9 +65,6 @@ def reported(outcomes: list[CaseOutcome]) -> int:
 
 
 
-# The session's exit statuses that mean it stopped early: pytest's INTERRUPTED and INTERNAL_ERROR,
-# and 3 from `pytest.exit(..., returncode=3)` of a backend that cannot be set up (pytest_plugin).
-_INTERRUPTED, _REFUSED_OR_INTERNAL = 2, 3
 
 
 def run_state(exitstatus: int, stopped: list[BaseException], planned: int) -> RunState:
@@ -74,12 +72,13 @@ def run_state(exitstatus: int, stopped: list[BaseException], planned: int) -> Ru
     pytest_keyboard_interrupt or pytest_internalerror saw)."""
     last = stopped[-1] if stopped else None
     message = " ".join(str(getattr(last, "msg", "") or last or "").split()) if last is not None else ""
-    if isinstance(last, KeyboardInterrupt) or (last is None and exitstatus == _INTERRUPTED):
+    if isinstance(last, KeyboardInterrupt) or (last is None and exitstatus == exitcodes.INTERRUPTED):
         return RunState(INTERRUPTED, message or "KeyboardInterrupt (Ctrl-C or SIGTERM)", planned)
     if last is not None and hasattr(last, "returncode"):   # pytest.exit(): its message is the reason
-        how = REFUSED if exitstatus == _REFUSED_OR_INTERNAL else INTERRUPTED
+        # ENVIRONMENT: the plugin's pytest.exit() when the backend or target cannot be set up.
+        how = REFUSED if exitstatus == exitcodes.ENVIRONMENT else INTERRUPTED
         return RunState(how, message or f"pytest.exit (status {exitstatus})", planned)
-    if last is not None or exitstatus == _REFUSED_OR_INTERNAL:
+    if last is not None or exitstatus == exitcodes.INTERNAL_ERROR:
         what = f"{type(last).__name__}: {message}" if last is not None else "pytest internal error"
         return RunState(CRASHED, what, planned)
     return RunState(COMPLETE, "", planned)
