@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.cases.loader import Loader
+from harness.exitcodes import USAGE_ERROR
 from harness.model.backend import ModelBackend
 from harness.runner.deadline import CaseTimeout, alarm, can_interrupt
 from harness.runner.engine import Runner
@@ -87,7 +88,7 @@ def test_case_timeout_must_be_a_finite_number(tmp_path: Path) -> None:
     for bad in ("-1", "nan", "inf", "soon"):
         r = subprocess.run([sys.executable, "-m", "harness", "run", "--case-timeout", bad], cwd=PROJECT,
                            capture_output=True, text=True, timeout=60)
-        assert r.returncode == 2 and "--case-timeout" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert r.returncode == USAGE_ERROR and "--case-timeout" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
 def test_the_default_limit_is_per_backend() -> None:
