@@ -27,6 +27,7 @@ from .exitcodes import (
     table,
 )
 from .kernel.series import SERIES
+from .kernel.under_test import kernel_image
 
 # What fault injection runs over unless told otherwise (the nightly fuzz profile too).
 FAULT_CASES = ["ioas/**", "device/**"]
@@ -78,7 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_vm(args: argparse.Namespace) -> int:
     """Boot the kernel under test in QEMU and run the corpus on it and on the model."""
-    kernel = _kernel_image(args.kernel, series=args.series)
+    kernel = kernel_image(args.kernel, series=args.series)
     if kernel is None:
         return ENVIRONMENT
     args.vm_kernel = str(kernel)
@@ -186,7 +187,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         print("vfio-conformance: --coverage reads a gcov kernel's counters in the guest: give --vm too",
               file=sys.stderr)
         return USAGE_ERROR
-    kernel = _kernel_image(args.kernel, coverage=args.coverage, series=args.series) if args.vm else None
+    kernel = kernel_image(args.kernel, coverage=args.coverage, series=args.series) if args.vm else None
     if args.vm and kernel is None:
         return ENVIRONMENT
     coverage = None
@@ -373,27 +374,9 @@ def _faults(kernel: Path, accel: str | None, cases_dir: Path, patterns: list[str
     return FAILED if report.problems else OK
 
 
-def _kernel_image(arg: str | None, coverage: bool = False, series: str | None = None) -> Path | None:
-    """``--kernel``, else the series' kernel (kernel.build.select_kernel: its variable, else its
-    cached or freshly built test kernel; ``coverage``: the gcov build), printed to stderr with
-    its version; None, said why, if there is no image."""
-    from .kernel import build
-
-    try:
-        kernel, how = (Path(arg), "--kernel") if arg else build.select_kernel(series, coverage=coverage)
-    except build.KernelBuildError as e:
-        print(f"vfio-conformance: {e}", file=sys.stderr)
-        return None
-    if kernel is None or not kernel.is_file():
-        print(f"vfio-conformance: no kernel image at {kernel}", file=sys.stderr)
-        return None
-    print(f"vfio-conformance: kernel under test: {build.describe_kernel(kernel, how)}", file=sys.stderr)
-    return kernel
-
-
 def cmd_faults(args: argparse.Namespace) -> int:
     """Fault injection (fail-nth) over corpus cases on the kernel in the test VM."""
-    kernel = _kernel_image(args.kernel, series=args.series)
+    kernel = kernel_image(args.kernel, series=args.series)
     if kernel is None:
         return ENVIRONMENT
     args.ktap_written = Path(args.report) / "faults.ktap"
@@ -598,7 +581,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _terminated(signum: int, frame: Any) -> None:
+def _terminated(signum: int, _frame: Any) -> None:
     """SIGTERM unwinds like Ctrl-C (guests stopped, PCI state put back).  Should the unwinding
     itself be stuck (an exception swallowed deep in a library), exit hard 20 s later: QEMU
     dies with us (PR_SET_PDEATHSIG) and `vfio-conformance restore` replays the PCI state."""

@@ -19,26 +19,25 @@ from typing import Any
 
 from . import resources
 from .exitcodes import ENVIRONMENT, FAILED, INTERRUPTED, NO_MATCH, OK, USAGE_ERROR
+from .kernel import build
 from .kernel.series import SERIES
+from .kernel.under_test import kernel_image
 
 
 def resolve(spec: str) -> Path | None:
     """A bzImage for ``spec``: a file is the image, a folder a source tree to build, else a series."""
-    from .cli import _kernel_image
-    from .kernel import build
-
     path = Path(spec)
     if path.is_file():
-        return _kernel_image(spec)
+        return kernel_image(spec)
     if path.is_dir():
         try:
             image = build.ensure_kernel(path)
         except build.KernelBuildError as e:
             print(f"compare: {e}", file=sys.stderr)
             return None
-        return _kernel_image(str(image))
+        return kernel_image(str(image))
     if spec in SERIES:
-        return _kernel_image(None, series=spec)
+        return kernel_image(None, series=spec)
     print(f"compare: {spec!r} is neither a bzImage, a source tree nor a series ({', '.join(SERIES)})",
           file=sys.stderr)
     return None

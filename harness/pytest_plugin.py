@@ -158,7 +158,7 @@ def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> N
     _stopped.append(excinfo.value)
 
 
-def pytest_internalerror(excrepr: Any, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+def pytest_internalerror(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
     _stopped.append(excinfo.value)
 
 

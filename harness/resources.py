@@ -16,7 +16,6 @@ HARNESS = Path(__file__).resolve().parent
 CODE_ROOT = HARNESS.parent
 # Where setup.py's build step puts the corpus and the suite in an installed package.
 DATA_DIR = HARNESS / "_data"
-SHIPPED = ("cases", "conformance", "conftest.py")
 
 
 def _is_project(root: Path) -> bool:

@@ -28,6 +28,7 @@ from harness.kernel import build, kconfig, source
 from harness.kernel import cache as kcache
 from harness.kernel import series as ks
 from harness.kernel.image import image_version
+from harness.kernel.under_test import kernel_image
 from harness.vm import find_kernel
 
 NETWORK_ENV = "VFIO_CONFORMANCE_REQUIRE_NETWORK"
@@ -203,7 +204,7 @@ def test_find_source_takes_the_series_own_variable(root: Path, tmp_path: Path,
     fake_tree(tree612, "6.12.118")
     fake_tree(tree72, "7.2.13")
     monkeypatch.setenv(S612.ksrc_env, str(tree612))
-    assert source.find_source() == tree612 and source.find_uapi_headers() == tree612
+    assert source.find_source() == tree612
     assert source.find_source(series="7.2") is None          # $VFIO_CONFORMANCE_KSRC is 6.12's only
     monkeypatch.setenv(S72.ksrc_env, str(tree72))
     assert source.find_source(source.UAPI_HEADERS, series="7.2") == tree72
@@ -319,12 +320,12 @@ def test_the_default_run_never_boots_another_series(root: Path, tmp_path: Path, 
     monkeypatch.delenv(S612.kernel_env)
     monkeypatch.delenv(S72.kernel_env)
     # the CLI says which kernel and why
-    assert cli._kernel_image(None) == k612
+    assert kernel_image(None) == k612
     assert capsys.readouterr().err == (f"vfio-conformance: kernel under test: {k612} (Linux {v612}; "
                                        "series 6.12: the cached build of linux-source-6.12)\n")
-    assert cli._kernel_image(None, series="7.2") == k72
+    assert kernel_image(None, series="7.2") == k72
     assert "(Linux 7.2.13; series 7.2: the cached build of linux-source-7.2)" in capsys.readouterr().err
-    assert cli._kernel_image(str(mine)) == mine
+    assert kernel_image(str(mine)) == mine
     assert capsys.readouterr().err == f"vfio-conformance: kernel under test: {mine} (version unknown; --kernel)\n"
     assert cli.main(["kernel", "build", "--print-path", "--series", "7.2"]) == 0
     assert capsys.readouterr().out == f"{k72}\n"

@@ -59,7 +59,7 @@ def parse(argv: list[str]) -> dict[str, Any]:
     return opts
 
 
-def _terminate(signum: int, frame: object) -> None:
+def _terminate(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 

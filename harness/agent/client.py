@@ -213,7 +213,6 @@ class _Channel:
         self._rpoll.register(rfd, select.POLLIN)
         self._wpoll = select.poll()
         self._wpoll.register(wfd, select.POLLOUT)
-        self.eof = False
 
     def send(self, data: bytes, deadline: float, what: str) -> None:
         view = memoryview(data)
@@ -244,7 +243,6 @@ class _Channel:
                     raise
                 data = b""
             if not data:
-                self.eof = True
                 raise AgentConnectionError(f"{self.describe}: the agent closed the connection while we "
                                            f"waited for {what}")
             self.buf.feed(data)

@@ -105,7 +105,6 @@ class Agent:
         self.backend = backend
         self.info = dict(info or {})
         self.stopped = False
-        self.requests = 0
         self._methods: dict[str, Callable[..., Any]] = {
             op: getattr(backend, op) for op in BACKEND_OP_NAMES
         }
@@ -142,7 +141,6 @@ class Agent:
         """One request object -> one reply object.  Never raises (but for
         KeyboardInterrupt and SystemExit)."""
         rid = None
-        self.requests += 1
         try:
             if not isinstance(msg, dict):
                 raise ProtocolError(f"a request is a JSON object, not {type(msg).__name__}")

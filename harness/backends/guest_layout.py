@@ -126,7 +126,6 @@ class Profile:
     qemu_prelude: tuple[str, ...] = ()
     # Kernel command line words the profile needs.
     cmdline: tuple[str, ...] = ()
-    description: str = ""
 
     def bind_order(self) -> tuple[str, ...]:
         """The functions guest-init binds to vfio-pci, in order: the model's cdev
@@ -157,16 +156,16 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
+    # q35 + intel-iommu: e1000s, a bridge group, an SR-IOV NVMe PF on vfio-pci.
     "viommu": Profile(
         name="viommu", viommu=True, functions=VIOMMU_FUNCTIONS, builtin_vfio=(_ICH9_LPC_VFIO,),
         qemu_prelude=(NVME_SUBSYS,),
         cmdline=("intel_iommu=on", "vfio_pci.enable_sriov=1", "hugepages=128"),
-        description="q35 + intel-iommu: e1000s, a bridge group, an SR-IOV NVMe PF on vfio-pci",
     ),
+    # q35 without a vIOMMU: iommufd selftest mock domains, no VFIO devices.
     "mock": Profile(
         name="mock", viommu=False, functions=(),
         cmdline=("hugepages=128",),
-        description="q35 without a vIOMMU: iommufd selftest mock domains, no VFIO devices",
     ),
 }
 

@@ -1,12 +1,9 @@
-"""What a kernel image is: its build.json beside a cached one, its version, whether it has gcov."""
+"""What a kernel image is: its build.json beside a cached one, its version."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-
-from .kconfig import COVERAGE_FRAGMENT, FRAGMENT
-from .make import IMAGE
 
 
 def build_info(image: Path) -> dict[str, object] | None:
@@ -16,19 +13,6 @@ def build_info(image: Path) -> dict[str, object] | None:
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) else None
-
-
-def is_coverage_kernel(image: Path) -> bool:
-    """Whether a cached kernel (its build.json) or a build tree's bzImage (the fragment
-    make_kernel() merged into that tree) is a --coverage build."""
-    info = build_info(image)
-    if info is not None:
-        return bool(info.get("coverage"))
-    builddir = image.parents[len(Path(IMAGE).parts) - 1]
-    try:
-        return COVERAGE_FRAGMENT.strip() in (builddir / FRAGMENT.name).read_bytes()
-    except OSError:
-        return False
 
 
 def image_version(image: Path) -> str | None:

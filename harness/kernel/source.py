@@ -218,8 +218,3 @@ def find_source(files: Iterable[str] = UAPI_HEADERS, series: str | None = None) 
         except (KernelBuildError, OSError) as e:
             print(f"[kernel] {e}", file=sys.stderr)
     return tree if not _missing(tree, wanted) else None
-
-
-def find_uapi_headers(series: str | None = None) -> Path | None:
-    """A directory with include/uapi/linux/{vfio,iommufd}.h and drivers/iommu/iommufd/iommufd_test.h."""
-    return find_source(UAPI_HEADERS, series)

@@ -45,14 +45,6 @@ def verified(o: CaseOutcome) -> str:
     return ", ".join(o.verified_on) if o.verified_on else MODEL_ONLY
 
 
-def split_location(location: str) -> tuple[str, int | None]:
-    """"cases/ioas/map-unaligned-iova.yaml:12" -> ("cases/ioas/map-unaligned-iova.yaml", 12)."""
-    path, sep, line = location.rpartition(":")
-    if sep and line.isdigit():
-        return path, int(line)
-    return location, None
-
-
 def one_line(text: str) -> str:
     return " ".join(text.split())
 

@@ -50,7 +50,7 @@ def alarm(seconds: float | None) -> Iterator[None]:
 
     armed = True
 
-    def fire(signum: int, frame: FrameType | None) -> None:
+    def fire(signum: int, _frame: FrameType | None) -> None:
         if armed:
             raise CaseTimeout
 
@@ -68,5 +68,5 @@ def alarm(seconds: float | None) -> Iterator[None]:
             signal.signal(signal.SIGALRM, previous if callable(previous) else _ignore)
 
 
-def _ignore(signum: int, frame: FrameType | None) -> None:
+def _ignore(signum: int, _frame: FrameType | None) -> None:
     pass

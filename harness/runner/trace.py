@@ -38,7 +38,3 @@ class Trace:
     status: str = PASS
     reason: str = ""
     steps: list[StepRecord] = field(default_factory=list)
-
-    @property
-    def first_failure(self) -> StepRecord | None:
-        return next((s for s in self.steps if s.failures and not s.cleanup), None)

@@ -24,7 +24,6 @@ u16 = ctypes.c_uint16
 u32 = ctypes.c_uint32
 u64 = ctypes.c_uint64
 s32 = ctypes.c_int32
-s64 = ctypes.c_int64
 aligned_u64 = ctypes.c_uint64
 
 # include/uapi/asm-generic/ioctl.h
@@ -48,10 +47,6 @@ def ioc_nr(cmd: int) -> int:
     return (cmd >> _IOC_NRSHIFT) & ((1 << _IOC_NRBITS) - 1)
 
 
-def ioc_type(cmd: int) -> int:
-    return (cmd >> _IOC_TYPESHIFT) & ((1 << _IOC_TYPEBITS) - 1)
-
-
 class Struct(ctypes.Structure):
     """A uAPI struct.  Subclasses declare ``_fields_`` with the C field names, in the layout
     of the oldest series that has the struct.
@@ -66,14 +61,6 @@ class Struct(ctypes.Structure):
 
     _trailing_: ClassVar[tuple[str, Any] | None] = None
     _appended_: ClassVar[Mapping[str, list[tuple[Any, ...]]]] = {}
-
-    @classmethod
-    def c_name(cls) -> str:
-        return cls.__name__
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f[0] for f in cls._fields_]
 
     @classmethod
     def offsetof(cls, name: str) -> int:
@@ -98,10 +85,6 @@ class Union(ctypes.Union):
     """A uAPI union; ``_appended_`` as for Struct (a union alternative a later series adds)."""
 
     _appended_: ClassVar[Mapping[str, list[tuple[Any, ...]]]] = {}
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f[0] for f in cls._fields_]
 
     def to_dict(self) -> dict[str, Any]:
         return _to_dict(self)

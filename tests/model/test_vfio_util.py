@@ -9,10 +9,10 @@ import dataclasses
 import errno
 from typing import Any
 
-from harness.backends.base import Facts, PciFunction, Topology
+from harness.backends.base import Facts, Topology
 from harness.model.backend import ModelBackend
 from harness.model.kernel import ModelKernel
-from harness.model.topologies import default_facts, vm_topology
+from harness.model.topologies import default_facts
 from harness.uapi import vfio as uv
 
 E1000 = "0000:00:02.0"      # group 1, alone, vfio-pci, cdev vfio0
@@ -146,11 +146,3 @@ def bind_arg(iommufd: int, **kw: Any) -> uv.vfio_device_bind_iommufd:
 
 def status(rig: Rig, gfd: int) -> Res:
     return rig.ioctl(gfd, uv.VFIO_GROUP_GET_STATUS, uv.vfio_group_status(argsz=8))
-
-
-def one_group_topology(*fns: PciFunction) -> Topology:
-    return Topology({f.bdf: f for f in fns})
-
-
-def q35() -> Topology:
-    return vm_topology()
