@@ -503,6 +503,7 @@ def parser() -> argparse.ArgumentParser:
     fz = sub.add_parser("fuzz", help="differential fuzzing of the iommufd and VFIO uAPIs, kernel and model in lockstep")
     fz.add_argument("--vm", action="store_true",
                     help="the kernel side in QEMU guests (iommufd: the mock guest; vfio: the vIOMMU guest)")
+    # The fuzz machines' registry, spelled out so the parser does not import Hypothesis (a test keeps them equal).
     fz.add_argument("--machine", choices=("all", "iommufd", "vfio"), default="all",
                     help="which state machine (default all, one after the other, --duration shared)")
     _kernel_options(fz, "bzImage for --vm (default: the --series test kernel)")

@@ -145,3 +145,11 @@ def test_shrinking_ends_when_its_time_is_spent_and_the_shortest_divergence_is_ke
     steps = spent.findings[0].steps
     found = replay(Lockstep([ModelBackend(), PlantedModel()]), steps)
     assert found is not None and found[0] == len(steps) - 1
+
+
+def test_the_cli_offers_every_registered_machine() -> None:
+    from harness.cli import parser
+
+    fuzz_parser = parser()._subparsers._group_actions[0].choices["fuzz"]  # type: ignore[union-attr]
+    machine = next(a for a in fuzz_parser._actions if a.dest == "machine")
+    assert tuple(machine.choices) == ("all", *MACHINES)
