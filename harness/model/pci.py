@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING
 
 from ..backends.base import DRIVER_MANAGED_DMA, PciFunction
 from .errors import Errno
-from .iommu import IommuGroup
+from .iommu.iommu import (
+    IommuGroup,
+    iommu_group_add_device,
+    iommu_group_alloc,
+    iommu_group_get_or_alloc,
+    iommu_group_remove_device,
+)
 
 if TYPE_CHECKING:
     from .kernel import ModelKernel
@@ -229,43 +235,6 @@ def pci_get_dev(k: ModelKernel, bdf: str) -> PciDev | None:
 def sysfs_strip(buf: str) -> str:
     """The string sysfs_streq() compares: up to one trailing newline dropped (lib/string.c)."""
     return buf[:-1] if buf.endswith("\n") else buf
-
-
-# -- IOMMU groups ---------------------------------------------------------------------
-
-def iommu_group_get_or_alloc(core: PciCore, number: int | None) -> IommuGroup | None:
-    if number is None:
-        return None
-    group = core.groups.get(number)
-    if group is None:
-        group = core.groups[number] = IommuGroup(number)
-    return group
-
-
-def iommu_group_alloc(core: PciCore) -> IommuGroup:
-    """iommu_group_alloc(): the lowest free id (ida_alloc, iommu.c)."""
-    n = 0
-    while n in core.groups:
-        n += 1
-    group = core.groups[n] = IommuGroup(n)
-    return group
-
-
-def iommu_group_add_device(group: IommuGroup | None, pdev: PciDev) -> None:
-    if group is not None and pdev.bdf not in group.members:
-        group.members.append(pdev.bdf)
-        group.members.sort()
-
-
-def iommu_group_remove_device(core: PciCore, pdev: PciDev) -> None:
-    """iommu_release_device(): the group goes away with its last member."""
-    group = pdev.group
-    if group is None:
-        return
-    if pdev.bdf in group.members:
-        group.members.remove(pdev.bdf)
-    if not group.members and core.groups.get(group.id) is group:
-        del core.groups[group.id]
 
 
 # -- bus notifiers ----------------------------------------------------------------------

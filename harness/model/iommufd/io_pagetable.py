@@ -17,7 +17,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..gates import at
-from .domain import DirtyBitmap, IommuDomain
+from ..iommu.iommu import IommuDomain
+from .iova_bitmap import DirtyBitmap
 from .pages import IOPT_ADDRESS_FILE, IoptPages, iopt_alloc_file_pages, iopt_alloc_pages
 from .private import (
     HPAGE_SIZE,

@@ -16,7 +16,7 @@ from ..errors import Errno
 from ..kernel import File, ModelKernel
 
 if TYPE_CHECKING:
-    from ..iommu import IommuGroup
+    from ..iommu.iommu import IommuGroup
     from ..iommufd import IommufdCtx, IommufdDevice
     from ..pci import PciDev
     from .container import VfioIommuDriver
@@ -278,7 +278,7 @@ def vfio_init_device(k: ModelKernel, device: VfioDevice, want: int | None = None
 
 def vfio_register_group_dev(k: ModelKernel, device: VfioDevice) -> None:
     """__vfio_register_dev() (vfio_main.c:312-364)."""
-    from ..iommufd.domain import IOMMU_CAP_CACHE_COHERENCY, dev_iommu_ops
+    from ..iommu.iommu import IOMMU_CAP_CACHE_COHERENCY, dev_iommu_ops
     from . import group as group_c
 
     if device.dev_set is None:
