@@ -215,7 +215,7 @@ def _group_resv_regions(k: ModelKernel, group: VfioGroup) -> list[tuple[int, int
 
 
 def _group_pci_devs(k: ModelKernel, group: VfioGroup) -> list[Any]:
-    from ..pci import pci_core
+    from ..pci.pci import pci_core
 
     if group.iommu_group is None:
         return []

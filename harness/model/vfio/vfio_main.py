@@ -18,7 +18,7 @@ from ..kernel import File, ModelKernel
 if TYPE_CHECKING:
     from ..iommu.iommu import IommuGroup
     from ..iommufd import IommufdCtx, IommufdDevice
-    from ..pci import PciDev
+    from ..pci.pci import PciDev
     from .container import VfioIommuDriver
     from .group import VfioGroup
 
