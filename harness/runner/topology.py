@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from ..backends.base import DRIVER_MANAGED_DMA, Backend, PciFunction, Topology
-from ..cases.model import Case
+from ..cases.case import Case
 from ..uapi import available, span
 from ..uapi.kernel_version import in_range
 
