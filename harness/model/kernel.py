@@ -172,7 +172,3 @@ class ModelKernel:
                 writer(self, m, value)
                 return
         raise Errno(errno.ENOENT, "fs/sysfs")
-
-    def close_all(self) -> None:
-        for fd in sorted(self.files, reverse=True):
-            self.close(fd)

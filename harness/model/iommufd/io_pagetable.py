@@ -158,12 +158,6 @@ class IoPagetable:
             return areas[i]
         return None
 
-    def areas_in(self, start: int, last: int) -> list[IoptArea]:
-        areas = self.areas
-        i = bisect.bisect_left(areas, start, key=lambda a: a.last)
-        j = bisect.bisect_right(areas, last, key=lambda a: a.start)
-        return areas[i:j]
-
     def reserved_iter_first(self, start: int, last: int) -> Reserved | None:
         for r in self.reserved:
             if r.start <= last and r.last >= start:

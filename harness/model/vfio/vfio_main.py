@@ -254,10 +254,6 @@ def vfio_release_device_set(k: ModelKernel, device: VfioDevice) -> None:
     device.dev_set = None
 
 
-def vfio_device_set_open_count(dev_set: VfioDeviceSet) -> int:
-    return sum(d.open_count for d in dev_set.device_list)
-
-
 def vfio_find_device_in_devset(dev_set: VfioDeviceSet, pdev: PciDev) -> VfioDevice | None:
     return next((d for d in dev_set.device_list if d.dev is pdev), None)
 
