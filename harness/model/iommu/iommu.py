@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ..kernel import ModelKernel
     from ..pci.pci import PciCore, PciDev
 
-ULONG_MAX = (1 << 64) - 1
+ULONG_MAX = (1 << 64) - 1  # include/vdso/limits.h, 64-bit
 
 # include/linux/iommu.h
 IOMMU_READ = 1 << 0
@@ -52,6 +52,8 @@ IOMMU_DOMAIN_BLOCKED = 0
 IOMMU_DOMAIN_UNMANAGED = 1 << 1  # __IOMMU_DOMAIN_PAGING
 IOMMU_DOMAIN_NESTED = 1 << 6
 
+
+# -- groups and their DMA ownership ------------------------------------------
 
 @dataclass(eq=False)
 class IommuGroup:
@@ -141,7 +143,7 @@ def iommu_group_remove_device(core: PciCore, pdev: PciDev) -> None:
         del core.groups[group.id]
 
 
-# -- domains and the driver's ops --------------------------------------------
+# -- domains and the driver's ops -------------------------------------------
 
 class UserData:
     """struct iommu_user_data (include/linux/iommu.h)."""
