@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from harness.cases.model import Case, CaseError
+from harness.cases.case import Case, CaseError
 from harness.pytest_plugin import run_one
 
 

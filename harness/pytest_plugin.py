@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from . import resources
+from .cases.case import Case, CaseError
 from .cases.loader import Loader
-from .cases.model import Case, CaseError
 from .exitcodes import ENVIRONMENT, USAGE_ERROR
 from .runner.deadline import DEFAULT_KERNEL_TIMEOUT, DEFAULT_MODEL_TIMEOUT, case_timeout
 from .runner.outcome import CaseOutcome, malformed_outcome, unfinished

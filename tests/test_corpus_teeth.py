@@ -14,7 +14,7 @@ import pytest
 from harness.cases.loader import Loader
 from harness.model.backend import ModelBackend
 from harness.model.errors import Errno
-from harness.model.iommu import IommuGroup
+from harness.model.iommu.iommu import IommuGroup
 from harness.model.iommufd import io_pagetable
 from harness.runner.session import run_case
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cases.model import Case, KnownDifference
+from harness.cases.case import Case, KnownDifference
 from harness.runner.diff import diff
 from harness.runner.session import accepted
 from harness.runner.trace import StepRecord, Trace

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.cases.case import Case, CaseError
 from harness.cases.loader import Loader
-from harness.cases.model import Case, CaseError
 
 GOOD = """\
 id: ioas-example

@@ -15,8 +15,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.cases.case import Case, CaseError
 from harness.cases.loader import STEP_KEYS, STEP_KINDS, TOP_KEYS, Loader
-from harness.cases.model import Case, CaseError
 from harness.cases.yamlsrc import MAX_DEPTH
 
 GOOD: dict[str, Any] = {

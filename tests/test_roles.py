@@ -12,8 +12,8 @@ import pytest
 from harness.backends import roles
 from harness.backends.base import PciFunction, Topology
 from harness.backends.guest_layout import PROFILES, GuestFunction
+from harness.cases.case import CaseError
 from harness.cases.loader import Loader
-from harness.cases.model import CaseError
 from harness.fuzz.machine import MACHINES, MachineKind, register
 from harness.model.topologies import vm_topology
 from harness.runner.topology import Role, bind_roles

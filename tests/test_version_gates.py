@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.cases.case import Case, CaseError
 from harness.cases.loader import Loader
-from harness.cases.model import Case, CaseError
 from harness.model import gates
 from harness.model.backend import ModelBackend
 from harness.model.topologies import default_facts

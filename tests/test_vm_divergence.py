@@ -16,7 +16,7 @@ import pytest
 
 from harness.cases.loader import Loader
 from harness.model.errors import Errno
-from harness.model.iommu import IommuGroup
+from harness.model.iommu.iommu import IommuGroup
 from harness.runner.vmtarget import VmTarget
 from harness.vm import find_kernel
 

@@ -22,8 +22,7 @@ from .. import uapi
 from ..backends.roles import ROLES
 from ..uapi import abi
 from ..uapi.kernel_version import VersionError, check_range
-from .expr import Expr, ExprError, current_abi, fits, parse, template_vars, using_abi
-from .model import (
+from .case import (
     DATA_TYPES,
     MAX_TRANSFER,
     U64_MAX,
@@ -37,6 +36,7 @@ from .model import (
     Step,
     int_range,
 )
+from .expr import Expr, ExprError, current_abi, fits, parse, template_vars, using_abi
 from .yamlsrc import LList, LMap, from_data, line_of
 from .yamlsrc import load as load_yaml
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import uapi
-from ..cases.model import Case
+from ..cases.case import Case
 from ..kernel.source import find_source
 from .kernel_errnos import SOURCES, KernelIndex, sources
 from .matrix import Matrix, build, view_of

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import uapi
+from ..cases.case import DATA_TYPES, Case, Expectation, Step
 from ..cases.expr import Expr, using_abi
-from ..cases.model import DATA_TYPES, Case, Expectation, Step
 from ..runner.engine import HarnessError, evaluate, pack_data
 from ..runner.topology import kernel_unmet
 from .kernel_errnos import KernelIndex, handler_errnos

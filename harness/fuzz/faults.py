@@ -25,7 +25,7 @@ from typing import Any
 
 from .. import uapi
 from ..backends.base import Backend, OpResult
-from ..cases.model import Case
+from ..cases.case import Case
 from ..runner.engine import HarnessError, Runner
 from ..runner.topology import unmet
 

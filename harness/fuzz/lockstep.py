@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends.base import Backend
+from ..cases.case import Step
 from ..cases.loader import parse_steps
-from ..cases.model import Step
 from ..runner.compare import behaviour, change_key
 from ..runner.diff import Diff, Divergence, compare_step
 from ..runner.engine import HarnessError, Runner

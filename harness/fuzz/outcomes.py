@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..cases.model import Case
+from ..cases.case import Case
 from ..runner.outcome import CaseOutcome, unfinished
 from ..runner.run_state import COMPLETE, RunState, with_not_run
 from ..runner.trace import ERROR, FAIL, PASS, SKIP

@@ -22,7 +22,7 @@ from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 
 from ..cache_root import cache_root
-from ..cases.model import CaseError
+from ..cases.case import CaseError
 from .lockstep import Lockstep
 from .machine import Divergence, find_machine, make_machine
 from .regression import write_regression

@@ -13,7 +13,7 @@ from .. import uapi
 from ..backends.base import Facts, Topology
 from .errors import Errno
 from .gates import gate_open
-from .memory import UserMemory
+from .memory import PAGE_SIZE, UserMemory
 
 # fs/file.c: the lowest free descriptor; 0-2 are taken by stdio.
 _FIRST_FD = 3
@@ -51,6 +51,19 @@ STDIO_FDS = (0, 1, 2)
 Opener = Callable[["ModelKernel", "re.Match[str]"], File]
 SysfsReader = Callable[["ModelKernel", "re.Match[str]"], str]
 SysfsWriter = Callable[["ModelKernel", "re.Match[str]", str], None]
+
+
+def sysfs_store(store: SysfsWriter) -> SysfsWriter:
+    """The sysfs write path every store runs behind: at most a page is passed
+    (kernfs_fop_write_iter(), fs/kernfs/file.c:318-322) and an empty write never
+    reaches the store (sysfs_kf_write(), fs/sysfs/file.c:137-138)."""
+
+    def write(k: ModelKernel, m: re.Match[str], buf: str) -> None:
+        if not buf:
+            return
+        store(k, m, buf[:PAGE_SIZE])
+
+    return write
 
 
 class ModelKernel:
@@ -159,7 +172,3 @@ class ModelKernel:
                 writer(self, m, value)
                 return
         raise Errno(errno.ENOENT, "fs/sysfs")
-
-    def close_all(self) -> None:
-        for fd in sorted(self.files, reverse=True):
-            self.close(fd)

@@ -3,8 +3,9 @@ functions, drivers and IOMMU groups), then iommufd, then VFIO, which uses both."
 
 from __future__ import annotations
 
-from . import iommufd, pci, vfio
+from . import iommufd, vfio
 from .kernel import ModelKernel
+from .pci import probe as pci
 
 
 def install_subsystems(k: ModelKernel) -> None:

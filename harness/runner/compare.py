@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends.base import Backend
-from ..cases.model import Case
+from ..cases.case import Case
 from .diff import Diff, Divergence, diff
 from .engine import Runner
 from .outcome import CaseOutcome, steps_view

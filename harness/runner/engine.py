@@ -11,8 +11,7 @@ from typing import Any
 
 from .. import uapi
 from ..backends.base import MEMFD_NAME, Backend, OpResult
-from ..cases.expr import Expr, render, using_abi
-from ..cases.model import (
+from ..cases.case import (
     DATA_TYPES,
     MAX_TRANSFER,
     U64_MAX,
@@ -23,6 +22,7 @@ from ..cases.model import (
     Step,
     int_range,
 )
+from ..cases.expr import Expr, render, using_abi
 from ..uapi import abi
 from .deadline import CaseTimeout, alarm
 from .topology import bind_roles, unmet

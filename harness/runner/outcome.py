@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cases.model import Case, CaseError
+from ..cases.case import Case, CaseError
 from .diff import Diff
 from .trace import ERROR, FAIL, PASS, SKIP, Trace
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import exitcodes
-from ..cases.model import Case, CaseError
+from ..cases.case import Case, CaseError
 from .outcome import CaseOutcome, malformed_outcome, unfinished
 from .trace import SKIP
 

@@ -9,7 +9,7 @@ import urllib.parse
 from pathlib import Path
 
 from ..backends.base import Backend
-from ..cases.model import Case
+from ..cases.case import Case
 from .diff import Diff, diff
 from .engine import Runner
 from .outcome import CaseOutcome, combine, steps_view

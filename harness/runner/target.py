@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.base import Backend
-from ..cases.model import Case
+from ..cases.case import Case
 from ..model.backend import ModelBackend
 from ..vm import Vm
 from ..vm.console import Splat

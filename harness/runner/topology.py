@@ -8,7 +8,7 @@ from functools import cache
 
 from ..backends import roles
 from ..backends.base import Backend, PciFunction, Topology
-from ..cases.model import Case
+from ..cases.case import Case
 from ..uapi import available, span
 from ..uapi.kernel_version import in_range
 

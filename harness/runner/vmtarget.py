@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..backends.base import Backend
-from ..cases.model import Case
+from ..cases.case import Case
 from ..vm import AgentStartError, VmError
 from .outcome import CaseOutcome, unfinished
 from .session import run_case

@@ -14,7 +14,7 @@ from test_iommufd_util import PAGE_SIZE, Rig
 
 from harness.backends.base import IommuHw
 from harness.model.errors import Errno
-from harness.model.iommu import IommuGroup
+from harness.model.iommu.iommu import IommuGroup
 from harness.model.iommufd import IommufdCtx, ctx_from_file
 from harness.model.kernel import File
 from harness.model.topologies import DEFAULT_CONFIG

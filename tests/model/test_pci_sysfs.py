@@ -10,7 +10,8 @@ import errno
 from test_vfio_util import AHCI, E1000, LPC, NVME, SMBUS, Rig, status
 
 from harness.model.errors import Errno
-from harness.model.pci import kstrtou16, pci_core
+from harness.model.lib.kstrtox import kstrtou16
+from harness.model.pci.pci import pci_core
 from harness.uapi import vfio as uv
 
 DEV = "/sys/bus/pci/devices"

@@ -7,7 +7,7 @@ import errno
 
 from test_vfio_util import Rig, bind_arg, status
 
-from harness.model.pci import pci_core
+from harness.model.pci.pci import pci_core
 from harness.uapi import vfio as uv
 
 

@@ -8,7 +8,7 @@ import errno
 
 from test_vfio_util import E1000, LPC, NVME, Rig, status
 
-from harness.model.pci import pci_core
+from harness.model.pci.pci import pci_core
 from harness.uapi import vfio as uv
 
 VIABLE = uv.VFIO_GROUP_FLAGS_VIABLE

@@ -49,8 +49,7 @@ from __future__ import annotations
 import re
 
 from ..kernel import File, ModelKernel
-from .device import IommufdDevice
-from .domain import Bindable
+from .device import Bindable, IommufdDevice
 from .main import IommufdCtx, ctx_from_file
 
 __all__ = ["Bindable", "IommufdCtx", "IommufdDevice", "ctx_from_file", "install"]

@@ -6,13 +6,12 @@ from __future__ import annotations
 import contextlib
 import errno
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ...uapi import iommufd as u
 from ..errors import Errno
 from ..gates import HW_INFO_ATS_CAP, HW_INFO_INPUT_TYPE, at
-from . import hw_pagetable as hwpt_c
-from .domain import (
+from ..iommu.iommu import (
     IOMMU_CAP_CACHE_COHERENCY,
     IOMMU_CAP_DIRTY_TRACKING,
     IOMMU_CAP_ENFORCE_CACHE_COHERENCY,
@@ -20,6 +19,7 @@ from .domain import (
     IommuDomain,
     dev_iommu_ops,
 )
+from . import hw_pagetable as hwpt_c
 from .io_pagetable import (
     ContigIter,
     IoptArea,
@@ -49,12 +49,22 @@ from .private import (
 )
 
 if TYPE_CHECKING:
-    from ..iommu import IommuGroup
+    from ...backends.base import IommuHw
+    from ..iommu.iommu import IommuGroup
     from ..kernel import ModelKernel
     from ..memory import Mapping
     from .hw_pagetable import HwptPaging, IommufdHwPagetable
     from .ioas import IommufdIoas
     from .main import IommufdCtx
+
+
+class Bindable(Protocol):
+    """What the VFIO side hands to iommufd_device_bind(): a device with its
+    IOMMU group, its name and the IOMMU it sits behind."""
+
+    iommu_group: IommuGroup | None
+    bdf: str
+    hw: IommuHw
 
 
 class AttachHandle:

@@ -9,8 +9,8 @@ import errno
 from typing import TYPE_CHECKING, Any
 
 from ...uapi import iommufd as u
+from ..iommu.iommu import IOMMU_DOMAIN_NESTED, dev_iommu_ops
 from ..kernel import File
-from .domain import IOMMU_DOMAIN_NESTED, dev_iommu_ops
 from .private import (
     IOMMUFD_OBJ_FAULT,
     E,

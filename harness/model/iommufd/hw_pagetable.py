@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING
 from ...uapi import iommufd as u
 from ..errors import Errno
 from ..gates import HWPT_ALLOC_PASID, HWPT_INVALIDATE_ANY_OBJECT, at
-from . import device as device_c
-from .domain import (
+from ..iommu.iommu import (
     IOMMU_CAP_DIRTY_TRACKING,
     IOMMU_DOMAIN_NESTED,
     IommuDomain,
     UserData,
     dev_iommu_ops,
 )
+from . import device as device_c
 from .io_pagetable import (
     iopt_read_and_clear_dirty_data,
     iopt_set_dirty_tracking,

@@ -17,7 +17,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..gates import at
-from .domain import DirtyBitmap, IommuDomain
+from ..iommu.iommu import IommuDomain
+from .iova_bitmap import DirtyBitmap
 from .pages import IOPT_ADDRESS_FILE, IoptPages, iopt_alloc_file_pages, iopt_alloc_pages
 from .private import (
     HPAGE_SIZE,
@@ -156,12 +157,6 @@ class IoPagetable:
         if i < len(areas) and areas[i].start <= last:
             return areas[i]
         return None
-
-    def areas_in(self, start: int, last: int) -> list[IoptArea]:
-        areas = self.areas
-        i = bisect.bisect_left(areas, start, key=lambda a: a.last)
-        j = bisect.bisect_right(areas, last, key=lambda a: a.start)
-        return areas[i:j]
 
     def reserved_iter_first(self, start: int, last: int) -> Reserved | None:
         for r in self.reserved:

@@ -33,7 +33,7 @@ from .private import (
 )
 
 if TYPE_CHECKING:
-    from ..iommu import IommuGroup
+    from ..iommu.iommu import IommuGroup
     from ..kernel import ModelKernel
     from .device import IommufdDevice, IommufdGroup
     from .ioas import IommufdIoas

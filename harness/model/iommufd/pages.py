@@ -96,9 +96,6 @@ class IoptPages:
         spans += [(x.start, x.last) for x in self.accesses]
         return spans
 
-    def is_pinned(self, index: int) -> bool:
-        return self.find_pin(index) is not None
-
     def find_pin(self, index: int) -> Pin | None:
         i = bisect.bisect_right(self.pins, index, key=lambda p: p.start) - 1
         if i >= 0 and self.pins[i].last >= index:

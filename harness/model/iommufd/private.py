@@ -10,6 +10,13 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from ..errors import Errno
 
+# include/linux/iommu.h, which every iommufd file includes
+from ..iommu.iommu import IOMMU_CACHE as IOMMU_CACHE
+from ..iommu.iommu import IOMMU_DIRTY_NO_CLEAR as IOMMU_DIRTY_NO_CLEAR
+from ..iommu.iommu import IOMMU_NO_PASID as IOMMU_NO_PASID
+from ..iommu.iommu import IOMMU_READ as IOMMU_READ
+from ..iommu.iommu import IOMMU_WRITE as IOMMU_WRITE
+
 if TYPE_CHECKING:
     from ..kernel import ModelKernel
     from .main import IommufdCtx
@@ -40,13 +47,6 @@ IOPT_PAGES_ACCOUNT_MM = 2
 
 # iommufd_private.h:65-67
 IOPT_ALLOC_IOVA = 1 << 0
-
-# include/linux/iommu.h
-IOMMU_READ = 1 << 0
-IOMMU_WRITE = 1 << 1
-IOMMU_CACHE = 1 << 2
-IOMMU_NO_PASID = 0
-IOMMU_DIRTY_NO_CLEAR = 1 << 0
 
 # include/linux/iommufd.h: IOMMUFD_ACCESS_RW_*
 IOMMUFD_ACCESS_RW_READ = 0

@@ -18,21 +18,20 @@ from ...uapi import iommufd as u
 from ...uapi import iommufd_test as ut
 from ..errors import Errno
 from ..gates import HWPT_ALLOC_PASID, MOCK_DEVICE_FLAGS_PASID, at
-from ..iommu import IommuGroup
-from ..kernel import File
-from . import device as device_c
-from . import eventq as eventq_c
-from . import viommu as viommu_c
-from .domain import (
+from ..iommu.iommu import (
     IOMMU_CAP_CACHE_COHERENCY,
     IOMMU_CAP_DIRTY_TRACKING,
     IOMMU_DOMAIN_NESTED,
     IOMMU_DOMAIN_UNMANAGED,
-    DirtyBitmap,
     IommuDomain,
+    IommuGroup,
     IommuOps,
     UserData,
 )
+from ..kernel import File
+from . import device as device_c
+from . import eventq as eventq_c
+from . import viommu as viommu_c
 from .fault import (
     IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE,
     IOMMU_FAULT_PAGE_REQUEST_PASID_VALID,
@@ -42,6 +41,7 @@ from .fault import (
 from .hw_pagetable import HwptNested, HwptPaging
 from .io_pagetable import iopt_reserve_iova
 from .ioas import get_ioas, syz_conv_iova
+from .iova_bitmap import DirtyBitmap
 from .pages import pin_count
 from .private import (
     IOMMU_DIRTY_NO_CLEAR,

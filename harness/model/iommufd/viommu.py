@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from ...uapi import iommufd as u
 from ..errors import Errno
 from ..gates import at
+from ..iommu.iommu import IommuDomain, UserData, dev_iommu_ops
 from . import device as device_c
-from .domain import IommuDomain, UserData, dev_iommu_ops
 from .private import (
     IOMMUFD_OBJ_DEVICE,
     IOMMUFD_OBJ_HWPT_PAGING,

@@ -24,7 +24,7 @@ from .vfio_main import (
 )
 
 if TYPE_CHECKING:
-    from ..iommu import IommuGroup
+    from ..iommu.iommu import IommuGroup
     from ..iommufd import IommufdCtx
     from .container import VfioContainer
 

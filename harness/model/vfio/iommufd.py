@@ -28,15 +28,6 @@ def vfio_df_iommufd_unbind(k: ModelKernel, df: VfioDeviceFile) -> None:
     df.device.unbind_iommufd(k)
 
 
-def vfio_iommufd_device_has_compat_ioas(ictx: IommufdCtx) -> bool:
-    """iommufd.c:13-19."""
-    try:
-        ictx.vfio_compat_ioas_get_id()
-    except Errno:
-        return False
-    return True
-
-
 def vfio_iommufd_compat_attach_ioas(k: ModelKernel, vdev: VfioDevice, ictx: IommufdCtx) -> None:
     """iommufd.c:35-53: the group path attaches to the compat IOAS and cannot
     tell the user the HWPT id."""

@@ -15,21 +15,12 @@ import uuid
 from typing import TYPE_CHECKING
 
 from ...uapi import vfio as uv
+from ..base.bus import BUS_NOTIFY_ADD_DEVICE, Notifier, bus_register_notifier, bus_unregister_notifier
 from ..errors import Errno
 from ..eventfd import EventFd
 from ..kernel import File, ModelKernel
-from ..pci import (
-    BUS_NOTIFY_ADD_DEVICE,
-    Notifier,
-    PciDev,
-    bus_register_notifier,
-    bus_unregister_notifier,
-    pci_core,
-    pci_disable_sriov,
-    pci_enable_sriov,
-    pci_probe_reset_slot_or_bus,
-    pci_try_reset_function,
-)
+from ..pci.iov import pci_disable_sriov, pci_enable_sriov
+from ..pci.pci import PciDev, pci_core, pci_probe_reset_slot_or_bus, pci_try_reset_function
 from . import iommufd as vfio_iommufd
 from . import pci_intrs
 from .vfio_main import (
@@ -63,7 +54,6 @@ VFIO_PCI_OFFSET_MASK = (1 << VFIO_PCI_OFFSET_SHIFT) - 1
 VFIO_PCI_IOEVENTFD_MAX = 1000  # vfio_pci_priv.h:12
 UUID_STRING_LEN = 36
 VF_TOKEN_ARG = "vf_token="
-PCI_BASE_CLASS_DISPLAY_VGA = 0x0300
 
 
 def VFIO_PCI_INDEX_TO_OFFSET(index: int) -> int:

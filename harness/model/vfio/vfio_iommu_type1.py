@@ -4,8 +4,8 @@ aperture minus reserved regions), DMA mappings with pinning of the user pages,
 MAP/UNMAP/GET_INFO/DIRTY_PAGES.
 
 The IOMMU is the one the group's devices sit behind (``k.facts.iommu``); its
-driver's capabilities come from harness.model.iommufd.domain, as iommufd sees
-them.  No device DMA happens in the model, so dirty tracking reports what the
+driver's capabilities come from the iommu core (harness/model/iommu/), as
+iommufd sees them.  No device DMA happens in the model, so dirty tracking reports what the
 kernel reports for devices that cannot track: every mapped page dirty."""
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ def vfio_iommu_iova_dma_valid(iommu: VfioIommu, start: int, end: int) -> bool:
 
 def _group_resv_regions(k: ModelKernel, group: VfioGroup) -> list[tuple[int, int]]:
     """iommu_get_group_resv_regions(): the reserved regions of the group's devices."""
-    from ..iommufd.domain import dev_iommu_ops
+    from ..iommu.iommu import dev_iommu_ops
 
     out: list[tuple[int, int]] = []
     for pdev in _group_pci_devs(k, group):
@@ -215,7 +215,7 @@ def _group_resv_regions(k: ModelKernel, group: VfioGroup) -> list[tuple[int, int
 
 
 def _group_pci_devs(k: ModelKernel, group: VfioGroup) -> list[Any]:
-    from ..pci import pci_core
+    from ..pci.pci import pci_core
 
     if group.iommu_group is None:
         return []
@@ -225,7 +225,7 @@ def _group_pci_devs(k: ModelKernel, group: VfioGroup) -> list[Any]:
 
 def vfio_iommu_type1_attach_group(k: ModelKernel, iommu: VfioIommu, group: VfioGroup) -> None:
     """:2145-2343."""
-    from ..iommufd.domain import IOMMU_CAP_ENFORCE_CACHE_COHERENCY, dev_iommu_ops
+    from ..iommu.iommu import IOMMU_CAP_ENFORCE_CACHE_COHERENCY, dev_iommu_ops
 
     if iommu.vaddr_invalid_count:
         raise Errno(errno.EBUSY, f"{TYPE1_C}:2162")

@@ -16,9 +16,9 @@ from ..errors import Errno
 from ..kernel import File, ModelKernel
 
 if TYPE_CHECKING:
-    from ..iommu import IommuGroup
+    from ..iommu.iommu import IommuGroup
     from ..iommufd import IommufdCtx, IommufdDevice
-    from ..pci import PciDev
+    from ..pci.pci import PciDev
     from .container import VfioIommuDriver
     from .group import VfioGroup
 
@@ -254,10 +254,6 @@ def vfio_release_device_set(k: ModelKernel, device: VfioDevice) -> None:
     device.dev_set = None
 
 
-def vfio_device_set_open_count(dev_set: VfioDeviceSet) -> int:
-    return sum(d.open_count for d in dev_set.device_list)
-
-
 def vfio_find_device_in_devset(dev_set: VfioDeviceSet, pdev: PciDev) -> VfioDevice | None:
     return next((d for d in dev_set.device_list if d.dev is pdev), None)
 
@@ -278,7 +274,7 @@ def vfio_init_device(k: ModelKernel, device: VfioDevice, want: int | None = None
 
 def vfio_register_group_dev(k: ModelKernel, device: VfioDevice) -> None:
     """__vfio_register_dev() (vfio_main.c:312-364)."""
-    from ..iommufd.domain import IOMMU_CAP_CACHE_COHERENCY, dev_iommu_ops
+    from ..iommu.iommu import IOMMU_CAP_CACHE_COHERENCY, dev_iommu_ops
     from . import group as group_c
 
     if device.dev_set is None:

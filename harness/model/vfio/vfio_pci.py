@@ -7,8 +7,10 @@ import errno
 import re
 
 from ..errors import Errno
-from ..kernel import ModelKernel
-from ..pci import PciDev, PciDriver, kstrtobool, pci_core, pci_register_driver, sysfs_store
+from ..kernel import ModelKernel, sysfs_store
+from ..lib.kstrtox import kstrtobool
+from ..pci.pci import PciDev, PciDriver, pci_core
+from ..pci.pci_driver import pci_register_driver
 from .pci_core import (
     VfioPciCoreDevice,
     vfio_pci_core_register_device,

@@ -1,0 +1,1 @@
+"""drivers/base: the driver core's bus (bus.py) and binding (dd.py)."""

@@ -1,0 +1,1 @@
+"""drivers/iommu/intel: the Intel VT-d driver."""

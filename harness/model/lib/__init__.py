@@ -1,0 +1,1 @@
+"""lib/: the kernel library helpers the model's sysfs files parse with."""
