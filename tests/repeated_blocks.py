@@ -31,7 +31,8 @@ def setup_lines(text: str) -> list[str]:
     return out
 
 
-def repeated(cases_dir: Path, window: int = WINDOW, max_files: int = MAX_FILES) -> list[tuple[tuple[str, ...], list[str]]]:
+def repeated(cases_dir: Path, window: int = WINDOW,
+             max_files: int = MAX_FILES) -> list[tuple[tuple[str, ...], list[str]]]:
     where: dict[tuple[str, ...], set[str]] = defaultdict(set)
     for path in sorted(cases_dir.glob("*/*.yaml")):
         if path.parent.name in _SHARED:
