@@ -119,6 +119,16 @@ LOAD_ERRORS = {
     "variants-huge": 'variants: 300 variants (at most 256)',
     "verified-on-mapping": 'verified_on: a list of kernel versions ([] = model only)',
     "yaml-syntax": "YAML: expected the node content, but found '-'",
+    "macro-unknown-param": "steps[2]: macro 'map_one' has no parameter 'frob' (params: buf, ioas)",
+    "macro-missing-param": "steps[1]: macro 'map_one' needs buf",
+    "macro-recursion": "steps[0]: macro 'loop_a' calls itself (loop_a -> loop_b -> loop_a)",
+    "macro-bad-step": "steps[1]: in bad_field (",
+    "macro-undeclared-param": "steps[1]: macro 'undeclared': ",
+    "macro-args-scalar": "steps[1]: macro 'map_one' takes a mapping of its parameters",
+    "macro-expect-twice": "steps[2]: expect: is given twice",
+    "extends-cycle": "extends: fixture 'cycle-a' extends itself (cycle-a -> cycle-b -> cycle-a)",
+    "fixture-variant-partial": "variants: the fixture's variants are one, two: name every one",
+    "fixture-variant-requires-bad": "variant-requires-bad.yaml:2: requires.container: legacy or iommufd",
     "dev-zero": "not a regular file",
     "fifo": "not a regular file",
     "directory": "not a regular file",
@@ -133,7 +143,7 @@ RUN_ERRORS = {
     "runtime-mmap-past-size-t": "step 3 (mmap, line 11): mmap length 0x10000000000000000 is outside 0 to "
                                 "0xffffffffffffffff",
 }
-GOOD = {"good-open", "good-mmap-1g", "good-mmap-u64-max", "good-memfd-1g", "good-ioas"}
+GOOD = {"good-open", "good-mmap-1g", "good-mmap-u64-max", "good-memfd-1g", "good-ioas", "good-macro-pair"}
 
 
 @pytest.fixture(scope="module")

@@ -201,3 +201,81 @@ def test_a_pattern_names_a_folder_a_folder_glob_or_a_file_glob() -> None:
     some = ids("ownership/cdev-bind*")
     assert some and some < folder and all(i.startswith("ownership-cdev-bind") for i in some)
     assert ids("ownership/cdev-bind-twice-einval") == {"ownership-cdev-bind-twice-einval"}
+
+
+def _shared(tmp_path: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = tmp_path / "cases" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+PERSONALITY = {
+    "fixtures/node.yaml": "variants:\n  legacy: {node: /dev/vfio/vfio, requires: {container: legacy}}\n"
+                          "  compat: {node: /dev/iommu, requires: {nodes: [/dev/iommu]}}\n",
+    "fixtures/opened.yaml": "extends: node\nrequires: {config: [VFIO]}\nsteps:\n  - open: ${node}\n    as: container\n",
+}
+VARIANT_CASE = ("id: container-x\narea: container\npurpose: p.\nverified_on: []\nfixture: opened\n{variants}"
+                "steps:\n  - ioctl: VFIO_GET_API_VERSION\n    fd: container\n    expect: {{ret: '${{ret}}'}}\n")
+
+
+def test_fixture_variants_are_inherited_refined_or_multiplied(tmp_path: Path) -> None:
+    from harness.cases.loader import Loader
+
+    _shared(tmp_path, PERSONALITY)
+    path = tmp_path / "cases" / "container" / "x.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(VARIANT_CASE.format(variants="variants:\n  legacy: {ret: 0}\n  compat: {ret: 1}\n"))
+    legacy, compat = Loader(tmp_path / "cases").load_file(path)
+    assert (legacy.test_id, compat.test_id) == ("container-x[legacy]", "container-x[compat]")
+    assert legacy.params == {"node": "/dev/vfio/vfio", "requires": {"container": "legacy"}, "ret": 0}
+    assert (legacy.requires.container, legacy.requires.config, compat.requires.nodes) == ("legacy", ["VFIO"],
+                                                                                         ["/dev/iommu"])
+    assert compat.steps[0].spec["open"] == "/dev/iommu" and compat.steps[0].from_fixture
+    path.write_text(VARIANT_CASE.format(variants="variants:\n  a: {ret: 0}\n  b: {ret: 1}\n"))
+    ids = [c.test_id for c in Loader(tmp_path / "cases").load_file(path)]
+    assert ids == ["container-x[legacy-a]", "container-x[legacy-b]", "container-x[compat-a]", "container-x[compat-b]"]
+
+
+def test_a_macro_expands_at_the_call_and_takes_expect(tmp_path: Path) -> None:
+    from harness.cases.loader import Loader
+
+    _shared(tmp_path, {
+        "macros/alloc.yaml": "params: [flags]\noptional: {fd: iommufd}\nsteps:\n"
+                             "  - ioctl: IOMMU_IOAS_ALLOC\n    fd: ${fd}\n    args: {flags: '${flags}'}\n",
+        "macros/two.yaml": "params: [a]\nsteps:\n  - alloc: {flags: '${a}', save: {first: out_ioas_id}}\n"
+                           "  - alloc: {flags: 0}\n"})
+    path = tmp_path / "cases" / "ioas" / "m.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text("id: ioas-m\narea: ioas\npurpose: p.\nverified_on: []\nsteps:\n  - open: /dev/iommu\n"
+                    "    as: iommufd\n  - two: {a: 0}\n  - alloc: {flags: 1, expect: EINVAL}\n"
+                    "  - ioctl: IOMMU_DESTROY\n    fd: iommufd\n    args: {id: $first}\n")
+    (case,) = Loader(tmp_path / "cases").load_file(path)
+    assert [s.kind for s in case.steps] == ["open", "ioctl", "ioctl", "ioctl", "ioctl"]
+    assert [s.line for s in case.steps] == [6, 8, 8, 9, 10]
+    assert case.steps[1].save == {"first": "out_ioas_id"} and case.steps[2].save == {}
+    assert case.steps[3].expect.errno == "EINVAL" and case.steps[1].expect.errno is None
+
+
+def test_extends_merges_requirements_and_runs_the_base_first(tmp_path: Path) -> None:
+    from harness.cases.case import CaseError
+    from harness.cases.loader import Loader
+
+    _shared(tmp_path, {**PERSONALITY, "fixtures/deep.yaml": "extends: opened\nsteps:\n  - close: container\n"})
+    path = tmp_path / "cases" / "container" / "x.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(VARIANT_CASE.format(variants="").replace("opened", "deep").replace("${ret}", "0")
+                    .replace("fd: container", "fd: group").replace("steps:\n", "steps:\n  - open: /dev/null\n"
+                                                                                   "    as: group\n"))
+    legacy, _ = Loader(tmp_path / "cases").load_file(path)
+    assert [s.kind for s in legacy.steps[:2]] == ["open", "close"] and legacy.requires.config == ["VFIO"]
+    for i in range(10):
+        _shared(tmp_path, {f"fixtures/c{i}.yaml": f"extends: c{i + 1}\n"})
+    _shared(tmp_path, {"fixtures/c10.yaml": "steps:\n  - open: /dev/null\n    as: group\n"})
+    path.write_text(path.read_text().replace("fixture: deep", "fixture: c0"))
+    try:
+        Loader(tmp_path / "cases").load_file(path)
+    except CaseError as e:
+        assert e.path == str(path) and "extends chains at most 8 fixtures" in str(e)
+    else:
+        raise AssertionError("a chain of 11 fixtures loaded")

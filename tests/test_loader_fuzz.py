@@ -33,6 +33,7 @@ GOOD: dict[str, Any] = {
          "args": {"flags": ["IOMMU_IOAS_MAP_READABLE"], "ioas_id": "$ioas", "user_va": "$buf", "length": 0x4000},
          "expect": {"out": {"iova": {"aligned": "PAGE_SIZE"}}}},
         {"ioctl": "IOMMU_IOAS_ALLOC", "fd": "iommufd", "buffer": {"length": 8, "fill": 0xff}, "expect": "EINVAL"},
+        {"map_fixed": {"ioas": "$ioas", "buf": "$buf", "iova": "0x100000"}, "expect": "EEXIST"},
     ],
     "cleanup": [{"close": "iommufd"}],
     "known_differences": [{"reason": "r", "kernels": ["6.12"], "field": "errno"}],
@@ -49,11 +50,14 @@ SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(), st.integers(min_value=-(1 << 300), max_value=1 << 300),
     st.floats(allow_nan=True), st.text(max_size=40), EXPRESSIONS,
     st.sampled_from(["ok", "any", "EINVAL", "EWHATEVER", "iommufd", "$iommufd", "../../x", "/etc/passwd",
-                     "fixtures", "u32", "hex", "no", "yes", "~", "IOMMU_IOAS_MAP", *STEP_KINDS, *TOP_KEYS]),
+                     "fixtures", "u32", "hex", "no", "yes", "~", "IOMMU_IOAS_MAP", "map_fixed", "both", "ctx",
+                     "${node}", "${ioas}", *STEP_KINDS, *TOP_KEYS]),
 )
 KEYS = st.one_of(st.text(max_size=12), st.integers(), st.sampled_from(sorted(
     TOP_KEYS | set(STEP_KINDS) | set().union(*STEP_KEYS.values()) | {"as", "expect", "save", "note", "errno",
-                                                                     "out", "ret", "by_kernel", "length"})))
+                                                                     "out", "ret", "by_kernel", "length", "extends",
+                                                                     "params", "optional", "map_fixed", "ioas", "buf",
+                                                                     "iova", "one", "two"})))
 VALUES = st.recursive(SCALARS, lambda inner: st.one_of(
     st.lists(inner, max_size=5), st.dictionaries(KEYS, inner, max_size=5)), max_leaves=30)
 
@@ -76,6 +80,15 @@ def load(text: str | bytes) -> list[Case] | CaseError:
         (root / "fixtures").mkdir()
         (root / "fixtures" / "iommufd.yaml").write_text(
             "requires: {}\nsteps:\n  - open: /dev/iommu\n    as: iommufd\n")
+        # The new keys: a fixture with variants, one extending it, and a macro the cases may call.
+        (root / "fixtures" / "both.yaml").write_text(
+            "variants:\n  one: {node: /dev/iommu, requires: {nodes: [/dev/iommu]}}\n  two: {node: /dev/iommu}\n")
+        (root / "fixtures" / "ctx.yaml").write_text("extends: both\nsteps:\n  - open: ${node}\n    as: iommufd\n")
+        (root / "macros").mkdir()
+        (root / "macros" / "map_fixed.yaml").write_text(
+            "params: [ioas, buf, iova]\noptional: {length: 0x1000}\nsteps:\n  - ioctl: IOMMU_IOAS_MAP\n"
+            "    fd: iommufd\n    args: {flags: [IOMMU_IOAS_MAP_FIXED_IOVA, IOMMU_IOAS_MAP_READABLE],"
+            " ioas_id: '${ioas}', user_va: '${buf}', length: '${length}', iova: '${iova}'}\n")
         path = root / "ioas" / "fuzzed.yaml"
         path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass"))
         with bounded_memory():

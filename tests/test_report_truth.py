@@ -82,6 +82,7 @@ def test_every_renderer_writes_schema_valid_junit(tmp_path: Path) -> None:
 def test_a_complete_run_writes_one_junit_file_valid_and_ktap_alone_on_stdout(tmp_path: Path) -> None:
     cases = tmp_path / "cases"
     shutil.copytree(ROOT / "cases" / "fixtures", cases / "fixtures")
+    shutil.copytree(ROOT / "cases" / "macros", cases / "macros")
     (cases / "ioas").mkdir(parents=True)
     for src in sorted((ROOT / "cases" / "ioas").glob("allow-iovas-*.yaml")):
         (cases / "ioas" / src.name).write_text(src.read_text())

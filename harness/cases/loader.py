@@ -37,6 +37,8 @@ from .case import (
     int_range,
 )
 from .expr import Expr, ExprError, current_abi, fits, parse, template_vars, using_abi
+from .macros import MACROS_DIR, Expanded, Macros
+from .params import substitute as _substitute
 from .yamlsrc import LList, LMap, from_data, line_of
 from .yamlsrc import load as load_yaml
 
@@ -60,7 +62,9 @@ REQUIRED_TOP = ("id", "area", "purpose", "verified_on", "steps")
 MATCH_OPS = {"has", "lacks", "ne", "ge", "gt", "le", "lt", "aligned", "any"}
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _FIXTURES_DIR = "fixtures"
-_FIXTURE_KEYS = {"requires", "steps", "notes"}
+_FIXTURE_KEYS = {"requires", "steps", "notes", "variants", "extends"}
+# How many fixtures one `extends` chain may hold.
+MAX_EXTENDS = 8
 # Bounds on one case file: its size, and how many cases its variants or matrix may make.
 MAX_FILE_BYTES = 1 << 20
 MAX_VARIANTS = 256
@@ -75,29 +79,6 @@ class _Ctx:
 
     def err(self, node: Any, key: Any, where: str, msg: str) -> CaseError:
         return CaseError(self.path, line_of(node, key), where, msg)
-
-
-def _substitute(node: Any, params: dict[str, Any]) -> Any:
-    """Replace ``${param}`` of a variant in every string; keep line info."""
-    if isinstance(node, LMap):
-        out = LMap({k: _substitute(v, params) for k, v in node.items()})
-        out.line, out.lines = node.line, node.lines
-        return out
-    if isinstance(node, LList):
-        lst = LList([_substitute(v, params) for v in node])
-        lst.line, lst.lines = node.line, node.lines
-        return lst
-    if isinstance(node, str):
-        whole = re.fullmatch(r"\$\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}", node)
-        if whole and whole.group(1) in params:
-            return params[whole.group(1)]
-
-        def sub(m: re.Match[str]) -> str:
-            name = m.group(1).strip()
-            return str(params[name]) if name in params else m.group(0)
-
-        return re.sub(r"\$\{\s*([^}.\s]+)\s*\}", sub, node)
-    return node
 
 
 def _value(ctx: _Ctx, node: Any, key: Any, where: str, v: Any) -> Any:
@@ -285,7 +266,8 @@ def _expect(ctx: _Ctx, step: LMap, where: str) -> Expectation:
         return _by_kernel(ctx, v, w)
     unknown = set(v) - {"errno", "ok", "ret", "out", "untouched_past_size", "text", "data"}
     if unknown:
-        raise ctx.err(v, sorted(unknown)[0], w, f"unknown expectation {sorted(unknown)[0]!r}")
+        first = sorted(unknown, key=repr)[0]   # keys may mix types: {"": .., 0: ..}
+        raise ctx.err(v, first, w, f"unknown expectation {first!r}")
     e = Expectation()
     if "errno" in v:
         e.errno = _errno_name(ctx, v, "errno", f"{w}.errno", v["errno"])
@@ -620,41 +602,130 @@ def _variant_name(v: Any) -> str:
     return str(v).lower().replace("_", "-")
 
 
+Variant = tuple[str | None, dict[str, Any]]
+
+
+def _combine(ctx: _Ctx, doc: LMap, key: str, outer: list[Variant],
+             inner: list[Variant]) -> list[tuple[Variant, str | None]]:
+    """The variants of a case (or fixture) ``inner`` over those of its fixture ``outer``, each with
+    the outer variant it came from.  Inner variants named like outer ones refine them (their
+    parameters win) and must name every one; otherwise every pair runs, named ``outer-inner``."""
+    if inner == [(None, {})]:
+        return [(o, o[0]) for o in outer]
+    if outer == [(None, {})]:
+        return [(i, None) for i in inner]
+    onames = [o for o, _ in outer]
+    shared = [n for n, _ in inner if n in onames]
+    if shared:
+        if len(shared) != len(inner) or len(inner) != len(outer):
+            rest = [n for n, _ in inner if n not in onames] or [n for n in onames if n not in shared]
+            raise ctx.err(doc, key, key, f"the fixture's variants are {', '.join(map(str, onames))}: name every one "
+                                         f"to refine them, or none for every pair ({rest[0]!r} breaks the rule)")
+        mine = dict(inner)
+        return [((o, {**params, **mine[o]}), o) for o, params in outer]
+    if len(outer) * len(inner) > MAX_VARIANTS:
+        raise ctx.err(doc, key, key, f"{len(outer)} fixture variants x {len(inner)} make more than {MAX_VARIANTS}")
+    return [((f"{o}-{i}", {**op, **ip}), o) for o, op in outer for i, ip in inner]
+
+
+class _Fixture:
+    """A fixture with its `extends` chain resolved: requirements and variants merged, and the
+    steps of each file in the chain, base first."""
+
+    def __init__(self, requires: Requirements, steps: list[tuple[LList, Path]],
+                 variants: list[Variant], variant_requires: dict[str | None, Requirements]):
+        self.requires, self.steps, self.variants = requires, steps, variants
+        self.variant_requires = variant_requires
+
+
 class Loader:
     def __init__(self, root: Path):
         self.root = root
-        self._fixtures: dict[str, tuple[Requirements, LList, Path]] = {}
+        self._fixtures: dict[str, _Fixture] = {}
+        self.macros = Macros(root, _read, STEP_KINDS)
 
-    def _fixture(self, ctx: _Ctx, doc: LMap) -> tuple[Requirements, LList | None, Path | None]:
-        name = doc.get("fixture")
+    def _fixture(self, ctx: _Ctx, doc: LMap, key: str = "fixture", chain: tuple[str, ...] = ()) -> _Fixture | None:
+        name = doc.get(key)
         if name is None:
-            return Requirements(), None, None
+            return None
         if not isinstance(name, str) or not _ID.match(name):
-            raise ctx.err(doc, "fixture", "fixture", "names a file of cases/fixtures/ without .yaml ([a-z0-9-]+)")
+            raise ctx.err(doc, key, key, "names a file of cases/fixtures/ without .yaml ([a-z0-9-]+)")
+        if name in chain:
+            raise ctx.err(doc, key, key, f"fixture {name!r} extends itself ({' -> '.join((*chain, name))})")
+        if len(chain) >= MAX_EXTENDS:
+            raise ctx.err(doc, key, key, f"extends chains at most {MAX_EXTENDS} fixtures ({' -> '.join(chain)} -> ...)")
         if name not in self._fixtures:
             path = self.root / _FIXTURES_DIR / f"{name}.yaml"
             if not path.is_file():
-                raise ctx.err(doc, "fixture", "fixture", f"no fixture {name!r} ({path})")
+                raise ctx.err(doc, key, key, f"no fixture {name!r} ({path})")
             try:
-                self._fixtures[name] = self._read_fixture(path)
+                self._fixtures[name] = self._read_fixture(path, (*chain, name))
             except CaseError as e:   # named from the case too: it is the case that cannot run
-                raise ctx.err(doc, "fixture", "fixture", str(e)) from None
-        req, steps, path = self._fixtures[name]
-        return req, steps, path
+                raise ctx.err(doc, key, key, str(e)) from None
+        return self._fixtures[name]
 
-    @staticmethod
-    def _read_fixture(path: Path) -> tuple[Requirements, LList, Path]:
+    def _read_fixture(self, path: Path, chain: tuple[str, ...]) -> _Fixture:
         fdoc = _read(path)
         fctx = _Ctx(path)
-        if not isinstance(fdoc, LMap) or "steps" not in fdoc:
-            raise CaseError(path, 1, "", "a fixture has requires: and steps:")
+        if not isinstance(fdoc, LMap) or not {"steps", "extends", "variants"} & set(fdoc):
+            raise CaseError(path, 1, "", "a fixture has requires: and steps: (or extends:, variants:)")
         for k in fdoc:
             if k not in _FIXTURE_KEYS:
-                raise fctx.err(fdoc, k, k, "a fixture names no fixture of its own" if k == "fixture" else
-                               f"unknown key in a fixture (allowed: {sorted(_FIXTURE_KEYS)})")
-        if not isinstance(fdoc["steps"], LList):
+                raise fctx.err(fdoc, k, k, "a fixture names no fixture of its own (extends: NAME builds on one)"
+                               if k == "fixture" else f"unknown key in a fixture (allowed: {sorted(_FIXTURE_KEYS)})")
+        steps = fdoc.get("steps", LList())
+        if not isinstance(steps, LList):
             raise fctx.err(fdoc, "steps", "steps", "a list of steps")
-        return _requires(fctx, fdoc), fdoc["steps"], path
+        base = self._fixture(fctx, fdoc, "extends", chain)
+        req = _requires(fctx, fdoc)
+        own = _variants(fctx, fdoc) if "variants" in fdoc else [(None, {})]
+        variant_requires: dict[str | None, Requirements] = {}
+        for vname, params in own:
+            if "requires" in params:
+                holder = LMap({"requires": params["requires"]})
+                holder.line, holder.lines = fdoc.line, {"requires": line_of(fdoc["variants"], vname)}
+                variant_requires[vname] = _requires(fctx, holder)
+        if base is None:
+            return _Fixture(req, [(steps, path)], own, variant_requires)
+        combined = _combine(fctx, fdoc, "variants", base.variants, own)
+        for (vname, _), origin in combined:
+            here = variant_requires.get(vname)
+            there = base.variant_requires.get(origin)
+            if here and there:
+                variant_requires[vname] = _merge(there, here)
+            elif there:
+                variant_requires[vname] = there
+        return _Fixture(_merge(base.requires, req), [*base.steps, (steps, path)], [v for v, _ in combined],
+                        variant_requires)
+
+    def _steps(self, ctx: _Ctx, raws: LList, path: Path, where: str, bound: set[str], first: int,
+               from_fixture: bool, at: tuple[LMap, str] | None = None) -> list[Step]:
+        """``raws`` checked, macro calls expanded; ``at`` (a node and key of the case) names a
+        fixture's error from the case, as the case is what cannot run."""
+        out: list[Step] = []
+        try:
+            expanded = self.macros.expand(raws, path, where)
+            for x in expanded:
+                out.append(self._one(x, first + len(out), bound))
+        except CaseError as e:
+            if at is None:
+                raise
+            raise ctx.err(at[0], at[1], at[1], str(e)) from None
+        for s in out:
+            s.from_fixture = from_fixture
+        return out
+
+    @staticmethod
+    def _one(x: Expanded, index: int, bound: set[str]) -> Step:
+        if x.call is None:
+            return _step(_Ctx(x.path), x.raw, index, x.where, bound, x.line)
+        try:
+            step = _step(_Ctx(x.path), x.raw, index, x.where, bound, x.line)
+        except CaseError as e:    # named at the call, with the macro's own file and line
+            raise CaseError(x.call[0], x.call[1], x.call[2],
+                            f"in {' -> '.join(x.chain)} ({e.path}:{e.line}: {e.where}): {e.message}") from None
+        step.line = x.call[1]
+        return step
 
     def load_file(self, path: Path) -> list[Case]:
         """The cases of one file; its names are checked against every series' uAPI (a case may
@@ -680,31 +751,35 @@ class Loader:
             raise ctx.err(doc, "area", "area", f"is {doc['area']!r} but the file is in folder {rel_area!r}")
         if not isinstance(doc["verified_on"], list):
             raise ctx.err(doc, "verified_on", "verified_on", "a list of kernel versions ([] = model only)")
+        own = _variants(ctx, doc)
+        # A fixture named outright lends its variants; one picked per variant (`fixture: ${p}`) has none.
+        static = doc.get("fixture")
+        fixed = self._fixture(ctx, doc) if not (isinstance(static, str) and "${" in static) else None
+        key = "matrix" if "matrix" in doc else "variants"
+        plan = _combine(ctx, doc, key, fixed.variants, own) if fixed is not None else [(v, None) for v in own]
         cases = []
-        for vname, params in _variants(ctx, doc):
+        for (vname, params), origin in plan:
             d = _substitute(doc, params)
-            fixture_req, fixture_steps, fixture_path = self._fixture(ctx, d)
-            req = _merge(fixture_req, _requires(ctx, d))
+            fixture = fixed if fixed is not None else self._fixture(ctx, d)
+            if fixed is None and fixture is not None and fixture.variants != [(None, {})]:
+                raise ctx.err(d, "fixture", "fixture", "a fixture picked per variant has no variants of its own")
+            req = _requires(ctx, d)
+            if fixture is not None:
+                extra = fixture.variant_requires.get(origin)
+                req = _merge(_merge(fixture.requires, extra) if extra else fixture.requires, req)
             bound: set[str] = set(req.topology)
             steps: list[Step] = []
-            if fixture_steps is not None:
-                fctx = _Ctx(fixture_path)  # type: ignore[arg-type]
-                for i, raw in enumerate(_substitute(fixture_steps, params)):
-                    try:
-                        s = _step(fctx, raw, len(steps), f"fixture.steps[{i}]", bound, line_of(fixture_steps, i))
-                    except CaseError as e:
-                        raise ctx.err(d, "fixture", "fixture", str(e)) from None
-                    s.from_fixture = True
-                    steps.append(s)
+            if fixture is not None:
+                for fsteps, fpath in fixture.steps:
+                    steps += self._steps(ctx, _substitute(fsteps, params), fpath, "fixture.steps", bound, len(steps),
+                                         True, (d, "fixture"))
             if not isinstance(d["steps"], LList) or not d["steps"]:
                 raise ctx.err(d, "steps", "steps", "a non-empty list of steps")
-            for i, raw in enumerate(d["steps"]):
-                steps.append(_step(ctx, raw, len(steps), f"steps[{i}]", bound, line_of(d["steps"], i)))
+            steps += self._steps(ctx, d["steps"], path, "steps", bound, len(steps), False)
             raw_cleanup = d.get("cleanup") or LList()
             if not isinstance(raw_cleanup, LList):
                 raise ctx.err(d, "cleanup", "cleanup", "a list of steps")
-            cleanup = [_step(ctx, raw, i, f"cleanup[{i}]", bound, line_of(raw_cleanup, i))
-                       for i, raw in enumerate(raw_cleanup)]
+            cleanup = self._steps(ctx, raw_cleanup, path, "cleanup", bound, 0, False)
             kd = _known_differences(ctx, d, {s.line for s in steps})
             cases.append(Case(
                 id=d["id"], area=d["area"], purpose=" ".join(str(d["purpose"]).split()), path=path,
@@ -725,7 +800,7 @@ class Loader:
             base = pattern.rstrip("/")
             patterns = [base + "/*.yaml"] if base.endswith("**") else [base + "/**/*.yaml", base + ".yaml"]
         for path in sorted({p for pat in patterns for p in self.root.glob(pat)}):
-            if _FIXTURES_DIR in path.relative_to(self.root).parts[:1]:
+            if path.relative_to(self.root).parts[:1] in ((_FIXTURES_DIR,), (MACROS_DIR,)):
                 continue
             try:
                 loaded = self.load_file(path)
