@@ -14,7 +14,7 @@ from ...uapi import iommufd as u
 from ..errors import Errno, cite
 from ..kernel import File
 from .fault import eventq_respond_with_fd
-from .private import EVENTQ_C, IommufdObject, Ucmd
+from .private import DRIVER_C, EVENTQ_C, IommufdObject, Ucmd
 from .viommu import IOMMUFD_OBJ_VEVENTQ, IommufdViommu, iommufd_get_viommu
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ def iommufd_viommu_report_event(viommu: IommufdViommu, type_: int, event_data: b
     lost_events_header stands for the event (a failed GFP_NOWAIT allocation is not modelled)."""
     veventq = iommufd_viommu_find_veventq(viommu, type_)
     if veventq is None:
-        raise Errno(errno.EOPNOTSUPP, cite("drivers/iommu/iommufd/driver.c", 148, "7.2"))
+        raise Errno(errno.EOPNOTSUPP, cite(DRIVER_C, 148, "7.2"))
     if veventq.num_events == veventq.depth:
         vevent = veventq.lost_events_header
     else:

@@ -19,6 +19,7 @@ from ..errors import Errno, cite
 from ..iommu.iommu import IommuDomain, UserData, dev_iommu_ops
 from . import device as device_c
 from .private import (
+    DRIVER_C,
     HW_PAGETABLE_C,
     IO_PAGETABLE_C,
     IOMMUFD_OBJ_DEVICE,
@@ -274,7 +275,7 @@ def iommufd_viommu_get_vdev_id(viommu: IommufdViommu, dev: Any) -> int:
     for virt_id, vdev in sorted(viommu.vdevs.items()):
         if vdev.idev is not None and vdev.idev.dev is dev:
             return virt_id
-    raise Errno(errno.ENOENT, cite("drivers/iommu/iommufd/driver.c", 111, "7.2"))
+    raise Errno(errno.ENOENT, cite(DRIVER_C, 111, "7.2"))
 
 
 # -- HW queue ----------------------------------------------------------------------------
@@ -431,7 +432,7 @@ def iommufd_hw_queue_alloc_ioctl(ucmd: Ucmd[Any]) -> int:
 def iommufd_object_depend(dependent: IommufdObject, depended: IommufdObject) -> None:
     """_iommufd_object_depend() (driver.c:7-19@7.2)."""
     if dependent is depended or dependent.type != depended.type:
-        raise Errno(errno.EINVAL, cite("drivers/iommu/iommufd/driver.c", 12 if dependent is depended else 15, "7.2"))
+        raise Errno(errno.EINVAL, cite(DRIVER_C, 12 if dependent is depended else 15, "7.2"))
     depended.users += 1
 
 
