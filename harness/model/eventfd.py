@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 
-from .errors import Errno
+from .errors import Errno, cite
 from .kernel import File, ModelKernel
 
 
@@ -19,17 +19,17 @@ class EventFd(File):
 
     def read(self, k: ModelKernel, length: int) -> bytes:
         if length < 8:
-            raise Errno(errno.EINVAL, "fs/eventfd.c:221")
+            raise Errno(errno.EINVAL, cite("fs/eventfd.c", 221))
         if self.count == 0:
-            raise Errno(errno.EAGAIN, "fs/eventfd.c:227")  # the harness opens eventfds non-blocking
+            raise Errno(errno.EAGAIN, cite("fs/eventfd.c", 227))  # the harness opens eventfds non-blocking
         value, self.count = self.count, 0
         return value.to_bytes(8, "little")
 
     def write(self, k: ModelKernel, data: bytes) -> int:
         if len(data) < 8:
-            raise Errno(errno.EINVAL, "fs/eventfd.c:255")
+            raise Errno(errno.EINVAL, cite("fs/eventfd.c", 255))
         value = int.from_bytes(data[:8], "little")
         if value == 0xFFFF_FFFF_FFFF_FFFF:
-            raise Errno(errno.EINVAL, "fs/eventfd.c:259")
+            raise Errno(errno.EINVAL, cite("fs/eventfd.c", 259))
         self.count += value
         return 8

@@ -11,8 +11,8 @@ new one the 7.2 line.  Each gate is declared once here, with both citations, so 
 
 ``since`` is the first release with the new behaviour where the upstream commit pins it,
 else the first series this project measured it on ("7.2": changed somewhere after 6.12).
-Citations of a 7.2 line carry ``@7.2`` (``drivers/vfio/vfio_iommu_type1.c:1702@7.2``);
-citations without a suffix are 6.12.117 lines.
+Citations of a 7.2 line carry ``@7.2`` (``drivers/vfio/vfio_iommu_type1.c:1702@7.2``, what
+``errors.cite(path, line, "7.2")`` makes); citations without a suffix are 6.12.117 lines.
 """
 
 from __future__ import annotations
@@ -30,11 +30,6 @@ class Gate:
     before: str    # 6.12 line(s) of the old rule
     after: str     # 7.2 line(s) of the new rule
     commit: str = ""
-
-
-def at(path: str, line: int | str, series: str = "7.2") -> str:
-    """A citation of a line in a newer series' tree."""
-    return f"{path}:{line}@{series}"
 
 
 TYPE1_OVERFLOW_EOVERFLOW = "type1-overflow-eoverflow"

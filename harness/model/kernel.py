@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from .. import uapi
 from ..backends.base import Facts, Topology
-from .errors import Errno
+from .errors import Errno, cite
 from .gates import gate_open
 from .memory import PAGE_SIZE, UserMemory
 
@@ -26,13 +26,13 @@ class File:
     kind = "file"
 
     def ioctl(self, k: ModelKernel, cmd: int, arg: int) -> int:
-        raise Errno(errno.ENOTTY, "fs/ioctl.c:46")
+        raise Errno(errno.ENOTTY, cite("fs/ioctl.c", 46))
 
     def read(self, k: ModelKernel, length: int) -> bytes:
-        raise Errno(errno.EINVAL, "fs/read_write.c:556")
+        raise Errno(errno.EINVAL, cite("fs/read_write.c", 556))
 
     def write(self, k: ModelKernel, data: bytes) -> int:
-        raise Errno(errno.EINVAL, "fs/read_write.c:670")
+        raise Errno(errno.EINVAL, cite("fs/read_write.c", 670))
 
     def release(self, k: ModelKernel) -> None:
         """Called when the last reference goes away (close of the last fd)."""
@@ -147,7 +147,7 @@ class ModelKernel:
     def close(self, fd: int) -> None:
         f = self.files.pop(fd, None)
         if f is None:
-            raise Errno(errno.EBADF, "fs/file.c:663")
+            raise Errno(errno.EBADF, cite("fs/file.c", 663))
         self.put_file(f)
 
     def ioctl(self, fd: int, cmd: int, arg: int) -> int:

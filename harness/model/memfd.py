@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import errno
 
-from .errors import Errno
-from .gates import at
+from .errors import Errno, cite
 from .kernel import File, ModelKernel
 from .memory import PAGE_SIZE, Mapping, PageBytes
 
@@ -46,7 +45,7 @@ class Memfd(File):
         leave the page cache (a pinned one lives on, detached), the tail of the last page
         reads as zeroes."""
         if length < 0 or length > MAX_LFS_FILESIZE:   # a negative loff_t
-            raise Errno(errno.EINVAL, "fs/open.c:193")
+            raise Errno(errno.EINVAL, cite("fs/open.c", 193))
         if length < self.i_size:
             last = (length + PAGE_SIZE - 1) // PAGE_SIZE
             for index in [i for i in self.folios if i >= last]:
@@ -98,12 +97,12 @@ def memfd_pin_folios(f: File, start: int, end: int) -> list[Mapping]:
     """mm/gup.c:3442-3538@7.2: the page cache pages of file bytes [start, end] (``end``
     inclusive, pages allocated if absent), for a shmem file only, and only up to its size."""
     if start < 0 or start > end:
-        raise Errno(errno.EINVAL, at("mm/gup.c", 3455))
+        raise Errno(errno.EINVAL, cite("mm/gup.c", 3455, "7.2"))
     if not shmem_file(f):
-        raise Errno(errno.EINVAL, at("mm/gup.c", 3461))
+        raise Errno(errno.EINVAL, cite("mm/gup.c", 3461, "7.2"))
     assert isinstance(f, Memfd)
     if end >= f.i_size:
-        raise Errno(errno.EINVAL, at("mm/gup.c", 3464))
+        raise Errno(errno.EINVAL, cite("mm/gup.c", 3464, "7.2"))
     return [f.folio(i) for i in range(start // PAGE_SIZE, end // PAGE_SIZE + 1)]
 
 
@@ -111,7 +110,7 @@ def memfd_create(k: ModelKernel, name: str, size: int) -> int:
     """memfd_create(name, MFD_CLOEXEC) (mm/memfd.c:399-470) then ftruncate(fd, size);
     a failed ftruncate closes the fd again (the harness's memfd operation)."""
     if len(name.encode()) > MFD_NAME_MAX_LEN:
-        raise Errno(errno.EINVAL, "mm/memfd.c:432")
+        raise Errno(errno.EINVAL, cite("mm/memfd.c", 432))
     f = Memfd(name)
     fd = k.install_fd(f)
     try:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends.base import valid_align
-from .errors import Errno
+from .errors import Errno, cite
 
 PAGE_SIZE = 4096
 _MMAP_BASE = 0x7F00_0000_0000
@@ -116,15 +116,15 @@ class UserMemory:
         """mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS) of a
         ``length`` the caller passes as a size_t."""
         if length <= 0 or not valid_align(align):
-            raise Errno(errno.EINVAL, "mm/mmap.c:1276")
+            raise Errno(errno.EINVAL, cite("mm/mmap.c", 296))
         length = (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1) & _U64
         if not length:     # PAGE_ALIGN() wrapped past the top of size_t
-            raise Errno(errno.ENOMEM, "mm/mmap.c:316-318")
+            raise Errno(errno.ENOMEM, cite("mm/mmap.c", "316-318"))
         if length > TASK_SIZE:
-            raise Errno(errno.ENOMEM, "mm/mmap.c:893-894")
+            raise Errno(errno.ENOMEM, cite("mm/mmap.c", "893-894"))
         addr = (self._next + align - 1) & ~(align - 1) if align else self._next
         if addr + length > TASK_SIZE:   # no hole left this high (the model never reuses one)
-            raise Errno(errno.ENOMEM, "mm/mmap.c:770-771")
+            raise Errno(errno.ENOMEM, cite("mm/mmap.c", "770-771"))
         # Leave an unmapped guard page between mappings, as a fresh mmap often does not.
         self._next = addr + length + PAGE_SIZE
         m = Mapping(addr, PageBytes(length))
@@ -133,7 +133,7 @@ class UserMemory:
 
     def munmap(self, addr: int, length: int) -> None:
         if addr % PAGE_SIZE or length <= 0:
-            raise Errno(errno.EINVAL, "mm/mmap.c:2806")
+            raise Errno(errno.EINVAL, cite("mm/vma.c", "1406-1407"))
         self._maps = [m for m in self._maps if not (m.start >= addr and m.end <= addr + length)]
 
     def _find(self, addr: int) -> Mapping | None:
@@ -194,7 +194,7 @@ class UserMemory:
         while addr < end:
             m = self._find(addr)
             if m is None:
-                raise Errno(errno.EFAULT, "lib/usercopy.c:80")
+                raise Errno(errno.EFAULT, cite("lib/usercopy.c", 80))
             n = min(end, m.end) - addr
             lo = addr - m.start
             if isinstance(m.data, PageBytes):
@@ -210,5 +210,5 @@ class UserMemory:
         non-zero tail past ``ksize`` (checked before the copy, as the kernel does)."""
         size = min(ksize, usize)
         if usize > ksize and not self.check_zeroed_user(addr + ksize, usize - ksize):
-            raise Errno(errno.E2BIG, "include/linux/uaccess.h:402")
+            raise Errno(errno.E2BIG, cite("include/linux/uaccess.h", 402))
         return self.read(addr, size).ljust(ksize, b"\0")

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import Errno
+from ..errors import Errno, cite
 from ..kernel import sysfs_store
 from ..lib.string import sysfs_strip
 from ..memory import PAGE_SIZE
@@ -66,7 +66,7 @@ def driver_override_store(k: ModelKernel, m: re.Match[str], buf: str) -> None:
     """drivers/base/bus.c:466-477 -> __device_set_driver_override() (dd.c:383-440)."""
     pdev = sysfs_pci_dev(k, m)
     if len(buf) >= PAGE_SIZE - 1:
-        raise Errno(errno.EINVAL, "drivers/base/dd.c:398")
+        raise Errno(errno.EINVAL, cite("drivers/base/dd.c", 398))
     s = buf.split("\0", 1)[0]
     if not s:
         pdev.fn.driver_override = None  # dd.c:406-414
@@ -92,7 +92,7 @@ def bind_store(k: ModelKernel, m: re.Match[str], buf: str) -> None:
     drv = _driver(k, m)
     pdev = pci_get_dev(k, buf.split("\0", 1)[0])
     if pdev is None or not pci_bus_match(drv, pdev):
-        raise Errno(errno.ENODEV, "drivers/base/bus.c:263")
+        raise Errno(errno.ENODEV, cite("drivers/base/bus.c", 263))
     try:
         driver_probe_device(k, drv, pdev)
     except ProbeError as e:
@@ -107,7 +107,7 @@ def unbind_store(k: ModelKernel, m: re.Match[str], buf: str) -> None:
     drv = _driver(k, m)
     pdev = pci_get_dev(k, buf.split("\0", 1)[0])
     if pdev is None or pdev.driver is not drv:
-        raise Errno(errno.ENODEV, "drivers/base/bus.c:240")
+        raise Errno(errno.ENODEV, cite("drivers/base/bus.c", 240))
     device_release_driver(k, pdev)
 
 
@@ -120,10 +120,10 @@ def drivers_probe_store(k: ModelKernel, m: re.Match[str], buf: str) -> None:
 
     pdev = pci_get_dev(k, buf.split("\0", 1)[0])
     if pdev is None:
-        raise Errno(errno.ENODEV, "drivers/base/bus.c:317")
+        raise Errno(errno.ENODEV, cite("drivers/base/bus.c", 317))
     if pdev.driver is not None:
         return  # bus_rescan_devices_helper() (bus.c:824)
     try:
         device_attach(k, pdev)
     except Errno:
-        raise Errno(errno.EINVAL, "drivers/base/bus.c:313") from None
+        raise Errno(errno.EINVAL, cite("drivers/base/bus.c", 313)) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from ..errors import Errno
+from ..errors import Errno, cite
 from ..pci.pci import PciDev, PciDriver, pci_core
 from ..pci.pci_driver import pci_bus_match
 from .bus import (
@@ -48,7 +48,7 @@ def really_probe(k: ModelKernel, drv: PciDriver, pdev: PciDev) -> None:
 def driver_probe_device(k: ModelKernel, drv: PciDriver, pdev: PciDev) -> None:
     """__driver_probe_device() (dd.c:838-887)."""
     if pdev.driver is not None:
-        raise Errno(errno.EBUSY, "drivers/base/dd.c:845")
+        raise Errno(errno.EBUSY, cite("drivers/base/dd.c", 845))
     really_probe(k, drv, pdev)
 
 

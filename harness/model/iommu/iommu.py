@@ -21,7 +21,7 @@ import errno
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import Errno
+from ..errors import Errno, cite
 
 if TYPE_CHECKING:
     from ..iommufd.io_pagetable import IoPagetable
@@ -70,7 +70,7 @@ class IommuGroup:
     def device_use_default_domain(self) -> None:
         """A kernel driver probes a member (iommu.c:3110-3138)."""
         if self.owner_cnt and self.owner is not None:
-            raise Errno(errno.EBUSY, "drivers/iommu/iommu.c:3128")
+            raise Errno(errno.EBUSY, cite("drivers/iommu/iommu.c", 3128))
         self.owner_cnt += 1
 
     def device_unuse_default_domain(self) -> None:
@@ -81,7 +81,7 @@ class IommuGroup:
     def claim_dma_owner(self, owner: Any) -> None:
         """iommu_group_claim_dma_owner(): exclusive, for the legacy container (iommu.c:3214-3233)."""
         if self.owner_cnt:
-            raise Errno(errno.EPERM, "drivers/iommu/iommu.c:3223")
+            raise Errno(errno.EPERM, cite("drivers/iommu/iommu.c", 3223))
         self.owner = owner
         self.owner_cnt += 1
 
@@ -89,7 +89,7 @@ class IommuGroup:
         """iommu_device_claim_dma_owner(): shared by one owner (iommu.c:3244-3271)."""
         if self.owner_cnt:
             if self.owner is not owner:
-                raise Errno(errno.EPERM, "drivers/iommu/iommu.c:3258")
+                raise Errno(errno.EPERM, cite("drivers/iommu/iommu.c", 3258))
             self.owner_cnt += 1
             return
         self.owner = owner
@@ -195,7 +195,7 @@ class IommuDomain:
     # -- nesting (domain_nested_ops) -------------------------------------------
     def cache_invalidate_user(self, k: ModelKernel, type_: int, uptr: int, entry_len: int,
                               entry_num: int) -> tuple[int, Errno | None]:
-        return 0, Errno(errno.EOPNOTSUPP, "drivers/iommu/iommufd/hw_pagetable.c:448")
+        return 0, Errno(errno.EOPNOTSUPP, cite("drivers/iommu/iommufd/hw_pagetable.c", 448))
 
     def enforce_cache_coherency(self) -> bool:
         return False
@@ -217,7 +217,7 @@ class IommuOps:
 
     def domain_alloc_user(self, k: ModelKernel, dev: Any, flags: int, parent: IommuDomain | None,
                           user_data: UserData | None) -> IommuDomain:
-        raise Errno(errno.EOPNOTSUPP, "drivers/iommu/iommufd/hw_pagetable.c:119")
+        raise Errno(errno.EOPNOTSUPP, cite("drivers/iommu/iommufd/hw_pagetable.c", 119))
 
     def attach_dev(self, domain: IommuDomain, dev: Any) -> None:
         """domain->ops->attach_dev()."""
@@ -227,7 +227,7 @@ class IommuOps:
         return []
 
     def enable_iopf(self, dev: Any) -> None:
-        raise Errno(errno.ENODEV, "drivers/iommu/iommu.c:iommu_dev_enable_feature")
+        raise Errno(errno.ENODEV, cite("drivers/iommu/iommu.c", 2920))
 
 
 _HW_OPS = "iommufd.hw_ops"

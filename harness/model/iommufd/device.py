@@ -9,8 +9,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ...uapi import iommufd as u
-from ..errors import Errno
-from ..gates import HW_INFO_ATS_CAP, HW_INFO_INPUT_TYPE, at
+from ..errors import Errno, cite
+from ..gates import HW_INFO_ATS_CAP, HW_INFO_INPUT_TYPE
 from ..iommu.iommu import (
     IOMMU_CAP_CACHE_COHERENCY,
     IOMMU_CAP_DIRTY_TRACKING,
@@ -30,6 +30,8 @@ from .io_pagetable import (
 )
 from .pages import PagesAccess, iopt_pages_rw_access
 from .private import (
+    DEVICE_C,
+    FAULT_C,
     IOMMU_READ,
     IOMMU_WRITE,
     IOMMUFD_ACCESS_RW_WRITE,
@@ -40,8 +42,8 @@ from .private import (
     IOMMUFD_OBJ_HWPT_PAGING,
     IOMMUFD_OBJ_IOAS,
     PAGE_SIZE,
+    PAGES_C,
     ULONG_MAX,
-    E,
     IommufdObject,
     Ucmd,
     check_add_overflow,
@@ -94,7 +96,7 @@ def iommufd_get_group(ictx: IommufdCtx, dev: Any) -> IommufdGroup:
     """device.c:61-133; keyed by the group object itself."""
     group = getattr(dev, "iommu_group", None)
     if group is None:
-        raise E(errno.ENODEV, "device.c:72")
+        raise Errno(errno.ENODEV, cite(DEVICE_C, 72))
     igroup = ictx.groups.get(id(group))
     if igroup is not None:
         igroup.ref += 1
@@ -162,13 +164,13 @@ def iommufd_device_bind(k: ModelKernel, ictx: IommufdCtx, dev: Any, is_mock: boo
     """device.c:162-236."""
     ops = dev_iommu_ops(k, dev)
     if not ops.capable(dev, IOMMU_CAP_CACHE_COHERENCY):
-        raise E(errno.EINVAL, "device.c:174")
+        raise Errno(errno.EINVAL, cite(DEVICE_C, 174))
     igroup = iommufd_get_group(ictx, dev)
     try:
         # iommu_group_has_isolated_msi(): interrupt remapping isolates MSIs;
         # allow_unsafe_interrupts stays at its default (N).
         if not is_mock and "IRQ_REMAP" not in k.facts.config:
-            raise E(errno.EPERM, "device.c:189")
+            raise Errno(errno.EPERM, cite(DEVICE_C, 189))
         igroup.group.device_claim_dma_owner(ictx)
     except BaseException:
         iommufd_put_group(igroup)
@@ -197,7 +199,7 @@ def iommufd_fault_iopf_enable(k: ModelKernel, idev: IommufdDevice) -> None:
     """fault.c:19-46."""
     fn = k.topology.functions.get(getattr(idev.dev, "bdf", ""))
     if fn is not None and fn.is_vf:
-        raise E(errno.EINVAL, "fault.c:31")
+        raise Errno(errno.EINVAL, cite(FAULT_C, 31))
     idev.iopf_enabled += 1
     if idev.iopf_enabled > 1:
         return
@@ -227,7 +229,7 @@ def iommufd_hwpt_attach_device(k: ModelKernel, hwpt: IommufdHwPagetable, idev: I
         domain = hwpt.domain
         assert domain is not None
         if dev_iommu_ops(k, idev.dev) is not domain.owner:
-            raise Errno(errno.EINVAL, "drivers/iommu/iommu.c:2191")
+            raise Errno(errno.EINVAL, cite("drivers/iommu/iommu.c", 2191))
         _attach_dev(k, domain, idev)
     except BaseException:
         if hwpt.fault is not None:
@@ -256,7 +258,7 @@ def iommufd_hw_pagetable_attach(k: ModelKernel, hwpt: IommufdHwPagetable, idev: 
     hwpt_paging = hwpt_c.find_hwpt_paging(hwpt)
     igroup = idev.igroup
     if igroup.hwpt is not None and igroup.hwpt is not hwpt:
-        raise E(errno.EINVAL, "device.c:490")
+        raise Errno(errno.EINVAL, cite(DEVICE_C, 490))
     if hwpt_paging is not None:
         iommufd_device_attach_reserved_iova(idev, hwpt_paging, k)
     try:
@@ -350,9 +352,9 @@ def iommufd_device_do_replace(k: ModelKernel, idev: IommufdDevice,
     hwpt_paging = hwpt_c.find_hwpt_paging(hwpt)
     igroup = idev.igroup
     if igroup.hwpt is None:
-        raise E(errno.EINVAL, "device.c:613")
+        raise Errno(errno.EINVAL, cite(DEVICE_C, 613))
     if idev not in igroup.device_list:
-        raise E(errno.EINVAL, "device.c:618")
+        raise Errno(errno.EINVAL, cite(DEVICE_C, 618))
     if hwpt is igroup.hwpt:
         return None
     old_hwpt = igroup.hwpt
@@ -417,7 +419,7 @@ def iommufd_device_change_pt(k: ModelKernel, idev: IommufdDevice, pt_id: int, do
     elif pt_obj.type == IOMMUFD_OBJ_IOAS:
         destroy, pt_id = iommufd_device_auto_get_domain(k, idev, pt_obj, do_attach)  # type: ignore[arg-type]
     else:
-        raise E(errno.EINVAL, "device.c:786")
+        raise Errno(errno.EINVAL, cite(DEVICE_C, 786))
     if destroy is not None:
         iommufd_hw_pagetable_put(k, ictx, destroy)
     return pt_id
@@ -464,7 +466,7 @@ def iommufd_access_change_ioas(k: ModelKernel, access: IommufdAccess, new_ioas: 
     iopt_access_list_id = access.iopt_access_list_id
     cur_ioas = access.ioas
     if cur_ioas is not access.ioas_unpin:
-        raise E(errno.EBUSY, "device.c:886")
+        raise Errno(errno.EBUSY, cite(DEVICE_C, 886))
     if cur_ioas is new_ioas:
         return
     access.ioas = None
@@ -508,14 +510,14 @@ def iommufd_access_destroy(k: ModelKernel, access: IommufdAccess) -> None:
 def iommufd_access_attach(k: ModelKernel, access: IommufdAccess, ioas_id: int) -> None:
     """device.c:1016-1030."""
     if access.ioas is not None:
-        raise E(errno.EINVAL, "device.c:1023")
+        raise Errno(errno.EINVAL, cite(DEVICE_C, 1023))
     iommufd_access_change_ioas_id(k, access, ioas_id)
 
 
 def iommufd_access_replace(k: ModelKernel, access: IommufdAccess, ioas_id: int) -> None:
     """device.c:1032-1045."""
     if access.ioas is None:
-        raise E(errno.ENOENT, "device.c:1039")
+        raise Errno(errno.ENOENT, cite(DEVICE_C, 1039))
     iommufd_access_change_ioas_id(k, access, ioas_id)
 
 
@@ -532,7 +534,7 @@ def iopt_area_add_access(k: ModelKernel, area: IoptArea, start_index: int, last_
     pages = area.pages
     assert pages is not None
     if flags & IOMMUFD_ACCESS_RW_WRITE and not pages.writable:
-        raise E(errno.EPERM, "pages.c:1925")
+        raise Errno(errno.EPERM, cite(PAGES_C, 1925))
     exact = next((a for a in pages.accesses if a.start == start_index and a.last == last_index), None)
     if exact is not None:
         area.num_accesses += 1
@@ -586,14 +588,14 @@ def iommufd_access_pin_pages(k: ModelKernel, access: IommufdAccess, iova: int, l
                              flags: int) -> list[tuple[Mapping, int]]:
     """device.c:1168-1242."""
     if "IOMMUFD_TEST" in k.facts.config and (access.iova_alignment != PAGE_SIZE or access.ops.unmap is None):
-        raise E(errno.EINVAL, "device.c:1181")
+        raise Errno(errno.EINVAL, cite(DEVICE_C, 1181))
     if not length:
-        raise E(errno.EINVAL, "device.c:1184")
+        raise Errno(errno.EINVAL, cite(DEVICE_C, 1184))
     last_iova = check_add_overflow(iova, length - 1)
     if last_iova is None:
-        raise E(errno.EOVERFLOW, "device.c:1186")
+        raise Errno(errno.EOVERFLOW, cite(DEVICE_C, 1186))
     if access.ioas is None:
-        raise E(errno.ENOENT, "device.c:1190")
+        raise Errno(errno.ENOENT, cite(DEVICE_C, 1190))
     iopt = access.ioas.iopt
     it = ContigIter(iopt, iova, last_iova)
     out: list[tuple[Mapping, int]] = []
@@ -608,13 +610,13 @@ def iommufd_access_pin_pages(k: ModelKernel, access: IommufdAccess, iova: int, l
             aligned = area.start_byte(cur) % PAGE_SIZE == 0 and (
                 last_iova <= area.last or area.start_byte(area.last) % PAGE_SIZE == PAGE_SIZE - 1)
             if area.prevent_access or not aligned:
-                raise E(errno.EINVAL, "device.c:1204")
+                raise Errno(errno.EINVAL, cite(DEVICE_C, 1204))
             if not check_area_prot(area, flags):
-                raise E(errno.EPERM, "device.c:1209")
+                raise Errno(errno.EPERM, cite(DEVICE_C, 1209))
             out += iopt_area_add_access(k, area, index, last_index, flags)
         cur_iova = it.cur_iova
         if not it.done:
-            raise E(errno.ENOENT, "device.c:1220")
+            raise Errno(errno.ENOENT, cite(DEVICE_C, 1220))
     except BaseException:
         if iova < cur_iova:
             _remove_access_range(k, iopt, iova, cur_iova - 1)
@@ -626,28 +628,28 @@ def iommufd_access_rw(k: ModelKernel, access: IommufdAccess, iova: int, data: by
     """device.c:1257-1307: for a read, ``data`` is filled in place."""
     length = len(data)
     if not length:
-        raise E(errno.EINVAL, "device.c:1267")
+        raise Errno(errno.EINVAL, cite(DEVICE_C, 1267))
     last_iova = check_add_overflow(iova, length - 1)
     if last_iova is None:
-        raise E(errno.EOVERFLOW, "device.c:1269")
+        raise Errno(errno.EOVERFLOW, cite(DEVICE_C, 1269))
     if access.ioas is None:
-        raise E(errno.ENOENT, "device.c:1273")
+        raise Errno(errno.ENOENT, cite(DEVICE_C, 1273))
     it = ContigIter(access.ioas.iopt, iova, last_iova)
     pos = 0
     for area, cur in it.steps:
         last = min(last_iova, area.last)
         nbytes = last - cur + 1
         if area.prevent_access:
-            raise E(errno.EINVAL, "device.c:1284")
+            raise Errno(errno.EINVAL, cite(DEVICE_C, 1284))
         if not check_area_prot(area, flags):
-            raise E(errno.EPERM, "device.c:1289")
+            raise Errno(errno.EPERM, cite(DEVICE_C, 1289))
         assert area.pages is not None
         chunk = bytearray(data[pos : pos + nbytes])
         iopt_pages_rw_access(k, area.pages, area.start_byte(cur), chunk, flags)
         data[pos : pos + nbytes] = chunk
         pos += nbytes
     if not it.done:
-        raise E(errno.ENOENT, "device.c:1301")
+        raise Errno(errno.ENOENT, cite(DEVICE_C, 1301))
 
 
 # -- IOMMU_GET_HW_INFO -------------------------------------------------------------------
@@ -660,11 +662,12 @@ def iommufd_get_hw_info(ucmd: Ucmd[u.iommu_hw_info]) -> int:
     in_type = 0
     if k.since(HW_INFO_INPUT_TYPE):
         if cmd.flags & ~u.IOMMU_HW_INFO_FLAG_INPUT_TYPE or reserved[0] or reserved[1] or reserved[2]:
-            raise E(errno.EOPNOTSUPP, at("device.c", 1558 if cmd.flags & ~u.IOMMU_HW_INFO_FLAG_INPUT_TYPE else 1560))
+            raise Errno(errno.EOPNOTSUPP,
+                        cite(DEVICE_C, 1558 if cmd.flags & ~u.IOMMU_HW_INFO_FLAG_INPUT_TYPE else 1560, "7.2"))
         if cmd.flags & u.IOMMU_HW_INFO_FLAG_INPUT_TYPE:
             in_type = cmd.in_data_type
     elif cmd.flags or reserved[0] or reserved[1] or reserved[2]:
-        raise E(errno.EOPNOTSUPP, "device.c:1322")
+        raise Errno(errno.EOPNOTSUPP, cite(DEVICE_C, 1322))
     idev = ucmd.ictx.get_object(cmd.dev_id, IOMMUFD_OBJ_DEVICE)
     assert isinstance(idev, IommufdDevice)
     ops = dev_iommu_ops(k, idev.dev)
@@ -676,11 +679,11 @@ def iommufd_get_hw_info(ucmd: Ucmd[u.iommu_hw_info]) -> int:
         cmd.out_data_type, data = info
     copy_len = min(cmd.data_len, len(data))
     if not copy_to_user_partial(k, cmd.data_uptr, data[:copy_len]):
-        raise E(errno.EFAULT, "device.c:1353")
+        raise Errno(errno.EFAULT, cite(DEVICE_C, 1353))
     # clear_user() of the rest of the user's buffer
     if copy_len < cmd.data_len and not copy_to_user_partial(k, cmd.data_uptr + copy_len,
                                                             bytes(cmd.data_len - copy_len)):
-        raise E(errno.EFAULT, "device.c:1363")
+        raise Errno(errno.EFAULT, cite(DEVICE_C, 1363))
     cmd.data_len = len(data)
     cmd.out_capabilities = 0
     if ops.capable(idev.dev, IOMMU_CAP_DIRTY_TRACKING):

@@ -11,11 +11,10 @@ import errno
 from typing import TYPE_CHECKING, Any
 
 from ...uapi import iommufd as u
-from ..errors import Errno
-from ..gates import at
+from ..errors import Errno, cite
 from ..kernel import File
 from .fault import eventq_respond_with_fd
-from .private import E, IommufdObject, Ucmd
+from .private import DRIVER_C, EVENTQ_C, IommufdObject, Ucmd
 from .viommu import IOMMUFD_OBJ_VEVENTQ, IommufdViommu, iommufd_get_viommu
 
 if TYPE_CHECKING:
@@ -26,11 +25,6 @@ HDR_SIZE = ctypes.sizeof(u.iommufd_vevent_header)
 # eventq.c:502@7.2
 VEVENTQ_MAX_DEPTH = 1 << 19
 INT_MAX = (1 << 31) - 1
-
-
-def C(line: int | str) -> str:
-    """A line of eventq.c in 7.2."""
-    return at("eventq.c", line)
 
 
 class Vevent:
@@ -102,7 +96,7 @@ class VeventqFile(File):
         out takes the lost_events_header off the queue (iommufd_veventq_deliver_fetch())."""
         q = self.veventq
         if length < HDR_SIZE:
-            raise E(errno.EINVAL, C(325))
+            raise Errno(errno.EINVAL, cite(EVENTQ_C, 325, "7.2"))
         out = bytearray()
         rc: Errno | None = None
         while q.deliver:
@@ -112,7 +106,7 @@ class VeventqFile(File):
                 break
             if not cur.lost and HDR_SIZE + len(cur.data) > length - done:
                 if done == 0:
-                    rc = E(errno.EINVAL, C(347))
+                    rc = Errno(errno.EINVAL, cite(EVENTQ_C, 347, "7.2"))
                 break
             q.deliver.pop(0)
             out += cur.header() + cur.data
@@ -142,12 +136,12 @@ def iommufd_veventq_alloc(ucmd: Ucmd[Any]) -> int:
     cmd = ucmd.cmd
     ictx = ucmd.ictx
     if cmd.flags or cmd.__reserved or cmd.type == u.IOMMU_VEVENTQ_TYPE_DEFAULT:
-        raise E(errno.EOPNOTSUPP, C(514))
+        raise Errno(errno.EOPNOTSUPP, cite(EVENTQ_C, 514, "7.2"))
     if not cmd.veventq_depth or cmd.veventq_depth > VEVENTQ_MAX_DEPTH:
-        raise E(errno.EINVAL, C(516))
+        raise Errno(errno.EINVAL, cite(EVENTQ_C, 516, "7.2"))
     viommu = iommufd_get_viommu(ucmd, cmd.viommu_id)
     if iommufd_viommu_find_veventq(viommu, cmd.type) is not None:
-        raise E(errno.EEXIST, C(525))
+        raise Errno(errno.EEXIST, cite(EVENTQ_C, 525, "7.2"))
     veventq = IommufdVeventq(ictx, viommu, cmd.type, cmd.veventq_depth)
     ictx.object_alloc(veventq)
     viommu.users += 1
@@ -160,7 +154,7 @@ def iommufd_viommu_report_event(viommu: IommufdViommu, type_: int, event_data: b
     lost_events_header stands for the event (a failed GFP_NOWAIT allocation is not modelled)."""
     veventq = iommufd_viommu_find_veventq(viommu, type_)
     if veventq is None:
-        raise Errno(errno.EOPNOTSUPP, at("drivers/iommu/iommufd/driver.c", 148))
+        raise Errno(errno.EOPNOTSUPP, cite(DRIVER_C, 148, "7.2"))
     if veventq.num_events == veventq.depth:
         vevent = veventq.lost_events_header
     else:

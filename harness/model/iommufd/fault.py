@@ -9,11 +9,12 @@ import errno
 from typing import TYPE_CHECKING, Any
 
 from ...uapi import iommufd as u
+from ..errors import Errno, cite
 from ..iommu.iommu import IOMMU_DOMAIN_NESTED, dev_iommu_ops
 from ..kernel import File
 from .private import (
+    FAULT_C,
     IOMMUFD_OBJ_FAULT,
-    E,
     IommufdObject,
     Ucmd,
 )
@@ -90,7 +91,7 @@ class FaultFile(File):
         """fault.c:256-311 (f_pos is always 0)."""
         fault = self.fault
         if length % FAULT_SIZE:
-            raise E(errno.ESPIPE, "fault.c:269")
+            raise Errno(errno.ESPIPE, cite(FAULT_C, 269))
         out = bytearray()
         rc = None
         while fault.deliver:
@@ -98,7 +99,7 @@ class FaultFile(File):
             done = len(out)
             if done >= length or len(group.faults) * FAULT_SIZE > length - done:
                 if done == 0:
-                    rc = E(errno.EINVAL, "fault.c:280")
+                    rc = Errno(errno.EINVAL, cite(FAULT_C, 280))
                 break
             fault.deliver.pop(0)
             cookie = 1
@@ -119,16 +120,16 @@ class FaultFile(File):
         """fault.c:313-356."""
         fault = self.fault
         if len(data) % RESPONSE_SIZE:
-            raise E(errno.ESPIPE, "fault.c:324")
+            raise Errno(errno.ESPIPE, cite(FAULT_C, 324))
         done = 0
         rc = None
         while len(data) > done:
             resp = u.iommu_hwpt_page_response.from_buffer_copy(data[done : done + RESPONSE_SIZE])
             if resp.code not in (u.IOMMUFD_PAGE_RESP_SUCCESS, u.IOMMUFD_PAGE_RESP_INVALID):
-                rc = E(errno.EINVAL, "fault.c:339")
+                rc = Errno(errno.EINVAL, cite(FAULT_C, 339))
                 break
             if fault.response.pop(resp.cookie, None) is None:
-                rc = E(errno.EINVAL, "fault.c:345")
+                rc = Errno(errno.EINVAL, cite(FAULT_C, 345))
                 break
             done += RESPONSE_SIZE
         if done == 0 and rc is not None:
@@ -146,7 +147,7 @@ def iommufd_fault_alloc(ucmd: Ucmd[u.iommu_fault_alloc]) -> int:
     cmd = ucmd.cmd
     ictx = ucmd.ictx
     if cmd.flags:
-        raise E(errno.EOPNOTSUPP, "fault.c:402")
+        raise Errno(errno.EOPNOTSUPP, cite(FAULT_C, 402))
     fault = IommufdFault(ictx)
     ictx.object_alloc(fault)
     return eventq_respond_with_fd(ucmd, fault, FaultFile(fault), "out_fault_id", "out_fault_fd")

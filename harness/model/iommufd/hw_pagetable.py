@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ...uapi import iommufd as u
-from ..errors import Errno
-from ..gates import HWPT_ALLOC_PASID, HWPT_INVALIDATE_ANY_OBJECT, at
+from ..errors import Errno, cite
+from ..gates import HWPT_ALLOC_PASID, HWPT_INVALIDATE_ANY_OBJECT
 from ..iommu.iommu import (
     IOMMU_CAP_DIRTY_TRACKING,
     IOMMU_DOMAIN_NESTED,
@@ -25,6 +25,7 @@ from .io_pagetable import (
     iopt_table_remove_domain,
 )
 from .private import (
+    HW_PAGETABLE_C,
     IOMMUFD_OBJ_ANY,
     IOMMUFD_OBJ_DEVICE,
     IOMMUFD_OBJ_FAULT,
@@ -32,7 +33,6 @@ from .private import (
     IOMMUFD_OBJ_HWPT_PAGING,
     IOMMUFD_OBJ_IOAS,
     PAGE_SIZE,
-    E,
     IommufdObject,
     Ucmd,
 )
@@ -130,7 +130,7 @@ def iommufd_hwpt_paging_enforce_cc(hwpt_paging: HwptPaging) -> None:
     assert hwpt_paging.domain is not None
     hwpt_paging.enforce_cache_coherency = hwpt_paging.domain.enforce_cache_coherency()
     if not hwpt_paging.enforce_cache_coherency:
-        raise E(errno.EINVAL, "hw_pagetable.c:81")
+        raise Errno(errno.EINVAL, cite(HW_PAGETABLE_C, 81))
 
 
 def iommufd_hwpt_paging_alloc(k: ModelKernel, ictx: IommufdCtx, ioas: IommufdIoas,
@@ -142,11 +142,11 @@ def iommufd_hwpt_paging_alloc(k: ModelKernel, ictx: IommufdCtx, ioas: IommufdIoa
         valid_flags |= u.IOMMU_HWPT_FAULT_ID_VALID | u.IOMMU_HWPT_ALLOC_PASID  # :112-116@7.2
     ops = dev_iommu_ops(k, idev.dev)
     if flags & ~valid_flags:
-        raise E(errno.EOPNOTSUPP, "hw_pagetable.c:122")
+        raise Errno(errno.EOPNOTSUPP, cite(HW_PAGETABLE_C, 122))
     if flags & u.IOMMU_HWPT_ALLOC_DIRTY_TRACKING and not ops.capable(idev.dev, IOMMU_CAP_DIRTY_TRACKING):
-        raise E(errno.EOPNOTSUPP, "hw_pagetable.c:125")
+        raise Errno(errno.EOPNOTSUPP, cite(HW_PAGETABLE_C, 125))
     if flags & u.IOMMU_HWPT_FAULT_ID_VALID and flags & u.IOMMU_HWPT_ALLOC_NEST_PARENT:
-        raise E(errno.EOPNOTSUPP, "hw_pagetable.c:128")
+        raise Errno(errno.EOPNOTSUPP, cite(HW_PAGETABLE_C, 128))
 
     hwpt = HwptPaging(ioas)
     ictx.object_alloc(hwpt)
@@ -178,10 +178,10 @@ def iommufd_hwpt_nested_alloc(k: ModelKernel, ictx: IommufdCtx, parent: HwptPagi
     """hw_pagetable.c:218-265."""
     ops = dev_iommu_ops(k, idev.dev)
     if (flags & ~u.IOMMU_HWPT_FAULT_ID_VALID) or not user_data.len:
-        raise E(errno.EOPNOTSUPP, "hw_pagetable.c:231")
+        raise Errno(errno.EOPNOTSUPP, cite(HW_PAGETABLE_C, 231))
     assert parent.domain is not None
     if parent.auto_domain or not parent.nest_parent or parent.domain.owner is not ops:
-        raise E(errno.EINVAL, "hw_pagetable.c:234")
+        raise Errno(errno.EINVAL, cite(HW_PAGETABLE_C, 234))
     hwpt = HwptNested(parent)
     ictx.object_alloc(hwpt)
     parent.users += 1
@@ -189,7 +189,7 @@ def iommufd_hwpt_nested_alloc(k: ModelKernel, ictx: IommufdCtx, parent: HwptPagi
         hwpt.domain = ops.domain_alloc_user(k, idev.dev, flags & ~u.IOMMU_HWPT_FAULT_ID_VALID,
                                             parent.domain, user_data)
         if hwpt.domain.type != IOMMU_DOMAIN_NESTED:
-            raise E(errno.EINVAL, "hw_pagetable.c:257")
+            raise Errno(errno.EINVAL, cite(HW_PAGETABLE_C, 257))
     except BaseException:
         ictx.object_abort_and_destroy(k, hwpt)
         raise
@@ -201,11 +201,11 @@ def iommufd_viommu_alloc_hwpt_nested(k: ModelKernel, ictx: IommufdCtx, viommu: I
     """iommufd_viommu_alloc_hwpt_nested() (hw_pagetable.c:286-332@7.2): the vIOMMU's driver
     allocates the nested domain; the HWPT holds the vIOMMU (not the parent)."""
     if flags & ~(u.IOMMU_HWPT_FAULT_ID_VALID | u.IOMMU_HWPT_ALLOC_PASID):
-        raise E(errno.EOPNOTSUPP, at("hw_pagetable.c", 295))
+        raise Errno(errno.EOPNOTSUPP, cite(HW_PAGETABLE_C, 295, "7.2"))
     if not user_data.len:
-        raise E(errno.EOPNOTSUPP, at("hw_pagetable.c", 297))
+        raise Errno(errno.EOPNOTSUPP, cite(HW_PAGETABLE_C, 297, "7.2"))
     if viommu.ops is None:
-        raise E(errno.EOPNOTSUPP, at("hw_pagetable.c", 299))
+        raise Errno(errno.EOPNOTSUPP, cite(HW_PAGETABLE_C, 299, "7.2"))
     hwpt = HwptNested(viommu.hwpt, viommu)
     ictx.object_alloc(hwpt)
     viommu.users += 1
@@ -224,16 +224,16 @@ def iommufd_hwpt_alloc(ucmd: Ucmd[u.iommu_hwpt_alloc]) -> int:
     k = ucmd.k
     user_data = UserData(cmd.data_type, cmd.data_uptr, cmd.data_len)
     if cmd.__reserved:
-        raise E(errno.EOPNOTSUPP, "hw_pagetable.c:282")
+        raise Errno(errno.EOPNOTSUPP, cite(HW_PAGETABLE_C, 282))
     if (cmd.data_type == u.IOMMU_HWPT_DATA_NONE and cmd.data_len) or (
             cmd.data_type != u.IOMMU_HWPT_DATA_NONE and not cmd.data_len):
-        raise E(errno.EINVAL, "hw_pagetable.c:285")
+        raise Errno(errno.EINVAL, cite(HW_PAGETABLE_C, 285))
     idev = ictx.get_object(cmd.dev_id, IOMMUFD_OBJ_DEVICE)
     assert isinstance(idev, device_c.IommufdDevice)
     try:
         pt_obj = ictx.get_object(cmd.pt_id, IOMMUFD_OBJ_ANY)
     except Errno:
-        raise E(errno.EINVAL, "hw_pagetable.c:293") from None
+        raise Errno(errno.EINVAL, cite(HW_PAGETABLE_C, 293)) from None
 
     from . import viommu as viommu_c  # viommu.c builds on device.c, which imports this file
 
@@ -246,10 +246,10 @@ def iommufd_hwpt_alloc(ucmd: Ucmd[u.iommu_hwpt_alloc]) -> int:
         hwpt = iommufd_hwpt_nested_alloc(k, ictx, pt_obj, idev, cmd.flags, user_data)
     elif isinstance(pt_obj, viommu_c.IommufdViommu):  # 7.2 only: no vIOMMU exists in 6.12
         if pt_obj.iommu_dev is not viommu_c.iommu_get_iommu_dev(k, idev.dev):
-            raise E(errno.EINVAL, at("hw_pagetable.c", 396))
+            raise Errno(errno.EINVAL, cite(HW_PAGETABLE_C, 396, "7.2"))
         hwpt = iommufd_viommu_alloc_hwpt_nested(k, ictx, pt_obj, cmd.flags, user_data)
     else:
-        raise E(errno.EINVAL, "hw_pagetable.c:324")
+        raise Errno(errno.EINVAL, cite(HW_PAGETABLE_C, 324))
 
     try:
         if cmd.flags & u.IOMMU_HWPT_FAULT_ID_VALID:
@@ -277,7 +277,7 @@ def iommufd_hwpt_set_dirty_tracking(ucmd: Ucmd[u.iommu_hwpt_set_dirty_tracking])
     """hw_pagetable.c:362-385 (__reserved is not checked)."""
     cmd = ucmd.cmd
     if cmd.flags & ~u.IOMMU_HWPT_DIRTY_TRACKING_ENABLE:
-        raise E(errno.EOPNOTSUPP, "hw_pagetable.c:371")
+        raise Errno(errno.EOPNOTSUPP, cite(HW_PAGETABLE_C, 371))
     hwpt = get_hwpt_paging(ucmd.ictx, cmd.hwpt_id)
     enable = bool(cmd.flags & u.IOMMU_HWPT_DIRTY_TRACKING_ENABLE)
     assert hwpt.domain is not None
@@ -289,7 +289,7 @@ def iommufd_hwpt_get_dirty_bitmap(ucmd: Ucmd[u.iommu_hwpt_get_dirty_bitmap]) -> 
     """hw_pagetable.c:387-408."""
     cmd = ucmd.cmd
     if (cmd.flags & ~u.IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR) or cmd.__reserved:
-        raise E(errno.EOPNOTSUPP, "hw_pagetable.c:396")
+        raise Errno(errno.EOPNOTSUPP, cite(HW_PAGETABLE_C, 396))
     hwpt = get_hwpt_paging(ucmd.ictx, cmd.hwpt_id)
     assert hwpt.domain is not None
     iopt_read_and_clear_dirty_data(ucmd.k, hwpt.ioas.iopt, hwpt.domain, cmd.flags, cmd.iova,
@@ -310,11 +310,11 @@ def _invalidation_target(ucmd: Ucmd[u.iommu_hwpt_invalidate]) -> Invalidate:
     if isinstance(obj, viommu_c.IommufdViommu):
         viommu = obj
         if viommu.ops is None:
-            raise E(errno.EOPNOTSUPP, at("hw_pagetable.c", 545))
+            raise Errno(errno.EOPNOTSUPP, cite(HW_PAGETABLE_C, 545, "7.2"))
         ops = viommu.ops
         return lambda k, *array: ops.cache_invalidate(k, viommu, *array)
     if not isinstance(obj, HwptNested):
-        raise E(errno.EINVAL, at("hw_pagetable.c", 550))
+        raise Errno(errno.EINVAL, cite(HW_PAGETABLE_C, 550, "7.2"))
     assert obj.domain is not None
     return obj.domain.cache_invalidate_user
 
@@ -326,10 +326,10 @@ def iommufd_hwpt_invalidate(ucmd: Ucmd[u.iommu_hwpt_invalidate]) -> int:
     done_num = 0
     rc: Errno | None = None
     if cmd.__reserved:
-        rc = E(errno.EOPNOTSUPP, "hw_pagetable.c:427")
+        rc = Errno(errno.EOPNOTSUPP, cite(HW_PAGETABLE_C, 427))
     elif cmd.entry_num and (not cmd.data_uptr or not cmd.entry_len or cmd.entry_len > PAGE_SIZE
                             or cmd.entry_num > IOMMU_HWPT_INVALIDATE_ENTRY_NUM_MAX):
-        rc = E(errno.EINVAL, "hw_pagetable.c:438")
+        rc = Errno(errno.EINVAL, cite(HW_PAGETABLE_C, 438))
     else:
         try:
             invalidate = _invalidation_target(ucmd)
@@ -341,7 +341,7 @@ def iommufd_hwpt_invalidate(ucmd: Ucmd[u.iommu_hwpt_invalidate]) -> int:
     try:
         ucmd.respond()
     except Errno:
-        raise E(errno.EFAULT, "hw_pagetable.c:456") from None
+        raise Errno(errno.EFAULT, cite(HW_PAGETABLE_C, 456)) from None
     if rc is not None:
         raise rc
     return 0

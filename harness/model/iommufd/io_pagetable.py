@@ -16,22 +16,21 @@ import errno
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..gates import at
+from ..errors import Errno, cite
 from ..iommu.iommu import IommuDomain
 from .iova_bitmap import DirtyBitmap
 from .pages import IOPT_ADDRESS_FILE, IoptPages, iopt_alloc_file_pages, iopt_alloc_pages
 from .private import (
     HPAGE_SIZE,
+    IO_PAGETABLE_C,
     IOMMU_WRITE,
     IOPT_ALLOC_IOVA,
     PAGE_SIZE,
     ULONG_MAX,
-    E,
     check_add_overflow,
 )
 
 if TYPE_CHECKING:
-    from ..errors import Errno
     from ..kernel import ModelKernel
     from .device import IommufdAccess
 
@@ -231,7 +230,7 @@ def iopt_alloc_iova(k: ModelKernel, iopt: IoPagetable, uptr: int, length: int) -
     page_offset = uptr % PAGE_SIZE
     max_alignment = PAGE_SIZE
     if length == 0 or length >= ULONG_MAX // 2:
-        raise E(errno.EOVERFLOW, "io_pagetable.c:131")
+        raise Errno(errno.EOVERFLOW, cite(IO_PAGETABLE_C, 131))
     if not uptr:
         iova_alignment = roundup_pow_of_two(length)
     else:
@@ -241,7 +240,7 @@ def iopt_alloc_iova(k: ModelKernel, iopt: IoPagetable, uptr: int, length: int) -
     if iova_alignment >= max_alignment:
         iova_alignment = max_alignment
     if iova_alignment < iopt.iova_alignment:
-        raise E(errno.EINVAL, "io_pagetable.c:152")
+        raise Errno(errno.EINVAL, cite(IO_PAGETABLE_C, 152))
 
     first, last = PAGE_SIZE, ULONG_MAX - PAGE_SIZE
     if not iopt.allowed:
@@ -257,20 +256,20 @@ def iopt_alloc_iova(k: ModelKernel, iopt: IoPagetable, uptr: int, length: int) -
             got = _alloc_iova_check_range(h_start, h_last, length, iova_alignment, page_offset)
             if got is not None:
                 return got
-    raise E(errno.ENOSPC, "io_pagetable.c:178")
+    raise Errno(errno.ENOSPC, cite(IO_PAGETABLE_C, 178))
 
 
 def iopt_check_iova(iopt: IoPagetable, iova: int, length: int) -> None:
     """io_pagetable.c:181-202."""
     if iova & (iopt.iova_alignment - 1):
-        raise E(errno.EINVAL, "io_pagetable.c:189")
+        raise Errno(errno.EINVAL, cite(IO_PAGETABLE_C, 189))
     last = check_add_overflow(iova, length - 1)
     if last is None:
-        raise E(errno.EOVERFLOW, "io_pagetable.c:192")
+        raise Errno(errno.EOVERFLOW, cite(IO_PAGETABLE_C, 192))
     if iopt.reserved_iter_first(iova, last) is not None:
-        raise E(errno.EINVAL, "io_pagetable.c:196")
+        raise Errno(errno.EINVAL, cite(IO_PAGETABLE_C, 196))
     if iopt.area_iter_first(iova, last) is not None:
-        raise E(errno.EEXIST, "io_pagetable.c:200")
+        raise Errno(errno.EEXIST, cite(IO_PAGETABLE_C, 200))
 
 
 def _area_geometry(iopt: IoPagetable, pages: IoptPages, iova: int, start_byte: int, length: int,
@@ -278,21 +277,21 @@ def _area_geometry(iopt: IoPagetable, pages: IoptPages, iova: int, start_byte: i
     """The checks and fields of iopt_insert_area() (io_pagetable.c:207-240),
     without the insertion."""
     if iommu_prot & IOMMU_WRITE and not pages.writable:
-        raise E(errno.EPERM, "io_pagetable.c:215")
+        raise Errno(errno.EPERM, cite(IO_PAGETABLE_C, 215))
     area = IoptArea(iopt)
     area.iommu_prot = iommu_prot
     area.page_offset = start_byte % PAGE_SIZE
     if area.page_offset & (iopt.iova_alignment - 1):
-        raise E(errno.EINVAL, "io_pagetable.c:220")
+        raise Errno(errno.EINVAL, cite(IO_PAGETABLE_C, 220))
     area.start = iova
     last = check_add_overflow(iova, length - 1)
     if last is None:
-        raise E(errno.EOVERFLOW, "io_pagetable.c:224")
+        raise Errno(errno.EOVERFLOW, cite(IO_PAGETABLE_C, 224))
     area.last = last
     area.pages_index = start_byte // PAGE_SIZE
     plast = check_add_overflow(start_byte, length - 1)
     if plast is None:
-        raise E(errno.EOVERFLOW, "io_pagetable.c:228")
+        raise Errno(errno.EOVERFLOW, cite(IO_PAGETABLE_C, 228))
     area.pages_last = plast // PAGE_SIZE
     return area
 
@@ -302,7 +301,7 @@ def iopt_alloc_area_pages(k: ModelKernel, iopt: IoPagetable, pages_list: list[Pa
     """io_pagetable.c:254-311: choose or check the IOVA and insert the areas
     (pages still NULL).  All or nothing."""
     if (length & (iopt.iova_alignment - 1)) or not length:
-        raise E(errno.EINVAL, "io_pagetable.c:271")
+        raise Errno(errno.EINVAL, cite(IO_PAGETABLE_C, 271))
     if flags & IOPT_ALLOC_IOVA:
         # The first entry guesses the ideal alignment: its user address, or its file offset
         # (io_pagetable.c:278-292@7.2).
@@ -394,13 +393,13 @@ def iopt_map_file_pages(k: ModelKernel, iopt: IoPagetable, iova: int, fd: int, s
     the file path: any open file is taken here, what it is matters only when its pages are
     pinned (a domain to fill, an access)."""
     if not length:
-        raise E(errno.EINVAL, at("io_pagetable.c", 493))
+        raise Errno(errno.EINVAL, cite(IO_PAGETABLE_C, 493, "7.2"))
     if check_add_overflow(start, length - 1) is None:
-        raise E(errno.EOVERFLOW, at("io_pagetable.c", 495))
+        raise Errno(errno.EOVERFLOW, cite(IO_PAGETABLE_C, 495, "7.2"))
     start_byte = start % PAGE_SIZE
     file = k.files.get(fd)   # fget()
     if file is None:
-        raise E(errno.EBADF, at("io_pagetable.c", 516))
+        raise Errno(errno.EBADF, cite(IO_PAGETABLE_C, 516, "7.2"))
     pages = iopt_alloc_file_pages(file, start_byte, start, length, bool(iommu_prot & IOMMU_WRITE))
     return iopt_map_common(k, iopt, pages, iova, length, start_byte, iommu_prot, flags)
 
@@ -408,10 +407,10 @@ def iopt_map_file_pages(k: ModelKernel, iopt: IoPagetable, iova: int, fd: int, s
 def iopt_get_pages(iopt: IoPagetable, iova: int, length: int) -> list[PagesListElm]:
     """io_pagetable.c:619-658."""
     if not length:
-        raise E(errno.EINVAL, "io_pagetable.c:628")
+        raise Errno(errno.EINVAL, cite(IO_PAGETABLE_C, 628))
     last_iova = check_add_overflow(iova, length - 1)
     if last_iova is None:
-        raise E(errno.EOVERFLOW, "io_pagetable.c:630")
+        raise Errno(errno.EOVERFLOW, cite(IO_PAGETABLE_C, 630))
     it = ContigIter(iopt, iova, last_iova)
     out: list[PagesListElm] = []
     for area, cur in it.steps:
@@ -419,7 +418,7 @@ def iopt_get_pages(iopt: IoPagetable, iova: int, length: int) -> list[PagesListE
         assert area.pages is not None
         out.append(PagesListElm(area.pages, area.start_byte(cur), last - cur + 1))
     if not it.done:
-        raise E(errno.ENOENT, "io_pagetable.c:649")
+        raise Errno(errno.ENOENT, cite(IO_PAGETABLE_C, 649))
     return out
 
 
@@ -440,9 +439,9 @@ def iopt_unmap_iova_range(k: ModelKernel, iopt: IoPagetable, start: int,
             if area is None:
                 break
             if area.pages is None:
-                return unmapped, E(errno.EBUSY, "io_pagetable.c:684")
+                return unmapped, Errno(errno.EBUSY, cite(IO_PAGETABLE_C, 684))
             if area.start < start or area.last > last:
-                return unmapped, E(errno.ENOENT, "io_pagetable.c:689")
+                return unmapped, Errno(errno.ENOENT, cite(IO_PAGETABLE_C, 689))
             if area.start != start:
                 tries = 0
             if area.num_accesses:
@@ -451,7 +450,7 @@ def iopt_unmap_iova_range(k: ModelKernel, iopt: IoPagetable, start: int,
                 iommufd_access_notify_unmap(k, iopt, area.start, area.length)
                 tries += 1
                 if tries > 100:
-                    return unmapped, E(errno.EDEADLOCK, "io_pagetable.c:713")
+                    return unmapped, Errno(errno.EDEADLOCK, cite(IO_PAGETABLE_C, 713))
                 restart = True
                 break
             pages = area.pages
@@ -470,10 +469,10 @@ def iopt_unmap_iova(k: ModelKernel, iopt: IoPagetable, iova: int,
                     length: int) -> tuple[int, Errno | None]:
     """io_pagetable.c:761-773."""
     if not length:
-        return 0, E(errno.EINVAL, "io_pagetable.c:767")
+        return 0, Errno(errno.EINVAL, cite(IO_PAGETABLE_C, 767))
     last = check_add_overflow(iova, length - 1)
     if last is None:
-        return 0, E(errno.EOVERFLOW, "io_pagetable.c:770")
+        return 0, Errno(errno.EOVERFLOW, cite(IO_PAGETABLE_C, 770))
     return iopt_unmap_iova_range(k, iopt, iova, last)
 
 
@@ -488,14 +487,14 @@ def iopt_set_allow_iova(iopt: IoPagetable, allowed: list[tuple[int, int]]) -> No
     """io_pagetable.c:782-801."""
     for s, lst in allowed:
         if iopt.reserved_iter_first(s, lst) is not None:
-            raise E(errno.EADDRINUSE, "io_pagetable.c:796")
+            raise Errno(errno.EADDRINUSE, cite(IO_PAGETABLE_C, 796))
     iopt.allowed = sorted(allowed)
 
 
 def iopt_reserve_iova(iopt: IoPagetable, start: int, last: int, owner: object) -> None:
     """io_pagetable.c:803-822."""
     if iopt.area_iter_first(start, last) is not None or iopt.allowed_iter_first(start, last) is not None:
-        raise E(errno.EADDRINUSE, "io_pagetable.c:812")
+        raise Errno(errno.EADDRINUSE, cite(IO_PAGETABLE_C, 812))
     bisect.insort(iopt.reserved, Reserved(start, last, owner), key=lambda r: r.start)
 
 
@@ -563,17 +562,17 @@ def iopt_check_iova_alignment(iopt: IoPagetable, new_iova_alignment: int) -> Non
     mask = new_iova_alignment - 1
     for area in iopt.areas:
         if (area.start & mask) or (area.length & mask) or (area.page_offset & mask):
-            raise E(errno.EADDRINUSE, "io_pagetable.c:1025")
+            raise Errno(errno.EADDRINUSE, cite(IO_PAGETABLE_C, 1025))
     for access in iopt.access_list.values():
         if access.iova_alignment > new_iova_alignment:
-            raise E(errno.EADDRINUSE, "io_pagetable.c:1034")
+            raise Errno(errno.EADDRINUSE, cite(IO_PAGETABLE_C, 1034))
 
 
 def iopt_table_add_domain(k: ModelKernel, iopt: IoPagetable, domain: IommuDomain) -> None:
     """io_pagetable.c:1039-1115."""
     new_iova_alignment = max(ffs_bit(domain.pgsize_bitmap), iopt.iova_alignment)
     if new_iova_alignment > PAGE_SIZE:
-        raise E(errno.EINVAL, "io_pagetable.c:1070")
+        raise Errno(errno.EINVAL, cite(IO_PAGETABLE_C, 1070))
     if new_iova_alignment != iopt.iova_alignment:
         iopt_check_iova_alignment(iopt, new_iova_alignment)
     try:
@@ -628,13 +627,13 @@ def iopt_area_split(iopt: IoPagetable, area: IoptArea, iova: int) -> None:
         return
     pages = area.pages
     if pages is None or area.prevent_access:
-        raise E(errno.EBUSY, "io_pagetable.c:1213")
+        raise Errno(errno.EBUSY, cite(IO_PAGETABLE_C, 1213))
     if new_start & (alignment - 1) or area.start_byte(new_start) & (alignment - 1):
-        raise E(errno.EINVAL, "io_pagetable.c:1217")
+        raise Errno(errno.EINVAL, cite(IO_PAGETABLE_C, 1217))
     if area.num_accesses:
-        raise E(errno.EINVAL, "io_pagetable.c:1235")
+        raise Errno(errno.EINVAL, cite(IO_PAGETABLE_C, 1235))
     if area.storage_domain is not None and not iopt.disable_large_pages:
-        raise E(errno.EINVAL, "io_pagetable.c:1244")
+        raise Errno(errno.EINVAL, cite(IO_PAGETABLE_C, 1244))
     lhs = _area_geometry(iopt, pages, start_iova, area.start_byte(start_iova),
                          new_start - start_iova, area.iommu_prot)
     rhs = _area_geometry(iopt, pages, new_start, area.start_byte(new_start),
@@ -671,7 +670,7 @@ def iopt_disable_large_pages(iopt: IoPagetable) -> None:
     if iopt.disable_large_pages:
         return
     if iopt.domains and iopt.areas:
-        raise E(errno.EINVAL, "io_pagetable.c:1344")
+        raise Errno(errno.EINVAL, cite(IO_PAGETABLE_C, 1344))
     iopt.disable_large_pages = True
     try:
         iopt_calculate_iova_alignment(iopt)
@@ -724,17 +723,17 @@ def iommufd_check_iova_range(iopt: IoPagetable, iova: int, length: int, page_siz
     """io_pagetable.c:518-545."""
     pgsize = iopt.iova_alignment
     if not length:
-        raise E(errno.EINVAL, "io_pagetable.c:525")
+        raise Errno(errno.EINVAL, cite(IO_PAGETABLE_C, 525))
     last_iova = iova + length - 1
     if last_iova > ULONG_MAX:
-        raise E(errno.EOVERFLOW, "io_pagetable.c:528")
+        raise Errno(errno.EOVERFLOW, cite(IO_PAGETABLE_C, 528))
     end = (last_iova + 1) & ULONG_MAX
     if (iova & (pgsize - 1)) or (end & (pgsize - 1)):
-        raise E(errno.EINVAL, "io_pagetable.c:535")
+        raise Errno(errno.EINVAL, cite(IO_PAGETABLE_C, 535))
     if not page_size:
-        raise E(errno.EINVAL, "io_pagetable.c:538")
+        raise Errno(errno.EINVAL, cite(IO_PAGETABLE_C, 538))
     if (iova & (page_size - 1)) or (end & (page_size - 1)):
-        raise E(errno.EINVAL, "io_pagetable.c:542")
+        raise Errno(errno.EINVAL, cite(IO_PAGETABLE_C, 542))
 
 
 def iopt_read_and_clear_dirty_data(k: ModelKernel, iopt: IoPagetable, domain: IommuDomain, flags: int,
@@ -744,7 +743,7 @@ def iopt_read_and_clear_dirty_data(k: ModelKernel, iopt: IoPagetable, domain: Io
     return of iova_bitmap_for_each() is ignored)."""
     iommufd_check_iova_range(iopt, iova, length, page_size)
     if not domain.dirty_ops:
-        raise E(errno.EOPNOTSUPP, "io_pagetable.c:494")
+        raise Errno(errno.EOPNOTSUPP, cite(IO_PAGETABLE_C, 494))
     bitmap = DirtyBitmap(k, iova, length, page_size, data)
     last_iova = iova + length - 1
     it = ContigIter(iopt, iova, last_iova)
@@ -757,7 +756,7 @@ def iopt_read_and_clear_dirty_data(k: ModelKernel, iopt: IoPagetable, domain: Io
 def iopt_set_dirty_tracking(iopt: IoPagetable, domain: IommuDomain, enable: bool) -> None:
     """io_pagetable.c:594-617."""
     if not domain.dirty_ops:
-        raise E(errno.EOPNOTSUPP, "io_pagetable.c:601")
+        raise Errno(errno.EOPNOTSUPP, cite(IO_PAGETABLE_C, 601))
     if enable:
         # iopt_clear_dirty_data() (565-592)
         for area in iopt.areas:

@@ -9,8 +9,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from ...uapi import iommufd as u
-from ..errors import Errno
-from ..gates import at
+from ..errors import Errno, cite
 from .io_pagetable import (
     IoPagetable,
     iopt_destroy_table,
@@ -26,6 +25,7 @@ from .io_pagetable import (
 )
 from .pages import IOPT_ADDRESS_FILE
 from .private import (
+    IOAS_C,
     IOMMU_CACHE,
     IOMMU_READ,
     IOMMU_WRITE,
@@ -35,7 +35,6 @@ from .private import (
     IOPT_PAGES_ACCOUNT_USER,
     U64_MAX,
     ULONG_MAX,
-    E,
     IommufdObject,
     Ucmd,
     copy_to_user_partial,
@@ -85,7 +84,7 @@ def iommufd_ioas_alloc_ioctl(ucmd: Ucmd[u.iommu_ioas_alloc]) -> int:
     """ioas.c:37-60."""
     cmd = ucmd.cmd
     if cmd.flags:
-        raise E(errno.EOPNOTSUPP, "ioas.c:44")
+        raise Errno(errno.EOPNOTSUPP, cite(IOAS_C, 44))
     ioas = iommufd_ioas_alloc(ucmd.ictx)
     cmd.out_ioas_id = ioas.id
     try:
@@ -102,7 +101,7 @@ def iommufd_ioas_iova_ranges(ucmd: Ucmd[u.iommu_ioas_iova_ranges]) -> int:
     back before EMSGSIZE."""
     cmd = ucmd.cmd
     if cmd.__reserved:
-        raise E(errno.EOPNOTSUPP, "ioas.c:72")
+        raise Errno(errno.EOPNOTSUPP, cite(IOAS_C, 72))
     ioas = get_ioas(ucmd.ictx, cmd.ioas_id)
     k = ucmd.k
     max_iovas = cmd.num_iovas
@@ -115,11 +114,11 @@ def iommufd_ioas_iova_ranges(ucmd: Ucmd[u.iommu_ioas_iova_ranges]) -> int:
             elm = u.iommu_iova_range(start=start, last=last)
             addr = (ranges + cmd.num_iovas * elm_size) & U64_MAX
             if not copy_to_user_partial(k, addr, bytes(elm)):
-                raise E(errno.EFAULT, "ioas.c:95")
+                raise Errno(errno.EFAULT, cite(IOAS_C, 95))
         cmd.num_iovas += 1
     ucmd.respond()
     if cmd.num_iovas > max_iovas:
-        raise E(errno.EMSGSIZE, "ioas.c:105")
+        raise Errno(errno.EMSGSIZE, cite(IOAS_C, 105))
     return 0
 
 
@@ -133,13 +132,13 @@ def iommufd_ioas_load_iovas(k: ModelKernel, uptr: int, num: int) -> list[tuple[i
         try:
             raw = k.mm.read((uptr + i * elm_size) & U64_MAX, elm_size)
         except Errno:
-            raise E(errno.EFAULT, "ioas.c:123") from None
+            raise Errno(errno.EFAULT, cite(IOAS_C, 123)) from None
         r = u.iommu_iova_range.from_buffer_copy(raw)
         if r.start >= r.last:
-            raise E(errno.EINVAL, "ioas.c:126")
+            raise Errno(errno.EINVAL, cite(IOAS_C, 126))
         j = bisect.bisect_right(starts, r.last)
         if j and lasts[j - 1] >= r.start:
-            raise E(errno.EINVAL, "ioas.c:129")
+            raise Errno(errno.EINVAL, cite(IOAS_C, 129))
         starts.insert(j, r.start)
         lasts.insert(j, r.last)
     return list(zip(starts, lasts, strict=True))
@@ -149,7 +148,7 @@ def iommufd_ioas_allow_iovas(ucmd: Ucmd[u.iommu_ioas_allow_iovas]) -> int:
     """ioas.c:142-180."""
     cmd = ucmd.cmd
     if cmd.__reserved:
-        raise E(errno.EOPNOTSUPP, "ioas.c:152")
+        raise Errno(errno.EOPNOTSUPP, cite(IOAS_C, 152))
     ioas = get_ioas(ucmd.ictx, cmd.ioas_id)
     allowed = iommufd_ioas_load_iovas(ucmd.k, cmd.allowed_iovas, cmd.num_iovas)
     iopt_set_allow_iova(ioas.iopt, allowed)
@@ -172,11 +171,11 @@ def check_map_flags(map_flags: int, values: tuple[int, ...], where: tuple[str, s
     (EOVERFLOW), readable or writeable (EINVAL); ``where`` cites the three checks of the
     caller.  Returns the iopt flags: IOPT_ALLOC_IOVA unless FIXED_IOVA."""
     if map_flags & ~_MAP_FLAGS:
-        raise E(errno.EOPNOTSUPP, where[0])
+        raise Errno(errno.EOPNOTSUPP, where[0])
     if any(v >= ULONG_MAX for v in values):
-        raise E(errno.EOVERFLOW, where[1])
+        raise Errno(errno.EOVERFLOW, where[1])
     if not map_flags & (u.IOMMU_IOAS_MAP_WRITEABLE | u.IOMMU_IOAS_MAP_READABLE):
-        raise E(errno.EINVAL, where[2])
+        raise Errno(errno.EINVAL, where[2])
     return 0 if map_flags & u.IOMMU_IOAS_MAP_FIXED_IOVA else IOPT_ALLOC_IOVA
 
 
@@ -185,7 +184,7 @@ def iommufd_ioas_map_file(ucmd: Ucmd[u.iommu_ioas_map_file]) -> int:
     ``start`` (the struct has no reserved field)."""
     cmd = ucmd.cmd
     flags = check_map_flags(cmd.flags, (cmd.iova, cmd.length),
-                            (at("ioas.c", 215), at("ioas.c", 218), at("ioas.c", 222)))
+                            (cite(IOAS_C, 215, "7.2"), cite(IOAS_C, 218, "7.2"), cite(IOAS_C, 222, "7.2")))
     ioas = get_ioas(ucmd.ictx, cmd.ioas_id)
     cmd.iova = iopt_map_file_pages(ucmd.k, ioas.iopt, cmd.iova, cmd.fd, cmd.start, cmd.length,
                                    conv_iommu_prot(cmd.flags), flags)
@@ -197,8 +196,9 @@ def iommufd_ioas_map(ucmd: Ucmd[u.iommu_ioas_map]) -> int:
     """ioas.c:200-237."""
     cmd = ucmd.cmd
     if cmd.__reserved:
-        raise E(errno.EOPNOTSUPP, "ioas.c:212")
-    flags = check_map_flags(cmd.flags, (cmd.iova, cmd.length), ("ioas.c:212", "ioas.c:214", "ioas.c:218"))
+        raise Errno(errno.EOPNOTSUPP, cite(IOAS_C, 212))
+    flags = check_map_flags(cmd.flags, (cmd.iova, cmd.length),
+                            (cite(IOAS_C, 212), cite(IOAS_C, 214), cite(IOAS_C, 218)))
     ioas = get_ioas(ucmd.ictx, cmd.ioas_id)
     iova = iopt_map_user_pages(ucmd.k, ucmd.ictx.account_mode, ioas.iopt, cmd.iova, cmd.user_va,
                                cmd.length, conv_iommu_prot(cmd.flags), flags)
@@ -234,7 +234,7 @@ def iommufd_ioas_copy(ucmd: Ucmd[u.iommu_ioas_copy]) -> int:
         else:
             cmd.src_iova = syz_conv_iova(src.iopt, cmd.src_iova)
     flags = check_map_flags(cmd.flags, (cmd.length, cmd.src_iova, cmd.dst_iova),
-                            ("ioas.c:255", "ioas.c:258", "ioas.c:262"))
+                            (cite(IOAS_C, 255), cite(IOAS_C, 258), cite(IOAS_C, 262)))
     src_ioas = get_ioas(ictx, cmd.src_ioas_id)
     pages_list = iopt_get_pages(src_ioas.iopt, cmd.src_iova, cmd.length)
     dst_ioas = get_ioas(ictx, cmd.dst_ioas_id)
@@ -255,12 +255,12 @@ def iommufd_ioas_unmap(ucmd: Ucmd[u.iommu_ioas_unmap]) -> int:
             raise err
     else:
         if cmd.iova >= ULONG_MAX or cmd.length >= ULONG_MAX:
-            raise E(errno.EOVERFLOW, "ioas.c:313")
+            raise Errno(errno.EOVERFLOW, cite(IOAS_C, 313))
         unmapped, err = iopt_unmap_iova(ucmd.k, ioas.iopt, cmd.iova, cmd.length)
         if err is not None:
             raise err
         if not unmapped:
-            raise E(errno.ENOENT, "ioas.c:321")
+            raise Errno(errno.ENOENT, cite(IOAS_C, 321))
     cmd.length = unmapped
     ucmd.respond()
     return 0
@@ -284,36 +284,36 @@ def iommufd_ioas_change_process(ucmd: Ucmd[u.iommu_ioas_change_process]) -> int:
     access reads through them stay as they were.  ENOMEM of the xa_store() is not modelled."""
     cmd = ucmd.cmd
     if cmd.__reserved:
-        raise E(errno.EOPNOTSUPP, at("ioas.c", 532))
+        raise Errno(errno.EOPNOTSUPP, cite(IOAS_C, 532, "7.2"))
     ioas_list = [obj for _, obj in sorted(ucmd.ictx.objects.items())
                  if isinstance(obj, IommufdIoas) and obj.finalized and obj.users > 0]
     for ioas in ioas_list:
         for area in ioas.iopt.areas:
             if area.pages is None:
-                raise E(errno.EBUSY, at("ioas.c", 541))
+                raise Errno(errno.EBUSY, cite(IOAS_C, 541, "7.2"))
             if area.pages.type != IOPT_ADDRESS_FILE:
-                raise E(errno.EINVAL, at("ioas.c", 545))
+                raise Errno(errno.EINVAL, cite(IOAS_C, 545, "7.2"))
     return 0
 
 
 def iommufd_option_rlimit_mode(cmd: u.iommu_option, ictx: IommufdCtx) -> None:
     """ioas.c:334-366.  The harness runs as root: capable(CAP_SYS_RESOURCE)."""
     if cmd.object_id:
-        raise E(errno.EOPNOTSUPP, "ioas.c:338")
+        raise Errno(errno.EOPNOTSUPP, cite(IOAS_C, 338))
     if cmd.op == u.IOMMU_OPTION_OP_GET:
         cmd.val64 = int(ictx.account_mode == IOPT_PAGES_ACCOUNT_MM)
         return
     if cmd.op == u.IOMMU_OPTION_OP_SET:
         if ictx.objects:
-            raise E(errno.EBUSY, "ioas.c:352")
+            raise Errno(errno.EBUSY, cite(IOAS_C, 352))
         if cmd.val64 == 0:
             ictx.account_mode = IOPT_PAGES_ACCOUNT_USER
         elif cmd.val64 == 1:
             ictx.account_mode = IOPT_PAGES_ACCOUNT_MM
         else:
-            raise E(errno.EINVAL, "ioas.c:359")
+            raise Errno(errno.EINVAL, cite(IOAS_C, 359))
         return
-    raise E(errno.EOPNOTSUPP, "ioas.c:365")
+    raise Errno(errno.EOPNOTSUPP, cite(IOAS_C, 365))
 
 
 def iommufd_ioas_option_huge_pages(cmd: u.iommu_option, ioas: IommufdIoas) -> None:
@@ -328,17 +328,17 @@ def iommufd_ioas_option_huge_pages(cmd: u.iommu_option, ioas: IommufdIoas) -> No
         if cmd.val64 == 1:
             iopt_enable_large_pages(ioas.iopt)
             return
-        raise E(errno.EINVAL, "ioas.c:382")
-    raise E(errno.EOPNOTSUPP, "ioas.c:384")
+        raise Errno(errno.EINVAL, cite(IOAS_C, 382))
+    raise Errno(errno.EOPNOTSUPP, cite(IOAS_C, 384))
 
 
 def iommufd_ioas_option(ucmd: Ucmd[u.iommu_option]) -> None:
     """ioas.c:387-410."""
     cmd = ucmd.cmd
     if cmd.__reserved:
-        raise E(errno.EOPNOTSUPP, "ioas.c:394")
+        raise Errno(errno.EOPNOTSUPP, cite(IOAS_C, 394))
     ioas = get_ioas(ucmd.ictx, cmd.object_id)
     if cmd.option_id == u.IOMMU_OPTION_HUGE_PAGES:
         iommufd_ioas_option_huge_pages(cmd, ioas)
         return
-    raise E(errno.EOPNOTSUPP, "ioas.c:405")
+    raise Errno(errno.EOPNOTSUPP, cite(IOAS_C, 405))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...uapi import iommufd as u
 from ...uapi.abi import Ioctl, ioc_nr
-from ..errors import ENOIOCTLCMD, Errno
+from ..errors import ENOIOCTLCMD, Errno, cite
 from ..kernel import File
 from . import device as device_c
 from . import eventq as eventq_c
@@ -26,8 +26,8 @@ from .private import (
     IOMMUFD_OBJ_ANY,
     IOPT_PAGES_ACCOUNT_MM,
     IOPT_PAGES_ACCOUNT_NONE,
+    MAIN_C,
     REMOVE_WAIT_SHORTTERM,
-    E,
     IommufdObject,
     Ucmd,
 )
@@ -67,7 +67,7 @@ class IommufdCtx(File):
         while id_ in self.objects:
             id_ += 1
         if id_ > _ID_LIMIT:
-            raise E(errno.EBUSY, "main.c:55")
+            raise Errno(errno.EBUSY, cite(MAIN_C, 55))
         obj.id = id_
         self.objects[id_] = obj
 
@@ -88,7 +88,7 @@ class IommufdCtx(File):
         """iommufd_get_object() (main.c:128-143)."""
         obj = self.objects.get(id_)
         if obj is None or not obj.finalized or (type_ != IOMMUFD_OBJ_ANY and obj.type != type_) or obj.users <= 0:
-            raise E(errno.ENOENT, "main.c:140")
+            raise Errno(errno.ENOENT, cite(MAIN_C, 140))
         return obj
 
     def object_remove(self, k: ModelKernel, to_destroy: IommufdObject | None, id_: int, flags: int) -> None:
@@ -98,13 +98,13 @@ class IommufdCtx(File):
         if to_destroy is not None:
             to_destroy.users -= 1
             if obj is not to_destroy:
-                raise E(errno.ENOENT, "main.c:204")
+                raise Errno(errno.ENOENT, cite(MAIN_C, 204))
         elif obj is None or not obj.finalized:
-            raise E(errno.ENOENT, "main.c:208")
+            raise Errno(errno.ENOENT, cite(MAIN_C, 208))
         assert obj is not None
         victim: IommufdObject = obj
         if victim.users != 1:
-            raise E(errno.EBUSY, "main.c:213")
+            raise Errno(errno.EBUSY, cite(MAIN_C, 213))
         victim.users = 0
         del self.objects[id_]
         if self.vfio_ioas is victim:
@@ -127,14 +127,14 @@ class IommufdCtx(File):
         try:
             user_size = k.mm.get_user_u32(arg)
         except Errno:
-            raise E(errno.EFAULT, "main.c:430") from None
+            raise Errno(errno.EFAULT, cite(MAIN_C, 430)) from None
         op = table[nr - IOMMUFD_CMD_BASE]
         if op is None or op[0].number != cmd:
-            raise E(ENOIOCTLCMD, "main.c:436")
+            raise Errno(ENOIOCTLCMD, cite(MAIN_C, 436))
         ioctl, handler = op
         assert ioctl.min_size is not None and ioctl.struct is not None
         if user_size < ioctl.min_size:
-            raise E(errno.EINVAL, "main.c:438")
+            raise Errno(errno.EINVAL, cite(MAIN_C, 438))
         raw = k.mm.copy_struct_from_user(ioctl.sizeof, arg, user_size)
         struct_cls: type[ctypes.Structure] = ioctl.struct
         ucmd: Ucmd[Any] = Ucmd(k, self, arg, user_size, struct_cls.from_buffer_copy(raw))
@@ -194,18 +194,18 @@ def iommufd_option(ucmd: Ucmd[u.iommu_option]) -> None:
     """main.c:315-339."""
     cmd = ucmd.cmd
     if getattr(cmd, "__reserved"):
-        raise E(errno.EOPNOTSUPP, "main.c:321")
+        raise Errno(errno.EOPNOTSUPP, cite(MAIN_C, 321))
     if cmd.option_id == u.IOMMU_OPTION_RLIMIT_MODE:
         ioas_c.iommufd_option_rlimit_mode(cmd, ucmd.ictx)
     elif cmd.option_id == u.IOMMU_OPTION_HUGE_PAGES:
         ioas_c.iommufd_ioas_option(ucmd)
     else:
-        raise E(errno.EOPNOTSUPP, "main.c:331")
+        raise Errno(errno.EOPNOTSUPP, cite(MAIN_C, 331))
     off = u.iommu_option.offsetof("val64")
     try:
         ucmd.k.mm.write(ucmd.ubuffer + off, bytes(ctypes.c_uint64(cmd.val64)))
     except Errno:
-        raise E(errno.EFAULT, "main.c:337") from None
+        raise Errno(errno.EFAULT, cite(MAIN_C, 337)) from None
 
 
 _HANDLERS: dict[str, Handler] = {

@@ -20,8 +20,7 @@ import errno
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ..errors import Errno
-from ..gates import at
+from ..errors import Errno, cite
 from ..memfd import memfd_pin_folios
 from ..memory import Mapping
 from .private import (
@@ -30,8 +29,8 @@ from .private import (
     IOMMUFD_ACCESS_RW_WRITE,
     IOPT_PAGES_ACCOUNT_NONE,
     PAGE_SIZE,
+    PAGES_C,
     SIZE_MAX,
-    E,
     check_add_overflow,
     copy_to_user_partial,
 )
@@ -131,7 +130,7 @@ class IoptPages:
                 addr = self.uptr + idx * PAGE_SIZE
                 m = k.mm.lookup(addr)
                 if m is None:
-                    raise E(errno.EFAULT, "pages.c:795")
+                    raise Errno(errno.EFAULT, cite(PAGES_C, 795))
                 n = min(gl - idx + 1, (m.end - addr) // PAGE_SIZE)
                 new.append(Pin(idx, idx + n - 1, m, addr - m.start))
                 idx += n
@@ -184,7 +183,7 @@ class IoptPages:
         addr = self.uptr + index * PAGE_SIZE
         m = k.mm.lookup(addr)
         if m is None:
-            raise E(errno.EFAULT, "pages.c:795")
+            raise Errno(errno.EFAULT, cite(PAGES_C, 795))
         return m, addr - m.start
 
     def rw_slow(self, k: ModelKernel, start_byte: int, data: bytearray, write: bool) -> None:
@@ -215,9 +214,9 @@ def _pages_length_ok(length: int) -> bool:
 def iopt_alloc_pages(uptr: int, length: int, writable: bool) -> IoptPages:
     """pages.c:1142-1180 (user memory)."""
     if not _pages_length_ok(length):
-        raise E(errno.EINVAL, "pages.c:1153")
+        raise Errno(errno.EINVAL, cite(PAGES_C, 1153))
     if check_add_overflow(uptr, length) is None:
-        raise E(errno.EOVERFLOW, "pages.c:1156")
+        raise Errno(errno.EOVERFLOW, cite(PAGES_C, 1156))
     pages = IoptPages(uptr % PAGE_SIZE, length, writable)
     pages.uptr = uptr & ~(PAGE_SIZE - 1)
     return pages
@@ -228,7 +227,7 @@ def iopt_alloc_file_pages(file: File, start_byte: int, start: int, length: int, 
     Nothing here asks what the file is: a file that is not a memfd, or a range past its
     end, fails only when the pages are pinned (memfd_pin_folios())."""
     if not _pages_length_ok(length):
-        raise E(errno.EINVAL, at("pages.c", 1373))
+        raise Errno(errno.EINVAL, cite(PAGES_C, 1373, "7.2"))
     pages = IoptPages(start_byte, length, writable)
     pages.file = file
     pages.start = start - start_byte
@@ -260,7 +259,7 @@ def iopt_pages_rw_access(k: ModelKernel, pages: IoptPages, start_byte: int, data
     if "IOMMUFD_TEST" in k.facts.config and flags & __IOMMUFD_ACCESS_RW_SLOW_PATH:
         change_mm = True
     if write and not pages.writable:
-        raise E(errno.EPERM, "pages.c:1845")
+        raise Errno(errno.EPERM, cite(PAGES_C, 1845))
     if pages.type != IOPT_ADDRESS_USER:
         # pages.c:2368-2371@7.2: file pages are read and written through the pages only
         pages.rw_slow(k, start_byte, data, write)
@@ -272,7 +271,7 @@ def iopt_pages_rw_access(k: ModelKernel, pages: IoptPages, start_byte: int, data
             addr = pages.uptr + (start_byte & ~(PAGE_SIZE - 1))
             m = k.mm.lookup(addr)
             if m is None:
-                raise E(errno.EFAULT, "pages.c:1810")
+                raise Errno(errno.EFAULT, cite(PAGES_C, 1802))
             off = addr - m.start + start_byte % PAGE_SIZE
             if write:
                 m.data[off : off + len(data)] = data
@@ -284,9 +283,9 @@ def iopt_pages_rw_access(k: ModelKernel, pages: IoptPages, start_byte: int, data
     addr = pages.uptr + start_byte
     if write:
         if not copy_to_user_partial(k, addr, bytes(data)):
-            raise E(errno.EFAULT, "pages.c:1872")
+            raise Errno(errno.EFAULT, cite(PAGES_C, 1872))
         return
     try:
         data[:] = k.mm.read(addr, len(data))
     except Errno:
-        raise E(errno.EFAULT, "pages.c:1875") from None
+        raise Errno(errno.EFAULT, cite(PAGES_C, 1875)) from None

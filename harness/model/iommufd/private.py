@@ -8,7 +8,7 @@ import ctypes
 import errno
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from ..errors import Errno
+from ..errors import Errno, cite
 
 # include/linux/iommu.h, which every iommufd file includes
 from ..iommu.iommu import IOMMU_CACHE as IOMMU_CACHE
@@ -58,9 +58,21 @@ __IOMMUFD_ACCESS_RW_SLOW_PATH = 1 << 2
 REMOVE_WAIT_SHORTTERM = 1
 
 
-def E(code: int, where: str) -> Errno:
-    """An Errno citing a line of drivers/iommu/iommufd/ (``where`` is "file.c:line")."""
-    return Errno(code, "drivers/iommu/iommufd/" + where)
+# The files of drivers/iommu/iommufd/ the model's errnos cite (errors.cite)
+IOMMUFD_DIR = "drivers/iommu/iommufd"
+DEVICE_C = f"{IOMMUFD_DIR}/device.c"
+DRIVER_C = f"{IOMMUFD_DIR}/driver.c"
+EVENTQ_C = f"{IOMMUFD_DIR}/eventq.c"
+FAULT_C = f"{IOMMUFD_DIR}/fault.c"
+HW_PAGETABLE_C = f"{IOMMUFD_DIR}/hw_pagetable.c"
+IOAS_C = f"{IOMMUFD_DIR}/ioas.c"
+IO_PAGETABLE_C = f"{IOMMUFD_DIR}/io_pagetable.c"
+MAIN_C = f"{IOMMUFD_DIR}/main.c"
+PAGES_C = f"{IOMMUFD_DIR}/pages.c"
+PRIVATE_H = f"{IOMMUFD_DIR}/iommufd_private.h"
+SELFTEST_C = f"{IOMMUFD_DIR}/selftest.c"
+VFIO_COMPAT_C = f"{IOMMUFD_DIR}/vfio_compat.c"
+VIOMMU_C = f"{IOMMUFD_DIR}/viommu.c"
 
 
 def check_add_overflow(a: int, b: int) -> int | None:
@@ -112,7 +124,7 @@ class Ucmd(Generic[S]):
         try:
             self.k.mm.write(self.ubuffer, data)
         except Errno:
-            raise E(errno.EFAULT, "iommufd_private.h:121") from None
+            raise Errno(errno.EFAULT, cite(PRIVATE_H, 121)) from None
 
 
 def copy_to_user_partial(k: ModelKernel, addr: int, data: bytes) -> bool:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from ...uapi import iommufd as u
 from ...uapi import iommufd_test as ut
-from ..errors import Errno
-from ..gates import HWPT_ALLOC_PASID, MOCK_DEVICE_FLAGS_PASID, at
+from ..errors import Errno, cite
+from ..gates import HWPT_ALLOC_PASID, MOCK_DEVICE_FLAGS_PASID
 from ..iommu.iommu import (
     IOMMU_CAP_CACHE_COHERENCY,
     IOMMU_CAP_DIRTY_TRACKING,
@@ -51,8 +51,8 @@ from .private import (
     IOMMUFD_OBJ_HWPT_PAGING,
     IOMMUFD_OBJ_SELFTEST,
     PAGE_SIZE,
+    SELFTEST_C,
     ULONG_MAX,
-    E,
     IommufdObject,
     Ucmd,
     check_add_overflow,
@@ -123,7 +123,7 @@ class MockDomain(IommuDomain):
     def set_dirty_tracking(self, enable: bool) -> None:
         """selftest.c:195-213."""
         if enable and not self.dirty_ops:
-            raise E(errno.EINVAL, "selftest.c:203")
+            raise Errno(errno.EINVAL, cite(SELFTEST_C, 203))
         self.flags = (self.flags | MOCK_DIRTY_TRACK) if enable else (self.flags & ~MOCK_DIRTY_TRACK)
 
     def read_and_clear_dirty(self, iova: int, size: int, flags: int, dirty: DirtyBitmap | None) -> Errno | None:
@@ -133,7 +133,7 @@ class MockDomain(IommuDomain):
         anything, so only those are visited here.  No entry is ever a huge
         IOPTE: the model's user pages are not physically contiguous."""
         if not self.flags & MOCK_DIRTY_TRACK and dirty is not None:
-            return E(errno.EINVAL, "selftest.c:254")
+            return Errno(errno.EINVAL, cite(SELFTEST_C, 254))
         lo = iova // MOCK_IO_PAGE_SIZE
         steps = max(1, (size + MOCK_IO_PAGE_SIZE - 1) // MOCK_IO_PAGE_SIZE)
         hits = sorted(i for i in self.dirty if lo <= i < lo + steps and self.has_entry(i))
@@ -159,22 +159,22 @@ class MockNestedDomain(IommuDomain):
         """mock_domain_cache_invalidate_user() (selftest.c:582-629)."""
         processed = 0
         if type_ != ut.IOMMU_HWPT_INVALIDATE_DATA_SELFTEST:
-            return 0, E(errno.EINVAL, "selftest.c:595")
+            return 0, Errno(errno.EINVAL, cite(SELFTEST_C, 595))
         ksize = ctypes.sizeof(ut.iommu_hwpt_invalidate_selftest)
         min_len = ut.iommu_hwpt_invalidate_selftest.offsetofend("iotlb_id")
         for i in range(entry_num):
             # iommu_copy_struct_from_user_array() (include/linux/iommu.h:464-481)
             if entry_len < min_len or ksize < entry_len:
-                return processed, Errno(errno.EINVAL, "include/linux/iommu.h:431")
+                return processed, Errno(errno.EINVAL, cite("include/linux/iommu.h", 431))
             try:
                 raw = k.mm.copy_struct_from_user(ksize, (uptr + entry_len * i) & ULONG_MAX, entry_len)
             except Errno as e:
                 return processed, e
             inv = ut.iommu_hwpt_invalidate_selftest.from_buffer_copy(raw)
             if inv.flags & ~ut.IOMMU_TEST_INVALIDATE_FLAG_ALL:
-                return processed, E(errno.EOPNOTSUPP, "selftest.c:606")
+                return processed, Errno(errno.EOPNOTSUPP, cite(SELFTEST_C, 606))
             if inv.iotlb_id > ut.MOCK_NESTED_DOMAIN_IOTLB_ID_MAX:
-                return processed, E(errno.EINVAL, "selftest.c:611")
+                return processed, Errno(errno.EINVAL, cite(SELFTEST_C, 611))
             if inv.flags & ut.IOMMU_TEST_INVALIDATE_FLAG_ALL:
                 self.iotlb = [0] * ut.MOCK_NESTED_DOMAIN_IOTLB_NUM
             else:
@@ -203,7 +203,7 @@ class MockOps(IommuOps):
         """mock_domain_hw_info() (selftest.c:180-193): struct iommu_test_hw_info; 7.2 refuses an
         asked-for type other than its own (selftest.c:309-311@7.2)."""
         if in_type not in (u.IOMMU_HW_INFO_TYPE_DEFAULT, ut.IOMMU_HW_INFO_TYPE_SELFTEST):
-            raise E(errno.EOPNOTSUPP, at("selftest.c", 311))
+            raise Errno(errno.EOPNOTSUPP, cite(SELFTEST_C, 311, "7.2"))
         return ut.IOMMU_HW_INFO_TYPE_SELFTEST, struct.pack("<II", 0, ut.IOMMU_HW_INFO_SELFTEST_REGVAL)
 
     def domain_alloc_user(self, k: ModelKernel, dev: Any, flags: int, parent: IommuDomain | None,
@@ -216,21 +216,21 @@ class MockOps(IommuOps):
             if k.since(HWPT_ALLOC_PASID):
                 paging_flags |= u.IOMMU_HWPT_ALLOC_PASID  # selftest.c:496-498@7.2
             if flags & ~paging_flags:
-                raise E(errno.EOPNOTSUPP, "selftest.c:339")
+                raise Errno(errno.EOPNOTSUPP, cite(SELFTEST_C, 339))
             if user_data is not None or (has_dirty_flag and no_dirty_ops):
-                raise E(errno.EOPNOTSUPP, "selftest.c:341")
+                raise Errno(errno.EOPNOTSUPP, cite(SELFTEST_C, 341))
             domain = MockDomain(self, dev)
             domain.dirty_ops = has_dirty_flag
             return domain
         assert user_data is not None
         if user_data.type != ut.IOMMU_HWPT_DATA_SELFTEST or flags:
-            raise E(errno.EOPNOTSUPP, "selftest.c:353")
+            raise Errno(errno.EOPNOTSUPP, cite(SELFTEST_C, 353))
         if not isinstance(parent, MockDomain):
-            raise E(errno.EINVAL, "selftest.c:355")
+            raise Errno(errno.EINVAL, cite(SELFTEST_C, 355))
         # iommu_copy_struct_from_user(&user_cfg, user_data, IOMMU_HWPT_DATA_SELFTEST, iotlb)
         ksize = ctypes.sizeof(ut.iommu_hwpt_selftest)
         if user_data.len < ut.iommu_hwpt_selftest.offsetofend("iotlb") or ksize < user_data.len:
-            raise Errno(errno.EINVAL, "include/linux/iommu.h:431")
+            raise Errno(errno.EINVAL, cite("include/linux/iommu.h", 431))
         raw = k.mm.copy_struct_from_user(ksize, user_data.uptr, user_data.len)
         return MockNestedDomain(self, parent, ut.iommu_hwpt_selftest.from_buffer_copy(raw).iotlb)
 
@@ -239,7 +239,7 @@ class MockOps(IommuOps):
         domain of a vIOMMU takes only a device with a vDEVICE there, whose virt_id the device
         keeps (TRIGGER_VEVENT reports it)."""
         if domain.dirty_ops and getattr(dev, "flags", 0) & ut.MOCK_FLAGS_DEVICE_NO_DIRTY:
-            raise E(errno.EINVAL, "selftest.c:166")
+            raise Errno(errno.EINVAL, cite(SELFTEST_C, 166))
         new_viommu = getattr(domain, "mock_viommu", None) if domain.type == IOMMU_DOMAIN_NESTED else None
         vdev_id = 0 if new_viommu is None else viommu_c.iommufd_viommu_get_vdev_id(new_viommu, dev)
         if isinstance(dev, MockDev) and new_viommu is not dev.viommu:
@@ -284,9 +284,9 @@ def _iommu_copy_struct_from_user(k: ModelKernel, cls: Any, user_data: UserData, 
                                  min_last: str) -> bytes:
     """iommu_copy_struct_from_user() (include/linux/iommu.h:466-493@7.2)."""
     if user_data.type != data_type:
-        raise Errno(errno.EINVAL, at("include/linux/iommu.h", 473))
+        raise Errno(errno.EINVAL, cite("include/linux/iommu.h", 473, "7.2"))
     if user_data.len < cls.offsetofend(min_last) or ctypes.sizeof(cls) < user_data.len:
-        raise Errno(errno.EINVAL, at("include/linux/iommu.h", 475))
+        raise Errno(errno.EINVAL, cite("include/linux/iommu.h", 475, "7.2"))
     return k.mm.copy_struct_from_user(ctypes.sizeof(cls), user_data.uptr, user_data.len)
 
 
@@ -308,9 +308,9 @@ class MockViommu(viommu_c.ViommuOps):
         """mock_viommu_alloc_domain_nested() (selftest.c:616-631@7.2) with
         __mock_domain_alloc_nested() (343-366@7.2)."""
         if flags & ~u.IOMMU_HWPT_ALLOC_PASID:
-            raise E(errno.EOPNOTSUPP, at("selftest.c", 624))
+            raise Errno(errno.EOPNOTSUPP, cite(SELFTEST_C, 624, "7.2"))
         if user_data.type != ut.IOMMU_HWPT_DATA_SELFTEST:
-            raise E(errno.EOPNOTSUPP, at("selftest.c", 351))
+            raise Errno(errno.EOPNOTSUPP, cite(SELFTEST_C, 351, "7.2"))
         cls: Any = k.abi.STRUCTS["iommu_hwpt_selftest"]
         cfg = cls.from_buffer_copy(_iommu_copy_struct_from_user(k, cls, user_data, ut.IOMMU_HWPT_DATA_SELFTEST,
                                                                 "iotlb"))
@@ -329,9 +329,9 @@ class MockViommu(viommu_c.ViommuOps):
         cls = ut.iommu_viommu_invalidate_selftest
         ksize = ctypes.sizeof(cls)
         if type_ != ut.IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST:
-            return 0, Errno(errno.EINVAL, at("include/linux/iommu.h", 570))
+            return 0, Errno(errno.EINVAL, cite("include/linux/iommu.h", 570, "7.2"))
         if not entry_num:
-            return 0, Errno(errno.EINVAL, at("include/linux/iommu.h", 572))
+            return 0, Errno(errno.EINVAL, cite("include/linux/iommu.h", 572, "7.2"))
         cmds = []
         try:
             if entry_len == ksize:
@@ -343,15 +343,15 @@ class MockViommu(viommu_c.ViommuOps):
         except Errno as e:
             if e.code != errno.EFAULT:
                 return 0, e
-            return 0, Errno(errno.EFAULT, at("include/linux/iommu.h", 577))
+            return 0, Errno(errno.EFAULT, cite("include/linux/iommu.h", 577, "7.2"))
         for done, cur in enumerate(cmds):
             if cur.flags & ~ut.IOMMU_TEST_INVALIDATE_FLAG_ALL:
-                return done, E(errno.EOPNOTSUPP, at("selftest.c", 667))
+                return done, Errno(errno.EOPNOTSUPP, cite(SELFTEST_C, 667, "7.2"))
             if cur.cache_id > ut.MOCK_DEV_CACHE_ID_MAX:
-                return done, E(errno.EINVAL, at("selftest.c", 672))
+                return done, Errno(errno.EINVAL, cite(SELFTEST_C, 672, "7.2"))
             dev = viommu_c.iommufd_viommu_find_dev(viommu, cur.vdev_id)
             if dev is None:
-                return done, E(errno.EINVAL, at("selftest.c", 681))
+                return done, Errno(errno.EINVAL, cite(SELFTEST_C, 681, "7.2"))
             if cur.flags & ut.IOMMU_TEST_INVALIDATE_FLAG_ALL:
                 dev.cache = [0] * ut.MOCK_DEV_CACHE_NUM
             else:
@@ -367,12 +367,12 @@ class MockViommu(viommu_c.ViommuOps):
         0 up, each depending on the one before it (which is then busy).  The base address
         check (755-759) holds by construction: the parent's domain maps what the IOAS maps."""
         if index >= ut.IOMMU_TEST_HW_QUEUE_MAX:
-            raise E(errno.EINVAL, at("selftest.c", 734))
+            raise Errno(errno.EINVAL, cite(SELFTEST_C, 734, "7.2"))
         if self.hw_queue[index] is not None:
-            raise E(errno.EEXIST, at("selftest.c", 739))
+            raise Errno(errno.EEXIST, cite(SELFTEST_C, 739, "7.2"))
         prev = self.hw_queue[index - 1] if index else None
         if index and prev is None:
-            raise E(errno.EIO, at("selftest.c", 746))
+            raise Errno(errno.EIO, cite(SELFTEST_C, 746, "7.2"))
         if prev is not None:
             viommu_c.iommufd_object_depend(hw_queue, prev)
         self.hw_queue[index] = hw_queue
@@ -390,9 +390,9 @@ def mock_dev_create(k: ModelKernel, dev_flags: int) -> MockDev:
     """selftest.c:693-731."""
     if k.since(MOCK_DEVICE_FLAGS_PASID):
         if dev_flags & ~(ut.MOCK_FLAGS_DEVICE_NO_DIRTY | ut.MOCK_FLAGS_DEVICE_PASID):
-            raise E(errno.EINVAL, at("selftest.c", 995))
+            raise Errno(errno.EINVAL, cite(SELFTEST_C, 995, "7.2"))
     elif dev_flags & ~(ut.MOCK_FLAGS_DEVICE_NO_DIRTY | ut.MOCK_FLAGS_DEVICE_HUGE_IOVA):
-        raise E(errno.EINVAL, "selftest.c:700")
+        raise Errno(errno.EINVAL, cite(SELFTEST_C, 700))
     ida = k.state.setdefault(_MOCK_IDA, set())
     assert isinstance(ida, set)
     id_ = 0
@@ -436,7 +436,7 @@ def get_md_pagetable(ictx: IommufdCtx, mockpt_id: int) -> MockDomain:
     hwpt = ictx.get_object(mockpt_id, IOMMUFD_OBJ_HWPT_PAGING)
     assert isinstance(hwpt, HwptPaging)
     if not isinstance(hwpt.domain, MockDomain):
-        raise E(errno.EINVAL, "selftest.c:660")
+        raise Errno(errno.EINVAL, cite(SELFTEST_C, 660))
     return hwpt.domain
 
 
@@ -445,7 +445,7 @@ def get_md_pagetable_nested(ictx: IommufdCtx, mockpt_id: int) -> MockNestedDomai
     hwpt = ictx.get_object(mockpt_id, IOMMUFD_OBJ_HWPT_NESTED)
     assert isinstance(hwpt, HwptNested)
     if not isinstance(hwpt.domain, MockNestedDomain):
-        raise E(errno.EINVAL, "selftest.c:678")
+        raise Errno(errno.EINVAL, cite(SELFTEST_C, 678))
     return hwpt.domain
 
 
@@ -505,10 +505,10 @@ def iommufd_test_add_reserved(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
     cmd = ucmd.cmd
     start, length = cmd.add_reserved.start, cmd.add_reserved.length
     if not length:
-        raise E(errno.EINVAL, "selftest.c:855")
+        raise Errno(errno.EINVAL, cite(SELFTEST_C, 855))
     last = check_add_overflow(start, length - 1)
     if last is None:
-        raise E(errno.EOVERFLOW, "selftest.c:857")
+        raise Errno(errno.EOVERFLOW, cite(SELFTEST_C, 857))
     ioas = get_ioas(ucmd.ictx, cmd.id)
     iopt_reserve_iova(ioas.iopt, start, last, None)
 
@@ -529,13 +529,13 @@ def iommufd_test_md_check_pa(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
     iova, length, uptr = cmd.check_map.iova, cmd.check_map.length, cmd.check_map.uptr
     if (iova % MOCK_IO_PAGE_SIZE or length % MOCK_IO_PAGE_SIZE or uptr % MOCK_IO_PAGE_SIZE
             or check_add_overflow(uptr, length) is None):
-        raise E(errno.EINVAL, "selftest.c:882")
+        raise Errno(errno.EINVAL, cite(SELFTEST_C, 882))
     mock = get_md_pagetable(ucmd.ictx, cmd.id)
     while length:
         m, moff = _gup(k, uptr)
         ent = _mock_phys(mock, iova)
         if ent is None or ent[0] is not m or ent[1] != moff + uptr % PAGE_SIZE:
-            raise E(errno.EINVAL, "selftest.c:911")
+            raise Errno(errno.EINVAL, cite(SELFTEST_C, 911))
         iova += MOCK_IO_PAGE_SIZE
         uptr += MOCK_IO_PAGE_SIZE
         length -= MOCK_IO_PAGE_SIZE
@@ -563,11 +563,11 @@ def iommufd_test_md_check_refs(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
     k = ucmd.k
     length, uptr, refs = cmd.check_refs.length, cmd.check_refs.uptr, cmd.check_refs.refs
     if length % PAGE_SIZE or uptr % PAGE_SIZE or check_add_overflow(uptr, length) is None:
-        raise E(errno.EINVAL, "selftest.c:933")
+        raise Errno(errno.EINVAL, cite(SELFTEST_C, 933))
     while length:
         m, moff = _gup(k, uptr)
         if pin_count(k, m, moff) != refs:
-            raise E(errno.EIO, "selftest.c:949")
+            raise Errno(errno.EIO, cite(SELFTEST_C, 949))
         uptr += PAGE_SIZE
         length -= PAGE_SIZE
 
@@ -578,7 +578,7 @@ def iommufd_test_md_check_iotlb(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
     nested = get_md_pagetable_nested(ucmd.ictx, cmd.id)
     iotlb_id = cmd.check_iotlb.id
     if iotlb_id > ut.MOCK_NESTED_DOMAIN_IOTLB_ID_MAX or nested.iotlb[iotlb_id] != cmd.check_iotlb.iotlb:
-        raise E(errno.EINVAL, "selftest.c:976")
+        raise Errno(errno.EINVAL, cite(SELFTEST_C, 976))
 
 
 # -- the test access (selftest.c:981-1356) ----------------------------------------------
@@ -628,9 +628,9 @@ def iommufd_access_get(k: ModelKernel, fd: int) -> SelftestAccess:
     """selftest.c:999-1012."""
     f = k.files.get(fd)
     if f is None:
-        raise E(errno.EBADFD, "selftest.c:1005")
+        raise Errno(errno.EBADFD, cite(SELFTEST_C, 1005))
     if not isinstance(f, SelftestAccess):
-        raise E(errno.EBADFD, "selftest.c:1009")
+        raise Errno(errno.EBADFD, cite(SELFTEST_C, 1009))
     return f
 
 
@@ -645,7 +645,7 @@ def iommufd_test_access_item_destroy(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
             assert staccess.access is not None
             device_c.iommufd_access_unpin_pages(k, staccess.access, item.iova, item.length)
             return
-    raise E(errno.ENOENT, "selftest.c:1060")
+    raise Errno(errno.ENOENT, cite(SELFTEST_C, 1060))
 
 
 def iommufd_test_create_access(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
@@ -654,7 +654,7 @@ def iommufd_test_create_access(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
     k = ucmd.k
     flags = cmd.create_access.flags
     if flags & ~ut.MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES:
-        raise E(errno.EOPNOTSUPP, "selftest.c:1123")
+        raise Errno(errno.EOPNOTSUPP, cite(SELFTEST_C, 1123))
     staccess = SelftestAccess()
     fdno = unused_fd(k)
     ops = SELFTEST_ACCESS_OPS_PIN if flags & ut.MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES else SELFTEST_ACCESS_OPS
@@ -692,14 +692,14 @@ def iommufd_test_access_pages(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
     ap = cmd.access_pages
     iova, length, uptr, flags = ap.iova, ap.length, ap.uptr, ap.flags
     if length > 16 * 1024 * 1024:
-        raise E(errno.ENOMEM, "selftest.c:1218")
+        raise Errno(errno.ENOMEM, cite(SELFTEST_C, 1218))
     if flags & ~(ut.MOCK_FLAGS_ACCESS_WRITE | ut.MOCK_FLAGS_ACCESS_SYZ):
-        raise E(errno.EOPNOTSUPP, "selftest.c:1221")
+        raise Errno(errno.EOPNOTSUPP, cite(SELFTEST_C, 1221))
     staccess = iommufd_access_get(k, cmd.id)
     access = staccess.access
     assert access is not None
     if access.ops is not SELFTEST_ACCESS_OPS_PIN:
-        raise E(errno.EOPNOTSUPP, "selftest.c:1228")
+        raise Errno(errno.EOPNOTSUPP, cite(SELFTEST_C, 1228))
     if flags & ut.MOCK_FLAGS_ACCESS_SYZ:
         iova = _syz_conv(staccess, ap.iova)
     npages = (((iova + length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)) - (iova & ~(PAGE_SIZE - 1))) // PAGE_SIZE
@@ -712,7 +712,7 @@ def iommufd_test_access_pages(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
                 m, moff = _gup(k, u_)
                 got = pages[i] if i < len(pages) else None
                 if got is None or got[0] is not m or got[1] != moff:
-                    raise E(errno.EBADE, "selftest.c:1197")
+                    raise Errno(errno.EBADE, cite(SELFTEST_C, 1197))
                 u_ += PAGE_SIZE
         item = StaccessItem(iova, length, staccess.next_id)
         staccess.next_id += 1
@@ -735,9 +735,9 @@ def iommufd_test_access_rw(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
     rw = cmd.access_rw
     iova, length, ubuf, flags = rw.iova, rw.length, rw.uptr, rw.flags
     if length > 16 * 1024 * 1024:
-        raise E(errno.ENOMEM, "selftest.c:1311")
+        raise Errno(errno.ENOMEM, cite(SELFTEST_C, 1311))
     if flags & ~(ut.MOCK_ACCESS_RW_WRITE | ut.MOCK_ACCESS_RW_SLOW_PATH | ut.MOCK_FLAGS_ACCESS_SYZ):
-        raise E(errno.EOPNOTSUPP, "selftest.c:1315")
+        raise Errno(errno.EOPNOTSUPP, cite(SELFTEST_C, 1315))
     staccess = iommufd_access_get(k, cmd.id)
     assert staccess.access is not None
     tmp = bytearray(length)
@@ -745,12 +745,12 @@ def iommufd_test_access_rw(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
         try:
             tmp[:] = k.mm.read(ubuf, length)
         except Errno:
-            raise E(errno.EFAULT, "selftest.c:1330") from None
+            raise Errno(errno.EFAULT, cite(SELFTEST_C, 1330)) from None
     if flags & ut.MOCK_FLAGS_ACCESS_SYZ:
         iova = _syz_conv(staccess, rw.iova)
     device_c.iommufd_access_rw(k, staccess.access, iova, tmp, flags)
     if not flags & ut.MOCK_ACCESS_RW_WRITE and not copy_to_user_partial(k, ubuf, bytes(tmp)):
-        raise E(errno.EFAULT, "selftest.c:1344")
+        raise Errno(errno.EFAULT, cite(SELFTEST_C, 1344))
 
 
 def iommufd_test_dirty(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
@@ -760,17 +760,17 @@ def iommufd_test_dirty(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
     d = cmd.dirty
     iova, length, page_size, uptr = d.iova, d.length, d.page_size, d.uptr
     if not page_size or not length or iova % page_size or length % page_size or not uptr:
-        raise E(errno.EINVAL, "selftest.c:1372")
+        raise Errno(errno.EINVAL, cite(SELFTEST_C, 1372))
     nmax = length // page_size
     if nmax > (16 << 20) * 8:
-        raise E(errno.EOVERFLOW, "selftest.c:1375")
+        raise Errno(errno.EOVERFLOW, cite(SELFTEST_C, 1375))
     mock = get_md_pagetable(ucmd.ictx, cmd.id)
     if not mock.flags & MOCK_DIRTY_TRACK:
-        raise E(errno.EINVAL, "selftest.c:1382")
+        raise Errno(errno.EINVAL, cite(SELFTEST_C, 1382))
     try:
         bits = int.from_bytes(k.mm.read(uptr, (nmax + 7) // 8), "little")
     except Errno:
-        raise E(errno.EFAULT, "selftest.c:1395") from None
+        raise Errno(errno.EFAULT, cite(SELFTEST_C, 1395)) from None
     count = 0
     bits &= (1 << nmax) - 1
     while bits:  # test_bit() over the set bits only
@@ -791,7 +791,7 @@ def iommufd_test_trigger_iopf(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
     idev = ucmd.ictx.get_object(t.dev_id, IOMMUFD_OBJ_DEVICE)
     assert isinstance(idev, device_c.IommufdDevice)
     if not isinstance(idev.dev, MockDev):
-        raise E(errno.EINVAL, "selftest.c:1438")
+        raise Errno(errno.EINVAL, cite(SELFTEST_C, 1438))
     flags = IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE
     if t.pasid != IOMMU_NO_PASID:
         flags |= IOMMU_FAULT_PAGE_REQUEST_PASID_VALID
@@ -805,7 +805,7 @@ def iommufd_test_trigger_vevent(ucmd: Ucmd[Any]) -> None:
     idev = viommu_c.iommufd_get_device(ucmd, ucmd.cmd.trigger_vevent.dev_id)
     mdev = idev.dev
     if not isinstance(mdev, MockDev) or mdev.viommu is None or not mdev.vdev_id:
-        raise E(errno.ENOENT, at("selftest.c", 1789))
+        raise Errno(errno.ENOENT, cite(SELFTEST_C, 1789, "7.2"))
     event = ut.iommu_viommu_event_selftest(virt_id=mdev.vdev_id)
     eventq_c.iommufd_viommu_report_event(mdev.viommu, ut.IOMMU_VEVENTQ_TYPE_SELFTEST, bytes(event))
 
@@ -816,14 +816,14 @@ def iommufd_test_dev_check_cache(ucmd: Ucmd[Any]) -> None:
     c = ucmd.cmd.check_dev_cache
     mdev = idev.dev
     if not isinstance(mdev, MockDev) or c.id > ut.MOCK_DEV_CACHE_ID_MAX or mdev.cache[c.id] != c.cache:
-        raise E(errno.EINVAL, at("selftest.c", 1312))
+        raise Errno(errno.EINVAL, cite(SELFTEST_C, 1312, "7.2"))
 
 
 def iommufd_test_set_memory_limit(ucmd: Ucmd[ut.iommu_test_cmd]) -> None:
     """selftest.c:1523-1529: only batching changes; the value is module-wide."""
     limit = ucmd.cmd.memory_limit.limit
     if limit < 8 + 4:
-        raise E(errno.EINVAL, "selftest.c:1527")
+        raise Errno(errno.EINVAL, cite(SELFTEST_C, 1527))
     ucmd.k.state[_MEMORY_LIMIT] = limit
 
 
@@ -859,5 +859,5 @@ def iommufd_test(ucmd: Ucmd[Any]) -> None:
         fn = next((f for name, f in _OPS_SINCE_7_2.items()
                    if ucmd.k.abi.CONSTANTS.get(name) == ucmd.cmd.op), None)
     if fn is None:
-        raise E(errno.EOPNOTSUPP, "selftest.c:1539")
+        raise Errno(errno.EOPNOTSUPP, cite(SELFTEST_C, 1539))
     fn(ucmd)

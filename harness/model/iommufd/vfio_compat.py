@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from ...uapi import iommufd as u
 from ...uapi import vfio as uv
 from ...uapi.abi import Struct
-from ..errors import ENOIOCTLCMD, Errno
+from ..errors import ENOIOCTLCMD, Errno, cite
 from .io_pagetable import (
     iopt_cut_iova,
     iopt_disable_large_pages,
@@ -28,7 +28,7 @@ from .private import (
     PAGE_SIZE,
     U32_MAX,
     ULONG_MAX,
-    E,
+    VFIO_COMPAT_C,
     Ucmd,
     copy_to_user_partial,
 )
@@ -43,14 +43,14 @@ def get_compat_ioas(ictx: IommufdCtx) -> IommufdIoas:
     """vfio_compat.c:15-26."""
     ioas = ictx.vfio_ioas
     if ioas is None or ioas.users <= 0:
-        raise E(errno.ENODEV, "vfio_compat.c:17")
+        raise Errno(errno.ENODEV, cite(VFIO_COMPAT_C, 17))
     return ioas
 
 
 def iommufd_vfio_compat_set_no_iommu(ictx: IommufdCtx) -> None:
     """vfio_compat.c:55-68."""
     if ictx.vfio_ioas is not None:
-        raise E(errno.EINVAL, "vfio_compat.c:64")
+        raise Errno(errno.EINVAL, cite(VFIO_COMPAT_C, 64))
     ictx.no_iommu_mode = True
 
 
@@ -60,7 +60,7 @@ def iommufd_vfio_compat_ioas_create(ictx: IommufdCtx) -> None:
     ioas = iommufd_ioas_alloc(ictx)
     if ictx.no_iommu_mode:
         ictx.object_abort(ioas)
-        raise E(errno.EINVAL, "vfio_compat.c:95")
+        raise Errno(errno.EINVAL, cite(VFIO_COMPAT_C, 95))
     if ictx.vfio_ioas is not None and ictx.vfio_ioas.users > 0:
         ictx.object_abort(ioas)
         return
@@ -73,7 +73,7 @@ def iommufd_vfio_ioas(ucmd: Ucmd[u.iommu_vfio_ioas]) -> None:
     cmd = ucmd.cmd
     ictx = ucmd.ictx
     if cmd.__reserved:
-        raise E(errno.EOPNOTSUPP, "vfio_compat.c:129")
+        raise Errno(errno.EOPNOTSUPP, cite(VFIO_COMPAT_C, 129))
     if cmd.op == u.IOMMU_VFIO_IOAS_GET:
         cmd.ioas_id = get_compat_ioas(ictx).id
         ucmd.respond()
@@ -84,7 +84,7 @@ def iommufd_vfio_ioas(ucmd: Ucmd[u.iommu_vfio_ioas]) -> None:
     if cmd.op == u.IOMMU_VFIO_IOAS_CLEAR:
         ictx.vfio_ioas = None
         return
-    raise E(errno.EOPNOTSUPP, "vfio_compat.c:155")
+    raise Errno(errno.EOPNOTSUPP, cite(VFIO_COMPAT_C, 155))
 
 
 # -- the VFIO container ioctls -------------------------------------------------------
@@ -93,17 +93,17 @@ def _copy_in(k: ModelKernel, arg: int, cls: type[Struct], minsz: int, where: str
     try:
         raw = k.mm.read(arg, minsz)
     except Errno:
-        raise E(errno.EFAULT, where) from None
+        raise Errno(errno.EFAULT, where) from None
     return cls.from_buffer_copy(raw.ljust(ctypes.sizeof(cls), b"\0"))
 
 
 def iommufd_vfio_map_dma(k: ModelKernel, ictx: IommufdCtx, arg: int) -> int:
     """vfio_compat.c:159-195."""
     minsz = uv.vfio_iommu_type1_dma_map.offsetofend("size")
-    m = _copy_in(k, arg, uv.vfio_iommu_type1_dma_map, minsz, "vfio_compat.c:171")
+    m = _copy_in(k, arg, uv.vfio_iommu_type1_dma_map, minsz, cite(VFIO_COMPAT_C, 171))
     assert isinstance(m, uv.vfio_iommu_type1_dma_map)
     if m.argsz < minsz or m.flags & ~(uv.VFIO_DMA_MAP_FLAG_READ | uv.VFIO_DMA_MAP_FLAG_WRITE):
-        raise E(errno.EINVAL, "vfio_compat.c:174")
+        raise Errno(errno.EINVAL, cite(VFIO_COMPAT_C, 174))
     prot = IOMMU_CACHE
     if m.flags & uv.VFIO_DMA_MAP_FLAG_READ:
         prot |= IOMMU_READ
@@ -117,14 +117,14 @@ def iommufd_vfio_map_dma(k: ModelKernel, ictx: IommufdCtx, arg: int) -> int:
 def iommufd_vfio_unmap_dma(k: ModelKernel, ictx: IommufdCtx, arg: int) -> int:
     """vfio_compat.c:197-254: the unmapped size goes back even on failure."""
     minsz = uv.vfio_iommu_type1_dma_unmap.offsetofend("size")
-    un = _copy_in(k, arg, uv.vfio_iommu_type1_dma_unmap, minsz, "vfio_compat.c:214")
+    un = _copy_in(k, arg, uv.vfio_iommu_type1_dma_unmap, minsz, cite(VFIO_COMPAT_C, 214))
     assert isinstance(un, uv.vfio_iommu_type1_dma_unmap)
     if un.argsz < minsz or un.flags & ~uv.VFIO_DMA_UNMAP_FLAG_ALL:
-        raise E(errno.EINVAL, "vfio_compat.c:217")
+        raise Errno(errno.EINVAL, cite(VFIO_COMPAT_C, 217))
     ioas = get_compat_ioas(ictx)
     if un.flags & uv.VFIO_DMA_UNMAP_FLAG_ALL:
         if un.iova != 0 or un.size != 0:
-            raise E(errno.EINVAL, "vfio_compat.c:225")
+            raise Errno(errno.EINVAL, cite(VFIO_COMPAT_C, 225))
         unmapped, err = iopt_unmap_all(k, ioas.iopt)
     else:
         if ioas.iopt.disable_large_pages:
@@ -135,7 +135,7 @@ def iommufd_vfio_unmap_dma(k: ModelKernel, ictx: IommufdCtx, arg: int) -> int:
     try:
         k.mm.write(arg, bytes(un)[:minsz])
     except Errno:
-        raise E(errno.EFAULT, "vfio_compat.c:249") from None
+        raise Errno(errno.EFAULT, cite(VFIO_COMPAT_C, 249)) from None
     if err is not None:
         raise err
     return 0
@@ -167,7 +167,7 @@ def iommufd_vfio_set_iommu(k: ModelKernel, ictx: IommufdCtx, type_: int) -> int:
     if "VFIO_NOIOMMU" in k.facts.config and type_ == uv.VFIO_NOIOMMU_IOMMU and no_iommu_mode:
         return 0
     if type_ not in (uv.VFIO_TYPE1_IOMMU, uv.VFIO_TYPE1v2_IOMMU) or no_iommu_mode:
-        raise E(errno.EINVAL, "vfio_compat.c:335")
+        raise Errno(errno.EINVAL, cite(VFIO_COMPAT_C, 335))
     ioas = get_compat_ioas(ictx)
     if type_ == uv.VFIO_TYPE1_IOMMU:
         iopt_disable_large_pages(ioas.iopt)
@@ -194,14 +194,14 @@ def iommufd_fill_cap_iova(k: ModelKernel, ioas: IommufdIoas, cur: int, avail: in
         if avail >= hdr_size + elm_size * (nr + 1):
             rng = uv.vfio_iova_range(start=start, end=last)
             if not copy_to_user_partial(k, cur + hdr_size + elm_size * nr, bytes(rng)):
-                raise E(errno.EFAULT, "vfio_compat.c:405")
+                raise Errno(errno.EFAULT, cite(VFIO_COMPAT_C, 405))
         nr += 1
     if avail >= hdr_size + elm_size * nr:
         cap = uv.vfio_iommu_type1_info_cap_iova_range(nr_iovas=nr)
         cap.header.id = uv.VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE
         cap.header.version = 1
         if not copy_to_user_partial(k, cur, bytes(cap)):
-            raise E(errno.EFAULT, "vfio_compat.c:410")
+            raise Errno(errno.EFAULT, cite(VFIO_COMPAT_C, 410))
     return hdr_size + elm_size * nr
 
 
@@ -212,7 +212,7 @@ def iommufd_fill_cap_dma_avail(k: ModelKernel, ioas: IommufdIoas, cur: int, avai
     cap.header.version = 1
     size = ctypes.sizeof(cap)
     if avail >= size and not copy_to_user_partial(k, cur, bytes(cap)):
-        raise E(errno.EFAULT, "vfio_compat.c:435")
+        raise Errno(errno.EFAULT, cite(VFIO_COMPAT_C, 435))
     return size
 
 
@@ -221,10 +221,10 @@ def iommufd_vfio_iommu_get_info(k: ModelKernel, ictx: IommufdCtx, arg: int) -> i
     how much is needed), but each cap's ``next`` is patched whenever the
     user's argsz reaches the start of the following cap."""
     minsz = uv.vfio_iommu_type1_info.offsetofend("iova_pgsizes")
-    info = _copy_in(k, arg, uv.vfio_iommu_type1_info, minsz, "vfio_compat.c:458")
+    info = _copy_in(k, arg, uv.vfio_iommu_type1_info, minsz, cite(VFIO_COMPAT_C, 458))
     assert isinstance(info, uv.vfio_iommu_type1_info)
     if info.argsz < minsz:
-        raise E(errno.EINVAL, "vfio_compat.c:461")
+        raise Errno(errno.EINVAL, cite(VFIO_COMPAT_C, 461))
     minsz = min(info.argsz, ctypes.sizeof(info))
     ioas = get_compat_ioas(ictx)
     info.flags = uv.VFIO_IOMMU_INFO_PGSIZES
@@ -242,7 +242,7 @@ def iommufd_vfio_iommu_get_info(k: ModelKernel, ictx: IommufdCtx, arg: int) -> i
             try:
                 k.mm.write(last_cap + uv.vfio_info_cap_header.offsetof("next"), struct.pack("<I", total))
             except Errno:
-                raise E(errno.EFAULT, "vfio_compat.c:490") from None
+                raise Errno(errno.EFAULT, cite(VFIO_COMPAT_C, 490)) from None
         last_cap = arg + total
         total += cap_size
     if info.argsz >= total:
@@ -252,7 +252,7 @@ def iommufd_vfio_iommu_get_info(k: ModelKernel, ictx: IommufdCtx, arg: int) -> i
     try:
         k.mm.write(arg, bytes(info)[:minsz])
     except Errno:
-        raise E(errno.EFAULT, "vfio_compat.c:507") from None
+        raise Errno(errno.EFAULT, cite(VFIO_COMPAT_C, 507)) from None
     return 0
 
 
@@ -270,4 +270,4 @@ def iommufd_vfio_ioctl(k: ModelKernel, ictx: IommufdCtx, cmd: int, arg: int) -> 
         return iommufd_vfio_map_dma(k, ictx, arg)
     if cmd == uv.VFIO_IOMMU_UNMAP_DMA:
         return iommufd_vfio_unmap_dma(k, ictx, arg)
-    raise E(ENOIOCTLCMD, "vfio_compat.c:538")
+    raise Errno(ENOIOCTLCMD, cite(VFIO_COMPAT_C, 538))

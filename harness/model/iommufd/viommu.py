@@ -15,16 +15,18 @@ import errno
 from typing import TYPE_CHECKING, Any
 
 from ...uapi import iommufd as u
-from ..errors import Errno
-from ..gates import at
+from ..errors import Errno, cite
 from ..iommu.iommu import IommuDomain, UserData, dev_iommu_ops
 from . import device as device_c
 from .private import (
+    DRIVER_C,
+    HW_PAGETABLE_C,
+    IO_PAGETABLE_C,
     IOMMUFD_OBJ_DEVICE,
     IOMMUFD_OBJ_HWPT_PAGING,
     PAGE_SIZE,
     REMOVE_WAIT_SHORTTERM,
-    E,
+    VIOMMU_C,
     IommufdObject,
     Ucmd,
     check_add_overflow,
@@ -45,11 +47,6 @@ IOMMUFD_OBJ_VEVENTQ = 10
 IOMMUFD_OBJ_HW_QUEUE = 11
 
 
-def C(line: int | str) -> str:
-    """A line of viommu.c in 7.2."""
-    return at("viommu.c", line)
-
-
 class ViommuOps:
     """struct iommufd_viommu_ops (include/linux/iommufd.h@7.2) with the driver's private part of
     its vIOMMU (a driver embeds struct iommufd_viommu in its own).  An op a driver lacks answers
@@ -60,19 +57,19 @@ class ViommuOps:
 
     def alloc_domain_nested(self, k: ModelKernel, viommu: IommufdViommu, flags: int,
                             user_data: UserData) -> IommuDomain:
-        raise E(errno.EOPNOTSUPP, at("hw_pagetable.c", 299))
+        raise Errno(errno.EOPNOTSUPP, cite(HW_PAGETABLE_C, 299, "7.2"))
 
     def cache_invalidate(self, k: ModelKernel, viommu: IommufdViommu, type_: int, uptr: int,
                          entry_len: int, entry_num: int) -> tuple[int, Errno | None]:
         """Returns (entries handled, error)."""
-        return 0, E(errno.EOPNOTSUPP, at("hw_pagetable.c", 545))
+        return 0, Errno(errno.EOPNOTSUPP, cite(HW_PAGETABLE_C, 545, "7.2"))
 
     def get_hw_queue_size(self, viommu: IommufdViommu, type_: int) -> int:
         """0: the type is not supported (without the op: viommu.c:389-392)."""
         return 0
 
     def hw_queue_init_phys(self, k: ModelKernel, hw_queue: IommufdHwQueue, index: int) -> None:
-        raise E(errno.EOPNOTSUPP, C(391))
+        raise Errno(errno.EOPNOTSUPP, cite(VIOMMU_C, 391, "7.2"))
 
 
 class IommufdViommu(IommufdObject):
@@ -146,20 +143,20 @@ def iommufd_viommu_alloc_ioctl(ucmd: Ucmd[Any]) -> int:
     k = ucmd.k
     user_data = UserData(cmd.type, cmd.data_uptr, cmd.data_len)
     if cmd.flags or cmd.type == u.IOMMU_VIOMMU_TYPE_DEFAULT:
-        raise E(errno.EOPNOTSUPP, C(33))
+        raise Errno(errno.EOPNOTSUPP, cite(VIOMMU_C, 33, "7.2"))
     idev = iommufd_get_device(ucmd, cmd.dev_id)
     ops = dev_iommu_ops(k, idev.dev)
     get_size = getattr(ops, "get_viommu_size", None)
     init = getattr(ops, "viommu_init", None)
     if get_size is None or init is None:
-        raise E(errno.EOPNOTSUPP, C(41))
+        raise Errno(errno.EOPNOTSUPP, cite(VIOMMU_C, 41, "7.2"))
     if not get_size(idev.dev, cmd.type):
-        raise E(errno.EOPNOTSUPP, C(47))
+        raise Errno(errno.EOPNOTSUPP, cite(VIOMMU_C, 47, "7.2"))
     hwpt_paging = ictx.get_object(cmd.hwpt_id, IOMMUFD_OBJ_HWPT_PAGING)
     from .hw_pagetable import HwptPaging
     assert isinstance(hwpt_paging, HwptPaging)
     if not hwpt_paging.nest_parent:
-        raise E(errno.EINVAL, C(67))
+        raise Errno(errno.EINVAL, cite(VIOMMU_C, 67, "7.2"))
 
     viommu = IommufdViommu(ictx, hwpt_paging, iommu_get_iommu_dev(k, idev.dev), cmd.type)
     ictx.object_alloc(viommu)
@@ -247,15 +244,15 @@ def iommufd_vdevice_alloc_ioctl(ucmd: Ucmd[Any]) -> int:
     viommu = iommufd_get_viommu(ucmd, cmd.viommu_id)
     idev = iommufd_get_device(ucmd, cmd.dev_id)
     if viommu.iommu_dev is not iommu_get_iommu_dev(k, idev.dev):
-        raise E(errno.EINVAL, C(168))
+        raise Errno(errno.EINVAL, cite(VIOMMU_C, 168, "7.2"))
     if idev_vdev(ictx, idev) is not None:
-        raise E(errno.EEXIST, C(179))
+        raise Errno(errno.EEXIST, cite(VIOMMU_C, 179, "7.2"))
     vdev = IommufdVdevice(viommu, idev, cmd.virt_id)
     ictx.object_alloc(vdev)
     viommu.users += 1
     try:
         if cmd.virt_id in viommu.vdevs:
-            raise E(errno.EEXIST, C(229))  # xa_insert(): -EBUSY
+            raise Errno(errno.EEXIST, cite(VIOMMU_C, 229, "7.2"))  # xa_insert(): -EBUSY
         viommu.vdevs[cmd.virt_id] = vdev
         cmd.out_vdevice_id = vdev.id
         ucmd.respond()
@@ -278,7 +275,7 @@ def iommufd_viommu_get_vdev_id(viommu: IommufdViommu, dev: Any) -> int:
     for virt_id, vdev in sorted(viommu.vdevs.items()):
         if vdev.idev is not None and vdev.idev.dev is dev:
             return virt_id
-    raise Errno(errno.ENOENT, at("drivers/iommu/iommufd/driver.c", 111))
+    raise Errno(errno.ENOENT, cite(DRIVER_C, 111, "7.2"))
 
 
 # -- HW queue ----------------------------------------------------------------------------
@@ -308,7 +305,7 @@ def _area_locked(k: ModelKernel, hw_queue: Any, iova: int, length: int) -> None:
     area = access.ioas.iopt.area_iter_first(iova, iova)  # the one area the unmap notifies for
     if area is not None:
         area.prevent_access = False
-    raise E(errno.EBUSY, at("io_pagetable.c", 771))
+    raise Errno(errno.EBUSY, cite(IO_PAGETABLE_C, 771, "7.2"))
 
 
 _INTERNAL_OPS = device_c.AccessOps(True, _area_locked)
@@ -365,7 +362,7 @@ def iommufd_hw_queue_alloc_phys(k: ModelKernel, cmd: Any, viommu: IommufdViommu,
     if length is not None:
         length = check_add_overflow(length, PAGE_SIZE - 1)
     if length is None:
-        raise E(errno.ERANGE, C(314 if check_add_overflow(offset, cmd.length) is None else 316))
+        raise Errno(errno.ERANGE, cite(VIOMMU_C, 314 if check_add_overflow(offset, cmd.length) is None else 316, "7.2"))
     max_npages = length // PAGE_SIZE
     length = max_npages * PAGE_SIZE
 
@@ -382,7 +379,7 @@ def iommufd_hw_queue_alloc_phys(k: ModelKernel, cmd: Any, viommu: IommufdViommu,
             if not _contiguous(pages):
                 device_c.iommufd_access_unpin_pages(k, access, aligned_iova, length)
                 hw_queue.pinned = (0, 0)
-                raise E(errno.EFAULT, C(347))
+                raise Errno(errno.EFAULT, cite(VIOMMU_C, 347, "7.2"))
         except BaseException:
             device_c.iommufd_access_change_ioas(k, access, None)
             raise
@@ -404,16 +401,16 @@ def iommufd_hw_queue_alloc_ioctl(ucmd: Ucmd[Any]) -> int:
     ictx = ucmd.ictx
     k = ucmd.k
     if cmd.flags or cmd.type == u.IOMMU_HW_QUEUE_TYPE_DEFAULT:
-        raise E(errno.EOPNOTSUPP, C(378))
+        raise Errno(errno.EOPNOTSUPP, cite(VIOMMU_C, 378, "7.2"))
     if not cmd.length:
-        raise E(errno.EINVAL, C(380))
+        raise Errno(errno.EINVAL, cite(VIOMMU_C, 380, "7.2"))
     if check_add_overflow(cmd.nesting_parent_iova, cmd.length - 1) is None:
-        raise E(errno.EOVERFLOW, C(383))
+        raise Errno(errno.EOVERFLOW, cite(VIOMMU_C, 383, "7.2"))
     viommu = iommufd_get_viommu(ucmd, cmd.viommu_id)
     if viommu.ops is None:
-        raise E(errno.EOPNOTSUPP, C(391))
+        raise Errno(errno.EOPNOTSUPP, cite(VIOMMU_C, 391, "7.2"))
     if not viommu.ops.get_hw_queue_size(viommu, cmd.type):
-        raise E(errno.EOPNOTSUPP, C(397))
+        raise Errno(errno.EOPNOTSUPP, cite(VIOMMU_C, 397, "7.2"))
     hw_queue = IommufdHwQueue(cmd.type, cmd.index)
     ictx.object_alloc(hw_queue)
     try:
@@ -435,7 +432,7 @@ def iommufd_hw_queue_alloc_ioctl(ucmd: Ucmd[Any]) -> int:
 def iommufd_object_depend(dependent: IommufdObject, depended: IommufdObject) -> None:
     """_iommufd_object_depend() (driver.c:7-19@7.2)."""
     if dependent is depended or dependent.type != depended.type:
-        raise Errno(errno.EINVAL, at("drivers/iommu/iommufd/driver.c", 12 if dependent is depended else 15))
+        raise Errno(errno.EINVAL, cite(DRIVER_C, 12 if dependent is depended else 15, "7.2"))
     depended.users += 1
 
 

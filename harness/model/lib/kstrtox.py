@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 
-from ..errors import Errno
+from ..errors import Errno, cite
 
 
 def kstrtou16(buf: str) -> int:
@@ -23,17 +23,17 @@ def kstrtou16(buf: str) -> int:
             break
         digits += c
     if not digits:
-        raise Errno(errno.EINVAL, "lib/kstrtox.c:104")
+        raise Errno(errno.EINVAL, cite("lib/kstrtox.c", 104))
     rest = s[len(digits):]
     if rest.startswith("\n"):
         rest = rest[1:]
     if rest:
-        raise Errno(errno.EINVAL, "lib/kstrtox.c:109")
+        raise Errno(errno.EINVAL, cite("lib/kstrtox.c", 109))
     value = int(digits, base)
     if value >= 1 << 64:
-        raise Errno(errno.ERANGE, "lib/kstrtox.c:102")
+        raise Errno(errno.ERANGE, cite("lib/kstrtox.c", 102))
     if value > 0xFFFF:
-        raise Errno(errno.ERANGE, "lib/kstrtox.c:284")
+        raise Errno(errno.ERANGE, cite("lib/kstrtox.c", 284))
     return value
 
 
@@ -49,4 +49,4 @@ def kstrtobool(buf: str) -> bool:
             return True
         if buf[1:2] in ("f", "F"):
             return False
-    raise Errno(errno.EINVAL, "lib/kstrtox.c:387")
+    raise Errno(errno.EINVAL, cite("lib/kstrtox.c", 387))

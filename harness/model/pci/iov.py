@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from ...backends.base import PciFunction
 from ..base.bus import BUS_NOTIFY_ADD_DEVICE, BUS_NOTIFY_DEL_DEVICE, BUS_NOTIFY_REMOVED_DEVICE, bus_notify
 from ..base.dd import device_attach, device_release_driver
-from ..errors import Errno
+from ..errors import Errno, cite
 from ..iommu.iommu import iommu_group_add_device, iommu_group_alloc, iommu_group_remove_device
 from ..kernel import sysfs_store
 from ..lib.kstrtox import kstrtou16
@@ -72,13 +72,13 @@ def pci_enable_sriov(k: ModelKernel, pdev: PciDev, nr_virtfn: int) -> None:
     """sriov_enable() (iov.c:601-709).  The hardware always has the MMIO and bus
     numbers the VFs need."""
     if not pdev.is_physfn:
-        raise Errno(errno.ENOSYS, "drivers/pci/iov.c:pci_enable_sriov")
+        raise Errno(errno.ENOSYS, cite("drivers/pci/iov.c", 1077))
     if nr_virtfn == 0:
         return
     if pdev.num_vfs:
-        raise Errno(errno.EINVAL, "drivers/pci/iov.c:617")
+        raise Errno(errno.EINVAL, cite("drivers/pci/iov.c", 617))
     if nr_virtfn < 0 or nr_virtfn > pdev.fn.sriov_totalvfs:
-        raise Errno(errno.EINVAL, "drivers/pci/iov.c:626")
+        raise Errno(errno.EINVAL, cite("drivers/pci/iov.c", 626))
     for i in range(nr_virtfn):
         pci_iov_add_virtfn(k, pdev, i)
     pdev.fn.sriov_numvfs = nr_virtfn  # iov.c:691
@@ -102,9 +102,9 @@ def pci_vfs_assigned(pdev: PciDev) -> bool:
 def pci_sriov_configure_simple(k: ModelKernel, pdev: PciDev, nr_virtfn: int) -> int:
     """iov.c:1210-1234."""
     if not pdev.is_physfn:
-        raise Errno(errno.ENODEV, "drivers/pci/iov.c:1217")
+        raise Errno(errno.ENODEV, cite("drivers/pci/iov.c", 1217))
     if pci_vfs_assigned(pdev):
-        raise Errno(errno.EPERM, "drivers/pci/iov.c:1221")
+        raise Errno(errno.EPERM, cite("drivers/pci/iov.c", 1221))
     if nr_virtfn == 0:
         pci_disable_sriov(k, pdev)
         return 0
@@ -126,21 +126,21 @@ def sriov_numvfs_store(k: ModelKernel, m: re.Match[str], buf: str) -> None:
     try:
         num_vfs = kstrtou16(buf.split("\0", 1)[0])
     except Errno:
-        raise Errno(errno.EINVAL, "drivers/pci/iov.c:424") from None
+        raise Errno(errno.EINVAL, cite("drivers/pci/iov.c", 424)) from None
     if num_vfs > pdev.fn.sriov_totalvfs:
-        raise Errno(errno.ERANGE, "drivers/pci/iov.c:427")
+        raise Errno(errno.ERANGE, cite("drivers/pci/iov.c", 427))
     if num_vfs == pdev.num_vfs:
         return
     drv = pdev.driver
     if drv is None:
-        raise Errno(errno.ENOENT, "drivers/pci/iov.c:437")
+        raise Errno(errno.ENOENT, cite("drivers/pci/iov.c", 437))
     if not drv.has_sriov_configure:
-        raise Errno(errno.ENOENT, "drivers/pci/iov.c:444")
+        raise Errno(errno.ENOENT, cite("drivers/pci/iov.c", 444))
     if num_vfs == 0:
         drv.sriov_configure(k, pdev, 0)
         return
     if pdev.num_vfs:
-        raise Errno(errno.EBUSY, "drivers/pci/iov.c:460")
+        raise Errno(errno.EBUSY, cite("drivers/pci/iov.c", 460))
     drv.sriov_configure(k, pdev, num_vfs)
 
 

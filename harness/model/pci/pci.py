@@ -13,7 +13,7 @@ import re
 from typing import TYPE_CHECKING
 
 from ...backends.base import PciFunction
-from ..errors import Errno
+from ..errors import Errno, cite
 from ..kernel import sysfs_store
 from ..lib.string import sysfs_strip
 
@@ -115,7 +115,7 @@ class PciDriver:
         pass
 
     def sriov_configure(self, k: ModelKernel, pdev: PciDev, nr_virtfn: int) -> int:
-        raise Errno(errno.ENOENT, "drivers/pci/iov.c:444")
+        raise Errno(errno.ENOENT, cite("drivers/pci/iov.c", 444))
 
 
 class PciCore:
@@ -170,7 +170,7 @@ def pci_try_reset_function(pdev: PciDev) -> None:
     when the bus may have held this function alone (the first one scanned behind a bridge
     does): the list can name "bus" where doing it fails."""
     if not pdev.reset_supported():
-        raise Errno(errno.ENOTTY, "drivers/pci/pci.c:5482-5483")
+        raise Errno(errno.ENOTTY, cite("drivers/pci/pci.c", "5482-5483"))
     for method in pdev.reset_methods:
         if method != "bus" or pdev.fn.hot_reset_functions == (pdev.bdf,):
             return
@@ -205,11 +205,11 @@ def reset_method_store(k: ModelKernel, m: re.Match[str], buf: str) -> None:
             continue
         name = name.strip()
         if name not in RESET_METHODS:
-            raise Errno(errno.EINVAL, "drivers/pci/pci.c:5250")  # Invalid reset method
+            raise Errno(errno.EINVAL, cite("drivers/pci/pci.c", 5255))  # Invalid reset method
         if name not in pdev.fn.reset_methods:
-            raise Errno(errno.EINVAL, "drivers/pci/pci.c:5250")  # Unsupported (probe fails)
+            raise Errno(errno.EINVAL, cite("drivers/pci/pci.c", 5260))  # Unsupported (probe fails)
         if len(methods) == PCI_NUM_RESET_METHODS - 1:
-            raise Errno(errno.EINVAL, "drivers/pci/pci.c:5250")  # Too many
+            raise Errno(errno.EINVAL, cite("drivers/pci/pci.c", 5265))  # Too many
         methods.append(name)
     pdev.reset_methods = methods
 

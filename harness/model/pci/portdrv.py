@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from ..errors import Errno
+from ..errors import Errno, cite
 from .pci import PciDev, PciDriver
 
 if TYPE_CHECKING:
@@ -20,4 +20,4 @@ class PcieportDriver(PciDriver):
     driver_managed_dma = True
 
     def probe(self, k: ModelKernel, pdev: PciDev) -> None:
-        raise Errno(errno.ENODEV, "drivers/pci/pcie/portdrv.c:693")
+        raise Errno(errno.ENODEV, cite("drivers/pci/pcie/portdrv.c", 693))

@@ -27,7 +27,7 @@ from ..base.bus import (
     drivers_probe_store,
     unbind_store,
 )
-from ..errors import Errno
+from ..errors import Errno, cite
 from ..iommu.iommu import iommu_group_add_device, iommu_group_get_or_alloc
 from .iov import pci_iov_virtfn_bdf, pci_sriov_configure_simple, sriov_numvfs_show, sriov_numvfs_store, sriov_pf
 from .pci import PCI_STATE, PciCore, PciDev, PciDriver, reset_method_show, reset_method_store
@@ -65,7 +65,7 @@ class KernelDriver(PciDriver):
         # Bound through driver_override to a device it does not drive: the
         # model's driver rejects it as real drivers do for unknown hardware.
         if pdev.fn.native_driver != self.name:
-            raise Errno(errno.ENODEV, "drivers/base/dd.c:648")
+            raise Errno(errno.ENODEV, cite("drivers/base/dd.c", 648))
 
     def sriov_configure(self, k: ModelKernel, pdev: PciDev, nr_virtfn: int) -> int:
         if not self.has_sriov_configure:

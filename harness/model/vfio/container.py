@@ -10,7 +10,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ...uapi import vfio as uv
-from ..errors import Errno
+from ..errors import Errno, cite
 from ..kernel import File, ModelKernel
 from .vfio_main import vfio_state
 
@@ -37,7 +37,7 @@ class VfioIommuDriver:
         pass
 
     def ioctl(self, k: ModelKernel, data: Any, cmd: int, arg: int) -> int:
-        raise Errno(errno.ENOTTY, f"{CONTAINER_C}:52")
+        raise Errno(errno.ENOTTY, cite(CONTAINER_C, 52))
 
     def attach_group(self, k: ModelKernel, data: Any, group: VfioGroup) -> None:
         pass
@@ -59,13 +59,13 @@ class VfioNoiommuDriver(VfioIommuDriver):
 
     def open(self, k: ModelKernel, arg: int) -> Any:
         if arg != uv.VFIO_NOIOMMU_IOMMU:
-            raise Errno(errno.EINVAL, f"{CONTAINER_C}:35")
+            raise Errno(errno.EINVAL, cite(CONTAINER_C, 35))
         return None
 
     def ioctl(self, k: ModelKernel, data: Any, cmd: int, arg: int) -> int:
         if cmd == uv.VFIO_CHECK_EXTENSION:
             return self.check_extension(k, data, arg)
-        raise Errno(errno.ENOTTY, f"{CONTAINER_C}:52")
+        raise Errno(errno.ENOTTY, cite(CONTAINER_C, 52))
 
 
 def vfio_register_iommu_driver(k: ModelKernel, driver: VfioIommuDriver) -> None:
@@ -96,7 +96,7 @@ class VfioContainer(File):
             return vfio_ioctl_set_iommu(k, self, arg)
         if self.iommu_driver is not None:
             return self.iommu_driver.ioctl(k, self.iommu_data, cmd, arg)
-        raise Errno(errno.EINVAL, f"{CONTAINER_C}:333")
+        raise Errno(errno.EINVAL, cite(CONTAINER_C, 333))
 
 
 def vfio_iommu_driver_allowed(k: ModelKernel, container: VfioContainer, driver: VfioIommuDriver) -> bool:
@@ -127,8 +127,8 @@ def vfio_ioctl_set_iommu(k: ModelKernel, container: VfioContainer, arg: int) -> 
     given every group; the last failure is what the caller sees (ENODEV when no
     driver reports the type at all)."""
     if not container.group_list or container.iommu_driver is not None:
-        raise Errno(errno.EINVAL, f"{CONTAINER_C}:278")
-    err = Errno(errno.ENODEV, f"{CONTAINER_C}:264")
+        raise Errno(errno.EINVAL, cite(CONTAINER_C, 278))
+    err = Errno(errno.ENODEV, cite(CONTAINER_C, 264))
     for driver in vfio_state(k).iommu_drivers:
         if not vfio_iommu_driver_allowed(k, container, driver):
             continue
@@ -175,7 +175,7 @@ def vfio_container_attach_group(k: ModelKernel, container: VfioContainer, group:
     while a kernel driver or another owner holds it), then attaches it to the
     backend if the container has one."""
     if container.group_list and container.noiommu:
-        raise Errno(errno.EPERM, f"{CONTAINER_C}:432")
+        raise Errno(errno.EPERM, cite(CONTAINER_C, 432))
     iommu_group = group.iommu_group
     assert iommu_group is not None
     iommu_group.claim_dma_owner(group)  # container.c:437; EPERM iommu.c:3223
@@ -218,7 +218,7 @@ def vfio_group_use_container(k: ModelKernel, group: VfioGroup) -> None:
     group file open."""
     assert group.container is not None
     if group.container.iommu_driver is None:
-        raise Errno(errno.EINVAL, f"{CONTAINER_C}:512")
+        raise Errno(errno.EINVAL, cite(CONTAINER_C, 512))
     assert group.opened_file is not None
     k.get_file(group.opened_file)
     group.container_users += 1

@@ -9,7 +9,7 @@ import re
 from typing import TYPE_CHECKING
 
 from ...uapi import vfio as uv
-from ..errors import Errno
+from ..errors import Errno, cite
 from ..kernel import File, ModelKernel
 from .vfio_main import (
     PAGE_SIZE,
@@ -70,7 +70,7 @@ class VfioGroupFile(File):
             return vfio_group_ioctl_set_container(k, group, arg)
         if cmd == uv.VFIO_GROUP_UNSET_CONTAINER:
             return vfio_group_ioctl_unset_container(k, group)
-        raise Errno(errno.ENOTTY, f"{GROUP_C}:407")
+        raise Errno(errno.ENOTTY, cite(GROUP_C, 407))
 
     def release(self, k: ModelKernel) -> None:
         """vfio_group_fops_release() (group.c:480-501): device fds hold the group
@@ -90,11 +90,11 @@ def vfio_group_fops_open(k: ModelKernel, m: re.Match[str]) -> File:
     """group.c:438-478."""
     group = vfio_state(k).groups[int(m["n"])]
     if group.drivers == 0:
-        raise Errno(errno.ENODEV, f"{GROUP_C}:451")
+        raise Errno(errno.ENODEV, cite(GROUP_C, 451))
     if group.cdev_device_open_cnt:
-        raise Errno(errno.EBUSY, f"{GROUP_C}:461")
+        raise Errno(errno.EBUSY, cite(GROUP_C, 461))
     if group.opened_file is not None:
-        raise Errno(errno.EBUSY, f"{GROUP_C}:469")
+        raise Errno(errno.EBUSY, cite(GROUP_C, 469))
     f = VfioGroupFile(group)
     group.opened_file = f
     return f
@@ -105,10 +105,10 @@ def vfio_group_ioctl_unset_container(k: ModelKernel, group: VfioGroup) -> int:
     from .container import vfio_group_detach_container
 
     if not group.has_iommu():
-        raise Errno(errno.EINVAL, f"{GROUP_C}:82")
+        raise Errno(errno.EINVAL, cite(GROUP_C, 82))
     if group.container is not None:
         if group.container_users != 1:
-            raise Errno(errno.EBUSY, f"{GROUP_C}:87")
+            raise Errno(errno.EBUSY, cite(GROUP_C, 87))
         vfio_group_detach_container(k, group)
     if group.iommufd is not None:
         k.put_file(group.iommufd)
@@ -124,14 +124,14 @@ def vfio_group_ioctl_set_container(k: ModelKernel, group: VfioGroup, arg: int) -
     try:
         fd = k.mm.get_user_s32(arg)
     except Errno:
-        raise Errno(errno.EFAULT, f"{GROUP_C}:112") from None
+        raise Errno(errno.EFAULT, cite(GROUP_C, 112)) from None
     f = k.files.get(fd)
     if f is None:
-        raise Errno(errno.EBADF, f"{GROUP_C}:116")
+        raise Errno(errno.EBADF, cite(GROUP_C, 116))
     if group.has_iommu():
-        raise Errno(errno.EINVAL, f"{GROUP_C}:120")
+        raise Errno(errno.EINVAL, cite(GROUP_C, 120))
     if group.iommu_group is None:
-        raise Errno(errno.ENODEV, f"{GROUP_C}:124")
+        raise Errno(errno.ENODEV, cite(GROUP_C, 124))
     container = vfio_container_from_file(f)
     if container is not None:
         vfio_container_attach_group(k, container, group)
@@ -142,23 +142,23 @@ def vfio_group_ioctl_set_container(k: ModelKernel, group: VfioGroup, arg: int) -
         k.get_file(ictx)
         group.iommufd = ictx
         return 0
-    raise Errno(errno.EBADFD, f"{GROUP_C}:152")
+    raise Errno(errno.EBADFD, cite(GROUP_C, 152))
 
 
 def vfio_group_ioctl_get_status(k: ModelKernel, group: VfioGroup, arg: int) -> int:
     """group.c:352-389."""
     minsz = offsetofend(uv.vfio_group_status, "flags")
-    status = get_struct(k, uv.vfio_group_status, arg, minsz, f"{GROUP_C}:359")
+    status = get_struct(k, uv.vfio_group_status, arg, minsz, cite(GROUP_C, 359))
     if status.argsz < minsz:
-        raise Errno(errno.EINVAL, f"{GROUP_C}:362")
+        raise Errno(errno.EINVAL, cite(GROUP_C, 362))
     status.flags = 0
     if group.iommu_group is None:
-        raise Errno(errno.ENODEV, f"{GROUP_C}:369")
+        raise Errno(errno.ENODEV, cite(GROUP_C, 369))
     if group.has_iommu():
         status.flags |= uv.VFIO_GROUP_FLAGS_CONTAINER_SET | uv.VFIO_GROUP_FLAGS_VIABLE
     elif not group.iommu_group.dma_owner_claimed():
         status.flags |= uv.VFIO_GROUP_FLAGS_VIABLE
-    put_struct(k, status, arg, minsz, f"{GROUP_C}:387")
+    put_struct(k, status, arg, minsz, cite(GROUP_C, 387))
     return 0
 
 
@@ -169,12 +169,12 @@ def strndup_user(k: ModelKernel, addr: int, n: int) -> str:
     for i in range(n):
         m = k.mm.lookup(addr + i)
         if m is None:
-            raise Errno(errno.EFAULT, "mm/util.c:280")
+            raise Errno(errno.EFAULT, cite("mm/util.c", 280))
         c = m.data[addr + i - m.start]
         if c == 0:
             return out.decode("latin-1")
         out.append(c)
-    raise Errno(errno.EINVAL, "mm/util.c:283")
+    raise Errno(errno.EINVAL, cite("mm/util.c", 283))
 
 
 def vfio_device_get_from_name(k: ModelKernel, group: VfioGroup, buf: str) -> VfioDevice:
@@ -184,7 +184,7 @@ def vfio_device_get_from_name(k: ModelKernel, group: VfioGroup, buf: str) -> Vfi
         ret = it.match(k, buf)
         if ret and it.refcount > 0:
             return it
-    raise Errno(errno.ENODEV, f"{GROUP_C}:29")
+    raise Errno(errno.ENODEV, cite(GROUP_C, 29))
 
 
 def vfio_df_group_open(k: ModelKernel, df: VfioDeviceFile) -> None:
@@ -195,7 +195,7 @@ def vfio_df_group_open(k: ModelKernel, df: VfioDeviceFile) -> None:
     group = device.group
     assert group is not None
     if not group.has_iommu():
-        raise Errno(errno.EINVAL, f"{GROUP_C}:174")
+        raise Errno(errno.EINVAL, cite(GROUP_C, 174))
     df.iommufd = group.iommufd
     try:
         vfio_df_open(k, df)
@@ -239,7 +239,7 @@ def vfio_device_set_group(k: ModelKernel, device: VfioDevice) -> None:
     noiommu mode is EINVAL."""
     iommu_group = device.dev.group
     if iommu_group is None:
-        raise Errno(errno.EINVAL, f"{GROUP_C}:689")
+        raise Errno(errno.EINVAL, cite(GROUP_C, 689))
     groups = vfio_state(k).groups
     group = groups.get(iommu_group.id)
     if group is not None and group.iommu_group is iommu_group:
@@ -287,7 +287,7 @@ def vfio_device_group_use_iommu(k: ModelKernel, device: VfioDevice) -> None:
     group = device.group
     assert group is not None
     if group.container is None:
-        raise Errno(errno.EINVAL, f"{GROUP_C}:795")
+        raise Errno(errno.EINVAL, cite(GROUP_C, 795))
     vfio_group_use_container(k, group)
 
 
@@ -306,7 +306,7 @@ def vfio_device_block_group(device: VfioDevice) -> None:
     group = device.group
     assert group is not None
     if group.opened_file is not None:
-        raise Errno(errno.EBUSY, f"{GROUP_C}:418")
+        raise Errno(errno.EBUSY, cite(GROUP_C, 418))
     group.cdev_device_open_cnt += 1
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from ..errors import Errno
+from ..errors import Errno, cite
 from ..kernel import ModelKernel
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def vfio_iommufd_physical_attach_ioas(k: ModelKernel, vdev: VfioDevice, pt_id: i
     """Attach, or replace when already attached; returns the HWPT id."""
     idev = vdev.iommufd_device
     if idev is None:
-        raise Errno(errno.EINVAL, f"{IOMMUFD_C}:150")
+        raise Errno(errno.EINVAL, cite(IOMMUFD_C, 150))
     pt_id = idev.replace(k, pt_id) if vdev.iommufd_attached else idev.attach(k, pt_id)
     vdev.iommufd_attached = True
     return pt_id

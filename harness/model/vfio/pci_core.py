@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ...uapi import vfio as uv
 from ..base.bus import BUS_NOTIFY_ADD_DEVICE, Notifier, bus_register_notifier, bus_unregister_notifier
-from ..errors import Errno
+from ..errors import Errno, cite
 from ..eventfd import EventFd
 from ..kernel import File, ModelKernel
 from ..pci.iov import pci_disable_sriov, pci_enable_sriov
@@ -241,25 +241,25 @@ def vfio_pci_ioctl_get_info(k: ModelKernel, vdev: VfioPciCoreDevice, arg: int) -
     chain: argsz is never raised; bytes 16..23 are written only when argsz
     covers them."""
     minsz = offsetofend(uv.vfio_device_info, "num_irqs")
-    info = get_struct(k, uv.vfio_device_info, arg, minsz, f"{CORE_C}:992")
+    info = get_struct(k, uv.vfio_device_info, arg, minsz, cite(CORE_C, 992))
     if info.argsz < minsz:
-        raise Errno(errno.EINVAL, f"{CORE_C}:995")
+        raise Errno(errno.EINVAL, cite(CORE_C, 995))
     minsz = min(info.argsz, ctypes.sizeof(info))
     info.flags = uv.VFIO_DEVICE_FLAGS_PCI
     if vdev.reset_works:
         info.flags |= uv.VFIO_DEVICE_FLAGS_RESET
     info.num_regions = uv.VFIO_PCI_NUM_REGIONS
     info.num_irqs = uv.VFIO_PCI_NUM_IRQS
-    put_struct(k, info, arg, minsz, f"{CORE_C}:1037")
+    put_struct(k, info, arg, minsz, cite(CORE_C, 1037))
     return 0
 
 
 def vfio_pci_ioctl_get_region_info(k: ModelKernel, vdev: VfioPciCoreDevice, arg: int) -> int:
     """:1040-1179."""
     minsz = offsetofend(uv.vfio_region_info, "offset")
-    info = get_struct(k, uv.vfio_region_info, arg, minsz, f"{CORE_C}:1050")
+    info = get_struct(k, uv.vfio_region_info, arg, minsz, cite(CORE_C, 1050))
     if info.argsz < minsz:
-        raise Errno(errno.EINVAL, f"{CORE_C}:1053")
+        raise Errno(errno.EINVAL, cite(CORE_C, 1053))
     pdev = vdev.dev
     caps = VfioInfoCap()
     index = info.index
@@ -288,49 +288,49 @@ def vfio_pci_ioctl_get_region_info(k: ModelKernel, vdev: VfioPciCoreDevice, arg:
             info.flags = uv.VFIO_REGION_INFO_FLAG_READ  # pci_map_rom() finds the image
     elif index == uv.VFIO_PCI_VGA_REGION_INDEX:
         # vdev->has_vga: CONFIG_VFIO_PCI_VGA is off (vfio_vga_disabled())
-        raise Errno(errno.EINVAL, f"{CORE_C}:1119")
+        raise Errno(errno.EINVAL, cite(CORE_C, 1119))
     else:
         # no device-specific regions: vdev->num_regions is 0 for vfio-pci here
-        raise Errno(errno.EINVAL, f"{CORE_C}:1134")
+        raise Errno(errno.EINVAL, cite(CORE_C, 1134))
     caps.copy_to_info(k, info, arg, uv.VFIO_REGION_INFO_FLAG_CAPS, f"{CORE_C}:1170")
-    put_struct(k, info, arg, minsz, f"{CORE_C}:1178")
+    put_struct(k, info, arg, minsz, cite(CORE_C, 1178))
     return 0
 
 
 def vfio_pci_ioctl_get_irq_info(k: ModelKernel, vdev: VfioPciCoreDevice, arg: int) -> int:
     """:1181-1216."""
     minsz = offsetofend(uv.vfio_irq_info, "count")
-    info = get_struct(k, uv.vfio_irq_info, arg, minsz, f"{CORE_C}:1188")
+    info = get_struct(k, uv.vfio_irq_info, arg, minsz, cite(CORE_C, 1188))
     if info.argsz < minsz or info.index >= uv.VFIO_PCI_NUM_IRQS:
-        raise Errno(errno.EINVAL, f"{CORE_C}:1191")
+        raise Errno(errno.EINVAL, cite(CORE_C, 1191))
     if info.index == uv.VFIO_PCI_ERR_IRQ_INDEX and not vdev.dev.fn.is_pcie:
-        raise Errno(errno.EINVAL, f"{CORE_C}:1202")
+        raise Errno(errno.EINVAL, cite(CORE_C, 1202))
     info.flags = uv.VFIO_IRQ_INFO_EVENTFD
     info.count = vfio_pci_get_irq_count(vdev, info.index)
     if info.index == uv.VFIO_PCI_INTX_IRQ_INDEX:
         info.flags |= uv.VFIO_IRQ_INFO_MASKABLE | uv.VFIO_IRQ_INFO_AUTOMASKED
     elif info.index != uv.VFIO_PCI_MSIX_IRQ_INDEX or not vdev.has_dyn_msix:
         info.flags |= uv.VFIO_IRQ_INFO_NORESIZE
-    put_struct(k, info, arg, minsz, f"{CORE_C}:1215")
+    put_struct(k, info, arg, minsz, cite(CORE_C, 1215))
     return 0
 
 
 def vfio_pci_ioctl_set_irqs(k: ModelKernel, vdev: VfioPciCoreDevice, arg: int) -> int:
     """:1218-1252."""
     minsz = offsetofend(uv.vfio_irq_set, "count")
-    hdr = get_struct(k, uv.vfio_irq_set, arg, minsz, f"{CORE_C}:1228")
+    hdr = get_struct(k, uv.vfio_irq_set, arg, minsz, cite(CORE_C, 1228))
     max_ = vfio_pci_get_irq_count(vdev, hdr.index)
     data_size = vfio_set_irqs_validate_and_prepare(hdr, max_, uv.VFIO_PCI_NUM_IRQS)
     data = b""
     if data_size:
-        data = copy_from_user(k, arg + minsz, data_size, f"{CORE_C}:1240")  # memdup_user()
+        data = copy_from_user(k, arg + minsz, data_size, cite(CORE_C, 1238))  # memdup_user()
     return pci_intrs.vfio_pci_set_irqs_ioctl(k, vdev, hdr.flags, hdr.index, hdr.start, hdr.count, data)
 
 
 def vfio_pci_ioctl_reset(vdev: VfioPciCoreDevice) -> int:
     """:1254-1279."""
     if not vdev.reset_works:
-        raise Errno(errno.EINVAL, f"{CORE_C}:1260")
+        raise Errno(errno.EINVAL, cite(CORE_C, 1260))
     pci_try_reset_function(vdev.dev)  # ENOTTY once the user turned every method off
     return 0
 
@@ -345,19 +345,19 @@ def vfio_pci_ioctl_get_pci_hot_reset_info(k: ModelKernel, vdev: VfioPciCoreDevic
     """:1281-1355: ENOSPC with the needed count in hdr.count when the array does
     not fit."""
     minsz = offsetofend(uv.vfio_pci_hot_reset_info, "count")
-    hdr = get_struct(k, uv.vfio_pci_hot_reset_info, arg, minsz, f"{CORE_C}:1294")
+    hdr = get_struct(k, uv.vfio_pci_hot_reset_info, arg, minsz, cite(CORE_C, 1294))
     if hdr.argsz < minsz:
-        raise Errno(errno.EINVAL, f"{CORE_C}:1297")
+        raise Errno(errno.EINVAL, cite(CORE_C, 1297))
     hdr.flags = 0
     if not pci_probe_reset_slot_or_bus(vdev.dev):
-        raise Errno(errno.ENODEV, f"{CORE_C}:1305")
+        raise Errno(errno.ENODEV, cite(CORE_C, 1305))
     devs = _hot_reset_devs(k, vdev)
     count = len(devs)
     esize = ctypes.sizeof(uv.vfio_pci_dependent_device)
     if count > (hdr.argsz - ctypes.sizeof(hdr)) // esize:
         hdr.count = count
-        put_struct(k, hdr, arg, minsz, f"{CORE_C}:1351")
-        raise Errno(errno.ENOSPC, f"{CORE_C}:1317")
+        put_struct(k, hdr, arg, minsz, cite(CORE_C, 1351))
+        raise Errno(errno.ENOSPC, cite(CORE_C, 1317))
     flags = 0
     if vdev.cdev_opened:
         flags = uv.VFIO_PCI_HOT_RESET_FLAG_DEV_ID | uv.VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED
@@ -382,13 +382,13 @@ def vfio_pci_ioctl_get_pci_hot_reset_info(k: ModelKernel, vdev: VfioPciCoreDevic
                 flags &= ~uv.VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED
         else:
             if pdev.group is None:
-                raise Errno(errno.EPERM, f"{CORE_C}:860")
+                raise Errno(errno.EPERM, cite(CORE_C, 860))
             info.group_id = pdev.group.id
         out += bytes(info)
-    copy_to_user(k, arg + ctypes.sizeof(hdr), bytes(out), f"{CORE_C}:1342")
+    copy_to_user(k, arg + ctypes.sizeof(hdr), bytes(out), cite(CORE_C, 1342))
     hdr.count = count
     hdr.flags = flags
-    put_struct(k, hdr, arg, minsz, f"{CORE_C}:1351")
+    put_struct(k, hdr, arg, minsz, cite(CORE_C, 1351))
     return 0
 
 
@@ -405,7 +405,7 @@ def vfio_pci_dev_set_hot_reset(k: ModelKernel, vdev: VfioPciCoreDevice, groups: 
     assert isinstance(first, VfioPciCoreDevice)
     if not pci_probe_reset_slot_or_bus(first.dev) or any(
             vfio_find_device_in_devset(dev_set, p) is None for p in _hot_reset_devs(k, first)):
-        raise Errno(errno.EINVAL, f"{CORE_C}:2451")
+        raise Errno(errno.EINVAL, cite(CORE_C, 2451))
     for cur in dev_set.device_list:
         if ictx is not None:
             devid = vfio_iommufd.vfio_iommufd_get_dev_id(cur, ictx)
@@ -413,7 +413,7 @@ def vfio_pci_dev_set_hot_reset(k: ModelKernel, vdev: VfioPciCoreDevice, groups: 
         else:
             owned = any(vfio_file_has_dev(f, cur) for f in groups or [])
         if not owned:
-            raise Errno(errno.EINVAL, f"{CORE_C}:2497")
+            raise Errno(errno.EINVAL, cite(CORE_C, 2497))
     return 0
 
 
@@ -422,27 +422,27 @@ def vfio_pci_ioctl_pci_hot_reset(k: ModelKernel, vdev: VfioPciCoreDevice, arg: i
     from .group import vfio_group_from_file
 
     minsz = offsetofend(uv.vfio_pci_hot_reset, "count")
-    hdr = get_struct(k, uv.vfio_pci_hot_reset, arg, minsz, f"{CORE_C}:1444")
+    hdr = get_struct(k, uv.vfio_pci_hot_reset, arg, minsz, cite(CORE_C, 1444))
     if hdr.argsz < minsz or hdr.flags:
-        raise Errno(errno.EINVAL, f"{CORE_C}:1447")
+        raise Errno(errno.EINVAL, cite(CORE_C, 1447))
     if bool(hdr.count) == vdev.cdev_opened:
-        raise Errno(errno.EINVAL, f"{CORE_C}:1451")
+        raise Errno(errno.EINVAL, cite(CORE_C, 1451))
     if not pci_probe_reset_slot_or_bus(vdev.dev):
-        raise Errno(errno.ENODEV, f"{CORE_C}:1457")
+        raise Errno(errno.ENODEV, cite(CORE_C, 1457))
     if not hdr.count:
         return vfio_pci_dev_set_hot_reset(k, vdev, None, vfio_iommufd.vfio_iommufd_device_ictx(vdev))
     # vfio_pci_ioctl_pci_hot_reset_groups() (:1357-1434)
     if hdr.count > len(_hot_reset_devs(k, vdev)):
-        raise Errno(errno.EINVAL, f"{CORE_C}:1378")
-    raw = copy_from_user(k, arg + ctypes.sizeof(hdr), 4 * hdr.count, f"{CORE_C}:1391")
+        raise Errno(errno.EINVAL, cite(CORE_C, 1378))
+    raw = copy_from_user(k, arg + ctypes.sizeof(hdr), 4 * hdr.count, cite(CORE_C, 1391))
     files: list[File] = []
     for i in range(hdr.count):
         fd = int.from_bytes(raw[4 * i : 4 * i + 4], "little", signed=True)
         f = k.files.get(fd)
         if f is None:
-            raise Errno(errno.EBADF, f"{CORE_C}:1403")
+            raise Errno(errno.EBADF, cite(CORE_C, 1403))
         if vfio_group_from_file(f) is None:
-            raise Errno(errno.EINVAL, f"{CORE_C}:1410")
+            raise Errno(errno.EINVAL, cite(CORE_C, 1410))
         files.append(f)
     return vfio_pci_dev_set_hot_reset(k, vdev, files, None)
 
@@ -458,21 +458,21 @@ def vfio_pci_ioeventfd(k: ModelKernel, vdev: VfioPciCoreDevice, offset: int, dat
     pos = offset & VFIO_PCI_OFFSET_MASK
     bar = offset >> VFIO_PCI_OFFSET_SHIFT
     if bar > uv.VFIO_PCI_BAR5_REGION_INDEX or bar < 0:
-        raise Errno(errno.EINVAL, f"{RDWR_C}:445")
+        raise Errno(errno.EINVAL, cite(RDWR_C, 445))
     if pos + count > vdev.dev.resource_len(bar):
-        raise Errno(errno.EINVAL, f"{RDWR_C}:448")
+        raise Errno(errno.EINVAL, cite(RDWR_C, 448))
     if bar == vdev.msix_bar and not (pos + count <= vdev.msix_offset or pos >= vdev.msix_offset + vdev.msix_size):
-        raise Errno(errno.EINVAL, f"{RDWR_C}:454")
+        raise Errno(errno.EINVAL, cite(RDWR_C, 454))
     for ioeventfd in vdev.ioeventfds:
         if (ioeventfd.pos, ioeventfd.bar, ioeventfd.data, ioeventfd.count) == (pos, bar, data, count):
             if fd == -1:
                 vdev.ioeventfds.remove(ioeventfd)
                 return 0
-            raise Errno(errno.EEXIST, f"{RDWR_C}:477")
+            raise Errno(errno.EEXIST, cite(RDWR_C, 477))
     if fd < 0:
-        raise Errno(errno.ENODEV, f"{RDWR_C}:484")
+        raise Errno(errno.ENODEV, cite(RDWR_C, 484))
     if len(vdev.ioeventfds) >= VFIO_PCI_IOEVENTFD_MAX:
-        raise Errno(errno.ENOSPC, f"{RDWR_C}:489")
+        raise Errno(errno.ENOSPC, cite(RDWR_C, 489))
     trigger = pci_intrs.vfio_virqfd_enable(k, fd)
     vdev.ioeventfds.insert(0, VfioPciIoeventfd(bar, pos, data, count, trigger))
     return 0
@@ -481,14 +481,14 @@ def vfio_pci_ioeventfd(k: ModelKernel, vdev: VfioPciCoreDevice, offset: int, dat
 def vfio_pci_ioctl_ioeventfd(k: ModelKernel, vdev: VfioPciCoreDevice, arg: int) -> int:
     """:1466-1489."""
     minsz = offsetofend(uv.vfio_device_ioeventfd, "fd")
-    ioeventfd = get_struct(k, uv.vfio_device_ioeventfd, arg, minsz, f"{CORE_C}:1474")
+    ioeventfd = get_struct(k, uv.vfio_device_ioeventfd, arg, minsz, cite(CORE_C, 1474))
     if ioeventfd.argsz < minsz:
-        raise Errno(errno.EINVAL, f"{CORE_C}:1477")
+        raise Errno(errno.EINVAL, cite(CORE_C, 1477))
     if ioeventfd.flags & ~uv.VFIO_DEVICE_IOEVENTFD_SIZE_MASK:
-        raise Errno(errno.EINVAL, f"{CORE_C}:1480")
+        raise Errno(errno.EINVAL, cite(CORE_C, 1480))
     count = ioeventfd.flags & uv.VFIO_DEVICE_IOEVENTFD_SIZE_MASK
     if bin(count).count("1") != 1 or ioeventfd.fd < -1:
-        raise Errno(errno.EINVAL, f"{CORE_C}:1485")
+        raise Errno(errno.EINVAL, cite(CORE_C, 1485))
     return vfio_pci_ioeventfd(k, vdev, ioeventfd.offset, ioeventfd.data, count, ioeventfd.fd)
 
 
@@ -510,7 +510,7 @@ def vfio_pci_core_ioctl(k: ModelKernel, vdev: VfioPciCoreDevice, cmd: int, arg: 
         return vfio_pci_ioctl_reset(vdev)
     if cmd == uv.VFIO_DEVICE_SET_IRQS:
         return vfio_pci_ioctl_set_irqs(k, vdev, arg)
-    raise Errno(errno.ENOTTY, f"{CORE_C}:1516")
+    raise Errno(errno.ENOTTY, cite(CORE_C, 1516))
 
 
 # -- features ----------------------------------------------------------------------------------
@@ -518,7 +518,7 @@ def vfio_pci_core_ioctl(k: ModelKernel, vdev: VfioPciCoreDevice, cmd: int, arg: 
 def vfio_pci_runtime_pm_entry(vdev: VfioPciCoreDevice, efd: EventFd | None) -> None:
     """:319-338."""
     if vdev.pm_runtime_engaged:
-        raise Errno(errno.EINVAL, f"{CORE_C}:329")
+        raise Errno(errno.EINVAL, cite(CORE_C, 329))
     vdev.pm_runtime_engaged = True
     vdev.pm_wake_eventfd = efd
 
@@ -529,10 +529,10 @@ def vfio_pci_core_feature_token(k: ModelKernel, vdev: VfioPciCoreDevice, flags: 
     replaces the token whatever the VFs' state (the uAPI comment's conditions are
     not checked)."""
     if vdev.vf_token is None:
-        raise Errno(errno.ENOTTY, f"{CORE_C}:1530")
+        raise Errno(errno.ENOTTY, cite(CORE_C, 1530))
     if not vfio_check_feature(flags, argsz, uv.VFIO_DEVICE_FEATURE_SET, 16):
         return 0
-    vdev.vf_token.uuid = copy_from_user(k, arg, 16, f"{CORE_C}:1541")
+    vdev.vf_token.uuid = copy_from_user(k, arg, 16, cite(CORE_C, 1541))
     return 0
 
 
@@ -549,9 +549,9 @@ def vfio_pci_core_ioctl_feature(k: ModelKernel, vdev: VfioPciCoreDevice, flags: 
         entry_size = ctypes.sizeof(uv.vfio_device_low_power_entry_with_wakeup)
         if not vfio_check_feature(flags, argsz, set_, entry_size):
             return 0
-        entry = get_struct(k, uv.vfio_device_low_power_entry_with_wakeup, arg, entry_size, f"{CORE_C}:377")
+        entry = get_struct(k, uv.vfio_device_low_power_entry_with_wakeup, arg, entry_size, cite(CORE_C, 377))
         if entry.wakeup_eventfd < 0:
-            raise Errno(errno.EINVAL, f"{CORE_C}:380")
+            raise Errno(errno.EINVAL, cite(CORE_C, 380))
         efd = pci_intrs.eventfd_ctx_fdget(k, entry.wakeup_eventfd)
         vfio_pci_runtime_pm_entry(vdev, efd)
         return 0
@@ -562,7 +562,7 @@ def vfio_pci_core_ioctl_feature(k: ModelKernel, vdev: VfioPciCoreDevice, flags: 
         return 0
     if feature == uv.VFIO_DEVICE_FEATURE_PCI_VF_TOKEN:
         return vfio_pci_core_feature_token(k, vdev, flags, arg, argsz)
-    raise Errno(errno.ENOTTY, f"{CORE_C}:1563")
+    raise Errno(errno.ENOTTY, cite(CORE_C, 1563))
 
 
 # -- VF tokens and the GET_DEVICE_FD name (:1868-2005) -----------------------------------------
@@ -570,13 +570,13 @@ def vfio_pci_core_ioctl_feature(k: ModelKernel, vdev: VfioPciCoreDevice, flags: 
 def uuid_parse(s: str) -> bytes:
     """lib/uuid.c: uuid_is_valid() then the 16 bytes in string order."""
     if len(s) < UUID_STRING_LEN:
-        raise Errno(errno.EINVAL, "lib/uuid.c:uuid_parse")
+        raise Errno(errno.EINVAL, cite("lib/uuid.c", 111))
     for i, c in enumerate(s[:UUID_STRING_LEN]):
         if i in (8, 13, 18, 23):
             if c != "-":
-                raise Errno(errno.EINVAL, "lib/uuid.c:uuid_parse")
+                raise Errno(errno.EINVAL, cite("lib/uuid.c", 111))
         elif c not in "0123456789abcdefABCDEF":
-            raise Errno(errno.EINVAL, "lib/uuid.c:uuid_parse")
+            raise Errno(errno.EINVAL, cite("lib/uuid.c", 111))
     return bytes.fromhex(s[:UUID_STRING_LEN].replace("-", ""))
 
 
@@ -587,22 +587,22 @@ def vfio_pci_validate_vf_token(vdev: VfioPciCoreDevice, vf_token: bool, value: b
         if pf is None:
             if not vf_token:
                 return
-            raise Errno(errno.EINVAL, f"{CORE_C}:1906")  # PF not bound to vfio-pci
+            raise Errno(errno.EINVAL, cite(CORE_C, 1906))  # PF not bound to vfio-pci
         if not vf_token:
-            raise Errno(errno.EACCES, f"{CORE_C}:1912")
+            raise Errno(errno.EACCES, cite(CORE_C, 1912))
         assert pf.vf_token is not None
         if value != pf.vf_token.uuid:
-            raise Errno(errno.EACCES, f"{CORE_C}:1922")
+            raise Errno(errno.EACCES, cite(CORE_C, 1922))
     elif vdev.vf_token is not None:
         if vdev.vf_token.users:
             if not vf_token:
-                raise Errno(errno.EACCES, f"{CORE_C}:1931")
+                raise Errno(errno.EACCES, cite(CORE_C, 1931))
             if value != vdev.vf_token.uuid:
-                raise Errno(errno.EACCES, f"{CORE_C}:1938")
+                raise Errno(errno.EACCES, cite(CORE_C, 1938))
         elif vf_token:
             vdev.vf_token.uuid = value
     elif vf_token:
-        raise Errno(errno.EINVAL, f"{CORE_C}:1948")  # not a PF or VF
+        raise Errno(errno.EINVAL, cite(CORE_C, 1948))  # not a PF or VF
 
 
 def vfio_pci_core_match(vdev: VfioPciCoreDevice, buf: str) -> int:
@@ -625,12 +625,12 @@ def vfio_pci_core_match(vdev: VfioPciCoreDevice, buf: str) -> int:
             if not vf_token and rest.startswith(VF_TOKEN_ARG, i):
                 i += len(VF_TOKEN_ARG)
                 if len(rest) - i < UUID_STRING_LEN:
-                    raise Errno(errno.EINVAL, f"{CORE_C}:1984")
+                    raise Errno(errno.EINVAL, cite(CORE_C, 1984))
                 value = uuid_parse(rest[i:])
                 vf_token = True
                 i += UUID_STRING_LEN
             else:
-                raise Errno(errno.EINVAL, f"{CORE_C}:1994")  # unknown or repeated option
+                raise Errno(errno.EINVAL, cite(CORE_C, 1994))  # unknown or repeated option
     vfio_pci_validate_vf_token(vdev, vf_token, value)
     return 1
 
@@ -684,7 +684,7 @@ def vfio_pci_core_register_device(k: ModelKernel, vdev: VfioPciCoreDevice) -> No
     pdev = vdev.dev
     booting = pci_core(k).booting
     if pdev.num_vfs and not booting:
-        raise Errno(errno.EBUSY, f"{CORE_C}:2194")
+        raise Errno(errno.EBUSY, cite(CORE_C, 2194))
     if pdev.is_virtfn or not pdev.fn.hot_reset_functions:
         vfio_assign_device_set(k, vdev, vdev)
     else:
@@ -723,7 +723,7 @@ def vfio_pci_core_unregister_device(k: ModelKernel, vdev: VfioPciCoreDevice) -> 
     (vfio_unregister_group_dev() waiting on its registration), the model refuses
     with EBUSY before changing anything."""
     if vfio_pci_core_remove_blocks(k, vdev):
-        raise Errno(errno.EBUSY, "drivers/vfio/vfio_main.c:411")
+        raise Errno(errno.EBUSY, cite("drivers/vfio/vfio_main.c", 411))
     vfio_pci_core_sriov_configure(k, vdev, 0)
     vfio_unregister_group_dev(k, vdev)
     vfio_pci_vf_uninit(k, vdev)
@@ -735,7 +735,7 @@ def vfio_pci_core_sriov_configure(k: ModelKernel, vdev: VfioPciCoreDevice, nr_vi
     pdev = vdev.dev
     if nr_virtfn:
         if vdev in pfs:
-            raise Errno(errno.EINVAL, f"{CORE_C}:2302")
+            raise Errno(errno.EINVAL, cite(CORE_C, 2302))
         pfs.append(vdev)
         vdev.sriov_active = True
         try:
@@ -747,7 +747,7 @@ def vfio_pci_core_sriov_configure(k: ModelKernel, vdev: VfioPciCoreDevice, nr_vi
         return nr_virtfn
     if pdev.num_vfs:
         if any(vfio_device_busy(d) for d in _vf_vfio_devices(k, vdev)):
-            raise Errno(errno.EBUSY, "drivers/vfio/vfio_main.c:411")
+            raise Errno(errno.EBUSY, cite("drivers/vfio/vfio_main.c", 411))
         pci_disable_sriov(k, pdev)
     vdev.sriov_active = False
     if vdev in pfs:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ...uapi import vfio as uv
-from ..errors import Errno
+from ..errors import Errno, cite
 from ..eventfd import EventFd
 from ..kernel import ModelKernel
 
@@ -34,7 +34,7 @@ def eventfd_ctx_fdget(k: ModelKernel, fd: int, badf: str = "fs/eventfd.c:352",
 
 def vfio_virqfd_enable(k: ModelKernel, fd: int) -> EventFd:
     """drivers/vfio/virqfd.c:136-142."""
-    return eventfd_ctx_fdget(k, fd, "drivers/vfio/virqfd.c:138", "fs/eventfd.c:371")
+    return eventfd_ctx_fdget(k, fd, cite("drivers/vfio/virqfd.c", 138), cite("fs/eventfd.c", 371))
 
 
 class IrqCtx:
@@ -71,9 +71,9 @@ def vfio_send_intx_eventfd(vdev: VfioPciCoreDevice) -> None:
 def vfio_intx_enable(vdev: VfioPciCoreDevice, trigger: EventFd | None) -> None:
     """:250-322."""
     if not is_irq_none(vdev):
-        raise Errno(errno.EINVAL, f"{INTRS_C}:260")
+        raise Errno(errno.EINVAL, cite(INTRS_C, 260))
     if not vdev.dev.fn.interrupt_pin:
-        raise Errno(errno.ENODEV, f"{INTRS_C}:263")
+        raise Errno(errno.ENODEV, cite(INTRS_C, 263))
     ctx = IrqCtx(trigger)
     ctx.masked = vdev.virq_disabled
     vdev.ctx[0] = ctx
@@ -90,7 +90,7 @@ def vfio_pci_set_intx_unmask(k: ModelKernel, vdev: VfioPciCoreDevice, index: int
                              flags: int, data: bytes) -> None:
     """:587-616."""
     if not is_intx(vdev) or start != 0 or count != 1:
-        raise Errno(errno.EINVAL, f"{INTRS_C}:592")
+        raise Errno(errno.EINVAL, cite(INTRS_C, 592))
     ctx = vdev.ctx[0]
     if flags & uv.VFIO_IRQ_SET_DATA_NONE:
         ctx.masked = False
@@ -102,7 +102,7 @@ def vfio_pci_set_intx_unmask(k: ModelKernel, vdev: VfioPciCoreDevice, index: int
         if fd >= 0:
             efd = vfio_virqfd_enable(k, fd)
             if ctx.unmask is not None:
-                raise Errno(errno.EBUSY, "drivers/vfio/virqfd.c:160")
+                raise Errno(errno.EBUSY, cite("drivers/vfio/virqfd.c", 160))
             ctx.unmask = efd
         else:
             ctx.unmask = None
@@ -112,7 +112,7 @@ def vfio_pci_set_intx_mask(k: ModelKernel, vdev: VfioPciCoreDevice, index: int, 
                            flags: int, data: bytes) -> None:
     """:618-636."""
     if not is_intx(vdev) or start != 0 or count != 1:
-        raise Errno(errno.EINVAL, f"{INTRS_C}:623")
+        raise Errno(errno.EINVAL, cite(INTRS_C, 623))
     ctx = vdev.ctx[0]
     if flags & uv.VFIO_IRQ_SET_DATA_NONE:
         ctx.masked = True
@@ -120,7 +120,7 @@ def vfio_pci_set_intx_mask(k: ModelKernel, vdev: VfioPciCoreDevice, index: int, 
         if data[0]:
             ctx.masked = True
     elif flags & uv.VFIO_IRQ_SET_DATA_EVENTFD:
-        raise Errno(errno.ENOTTY, f"{INTRS_C}:632")
+        raise Errno(errno.ENOTTY, cite(INTRS_C, 632))
 
 
 def vfio_pci_set_intx_trigger(k: ModelKernel, vdev: VfioPciCoreDevice, index: int, start: int, count: int,
@@ -130,7 +130,7 @@ def vfio_pci_set_intx_trigger(k: ModelKernel, vdev: VfioPciCoreDevice, index: in
         vfio_intx_disable(vdev)
         return
     if not (is_intx(vdev) or is_irq_none(vdev)) or start != 0 or count != 1:
-        raise Errno(errno.EINVAL, f"{INTRS_C}:648")
+        raise Errno(errno.EINVAL, cite(INTRS_C, 648))
     if flags & uv.VFIO_IRQ_SET_DATA_EVENTFD:
         fd = _s32(data, 0)
         trigger = eventfd_ctx_fdget(k, fd) if fd >= 0 else None
@@ -140,7 +140,7 @@ def vfio_pci_set_intx_trigger(k: ModelKernel, vdev: VfioPciCoreDevice, index: in
             vfio_intx_enable(vdev, trigger)
         return
     if not is_intx(vdev):
-        raise Errno(errno.EINVAL, f"{INTRS_C}:673")
+        raise Errno(errno.EINVAL, cite(INTRS_C, 673))
     if flags & uv.VFIO_IRQ_SET_DATA_NONE or (flags & uv.VFIO_IRQ_SET_DATA_BOOL and data[0]):
         vfio_send_intx_eventfd(vdev)
 
@@ -150,7 +150,7 @@ def vfio_pci_set_intx_trigger(k: ModelKernel, vdev: VfioPciCoreDevice, index: in
 def vfio_msi_enable(vdev: VfioPciCoreDevice, nvec: int, msix: bool) -> None:
     """:381-414: pci_alloc_irq_vectors() gets every vector the capability has."""
     if not is_irq_none(vdev):
-        raise Errno(errno.EINVAL, f"{INTRS_C}:389")
+        raise Errno(errno.EINVAL, cite(INTRS_C, 389))
     vdev.irq_type = uv.VFIO_PCI_MSIX_IRQ_INDEX if msix else uv.VFIO_PCI_MSI_IRQ_INDEX
 
 
@@ -191,7 +191,7 @@ def vfio_pci_set_msi_trigger(k: ModelKernel, vdev: VfioPciCoreDevice, index: int
         vfio_msi_disable(vdev)
         return
     if not (vdev.irq_type == index or is_irq_none(vdev)):
-        raise Errno(errno.EINVAL, f"{INTRS_C}:699")
+        raise Errno(errno.EINVAL, cite(INTRS_C, 699))
     if flags & uv.VFIO_IRQ_SET_DATA_EVENTFD:
         if vdev.irq_type == index:
             vfio_msi_set_block(k, vdev, start, count, data)
@@ -204,7 +204,7 @@ def vfio_pci_set_msi_trigger(k: ModelKernel, vdev: VfioPciCoreDevice, index: int
             raise
         return
     if vdev.irq_type != index:
-        raise Errno(errno.EINVAL, f"{INTRS_C}:721")
+        raise Errno(errno.EINVAL, cite(INTRS_C, 721))
     for i in range(start, start + count):
         ctx = vdev.ctx.get(i)
         if ctx is None or ctx.trigger is None:
@@ -221,7 +221,7 @@ def vfio_pci_set_ctx_trigger_single(k: ModelKernel, vdev: VfioPciCoreDevice, whi
     cur: EventFd | None = getattr(vdev, which)
     if flags & uv.VFIO_IRQ_SET_DATA_NONE:
         if cur is None:
-            raise Errno(errno.EINVAL, f"{INTRS_C}:751")
+            raise Errno(errno.EINVAL, cite(INTRS_C, 751))
         if count:
             cur.signal()
         else:
@@ -229,13 +229,13 @@ def vfio_pci_set_ctx_trigger_single(k: ModelKernel, vdev: VfioPciCoreDevice, whi
         return
     if flags & uv.VFIO_IRQ_SET_DATA_BOOL:
         if not count:
-            raise Errno(errno.EINVAL, f"{INTRS_C}:763")
+            raise Errno(errno.EINVAL, cite(INTRS_C, 763))
         if data[0] and cur is not None:
             cur.signal()
         return
     if flags & uv.VFIO_IRQ_SET_DATA_EVENTFD:
         if not count:
-            raise Errno(errno.EINVAL, f"{INTRS_C}:781")
+            raise Errno(errno.EINVAL, cite(INTRS_C, 781))
         fd = _s32(data, 0)
         if fd == -1:
             setattr(vdev, which, None)
@@ -243,14 +243,14 @@ def vfio_pci_set_ctx_trigger_single(k: ModelKernel, vdev: VfioPciCoreDevice, whi
         if fd >= 0:
             setattr(vdev, which, eventfd_ctx_fdget(k, fd))
             return
-    raise Errno(errno.EINVAL, f"{INTRS_C}:804")
+    raise Errno(errno.EINVAL, cite(INTRS_C, 804))
 
 
 def vfio_pci_set_err_trigger(k: ModelKernel, vdev: VfioPciCoreDevice, index: int, start: int, count: int,
                              flags: int, data: bytes) -> None:
     """:807-816."""
     if index != uv.VFIO_PCI_ERR_IRQ_INDEX or start != 0 or count > 1:
-        raise Errno(errno.EINVAL, f"{INTRS_C}:812")
+        raise Errno(errno.EINVAL, cite(INTRS_C, 812))
     vfio_pci_set_ctx_trigger_single(k, vdev, "err_trigger", count, flags, data)
 
 
@@ -258,7 +258,7 @@ def vfio_pci_set_req_trigger(k: ModelKernel, vdev: VfioPciCoreDevice, index: int
                              flags: int, data: bytes) -> None:
     """:818-827."""
     if index != uv.VFIO_PCI_REQ_IRQ_INDEX or start != 0 or count > 1:
-        raise Errno(errno.EINVAL, f"{INTRS_C}:823")
+        raise Errno(errno.EINVAL, cite(INTRS_C, 823))
     vfio_pci_set_ctx_trigger_single(k, vdev, "req_trigger", count, flags, data)
 
 
@@ -283,6 +283,6 @@ def vfio_pci_set_irqs_ioctl(k: ModelKernel, vdev: VfioPciCoreDevice, flags: int,
     elif index == uv.VFIO_PCI_REQ_IRQ_INDEX and action == uv.VFIO_IRQ_SET_ACTION_TRIGGER:
         func = vfio_pci_set_req_trigger
     if func is None:
-        raise Errno(errno.ENOTTY, f"{INTRS_C}:881")
+        raise Errno(errno.ENOTTY, cite(INTRS_C, 881))
     func(k, vdev, index, start, count, flags, data)
     return 0

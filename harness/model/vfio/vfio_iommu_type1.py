@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ...uapi import vfio as uv
-from ..errors import Errno
-from ..gates import TYPE1_NESTING_REMOVED, TYPE1_OVERFLOW_EOVERFLOW, at
+from ..errors import Errno, cite
+from ..gates import TYPE1_NESTING_REMOVED, TYPE1_OVERFLOW_EOVERFLOW
 from ..kernel import ModelKernel
 from .container import VfioIommuDriver
 from .vfio_main import (
@@ -190,7 +190,7 @@ def vfio_iommu_resv_exclude(iova: list[list[int]], resv: list[tuple[int, int]]) 
                 new.append([end + 1, n[1]])
             iova[i : i + 1] = new
     if not iova:
-        raise Errno(errno.EINVAL, f"{TYPE1_C}:2082")
+        raise Errno(errno.EINVAL, cite(TYPE1_C, 2082))
 
 
 def vfio_iommu_iova_dma_valid(iommu: VfioIommu, start: int, end: int) -> bool:
@@ -228,29 +228,29 @@ def vfio_iommu_type1_attach_group(k: ModelKernel, iommu: VfioIommu, group: VfioG
     from ..iommu.iommu import IOMMU_CAP_ENFORCE_CACHE_COHERENCY, dev_iommu_ops
 
     if iommu.vaddr_invalid_count:
-        raise Errno(errno.EBUSY, f"{TYPE1_C}:2162")
+        raise Errno(errno.EBUSY, cite(TYPE1_C, 2162))
     if any(group in d.groups for d in iommu.domain_list):
-        raise Errno(errno.EINVAL, f"{TYPE1_C}:2167")
+        raise Errno(errno.EINVAL, cite(TYPE1_C, 2167))
     devs = _group_pci_devs(k, group)
     dev = devs[0] if devs else None
     ops = dev_iommu_ops(k, dev)
     hw = getattr(ops, "hw", k.facts.iommu)
     if iommu.nesting:
         # iommu_enable_nesting(): no enable_nesting op in this IOMMU driver
-        raise Errno(errno.EINVAL, "drivers/iommu/iommu.c:2736")
+        raise Errno(errno.EINVAL, cite("drivers/iommu/iommu.c", 2736))
     domain = VfioDomain(ops, False, hw.aperture_start, hw.aperture_last, hw.pgsize_bitmap)
     if vfio_iommu_aper_conflict(iommu, domain.aperture_start, domain.aperture_end):
-        raise Errno(errno.EINVAL, f"{TYPE1_C}:2219")
+        raise Errno(errno.EINVAL, cite(TYPE1_C, 2219))
     resv = _group_resv_regions(k, group)
     if any(iommu.find_dma(s, e - s + 1) for s, e in resv):
-        raise Errno(errno.EINVAL, f"{TYPE1_C}:2228")
+        raise Errno(errno.EINVAL, cite(TYPE1_C, 2228))
     iova_copy = [list(n) for n in iommu.iova_list]
     vfio_iommu_aper_resize(iova_copy, domain.aperture_start, domain.aperture_end)
     vfio_iommu_resv_exclude(iova_copy, resv)
     # iommu_group_has_isolated_msi(): interrupt remapping isolates MSIs;
     # allow_unsafe_interrupts stays at its default (N).
     if "IRQ_REMAP" not in k.facts.config:
-        raise Errno(errno.EPERM, f"{TYPE1_C}:2259")
+        raise Errno(errno.EPERM, cite(TYPE1_C, 2259))
     domain.enforce_cache_coherency = dev is not None and ops.capable(dev, IOMMU_CAP_ENFORCE_CACHE_COHERENCY)
     domain.groups.append(group)
     for d in iommu.domain_list:
@@ -270,7 +270,7 @@ def vfio_iommu_replay(k: ModelKernel, iommu: VfioIommu) -> None:
     pins what was mapped while there was none."""
     for dma in iommu.dma_list:
         if not dma.iommu_mapped and not k.mm.is_mapped(dma.vaddr, dma.size):
-            raise Errno(errno.EFAULT, f"{TYPE1_C}:1725")
+            raise Errno(errno.EFAULT, cite(TYPE1_C, 1729))
     for dma in iommu.dma_list:
         dma.iommu_mapped = True
 
@@ -334,7 +334,7 @@ def verify_bitmap_size(npages: int, bitmap_size: int) -> None:
     """:1232-1239."""
     if not npages or not bitmap_size or bitmap_size > DIRTY_BITMAP_SIZE_MAX or \
             bitmap_size < DIRTY_BITMAP_BYTES(npages):
-        raise Errno(errno.EINVAL, f"{TYPE1_C}:1236")
+        raise Errno(errno.EINVAL, cite(TYPE1_C, 1236))
 
 
 def update_user_bitmap(k: ModelKernel, bitmap: int, iommu: VfioIommu, dma: VfioDma, base_iova: int,
@@ -352,10 +352,10 @@ def update_user_bitmap(k: ModelKernel, bitmap: int, iommu: VfioIommu, dma: VfioD
         bits |= (1 << nbits) - 1
     if shift:
         bits <<= shift
-        raw = copy_from_user(k, bitmap + copy_offset * 8, 8, f"{TYPE1_C}:1174")
+        raw = copy_from_user(k, bitmap + copy_offset * 8, 8, cite(TYPE1_C, 1174))
         bits |= int.from_bytes(raw, "little") & ((1 << shift) - 1)
     nbytes = DIRTY_BITMAP_BYTES(nbits + shift)
-    copy_to_user(k, bitmap + copy_offset * 8, bits.to_bytes(nbytes, "little"), f"{TYPE1_C}:1181")
+    copy_to_user(k, bitmap + copy_offset * 8, bits.to_bytes(nbytes, "little"), cite(TYPE1_C, 1181))
 
 
 def vfio_iova_dirty_bitmap(k: ModelKernel, bitmap: int, iommu: VfioIommu, iova: int, size: int,
@@ -363,10 +363,10 @@ def vfio_iova_dirty_bitmap(k: ModelKernel, bitmap: int, iommu: VfioIommu, iova: 
     """:1186-1230: the range must not bisect a mapping."""
     dma = iommu.find_dma(iova, 1)
     if dma is not None and dma.iova != iova:
-        raise Errno(errno.EINVAL, f"{TYPE1_C}:1202")
+        raise Errno(errno.EINVAL, cite(TYPE1_C, 1202))
     dma = iommu.find_dma(iova + size - 1, 0)
     if dma is not None and dma.iova + dma.size != iova + size:
-        raise Errno(errno.EINVAL, f"{TYPE1_C}:1206")
+        raise Errno(errno.EINVAL, cite(TYPE1_C, 1206))
     for dma in list(iommu.dma_list):
         if dma.iova < iova:
             continue
@@ -384,38 +384,38 @@ def vfio_dma_do_map(k: ModelKernel, iommu: VfioIommu, map_: uv.vfio_iommu_type1_
     iova, vaddr, size = map_.iova, map_.vaddr, map_.size
     if k.since(TYPE1_OVERFLOW_EOVERFLOW):
         if not size:
-            raise Errno(errno.EINVAL, at(TYPE1_C, 1698))
+            raise Errno(errno.EINVAL, cite(TYPE1_C, 1698, "7.2"))
         if iova + size - 1 > U64_MAX or vaddr + size - 1 > U64_MAX:
-            raise Errno(errno.EOVERFLOW, at(TYPE1_C, 1702))
+            raise Errno(errno.EOVERFLOW, cite(TYPE1_C, 1702, "7.2"))
     prot = 0
     if map_.flags & uv.VFIO_DMA_MAP_FLAG_WRITE:
         prot |= IOMMU_WRITE
     if map_.flags & uv.VFIO_DMA_MAP_FLAG_READ:
         prot |= IOMMU_READ
     if (prot and set_vaddr) or (not prot and not set_vaddr):
-        raise Errno(errno.EINVAL, f"{TYPE1_C}:1570")
+        raise Errno(errno.EINVAL, cite(TYPE1_C, 1570))
     pgsize = 1 << _ffs(iommu.pgsize_bitmap)
     if not size or (size | iova | vaddr) & (pgsize - 1):
-        raise Errno(errno.EINVAL, f"{TYPE1_C}:1579")
+        raise Errno(errno.EINVAL, cite(TYPE1_C, 1579))
     # 6.12 reports a wrapping range as EINVAL (gate TYPE1_OVERFLOW_EOVERFLOW)
     if iova + size - 1 > U64_MAX or vaddr + size - 1 > U64_MAX:
-        raise Errno(errno.EINVAL, f"{TYPE1_C}:1585")
+        raise Errno(errno.EINVAL, cite(TYPE1_C, 1585))
     dma = iommu.find_dma(iova, size)
     if set_vaddr:
         if dma is None:
-            raise Errno(errno.ENOENT, f"{TYPE1_C}:1592")
+            raise Errno(errno.ENOENT, cite(TYPE1_C, 1592))
         if not dma.vaddr_invalid or dma.iova != iova or dma.size != size:
-            raise Errno(errno.EINVAL, f"{TYPE1_C}:1595")
+            raise Errno(errno.EINVAL, cite(TYPE1_C, 1595))
         dma.vaddr = vaddr
         dma.vaddr_invalid = False
         iommu.vaddr_invalid_count -= 1
         return
     if dma is not None:
-        raise Errno(errno.EEXIST, f"{TYPE1_C}:1606")
+        raise Errno(errno.EEXIST, cite(TYPE1_C, 1606))
     if not iommu.dma_avail:
-        raise Errno(errno.ENOSPC, f"{TYPE1_C}:1611")
+        raise Errno(errno.ENOSPC, cite(TYPE1_C, 1611))
     if not vfio_iommu_iova_dma_valid(iommu, iova, iova + size - 1):
-        raise Errno(errno.EINVAL, f"{TYPE1_C}:1616")
+        raise Errno(errno.EINVAL, cite(TYPE1_C, 1616))
     iommu.dma_avail -= 1
     dma = VfioDma(iova, vaddr, size, prot)
     iommu.link_dma(dma)
@@ -425,11 +425,11 @@ def vfio_dma_do_map(k: ModelKernel, iommu: VfioIommu, map_: uv.vfio_iommu_type1_
         dma.iommu_mapped = True
         if not k.mm.is_mapped(vaddr, size):
             vfio_remove_dma(iommu, dma)
-            raise Errno(errno.EFAULT, f"{TYPE1_C}:563")
+            raise Errno(errno.EFAULT, cite(TYPE1_C, 563))
     if iommu.dirty_page_tracking:
         if size // pgsize > DIRTY_BITMAP_PAGES_MAX:
             vfio_remove_dma(iommu, dma)
-            raise Errno(errno.EINVAL, f"{TYPE1_C}:239")
+            raise Errno(errno.EINVAL, cite(TYPE1_C, 239))
         dma.bitmap = 0
 
 
@@ -443,28 +443,28 @@ def vfio_dma_do_unmap(k: ModelKernel, iommu: VfioIommu, unmap: uv.vfio_iommu_typ
     try:
         pgsize = 1 << _ffs(iommu.pgsize_bitmap)
         if iova & (pgsize - 1):
-            raise Errno(errno.EINVAL, f"{TYPE1_C}:1296")
+            raise Errno(errno.EINVAL, cite(TYPE1_C, 1296))
         if unmap_all:
             if iova or size:
-                raise Errno(errno.EINVAL, f"{TYPE1_C}:1300")
+                raise Errno(errno.EINVAL, cite(TYPE1_C, 1300))
             size = U64_MAX
         elif k.since(TYPE1_OVERFLOW_EOVERFLOW):
             if not size or size & (pgsize - 1):
-                raise Errno(errno.EINVAL, at(TYPE1_C, 1431))
+                raise Errno(errno.EINVAL, cite(TYPE1_C, 1431, "7.2"))
             if iova + size - 1 > U64_MAX:
-                raise Errno(errno.EOVERFLOW, at(TYPE1_C, 1434))
+                raise Errno(errno.EOVERFLOW, cite(TYPE1_C, 1434, "7.2"))
         elif not size or size & (pgsize - 1) or iova + size - 1 > U64_MAX or size > SIZE_MAX:
-            raise Errno(errno.EINVAL, f"{TYPE1_C}:1304")
+            raise Errno(errno.EINVAL, cite(TYPE1_C, 1304))
         if unmap.flags & uv.VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP and (
                 not iommu.dirty_page_tracking or bitmap.pgsize != pgsize):
-            raise Errno(errno.EINVAL, f"{TYPE1_C}:1310")
+            raise Errno(errno.EINVAL, cite(TYPE1_C, 1310))
         if iommu.v2 and not unmap_all:
             dma = iommu.find_dma(iova, 1)
             if dma is not None and dma.iova != iova:
-                raise Errno(errno.EINVAL, f"{TYPE1_C}:1349")
+                raise Errno(errno.EINVAL, cite(TYPE1_C, 1349))
             dma = iommu.find_dma(iova + size - 1, 0)
             if dma is not None and dma.iova + dma.size != iova + size:
-                raise Errno(errno.EINVAL, f"{TYPE1_C}:1353")
+                raise Errno(errno.EINVAL, cite(TYPE1_C, 1353))
         first = iommu.first_index(iova, size)
         if first is None:
             return
@@ -481,7 +481,7 @@ def vfio_dma_do_unmap(k: ModelKernel, iommu: VfioIommu, unmap: uv.vfio_iommu_typ
                         d.vaddr_invalid = False
                         iommu.vaddr_invalid_count -= 1
                     unmapped = 0
-                    raise Errno(errno.EINVAL, f"{TYPE1_C}:1377")
+                    raise Errno(errno.EINVAL, cite(TYPE1_C, 1377))
                 dma.vaddr_invalid = True
                 iommu.vaddr_invalid_count += 1
                 victims.append(dma)
@@ -501,9 +501,9 @@ def vfio_iommu_type1_get_info(k: ModelKernel, iommu: VfioIommu, arg: int) -> int
     """:2756-2813: capabilities MIGRATION, DMA_AVAIL, IOVA_RANGE; when argsz is too
     small the needed size goes back in argsz and nothing of the chain is written."""
     minsz = offsetofend(uv.vfio_iommu_type1_info, "iova_pgsizes")
-    info = get_struct(k, uv.vfio_iommu_type1_info, arg, minsz, f"{TYPE1_C}:2767")
+    info = get_struct(k, uv.vfio_iommu_type1_info, arg, minsz, cite(TYPE1_C, 2767))
     if info.argsz < minsz:
-        raise Errno(errno.EINVAL, f"{TYPE1_C}:2770")
+        raise Errno(errno.EINVAL, cite(TYPE1_C, 2770))
     minsz = min(info.argsz, ctypes.sizeof(info))
     info.flags = uv.VFIO_IOMMU_INFO_PGSIZES
     info.iova_pgsizes = iommu.pgsize_bitmap
@@ -530,7 +530,7 @@ def vfio_iommu_type1_get_info(k: ModelKernel, iommu: VfioIommu, arg: int) -> int
             caps.buf[pos : pos + range_size] = bytes(r)
     # Only the first minsz bytes come from the user: cap_offset starts 0 (vfio_iommu_type1.c:2759).
     caps.copy_to_info(k, info, arg, uv.VFIO_IOMMU_INFO_CAPS, f"{TYPE1_C}:2803")
-    put_struct(k, info, arg, minsz, f"{TYPE1_C}:2812")
+    put_struct(k, info, arg, minsz, cite(TYPE1_C, 2812))
     return 0
 
 
@@ -538,9 +538,9 @@ def vfio_iommu_type1_map_dma(k: ModelKernel, iommu: VfioIommu, arg: int) -> int:
     """:2815-2832."""
     mask = uv.VFIO_DMA_MAP_FLAG_READ | uv.VFIO_DMA_MAP_FLAG_WRITE | uv.VFIO_DMA_MAP_FLAG_VADDR
     minsz = offsetofend(uv.vfio_iommu_type1_dma_map, "size")
-    map_ = get_struct(k, uv.vfio_iommu_type1_dma_map, arg, minsz, f"{TYPE1_C}:2826")
+    map_ = get_struct(k, uv.vfio_iommu_type1_dma_map, arg, minsz, cite(TYPE1_C, 2826))
     if map_.argsz < minsz or map_.flags & ~mask:
-        raise Errno(errno.EINVAL, f"{TYPE1_C}:2829")
+        raise Errno(errno.EINVAL, cite(TYPE1_C, 2829))
     vfio_dma_do_map(k, iommu, map_)
     return 0
 
@@ -549,43 +549,43 @@ def vfio_iommu_type1_unmap_dma(k: ModelKernel, iommu: VfioIommu, arg: int) -> in
     """:2834-2885: the unmapped size is written back only on success."""
     mask = uv.VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP | uv.VFIO_DMA_UNMAP_FLAG_VADDR | uv.VFIO_DMA_UNMAP_FLAG_ALL
     minsz = offsetofend(uv.vfio_iommu_type1_dma_unmap, "size")
-    unmap = get_struct(k, uv.vfio_iommu_type1_dma_unmap, arg, minsz, f"{TYPE1_C}:2848")
+    unmap = get_struct(k, uv.vfio_iommu_type1_dma_unmap, arg, minsz, cite(TYPE1_C, 2848))
     bitmap = uv.vfio_bitmap()
     if unmap.argsz < minsz or unmap.flags & ~mask:
-        raise Errno(errno.EINVAL, f"{TYPE1_C}:2851")
+        raise Errno(errno.EINVAL, cite(TYPE1_C, 2851))
     if unmap.flags & uv.VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP and unmap.flags & (
             uv.VFIO_DMA_UNMAP_FLAG_ALL | uv.VFIO_DMA_UNMAP_FLAG_VADDR):
-        raise Errno(errno.EINVAL, f"{TYPE1_C}:2856")
+        raise Errno(errno.EINVAL, cite(TYPE1_C, 2856))
     if unmap.flags & uv.VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP:
         if unmap.argsz < minsz + ctypes.sizeof(bitmap):
-            raise Errno(errno.EINVAL, f"{TYPE1_C}:2862")
-        bitmap = get_struct(k, uv.vfio_bitmap, arg + minsz, ctypes.sizeof(bitmap), f"{TYPE1_C}:2867")
+            raise Errno(errno.EINVAL, cite(TYPE1_C, 2862))
+        bitmap = get_struct(k, uv.vfio_bitmap, arg + minsz, ctypes.sizeof(bitmap), cite(TYPE1_C, 2867))
         if not access_ok(bitmap.data, bitmap.size):
-            raise Errno(errno.EINVAL, f"{TYPE1_C}:2870")
+            raise Errno(errno.EINVAL, cite(TYPE1_C, 2870))
         verify_bitmap_size(unmap.size >> _ffs(bitmap.pgsize), bitmap.size)
     vfio_dma_do_unmap(k, iommu, unmap, bitmap)
-    put_struct(k, unmap, arg, minsz, f"{TYPE1_C}:2883")
+    put_struct(k, unmap, arg, minsz, cite(TYPE1_C, 2883))
     return 0
 
 
 def vfio_iommu_type1_dirty_pages(k: ModelKernel, iommu: VfioIommu, arg: int) -> int:
     """:2887-2989."""
     if not iommu.v2:
-        raise Errno(errno.EACCES, f"{TYPE1_C}:2898")
+        raise Errno(errno.EACCES, cite(TYPE1_C, 2898))
     mask = (uv.VFIO_IOMMU_DIRTY_PAGES_FLAG_START | uv.VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP
             | uv.VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP)
     minsz = offsetofend(uv.vfio_iommu_type1_dirty_bitmap, "flags")
-    dirty = get_struct(k, uv.vfio_iommu_type1_dirty_bitmap, arg, minsz, f"{TYPE1_C}:2903")
+    dirty = get_struct(k, uv.vfio_iommu_type1_dirty_bitmap, arg, minsz, cite(TYPE1_C, 2903))
     if dirty.argsz < minsz or dirty.flags & ~mask:
-        raise Errno(errno.EINVAL, f"{TYPE1_C}:2906")
+        raise Errno(errno.EINVAL, cite(TYPE1_C, 2906))
     # _ffs(0) and __fls(0) are undefined; with no flag the checks below all fail
     if dirty.flags & (dirty.flags - 1):
-        raise Errno(errno.EINVAL, f"{TYPE1_C}:2910")
+        raise Errno(errno.EINVAL, cite(TYPE1_C, 2910))
     if dirty.flags & uv.VFIO_IOMMU_DIRTY_PAGES_FLAG_START:
         pgsize = 1 << _ffs(iommu.pgsize_bitmap)
         if not iommu.dirty_page_tracking:
             if any(d.size // pgsize > DIRTY_BITMAP_PAGES_MAX for d in iommu.dma_list):
-                raise Errno(errno.EINVAL, f"{TYPE1_C}:239")
+                raise Errno(errno.EINVAL, cite(TYPE1_C, 239))
             for d in iommu.dma_list:
                 d.bitmap = 0
             iommu.dirty_page_tracking = True
@@ -600,30 +600,30 @@ def vfio_iommu_type1_dirty_pages(k: ModelKernel, iommu: VfioIommu, arg: int) -> 
         data_size = dirty.argsz - minsz
         rng_size = ctypes.sizeof(uv.vfio_iommu_type1_dirty_bitmap_get)
         if not data_size or data_size < rng_size:
-            raise Errno(errno.EINVAL, f"{TYPE1_C}:2939")
-        rng = get_struct(k, uv.vfio_iommu_type1_dirty_bitmap_get, arg + minsz, rng_size, f"{TYPE1_C}:2943")
+            raise Errno(errno.EINVAL, cite(TYPE1_C, 2939))
+        rng = get_struct(k, uv.vfio_iommu_type1_dirty_bitmap_get, arg + minsz, rng_size, cite(TYPE1_C, 2943))
         if k.since(TYPE1_OVERFLOW_EOVERFLOW):
             if not rng.size:
-                raise Errno(errno.EINVAL, at(TYPE1_C, 3033))
+                raise Errno(errno.EINVAL, cite(TYPE1_C, 3033, "7.2"))
             if rng.iova + rng.size - 1 > U64_MAX:
-                raise Errno(errno.EOVERFLOW, at(TYPE1_C, 3036))
+                raise Errno(errno.EOVERFLOW, cite(TYPE1_C, 3036, "7.2"))
         elif rng.iova + rng.size > U64_MAX:
-            raise Errno(errno.EINVAL, f"{TYPE1_C}:2946")
+            raise Errno(errno.EINVAL, cite(TYPE1_C, 2946))
         if not access_ok(rng.bitmap.data, rng.bitmap.size):
-            raise Errno(errno.EINVAL, f"{TYPE1_C}:2949")
+            raise Errno(errno.EINVAL, cite(TYPE1_C, 2949))
         verify_bitmap_size(rng.size >> _ffs(rng.bitmap.pgsize), rng.bitmap.size)
         iommu_pgsize = 1 << _ffs(iommu.pgsize_bitmap)
         if rng.bitmap.pgsize != iommu_pgsize:
-            raise Errno(errno.EINVAL, f"{TYPE1_C}:2963")
+            raise Errno(errno.EINVAL, cite(TYPE1_C, 2963))
         if rng.iova & (iommu_pgsize - 1):
-            raise Errno(errno.EINVAL, f"{TYPE1_C}:2967")
+            raise Errno(errno.EINVAL, cite(TYPE1_C, 2967))
         if not rng.size or rng.size & (iommu_pgsize - 1):
-            raise Errno(errno.EINVAL, f"{TYPE1_C}:2971")
+            raise Errno(errno.EINVAL, cite(TYPE1_C, 2971))
         if not iommu.dirty_page_tracking:
-            raise Errno(errno.EINVAL, f"{TYPE1_C}:2981")
+            raise Errno(errno.EINVAL, cite(TYPE1_C, 2981))
         vfio_iova_dirty_bitmap(k, rng.bitmap.data, iommu, rng.iova, rng.size, rng.bitmap.pgsize)
         return 0
-    raise Errno(errno.EINVAL, f"{TYPE1_C}:2988")
+    raise Errno(errno.EINVAL, cite(TYPE1_C, 2988))
 
 
 def vfio_iommu_type1_check_extension(k: ModelKernel, iommu: VfioIommu | None, arg: int) -> int:
@@ -658,7 +658,7 @@ class VfioIommuType1Driver(VfioIommuDriver):
             return VfioIommu(v2=True, nesting=not k.since(TYPE1_NESTING_REMOVED))
         if arg == uv.VFIO_TYPE1v2_IOMMU:
             return VfioIommu(v2=True, nesting=False)
-        raise Errno(errno.EINVAL, f"{TYPE1_C}:2559")
+        raise Errno(errno.EINVAL, cite(TYPE1_C, 2559))
 
     def release(self, k: ModelKernel, data: Any) -> None:
         """:2589-2613."""
@@ -685,4 +685,4 @@ class VfioIommuType1Driver(VfioIommuDriver):
             return vfio_iommu_type1_unmap_dma(k, iommu, arg)
         if cmd == uv.VFIO_IOMMU_DIRTY_PAGES:
             return vfio_iommu_type1_dirty_pages(k, iommu, arg)
-        raise Errno(errno.ENOTTY, f"{TYPE1_C}:3008")
+        raise Errno(errno.ENOTTY, cite(TYPE1_C, 3008))

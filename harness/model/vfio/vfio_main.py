@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ...backends.base import IommuHw
 from ...uapi import vfio as uv
-from ..errors import Errno
+from ..errors import Errno, cite
 from ..kernel import File, ModelKernel
 
 if TYPE_CHECKING:
@@ -199,10 +199,10 @@ class VfioDevice:
         pass
 
     def ioctl(self, k: ModelKernel, df: VfioDeviceFile, cmd: int, arg: int) -> int:
-        raise Errno(errno.EINVAL, f"{MAIN_C}:1307")
+        raise Errno(errno.EINVAL, cite(MAIN_C, 1307))
 
     def device_feature(self, k: ModelKernel, flags: int, arg: int, argsz: int) -> int:
-        raise Errno(errno.ENOTTY, f"{MAIN_C}:1261")
+        raise Errno(errno.ENOTTY, cite(MAIN_C, 1261))
 
     def match(self, k: ModelKernel, buf: str) -> int:
         """ops->match, or the name compare when there is none (group.c:41-43)."""
@@ -282,7 +282,7 @@ def vfio_register_group_dev(k: ModelKernel, device: VfioDevice) -> None:
     group_c.vfio_device_set_group(k, device)
     if not dev_iommu_ops(k, device).capable(device, IOMMU_CAP_CACHE_COHERENCY):
         group_c.vfio_device_remove_group(k, device)
-        raise Errno(errno.EINVAL, f"{MAIN_C}:346")
+        raise Errno(errno.EINVAL, cite(MAIN_C, 346))
     device.refcount = 1
     vfio_state(k).devices[device.bdf] = device  # vfio_device_add(): the cdev appears
     device.dev.fn.cdev = device.cdev_name
@@ -332,12 +332,12 @@ class VfioDeviceFile(File):
 
     def read(self, k: ModelKernel, length: int) -> bytes:
         if not self.access_granted:
-            raise Errno(errno.EINVAL, f"{MAIN_C}:1325")
+            raise Errno(errno.EINVAL, cite(MAIN_C, 1325))
         return super().read(k, length)
 
     def write(self, k: ModelKernel, data: bytes) -> int:
         if not self.access_granted:
-            raise Errno(errno.EINVAL, f"{MAIN_C}:1342")
+            raise Errno(errno.EINVAL, cite(MAIN_C, 1342))
         return super().write(k, data)
 
     def release(self, k: ModelKernel) -> None:
@@ -386,7 +386,7 @@ def vfio_df_open(k: ModelKernel, df: VfioDeviceFile) -> None:
     """vfio_main.c:562-584: only the group path may open a device twice."""
     device = df.device
     if device.open_count != 0 and df.group is None:
-        raise Errno(errno.EINVAL, f"{MAIN_C}:574")
+        raise Errno(errno.EINVAL, cite(MAIN_C, 574))
     device.open_count += 1
     if device.open_count == 1:
         try:
@@ -414,7 +414,7 @@ def vfio_device_fops_unl_ioctl(k: ModelKernel, df: VfioDeviceFile, cmd: int, arg
     if cmd == uv.VFIO_DEVICE_BIND_IOMMUFD:
         return device_cdev.vfio_df_ioctl_bind_iommufd(k, df, arg)
     if not df.access_granted:
-        raise Errno(errno.EINVAL, f"{MAIN_C}:1281")
+        raise Errno(errno.EINVAL, cite(MAIN_C, 1281))
     device.pm_runtime_get(k)
     if "VFIO_DEVICE_CDEV" in k.facts.config and df.group is None:
         if cmd == uv.VFIO_DEVICE_ATTACH_IOMMUFD_PT:
@@ -431,13 +431,13 @@ def vfio_device_fops_unl_ioctl(k: ModelKernel, df: VfioDeviceFile, cmd: int, arg
 def vfio_check_feature(flags: int, argsz: int, supported_ops: int, minsz: int) -> int:
     """include/linux/vfio.h:249-263: 1 to do the GET/SET, 0 for a PROBE."""
     if (flags & (uv.VFIO_DEVICE_FEATURE_GET | uv.VFIO_DEVICE_FEATURE_SET)) & ~supported_ops:
-        raise Errno(errno.EINVAL, f"{VFIO_H}:254")
+        raise Errno(errno.EINVAL, cite(VFIO_H, 254))
     if flags & uv.VFIO_DEVICE_FEATURE_PROBE:
         return 0
     if not flags & (uv.VFIO_DEVICE_FEATURE_GET | uv.VFIO_DEVICE_FEATURE_SET):
-        raise Errno(errno.EINVAL, f"{VFIO_H}:259")
+        raise Errno(errno.EINVAL, cite(VFIO_H, 259))
     if argsz < minsz:
-        raise Errno(errno.EINVAL, f"{VFIO_H}:261")
+        raise Errno(errno.EINVAL, cite(VFIO_H, 261))
     return 1
 
 
@@ -455,16 +455,16 @@ _CORE_FEATURES = {
 def vfio_ioctl_device_feature(k: ModelKernel, device: VfioDevice, arg: int) -> int:
     """vfio_main.c:1210-1266."""
     minsz = offsetofend(uv.vfio_device_feature, "flags")
-    feature = get_struct(k, uv.vfio_device_feature, arg, minsz, f"{MAIN_C}:1217")
+    feature = get_struct(k, uv.vfio_device_feature, arg, minsz, cite(MAIN_C, 1217))
     if feature.argsz < minsz:
-        raise Errno(errno.EINVAL, f"{MAIN_C}:1220")
+        raise Errno(errno.EINVAL, cite(MAIN_C, 1220))
     known = (uv.VFIO_DEVICE_FEATURE_MASK | uv.VFIO_DEVICE_FEATURE_SET | uv.VFIO_DEVICE_FEATURE_GET
              | uv.VFIO_DEVICE_FEATURE_PROBE)
     if feature.flags & ~known:
-        raise Errno(errno.EINVAL, f"{MAIN_C}:1226")
+        raise Errno(errno.EINVAL, cite(MAIN_C, 1226))
     if (not feature.flags & uv.VFIO_DEVICE_FEATURE_PROBE and feature.flags & uv.VFIO_DEVICE_FEATURE_SET
             and feature.flags & uv.VFIO_DEVICE_FEATURE_GET):
-        raise Errno(errno.EINVAL, f"{MAIN_C}:1232")
+        raise Errno(errno.EINVAL, cite(MAIN_C, 1232))
     which = feature.flags & uv.VFIO_DEVICE_FEATURE_MASK
     data = arg + minsz
     argsz = feature.argsz - minsz
@@ -482,9 +482,9 @@ def vfio_set_irqs_validate_and_prepare(hdr: uv.vfio_irq_set, num_irqs: int, max_
     known = uv.VFIO_IRQ_SET_DATA_TYPE_MASK | uv.VFIO_IRQ_SET_ACTION_TYPE_MASK
     if (hdr.argsz < minsz or hdr.index >= max_irq_type or hdr.count >= U32_MAX - hdr.start
             or hdr.flags & ~known):
-        raise Errno(errno.EINVAL, f"{MAIN_C}:1547")
+        raise Errno(errno.EINVAL, cite(MAIN_C, 1547))
     if hdr.start >= num_irqs or hdr.start + hdr.count > num_irqs:
-        raise Errno(errno.EINVAL, f"{MAIN_C}:1553")
+        raise Errno(errno.EINVAL, cite(MAIN_C, 1553))
     data_type = hdr.flags & uv.VFIO_IRQ_SET_DATA_TYPE_MASK
     if data_type == uv.VFIO_IRQ_SET_DATA_NONE:
         size = 0
@@ -493,9 +493,9 @@ def vfio_set_irqs_validate_and_prepare(hdr: uv.vfio_irq_set, num_irqs: int, max_
     elif data_type == uv.VFIO_IRQ_SET_DATA_EVENTFD:
         size = 4
     else:
-        raise Errno(errno.EINVAL, f"{MAIN_C}:1566")
+        raise Errno(errno.EINVAL, cite(MAIN_C, 1566))
     if size and hdr.argsz - minsz < hdr.count * size:
-        raise Errno(errno.EINVAL, f"{MAIN_C}:1571")
+        raise Errno(errno.EINVAL, cite(MAIN_C, 1571))
     return hdr.count * size
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 import re
 
-from ..errors import Errno
+from ..errors import Errno, cite
 from ..kernel import ModelKernel, sysfs_store
 from ..lib.kstrtox import kstrtobool
 from ..pci.pci import PciDev, PciDriver, pci_core
@@ -42,7 +42,7 @@ class VfioPciDriver(PciDriver):
     def probe(self, k: ModelKernel, pdev: PciDev) -> None:
         """vfio_pci_probe() (vfio_pci.c:149-171)."""
         if pdev.fn.vendor == PCI_VENDOR_ID_INTEL and pdev.fn.device in _DENYLIST and not self.disable_denylist:
-            raise Errno(errno.EINVAL, f"{VFIO_PCI_C}:155")
+            raise Errno(errno.EINVAL, cite(VFIO_PCI_C, 155))
         vdev = VfioPciCoreDevice(k, pdev)
         pdev.drvdata = vdev
         vfio_pci_core_register_device(k, vdev)
@@ -57,7 +57,7 @@ class VfioPciDriver(PciDriver):
         """vfio_pci_sriov_configure() (vfio_pci.c:181-189): ENOENT while
         enable_sriov is N, disabling included."""
         if not self.enable_sriov:
-            raise Errno(errno.ENOENT, f"{VFIO_PCI_C}:186")
+            raise Errno(errno.ENOENT, cite(VFIO_PCI_C, 186))
         vdev = pdev.drvdata
         assert isinstance(vdev, VfioPciCoreDevice)
         return vfio_pci_core_sriov_configure(k, vdev, nr_virtfn)

@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ....backends.base import IommuHw
 from ....uapi import iommufd as u
-from ...errors import Errno
-from ...gates import at
+from ...errors import Errno, cite
 from ..iommu import (
     IOMMU_CAP_CACHE_COHERENCY,
     IOMMU_CAP_DEFERRED_FLUSH,
@@ -31,6 +30,8 @@ if TYPE_CHECKING:
 def _ecap_sc_support(ecap: int) -> bool:
     """intel/iommu.h: ecap_sc_support(e) = (e >> 7) & 1."""
     return bool((ecap >> 7) & 1)
+
+INTEL_C = "drivers/iommu/intel/iommu.c"
 
 
 def _ecap_nest(ecap: int) -> bool:
@@ -57,7 +58,7 @@ class HwDomain(IommuDomain):
         readable or writable or it is refused (1821-1822).  Only the VFIO compat layer
         maps without either (IOMMU_IOAS_MAP refuses that itself, ioas.c:216-218)."""
         if not iommu_prot & (IOMMU_READ | IOMMU_WRITE):
-            raise Errno(errno.EINVAL, "drivers/iommu/intel/iommu.c:1821-1822")
+            raise Errno(errno.EINVAL, cite(INTEL_C, "1821-1822"))
 
     def enforce_cache_coherency(self) -> bool:
         """intel_iommu_enforce_cache_coherency(): only with snoop control."""
@@ -72,7 +73,7 @@ class HwDomain(IommuDomain):
     def read_and_clear_dirty(self, iova: int, size: int, flags: int, dirty: DirtyBitmap | None) -> Errno | None:
         # No device DMA happens in the model: nothing is ever dirty.
         if not self.tracking and dirty is not None:
-            return Errno(errno.EINVAL, "drivers/iommu/intel/iommu.c:intel_iommu_read_and_clear_dirty")
+            return Errno(errno.EINVAL, cite(INTEL_C, 4545))
         return None
 
 
@@ -104,7 +105,7 @@ class HwIommuOps(IommuOps):
         # intel_iommu_hw_info() (intel/iommu.c:4430-4446): struct iommu_hw_info_vtd; 7.2 refuses
         # an asked-for type other than its own (intel/iommu.c:3696-3698@7.2)
         if in_type not in (0, u.IOMMU_HW_INFO_TYPE_INTEL_VTD):
-            raise Errno(errno.EOPNOTSUPP, at("drivers/iommu/intel/iommu.c", 3698))
+            raise Errno(errno.EOPNOTSUPP, cite(INTEL_C, 3698, "7.2"))
         cap, ecap = self._regs(dev)
         return u.IOMMU_HW_INFO_TYPE_INTEL_VTD, struct.pack(
             "<IIQQ", u.IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17, 0, cap, ecap)
@@ -112,16 +113,15 @@ class HwIommuOps(IommuOps):
     def domain_alloc_user(self, k: ModelKernel, dev: Any, flags: int, parent: IommuDomain | None,
                           user_data: UserData | None) -> IommuDomain:
         # intel_iommu_domain_alloc_user() (intel/iommu.c:3598-3648)
-        where = "drivers/iommu/intel/iommu.c:"
         nested = _ecap_nest(self._regs(dev)[1])
         if parent is not None:
-            raise Errno(errno.EOPNOTSUPP, where + "3612")  # no VT-d S1 nesting modelled
+            raise Errno(errno.EOPNOTSUPP, cite(INTEL_C, 3612))  # no VT-d S1 nesting modelled
         if flags & ~(u.IOMMU_HWPT_ALLOC_NEST_PARENT | u.IOMMU_HWPT_ALLOC_DIRTY_TRACKING):
-            raise Errno(errno.EOPNOTSUPP, where + "3618")
+            raise Errno(errno.EOPNOTSUPP, cite(INTEL_C, 3618))
         if flags & u.IOMMU_HWPT_ALLOC_NEST_PARENT and not nested:
-            raise Errno(errno.EOPNOTSUPP, where + "3620")
+            raise Errno(errno.EOPNOTSUPP, cite(INTEL_C, 3620))
         if user_data is not None or (flags & u.IOMMU_HWPT_ALLOC_DIRTY_TRACKING and not self.hw.dirty_tracking):
-            raise Errno(errno.EOPNOTSUPP, where + "3622")
+            raise Errno(errno.EOPNOTSUPP, cite(INTEL_C, 3622))
         d = HwDomain(self, self.hw)
         d.sc_support = _ecap_sc_support(self._regs(dev)[1])
         d.nested_parent = bool(flags & u.IOMMU_HWPT_ALLOC_NEST_PARENT)
@@ -132,13 +132,13 @@ class HwIommuOps(IommuOps):
         # prepare_domain_attach_device() (intel/iommu.c:3659-3671)
         ecap = self._regs(dev)[1]
         if isinstance(domain, HwDomain) and domain.force_snooping and not _ecap_sc_support(ecap):
-            raise Errno(errno.EINVAL, "drivers/iommu/intel/iommu.c:3668")
+            raise Errno(errno.EINVAL, cite(INTEL_C, 3668))
         if domain.dirty_ops and not self.hw.dirty_tracking:
-            raise Errno(errno.EINVAL, "drivers/iommu/intel/iommu.c:3671")
+            raise Errno(errno.EINVAL, cite(INTEL_C, 3671))
 
     def resv_regions(self, dev: Any) -> list[tuple[int, int]]:
         return list(self.hw.reserved)
 
     def enable_iopf(self, dev: Any) -> None:
         # intel_iommu_enable_iopf(): the emulated devices have no ATS/PRI
-        raise Errno(errno.ENODEV, "drivers/iommu/intel/iommu.c:4196")
+        raise Errno(errno.ENODEV, cite(INTEL_C, 4196))
