@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.cases import case_schema, loader, macros
+from harness.cases import case_schema, loader, macros, steps
 
 jsonschema = pytest.importorskip("jsonschema")
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ def test_every_key_the_loader_accepts_is_in_the_schemas() -> None:
     assert set(fixture["properties"]) == loader._FIXTURE_KEYS
     assert set(macro["properties"]) == macros.MACRO_KEYS
     kinds = {next(iter(s["required"])): set(s["properties"]) for s in case["$defs"]["step"]["oneOf"] if "required" in s}
-    assert kinds == {k: loader.STEP_KEYS[k] | loader.COMMON_STEP_KEYS | {k} for k in loader.STEP_KINDS}
+    assert kinds == {k: steps.STEP_KEYS[k] | steps.COMMON_STEP_KEYS | {k} for k in steps.STEP_KINDS}
 
 
 def _validator(name: str) -> object:

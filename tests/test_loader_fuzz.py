@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.cases.case import Case, CaseError
-from harness.cases.loader import STEP_KEYS, STEP_KINDS, TOP_KEYS, Loader
+from harness.cases.loader import TOP_KEYS, Loader
+from harness.cases.steps import STEP_KEYS, STEP_KINDS
 from harness.cases.yamlsrc import MAX_DEPTH
 
 GOOD: dict[str, Any] = {

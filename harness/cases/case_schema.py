@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import loader
+from . import loader, steps
 from .macros import CALL_KEYS, MACRO_KEYS
 from .macros import NAME as MACRO_NAME
 
@@ -24,7 +24,7 @@ _PARAM: dict[str, Any] = {"type": "string", "pattern": r"^\$\{.*\}$"}
 
 
 def _step_kind(kind: str) -> dict[str, Any]:
-    keys = sorted(loader.STEP_KEYS[kind] | loader.COMMON_STEP_KEYS | {kind})
+    keys = sorted(steps.STEP_KEYS[kind] | steps.COMMON_STEP_KEYS | {kind})
     return {"type": "object", "required": [kind], "properties": {k: _ANY for k in keys},
             "additionalProperties": False}
 
@@ -35,11 +35,11 @@ def _defs() -> dict[str, Any]:
                        "(beside it or among the parameters) go to its last step",
         "type": "object", "minProperties": 1,
         "propertyNames": {"anyOf": [{"enum": list(CALL_KEYS)}, {"pattern": MACRO_NAME.pattern}]},
-        "not": {"anyOf": [{"required": [k]} for k in loader.STEP_KINDS]},
+        "not": {"anyOf": [{"required": [k]} for k in steps.STEP_KINDS]},
     }
     return {
         "value": _VALUE,
-        "step": {"oneOf": [_step_kind(k) for k in loader.STEP_KINDS] + [{"$ref": "#/$defs/call"}]},
+        "step": {"oneOf": [_step_kind(k) for k in steps.STEP_KINDS] + [{"$ref": "#/$defs/call"}]},
         "call": call,
         "steps": {"type": "array", "items": {"$ref": "#/$defs/step"}},
         "param": _PARAM,
@@ -52,9 +52,9 @@ def _defs() -> dict[str, Any]:
             "kernel": {"type": "string"},
             "topology": {"type": "object", "additionalProperties": {"type": "string"}}}.items()}},
         "variants": {"type": "object", "maxProperties": loader.MAX_VARIANTS,
-                     "propertyNames": {"pattern": loader._ID.pattern},
+                     "propertyNames": {"pattern": steps.NAME.pattern},
                      "additionalProperties": {"type": "object"}},
-        "name": {"type": "string", "pattern": loader._ID.pattern},
+        "name": {"type": "string", "pattern": steps.NAME.pattern},
     }
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..backends.base import Backend
 from ..cases.case import Step
-from ..cases.loader import parse_steps
+from ..cases.steps import parse_steps
 from ..runner.compare import behaviour, change_key
 from ..runner.diff import Diff, Divergence, compare_step
 from ..runner.engine import HarnessError, Runner
