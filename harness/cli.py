@@ -53,7 +53,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # and a separate value that names an existing path (the report folder) would be taken for a
     # test path whose conftest.py files (the user's current directory's) are then imported.
     argv = [
-        *resources.suite_argv(), "-p", "no:cacheprovider",
+        # The CLI imported harness before pytest could rewrite its asserts (it has none to rewrite).
+        *resources.suite_argv(), "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning",
         f"--backend={args.backend}", f"--cases={args.cases}", f"--cases-dir={_cases_dir(args)}",
         f"--report-dir={report}", {-1: "-qq", 0: "-q", 1: "-v"}[args.verbosity],
     ]
