@@ -47,6 +47,7 @@ LOAD_ERRORS = {
     "duplicate-key": "YAML: duplicate key 'steps'",
     "empty": 'a case file is a mapping',
     "eventfd-negative": "steps[0].eventfd: -1 is outside eventfd's initval (an unsign",
+    "role-attribute-unknown": "steps[0]: $dev.gruop: role isolated offers bdf, group, cdev, name",
     "expect-mixed-keys": "steps[0].expect: unknown expectation ''",
     "expect-number": 'steps[0].expect: expect is ok, any, an errno name, or a mapp',
     "expect-out-list": 'steps[1].expect.out: out is a mapping of field: value',

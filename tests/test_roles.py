@@ -64,6 +64,24 @@ def test_the_loader_refuses_an_unknown_role_at_its_line(tmp_path: Path) -> None:
     assert case.requires.topology == {"dev": "isolated"}
 
 
+@pytest.mark.parametrize("role,text,offered", [
+    ("isolated", "/dev/vfio/${dev.sibling}", False),   # another role's attribute
+    ("nonviable", "/dev/vfio/${dev.sibling}", True),
+    ("isolated", "/dev/vfio/${dev.gruop}", False),
+])
+def test_the_loader_checks_the_attributes_a_step_reads_of_its_role(tmp_path: Path, role: str, text: str,
+                                                                   offered: bool) -> None:
+    d = tmp_path / "cases" / "device"
+    d.mkdir(parents=True)
+    (d / "case.yaml").write_text(CASE.replace("isolatd", role).replace("/dev/vfio/${dev.group}", text))
+    if offered:
+        Loader(tmp_path / "cases").load_file(d / "case.yaml")
+        return
+    with pytest.raises(CaseError) as e:
+        Loader(tmp_path / "cases").load_file(d / "case.yaml")
+    assert e.value.line == 9 and f"role {role} offers {', '.join(roles.ROLES[role].attributes)}" in str(e.value)
+
+
 def test_the_runner_raises_for_an_unknown_role_whatever_the_topology() -> None:
     with pytest.raises(roles.UnknownRole, match=r"unknown role 'isolatd'.*isolated"):
         bind_roles({"dev": "isolatd"}, vm_topology())

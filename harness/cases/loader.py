@@ -9,7 +9,9 @@ half-way through a run.
 from __future__ import annotations
 
 import itertools
+import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -344,6 +346,7 @@ class Loader:
             if not isinstance(raw_cleanup, LList):
                 raise ctx.err(d, "cleanup", "cleanup", "a list of steps")
             cleanup = self._steps(ctx, raw_cleanup, path, "cleanup", bound, 0, False)
+            _check_role_attributes(path, req.topology, [*steps, *cleanup])
             kd = _known_differences(ctx, d, {s.line for s in steps})
             cases.append(Case(
                 id=d["id"], area=d["area"], purpose=" ".join(str(d["purpose"]).split()), path=path,
@@ -381,6 +384,35 @@ class Loader:
                 seen[c.test_id] = path
                 cases.append(c)
         return cases, errors
+
+
+# `$dev.attr` in an expression, `${dev.attr}` in a template.
+_ROLE_ATTRIBUTE = re.compile(r"\$\{?\s*\$?([a-z_][a-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _texts(spec: Any) -> Iterator[str]:
+    if isinstance(spec, dict):
+        for v in spec.values():
+            yield from _texts(v)
+    elif isinstance(spec, list):
+        for v in spec:
+            yield from _texts(v)
+    elif isinstance(spec, str):
+        yield spec
+    elif hasattr(spec, "text"):   # a parsed expression
+        yield spec.text
+
+
+def _check_role_attributes(path: Path, topology: dict[str, str], steps: list[Step]) -> None:
+    """Every ``$role.attr`` a step reads is an attribute its role offers (backends/roles.py): a
+    misspelt one fails here, not on a target half-way through a run."""
+    for step in steps:
+        for text in _texts(step.spec):
+            for name, attr in _ROLE_ATTRIBUTE.findall(text):
+                if name in topology and attr not in ROLES[topology[name]].attributes:
+                    offers = ", ".join(ROLES[topology[name]].attributes)
+                    raise CaseError(path, step.line, f"steps[{step.index}]",
+                                    f"${name}.{attr}: role {topology[name]} offers {offers}")
 
 
 def _read(path: Path) -> Any:
