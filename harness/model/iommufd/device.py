@@ -399,11 +399,8 @@ def iommufd_device_auto_get_domain(k: ModelKernel, idev: IommufdDevice, ioas: Io
     hwpt_paging = hwpt_c.iommufd_hwpt_paging_alloc(k, ictx, ioas, idev, 0, immediate_attach, None)
     destroy = None
     if not immediate_attach:
-        try:
+        with ictx.abort_on_error(k, hwpt_paging):
             destroy = do_attach(k, idev, hwpt_paging)
-        except BaseException:
-            ictx.object_abort_and_destroy(k, hwpt_paging)
-            raise
     hwpt_paging.auto_domain = True
     ictx.finalize(hwpt_paging)
     return destroy, hwpt_paging.id

@@ -163,11 +163,8 @@ def eventq_respond_with_fd(ucmd: Ucmd[Any], obj: Any, filep: File, id_field: str
     k.get_file(ictx)
     setattr(ucmd.cmd, id_field, obj.id)
     setattr(ucmd.cmd, fd_field, unused_fd(k))
-    try:
+    with ictx.abort_on_error(k, obj):
         ucmd.respond()
-    except BaseException:
-        ictx.object_abort_and_destroy(k, obj)
-        raise
     ictx.finalize(obj)
     k.install_fd(filep)
     return 0

@@ -153,7 +153,7 @@ def iommufd_hwpt_paging_alloc(k: ModelKernel, ictx: IommufdCtx, ioas: IommufdIoa
     ioas.users += 1
     hwpt.nest_parent = bool(flags & u.IOMMU_HWPT_ALLOC_NEST_PARENT)
     hwpt.pasid_compat = bool(flags & u.IOMMU_HWPT_ALLOC_PASID)  # :140@7.2; what it allows is not modelled
-    try:
+    with ictx.abort_on_error(k, hwpt):
         hwpt.domain = ops.domain_alloc_user(k, idev.dev, flags, None, user_data)
         if idev.enforce_cache_coherency:
             iommufd_hwpt_paging_enforce_cc(hwpt)
@@ -167,9 +167,6 @@ def iommufd_hwpt_paging_alloc(k: ModelKernel, ictx: IommufdCtx, ioas: IommufdIoa
             raise
         ioas.hwpt_list.append(hwpt)
         hwpt.in_hwpt_list = True
-    except BaseException:
-        ictx.object_abort_and_destroy(k, hwpt)
-        raise
     return hwpt
 
 
@@ -185,14 +182,11 @@ def iommufd_hwpt_nested_alloc(k: ModelKernel, ictx: IommufdCtx, parent: HwptPagi
     hwpt = HwptNested(parent)
     ictx.object_alloc(hwpt)
     parent.users += 1
-    try:
+    with ictx.abort_on_error(k, hwpt):
         hwpt.domain = ops.domain_alloc_user(k, idev.dev, flags & ~u.IOMMU_HWPT_FAULT_ID_VALID,
                                             parent.domain, user_data)
         if hwpt.domain.type != IOMMU_DOMAIN_NESTED:
             raise Errno(errno.EINVAL, cite(HW_PAGETABLE_C, 257))
-    except BaseException:
-        ictx.object_abort_and_destroy(k, hwpt)
-        raise
     return hwpt
 
 
@@ -209,11 +203,8 @@ def iommufd_viommu_alloc_hwpt_nested(k: ModelKernel, ictx: IommufdCtx, viommu: I
     hwpt = HwptNested(viommu.hwpt, viommu)
     ictx.object_alloc(hwpt)
     viommu.users += 1
-    try:
+    with ictx.abort_on_error(k, hwpt):
         hwpt.domain = viommu.ops.alloc_domain_nested(k, viommu, flags & ~u.IOMMU_HWPT_FAULT_ID_VALID, user_data)
-    except BaseException:
-        ictx.object_abort_and_destroy(k, hwpt)
-        raise
     return hwpt
 
 
@@ -251,7 +242,7 @@ def iommufd_hwpt_alloc(ucmd: Ucmd[u.iommu_hwpt_alloc]) -> int:
     else:
         raise Errno(errno.EINVAL, cite(HW_PAGETABLE_C, 324))
 
-    try:
+    with ictx.abort_on_error(k, hwpt):
         if cmd.flags & u.IOMMU_HWPT_FAULT_ID_VALID:
             fault = ictx.get_object(cmd.fault_id, IOMMUFD_OBJ_FAULT)
             hwpt.fault = fault  # type: ignore[assignment]
@@ -260,9 +251,6 @@ def iommufd_hwpt_alloc(ucmd: Ucmd[u.iommu_hwpt_alloc]) -> int:
             fault.users += 1
         cmd.out_hwpt_id = hwpt.id
         ucmd.respond()
-    except BaseException:
-        ictx.object_abort_and_destroy(k, hwpt)
-        raise
     ictx.finalize(hwpt)
     return 0
 

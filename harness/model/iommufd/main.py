@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ...uapi import iommufd as u
@@ -83,6 +83,16 @@ class IommufdCtx(File):
         """main.c:98-126."""
         obj.abort(k)
         self.object_abort(obj)
+
+    @contextlib.contextmanager
+    def abort_on_error(self, k: ModelKernel, obj: IommufdObject) -> Iterator[None]:
+        """The handlers' ``out_abort:`` label: an error between iommufd_object_alloc() and
+        iommufd_object_finalize() aborts and destroys the object, then goes on up."""
+        try:
+            yield
+        except BaseException:
+            self.object_abort_and_destroy(k, obj)
+            raise
 
     def get_object(self, id_: int, type_: int) -> IommufdObject:
         """iommufd_get_object() (main.c:128-143)."""

@@ -161,14 +161,11 @@ def iommufd_viommu_alloc_ioctl(ucmd: Ucmd[Any]) -> int:
     viommu = IommufdViommu(ictx, hwpt_paging, iommu_get_iommu_dev(k, idev.dev), cmd.type)
     ictx.object_alloc(viommu)
     hwpt_paging.users += 1
-    try:
+    with ictx.abort_on_error(k, viommu):
         assert hwpt_paging.domain is not None
         init(k, viommu, hwpt_paging.domain, user_data if user_data.len else None)
         cmd.out_viommu_id = viommu.id
         ucmd.respond()
-    except BaseException:
-        ictx.object_abort_and_destroy(k, viommu)
-        raise
     ictx.finalize(viommu)
     return 0
 
@@ -250,15 +247,12 @@ def iommufd_vdevice_alloc_ioctl(ucmd: Ucmd[Any]) -> int:
     vdev = IommufdVdevice(viommu, idev, cmd.virt_id)
     ictx.object_alloc(vdev)
     viommu.users += 1
-    try:
+    with ictx.abort_on_error(k, vdev):
         if cmd.virt_id in viommu.vdevs:
             raise Errno(errno.EEXIST, cite(VIOMMU_C, 229, "7.2"))  # xa_insert(): -EBUSY
         viommu.vdevs[cmd.virt_id] = vdev
         cmd.out_vdevice_id = vdev.id
         ucmd.respond()
-    except BaseException:
-        ictx.object_abort_and_destroy(k, vdev)
-        raise
     idev.users += 1  # the iommufd_get_device() reference is kept (viommu.c:254-256)
     ictx.finalize(vdev)
     return 0
@@ -413,7 +407,7 @@ def iommufd_hw_queue_alloc_ioctl(ucmd: Ucmd[Any]) -> int:
         raise Errno(errno.EOPNOTSUPP, cite(VIOMMU_C, 397, "7.2"))
     hw_queue = IommufdHwQueue(cmd.type, cmd.index)
     ictx.object_alloc(hw_queue)
-    try:
+    with ictx.abort_on_error(k, hw_queue):
         hw_queue.access = iommufd_hw_queue_alloc_phys(k, cmd, viommu, hw_queue)
         hw_queue.viommu = viommu
         viommu.users += 1
@@ -422,9 +416,6 @@ def iommufd_hw_queue_alloc_ioctl(ucmd: Ucmd[Any]) -> int:
         viommu.ops.hw_queue_init_phys(k, hw_queue, cmd.index)
         cmd.out_hw_queue_id = hw_queue.id
         ucmd.respond()
-    except BaseException:
-        ictx.object_abort_and_destroy(k, hw_queue)
-        raise
     ictx.finalize(hw_queue)
     return 0
 
