@@ -1,11 +1,13 @@
 """What every case of a corpus does on the model, one hash per test id: the steps it runs (kind,
 ioctl, the bytes sent, the result, the output), its merged requirements, its outcome.  Source
 lines are left out, so a case rewritten onto fixtures, `extends` or macros hashes the same as
-long as it runs the same steps.  ``python3 tests/corpus_traces.py RELEASE [CASES_DIR]`` prints
-the table as JSON (the baseline tests/data/corpus-traces.json holds it per release)."""
+long as it runs the same steps.  ``python3 tests/corpus_traces.py RELEASE [CASES_DIR] [--full]``
+prints the table as JSON (the baseline tests/data/corpus-traces.json holds it per release);
+``--full`` prints the traces themselves rather than their hashes."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sys
@@ -67,7 +69,10 @@ def trace_of(case: Any, runner: Runner) -> dict[str, Any]:
     }
 
 
+@functools.cache
 def traces(cases_dir: Path, release: str) -> dict[str, dict[str, Any]]:
+    """Cached: several tests read the corpus's traces, one run per process does for all of them
+    (treat the answer as read-only)."""
     cases, errors = Loader(cases_dir).load_all()
     if errors:
         raise SystemExit("\n".join(map(str, errors)))
@@ -81,9 +86,10 @@ def hashes(cases_dir: Path, release: str) -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    release = sys.argv[1]
-    cases_dir = Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT / "cases"
-    if "--full" in sys.argv:
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    release = args[0]
+    cases_dir = Path(args[1]) if len(args) > 1 else ROOT / "cases"
+    if "--full" in sys.argv[1:]:
         json.dump(traces(cases_dir, release), sys.stdout, indent=1, sort_keys=True)
     else:
         json.dump(hashes(cases_dir, release), sys.stdout, indent=1, sort_keys=True)

@@ -41,6 +41,8 @@ HW_INFO_ATS_CAP = "hw-info-ats-cap"
 HWPT_INVALIDATE_ANY_OBJECT = "hwpt-invalidate-any-object"
 HWPT_ALLOC_PASID = "hwpt-alloc-pasid"
 MOCK_DEVICE_FLAGS_PASID = "mock-device-flags-pasid"
+DIRTY_BITMAP_ZERO_LENGTH = "dirty-bitmap-zero-length"
+MOCK_PAGING_USER_DATA = "mock-paging-user-data"
 
 GATES: dict[str, Gate] = {g.name: g for g in (
     Gate(TYPE1_OVERFLOW_EOVERFLOW, "7.2",
@@ -88,6 +90,16 @@ GATES: dict[str, Gate] = {g.name: g for g in (
          "MOCK_FLAGS_DEVICE_HUGE_IOVA (bit 1, EINVAL)",
          "drivers/iommu/iommufd/selftest.c:698-700",
          "drivers/iommu/iommufd/selftest.c@7.2"),
+    Gate(DIRTY_BITMAP_ZERO_LENGTH, "7.2",
+         "IOMMU_HWPT_GET_DIRTY_BITMAP no longer refuses a length of 0 with EINVAL: length - 1 wraps, so "
+         "an iova other than 0 fails with EOVERFLOW",
+         "drivers/iommu/iommufd/io_pagetable.c:524-525",
+         "drivers/iommu/iommufd/io_pagetable.c:608-609@7.2"),
+    Gate(MOCK_PAGING_USER_DATA, "7.2",
+         "IOMMU_HWPT_ALLOC of a mock paging HWPT takes IOMMU_HWPT_DATA_SELFTEST user data (6.12: EOPNOTSUPP): "
+         "its pagetable_type picks the default or the huge mock page table, another type is EOPNOTSUPP",
+         "drivers/iommu/iommufd/selftest.c:340-341",
+         "drivers/iommu/iommufd/selftest.c:505-522@7.2, 440-472@7.2"),
 )}
 
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Errno, cite
+from ..gates import DIRTY_BITMAP_ZERO_LENGTH
 from ..iommu.iommu import IommuDomain
 from .iova_bitmap import DirtyBitmap
 from .pages import IOPT_ADDRESS_FILE, IoptPages, iopt_alloc_file_pages, iopt_alloc_pages
@@ -719,12 +720,16 @@ def iopt_table_enforce_dev_resv_regions(iopt: IoPagetable, dev: Any,
 
 # -- dirty tracking ----------------------------------------------------------------
 
-def iommufd_check_iova_range(iopt: IoPagetable, iova: int, length: int, page_size: int) -> None:
-    """io_pagetable.c:518-545."""
+def iommufd_check_iova_range(k: ModelKernel, iopt: IoPagetable, iova: int, length: int, page_size: int) -> None:
+    """io_pagetable.c:518-545; 7.2 (602-626@7.2) has no length check: a length of 0 is a
+    length - 1 of U64_MAX, which overflows but for iova 0."""
     pgsize = iopt.iova_alignment
     if not length:
-        raise Errno(errno.EINVAL, cite(IO_PAGETABLE_C, 525))
-    last_iova = iova + length - 1
+        if not k.since(DIRTY_BITMAP_ZERO_LENGTH):
+            raise Errno(errno.EINVAL, cite(IO_PAGETABLE_C, 525))
+        if iova:
+            raise Errno(errno.EOVERFLOW, cite(IO_PAGETABLE_C, 609, "7.2"))
+    last_iova = iova + ((length - 1) & ULONG_MAX)
     if last_iova > ULONG_MAX:
         raise Errno(errno.EOVERFLOW, cite(IO_PAGETABLE_C, 528))
     end = (last_iova + 1) & ULONG_MAX
@@ -741,9 +746,10 @@ def iopt_read_and_clear_dirty_data(k: ModelKernel, iopt: IoPagetable, domain: Io
     """io_pagetable.c:547-563 with iommu_read_and_clear_dirty() (481-516).
     Errors met while walking the areas are dropped, as 6.12 does (the
     return of iova_bitmap_for_each() is ignored)."""
-    iommufd_check_iova_range(iopt, iova, length, page_size)
+    iommufd_check_iova_range(k, iopt, iova, length, page_size)
     if not domain.dirty_ops:
         raise Errno(errno.EOPNOTSUPP, cite(IO_PAGETABLE_C, 494))
+    length = ((length - 1) & ULONG_MAX) + 1   # 0 (7.2, iova 0): the whole 64-bit space
     bitmap = DirtyBitmap(k, iova, length, page_size, data)
     last_iova = iova + length - 1
     it = ContigIter(iopt, iova, last_iova)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ...uapi import iommufd as u
 from ...uapi import iommufd_test as ut
 from ..errors import Errno, cite
-from ..gates import HWPT_ALLOC_PASID, MOCK_DEVICE_FLAGS_PASID
+from ..gates import HWPT_ALLOC_PASID, MOCK_DEVICE_FLAGS_PASID, MOCK_PAGING_USER_DATA
 from ..iommu.iommu import (
     IOMMU_CAP_CACHE_COHERENCY,
     IOMMU_CAP_DIRTY_TRACKING,
@@ -217,10 +217,12 @@ class MockOps(IommuOps):
                 paging_flags |= u.IOMMU_HWPT_ALLOC_PASID  # selftest.c:496-498@7.2
             if flags & ~paging_flags:
                 raise Errno(errno.EOPNOTSUPP, cite(SELFTEST_C, 339))
-            if user_data is not None or (has_dirty_flag and no_dirty_ops):
+            if (user_data is not None and not k.since(MOCK_PAGING_USER_DATA)) or (has_dirty_flag and no_dirty_ops):
                 raise Errno(errno.EOPNOTSUPP, cite(SELFTEST_C, 341))
             domain = MockDomain(self, dev)
             domain.dirty_ops = has_dirty_flag
+            if user_data is not None:
+                self._paging_user_data(k, domain, user_data)
             return domain
         assert user_data is not None
         if user_data.type != ut.IOMMU_HWPT_DATA_SELFTEST or flags:
@@ -233,6 +235,21 @@ class MockOps(IommuOps):
             raise Errno(errno.EINVAL, cite("include/linux/iommu.h", 431))
         raw = k.mm.copy_struct_from_user(ksize, user_data.uptr, user_data.len)
         return MockNestedDomain(self, parent, ut.iommu_hwpt_selftest.from_buffer_copy(raw).iotlb)
+
+    @staticmethod
+    def _paging_user_data(k: ModelKernel, domain: MockDomain, user_data: UserData) -> None:
+        """7.2: mock_domain_alloc_paging_flags() (selftest.c:508-517@7.2) reads struct
+        iommu_hwpt_selftest, whose pagetable_type mock_domain_alloc_pgtable() (440-472@7.2)
+        turns into the default or the huge page table (PAGE_SIZE and MOCK_HUGE_PAGE_SIZE)."""
+        if user_data.type not in (ut.IOMMU_HWPT_DATA_SELFTEST, u.IOMMU_HWPT_DATA_NONE):
+            raise Errno(errno.EOPNOTSUPP, cite(SELFTEST_C, 510, "7.2"))
+        cls: Any = k.abi.STRUCTS["iommu_hwpt_selftest"]
+        cfg = cls.from_buffer_copy(_iommu_copy_struct_from_user(k, cls, user_data, ut.IOMMU_HWPT_DATA_SELFTEST,
+                                                                "iotlb"))
+        if cfg.pagetable_type == ut.MOCK_IOMMUPT_HUGE:
+            domain.pgsize_bitmap = MOCK_HUGE_PAGE_SIZE | PAGE_SIZE
+        elif cfg.pagetable_type != ut.MOCK_IOMMUPT_DEFAULT:
+            raise Errno(errno.EOPNOTSUPP, cite(SELFTEST_C, 470, "7.2"))
 
     def attach_dev(self, domain: IommuDomain, dev: Any) -> None:
         """mock_domain_nop_attach() (selftest.c:160-169); 7.2 (selftest.c:226-240@7.2): a nested
