@@ -75,16 +75,54 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv.append(f"--case-timeout={args.case_timeout!r}")
     if getattr(args, "record_verified", False):
         argv.append("--record-verified")
+    if getattr(args, "kernel_lines", None):
+        argv.append(f"--kernel-lines={args.kernel_lines}")
+        if args.per_case:
+            argv.append("--kernel-lines-per-case")
     return int(pytest.main(argv))
 
 
 def cmd_vm(args: argparse.Namespace) -> int:
     """Boot the kernel under test in QEMU and run the corpus on it and on the model."""
-    kernel = kernel_image(args.kernel, series=args.series)
+    if (args.per_case or args.merge) and not args.coverage:
+        print("vfio-conformance: --per-case and --merge go with --coverage", file=sys.stderr)
+        return USAGE_ERROR
+    missing = [m for m in args.merge if not Path(m).is_file()]
+    if missing:
+        print(f"vfio-conformance: --merge {missing[0]}: no such file", file=sys.stderr)
+        return USAGE_ERROR
+    kernel = kernel_image(args.kernel, coverage=args.coverage, series=args.series)
     if kernel is None:
         return ENVIRONMENT
     args.vm_kernel = str(kernel)
-    return cmd_run(args)
+    if not args.coverage:
+        return cmd_run(args)
+    import shutil
+    import tempfile
+
+    from .coverage.kernel_lines import write_reports
+    from .kernel.gcov import CoverageError, coverage_build
+    from .runner.kernel_lines import load_partials
+
+    try:
+        coverage_build(kernel)
+    except CoverageError as e:
+        print(f"vfio-conformance: {e}", file=sys.stderr)
+        return ENVIRONMENT
+    parts = Path(tempfile.mkdtemp(prefix="vfio-kernel-lines-"))
+    try:
+        args.kernel_lines = str(parts)
+        code = cmd_run(args)
+        shares = sorted(parts.glob("lines-*.json"))
+        if not shares:
+            print("vfio-conformance: --coverage: no guest's counters were read", file=sys.stderr)
+            return code or ENVIRONMENT
+        for line in write_reports(load_partials(shares), kernel, Path(args.report),
+                                  [Path(m) for m in args.merge]):
+            print(line, file=sys.stderr if line.startswith("vfio-conformance:") else sys.stdout)
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)
+    return code
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -492,6 +530,16 @@ def parser() -> argparse.ArgumentParser:
     vm.add_argument("--case-timeout", type=case_timeout, default=None, metavar="SECONDS", help=timeout_help)
     vm.add_argument("--record-verified", action="store_true",
                     help="add the kernel's release to verified_on of every case file that passed on it")
+    vm.add_argument("--coverage", action="store_true",
+                    help="on the gcov test kernel (kernel build --coverage): the kernel lines the corpus reached, "
+                         "per directory, file, function and ioctl handler (REPORT/kernel-coverage.md, .json, "
+                         ".info and the HTML pages in REPORT/kernel-coverage/)")
+    vm.add_argument("--per-case", action="store_true",
+                    help="with --coverage: also which lines each case reached (REPORT/kernel-lines-by-case.json; "
+                         "the counters are read and zeroed after every case)")
+    vm.add_argument("--merge", action="append", default=[], metavar="INFO",
+                    help="with --coverage: add the lines of an lcov tracefile of the same kernel, e.g. "
+                         "fuzz --vm --coverage's kernel-coverage.info (repeatable)")
     vm.set_defaults(func=cmd_vm, device=[])
 
     v = sub.add_parser("validate", help="load every case file and report malformed ones")
