@@ -290,15 +290,17 @@ class _CoverageRun:
         gcov.merge_into(self.total, cov)
 
     def write(self, report: Path, machines: str) -> None:
-        from .kernel import gcov
+        from .kernel import gcov, lcov
 
         report.mkdir(parents=True, exist_ok=True)
         title = f"Kernel lines hit by fuzzing ({machines})"
         (report / "kernel-coverage.md").write_text(gcov.markdown(self.total, title))
         (report / "kernel-coverage.json").write_text(gcov.to_json(self.total) + "\n")
+        # The lines themselves, for `vm --coverage --merge` and lcov's tools.
+        (report / "kernel-coverage.info").write_text(lcov.write_info(self.total, self.source, "fuzz"))
         for d, (hit, lines) in sorted(gcov.by_directory(self.total).items()):
             print(f"fuzz: coverage {d}: {100.0 * hit / lines if lines else 0:.1f}% of {lines} lines")
-        print(f"fuzz: wrote {report / 'kernel-coverage.md'}", file=sys.stderr)
+        print(f"fuzz: wrote {report / 'kernel-coverage.md'} and kernel-coverage.info", file=sys.stderr)
 
 
 def _fuzz_one(args: argparse.Namespace, kind: str, kernel: Path | None, profile: Any, duration: float | None,
@@ -574,7 +576,8 @@ def parser() -> argparse.ArgumentParser:
     _ktap_option(fz)
     fz.add_argument("--coverage", action="store_true",
                     help="with --vm: on the gcov test kernel (kernel build --coverage), report the kernel lines "
-                         "of drivers/iommu/iommufd and drivers/vfio the run hit (reports/kernel-coverage.md)")
+                         "of drivers/iommu/iommufd and drivers/vfio the run hit (reports/kernel-coverage.md; "
+                         ".info: for vm --coverage --merge)")
     fz.add_argument("--faults", action=argparse.BooleanOptionalAction, default=None,
                     help="with --vm: then fault injection over ioas/ and device/ cases (default: nightly only)")
     fz.set_defaults(func=cmd_fuzz)
