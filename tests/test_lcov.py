@@ -133,3 +133,16 @@ def test_the_shares_of_a_run_merge(tmp_path: Path) -> None:
     (tmp_path / "other.json").write_text("{}")
     with pytest.raises(ValueError, match="not a partial"):
         load_partials([tmp_path / "other.json"])
+
+
+def test_the_least_covered_functions_leave_out_module_init_and_exit(tmp_path: Path) -> None:
+    (tmp_path / "drivers/vfio").mkdir(parents=True)
+    (tmp_path / "drivers/vfio/vfio_main.c").write_text(
+        "static int __init vfio_init(void)\n{\n\treturn 0;\n}\n\nstatic int vfio_used(void)\n{\n\treturn 0;\n}\n")
+    f = gcov.FileCoverage("drivers/vfio/vfio_main.c", {1: 0, 3: 0, 6: 0, 8: 0},
+                          {"vfio_init": gcov.FunctionSpan("vfio_init", 1, 4),
+                           "vfio_used": gcov.FunctionSpan("vfio_used", 6, 9)})
+    cov = {f.path: f}
+    vfio = report.TARGETS[1]
+    assert [fn.name for fn in report.least_covered(cov, vfio)] == ["vfio_init", "vfio_used"]
+    assert [fn.name for fn in report.least_covered(cov, vfio, tmp_path)] == ["vfio_used"]
