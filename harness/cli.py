@@ -102,13 +102,19 @@ def cmd_vm(args: argparse.Namespace) -> int:
 
     from .coverage.kernel_lines import write_reports
     from .kernel.gcov import CoverageError, coverage_build
+    from .kernel.lcov import InfoError, read_info
     from .runner.kernel_lines import load_partials
 
     try:
-        coverage_build(kernel)
+        _build, source, _dirs = coverage_build(kernel)
     except CoverageError as e:
         print(f"vfio-conformance: {e}", file=sys.stderr)
         return ENVIRONMENT
+    try:   # before the run, not after it
+        merge = {Path(m): read_info(Path(m).read_text(), source, m) for m in args.merge}
+    except (InfoError, OSError, UnicodeDecodeError) as e:
+        print(f"vfio-conformance: --merge: {e}", file=sys.stderr)
+        return USAGE_ERROR
     parts = Path(tempfile.mkdtemp(prefix="vfio-kernel-lines-"))
     try:
         args.kernel_lines = str(parts)
@@ -117,8 +123,7 @@ def cmd_vm(args: argparse.Namespace) -> int:
         if not shares:
             print("vfio-conformance: --coverage: no guest's counters were read", file=sys.stderr)
             return code or ENVIRONMENT
-        for line in write_reports(load_partials(shares), kernel, Path(args.report),
-                                  [Path(m) for m in args.merge]):
+        for line in write_reports(load_partials(shares), kernel, Path(args.report), merge):
             print(line, file=sys.stderr if line.startswith("vfio-conformance:") else sys.stdout)
     finally:
         shutil.rmtree(parts, ignore_errors=True)

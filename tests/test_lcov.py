@@ -146,3 +146,23 @@ def test_the_least_covered_functions_leave_out_module_init_and_exit(tmp_path: Pa
     vfio = report.TARGETS[1]
     assert [fn.name for fn in report.least_covered(cov, vfio)] == ["vfio_init", "vfio_used"]
     assert [fn.name for fn in report.least_covered(cov, vfio, tmp_path)] == ["vfio_used"]
+
+
+def test_a_record_without_functions_reads() -> None:
+    cov = lcov.read_info("SF:/s/drivers/vfio/pci/vfio_pci_config.c\nDA:1384,3\nend_of_record\n", Path("/s"))
+    assert cov["drivers/vfio/pci/vfio_pci_config.c"].counts == {1384: 3}
+
+
+def test_vm_coverage_refuses_a_bad_tracefile_before_it_boots_anything(tmp_path: Path) -> None:
+    from harness.cli import main
+    from harness.exitcodes import USAGE_ERROR
+
+    image = tmp_path / "bzImage"
+    image.write_bytes(b"")
+    (tmp_path / "build.json").write_text(json.dumps({"coverage": True, "build_dir": str(tmp_path), "source": "/s"}))
+    bad = tmp_path / "bad.info"
+    bad.write_text("SF:/s/a.c\nDA:one,1\nend_of_record\n")
+    assert main(["vm", "--kernel", str(image), "--coverage", "--merge", str(bad), "--report", str(tmp_path)]) \
+        == USAGE_ERROR
+    assert not (tmp_path / "results.xml").exists()
+    assert main(["vm", "--kernel", str(image), "--merge", str(bad)]) == USAGE_ERROR      # without --coverage

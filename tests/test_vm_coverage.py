@@ -1,8 +1,9 @@
 """`vfio-conformance vm --coverage --per-case` on the gcov test kernel, two cases, one in each
 guest: the lcov tracefile reads back, genhtml's index is there, the handler of
 VFIO_GROUP_GET_STATUS (viability-container-set-flags asks for the group's status) and of
-IOMMU_TEST_CMD (mock-domain-flags-pasid) have lines counted, and the lines by case say which case
-reached them, in which guest.
+IOMMU_TEST_CMD (mock-domain-flags-pasid) have lines counted, the lines by case say which case
+reached them, in which guest, and a tracefile given to --merge (as fuzz --vm --coverage writes)
+adds its lines.
 
 Needs the coverage kernel and QEMU, like tests/test_gcov_vm.py (CI sets
 VFIO_CONFORMANCE_COVERAGE_KERNEL; then a missing kernel fails instead of skipping)."""
@@ -37,17 +38,24 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_vm_coverage_per_case_in_both_guests(tmp_path: Path) -> None:
     assert KERNEL is not None
+    _build, source, _dirs = gcov.coverage_build(KERNEL)
+    # Another run's lines: the first line of vfio_ext_cap_len(), which neither case reaches.
+    config_c = source / "drivers/vfio/pci/vfio_pci_config.c"
+    ext_cap_len = next(i for i, line in enumerate(config_c.read_text().splitlines(), 1)
+                       if line.startswith("static int vfio_ext_cap_len("))
+    other = tmp_path / "fuzz.info"
+    other.write_text(f"TN:fuzz\nSF:{config_c}\nDA:{ext_cap_len},3\nend_of_record\n")
     done = subprocess.run([sys.executable, "-m", "harness", "vm", "--kernel", str(KERNEL), "--coverage", "--per-case",
-                           "--cases", CASES, "--report", str(tmp_path), "-q"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=1200)
+                           "--merge", str(other), "--cases", CASES, "--report", str(tmp_path), "-q"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert "coverage: drivers/vfio: " in done.stdout
-    _build, source, _dirs = gcov.coverage_build(KERNEL)
 
     cov = lcov.read_info((tmp_path / "kernel-coverage.info").read_text(), source)
     assert {"drivers/vfio/group.c", "drivers/iommu/iommufd/selftest.c", "drivers/vfio/pci/vfio_pci_core.c"} <= set(cov)
     assert (tmp_path / "kernel-coverage" / "index.html").is_file()
     assert (tmp_path / "kernel-coverage" / "drivers/vfio/group.c.gcov.html").is_file()
+    assert cov["drivers/vfio/pci/vfio_pci_config.c"].counts[ext_cap_len] == 3       # merged
 
     report = json.loads((tmp_path / "kernel-coverage.json").read_text())
     status = report["handlers"]["VFIO_GROUP_GET_STATUS"]
@@ -69,3 +77,4 @@ def test_vm_coverage_per_case_in_both_guests(tmp_path: Path) -> None:
     assert pasid["guest"] == "mock" and pasid["status"] == "pass"
     assert pasid["lines"]["drivers/iommu/iommufd/selftest.c"]
     assert not set(pasid["lines"].get("drivers/vfio/group.c", [])) & set(body)
+    assert all(ext_cap_len not in c["lines"].get("drivers/vfio/pci/vfio_pci_config.c", []) for c in cases.values())

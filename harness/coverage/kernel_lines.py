@@ -197,13 +197,14 @@ def by_case_json(by_case: dict[str, Any], lost: list[str], release: str, image: 
     }, indent=None, separators=(",", ":")) + "\n"
 
 
-def write_reports(run: RunLines, image: Path, report: Path, merge: list[Path]) -> list[str]:
-    """Write a ``vm --coverage`` run's reports under ``report``; the lines to print (those for
-    stderr start with ``vfio-conformance:``)."""
+def write_reports(run: RunLines, image: Path, report: Path, merge: dict[Path, gcov.Coverage]) -> list[str]:
+    """Write a ``vm --coverage`` run's reports under ``report``, ``merge``'s tracefiles (read
+    with ``lcov.read_info``) added; the lines to print (those for stderr start with
+    ``vfio-conformance:``)."""
     _build, source, dirs = gcov.coverage_build(image)
     cov = run.total
-    for info in merge:
-        lcov.merge_info(cov, info, source)
+    for more in merge.values():
+        gcov.merge_into(cov, more)
     release = run.release or "unknown release"
     report.mkdir(parents=True, exist_ok=True)
     what = "the corpus" + "".join(f" and {m.name}" for m in merge)

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .gcov import Coverage, FileCoverage, FunctionSpan, merge_into
+from .gcov import Coverage, FileCoverage, FunctionSpan
 
 
 def write_info(cov: Coverage, source: Path, test_name: str = "") -> str:
@@ -75,12 +75,8 @@ def read_info(text: str, source: Path, origin: str = "tracefile") -> Coverage:
 def _close_spans(f: FileCoverage) -> None:
     spans = sorted(f.functions.values(), key=lambda fn: fn.start)
     last = max(f.counts, default=0)
-    for fn, after in zip(spans, [*spans[1:], None], strict=True):
-        fn.end = max(fn.start, (after.start - 1) if after is not None else last)
-
-
-def merge_info(total: Coverage, info: Path, source: Path) -> Coverage:
-    return merge_into(total, read_info(info.read_text(), source, str(info)))
+    for i, fn in enumerate(spans):
+        fn.end = max(fn.start, spans[i + 1].start - 1 if i + 1 < len(spans) else last)
 
 
 def genhtml(info: Path, out_dir: Path, source: Path, title: str) -> str:
