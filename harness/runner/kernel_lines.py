@@ -27,7 +27,7 @@ PARTIAL_FORMAT = "vfio-conformance kernel lines, partial"
 @dataclass
 class CaseLines:
     guest: str
-    status: str                          # the case's outcome: passed, failed, skipped, error
+    status: str                          # the case's outcome: pass, fail, skip, error
     lines: dict[str, list[int]]          # source file -> lines hit, ascending
 
 
@@ -40,36 +40,41 @@ class KernelLines:
     lost: list[str] = field(default_factory=list)
     release: str = ""
     _zero: dict[str, bytes] = field(default_factory=dict)
-    _since_read: list[str] = field(default_factory=list)     # cases whose counts are not read yet
+    _since_read: dict[str, list[str]] = field(default_factory=dict)   # guest -> cases whose counts are unread
 
     def __post_init__(self) -> None:
         self.build, self.source, self.dirs = gcov.coverage_build(self.image)
 
-    def booted(self, agent: Any, release: str) -> None:
-        """A fresh guest: zero its counters; the first one also gives the executable lines."""
+    def booted(self, agent: Any, release: str, guest: str) -> None:
+        """A fresh guest (``guest``: its profile): zero its counters; the first one also gives the
+        executable lines."""
         self.release = self.release or release
         agent.gcov_collect(reset=True)
         if not self._zero:
             self._zero = agent.gcov_collect()
             gcov.merge_into(self.total, self._lines(self._zero))
-        self._since_read = []
+        self._since_read[guest] = []
 
     def ran(self, agent: Any, case_id: str, guest: str, status: str) -> None:
         """A case ran in the guest ``agent`` is the agent of."""
         if not self.per_case:
-            self._since_read.append(case_id)
+            self._since_read.setdefault(guest, []).append(case_id)
             return
         cov = self._read(agent)
         self.by_case[case_id] = CaseLines(guest, status,
                                           {p: sorted(f.hit) for p, f in sorted(cov.items()) if f.counts})
 
-    def closing(self, agent: Any | None) -> None:
+    def closing(self, agent: Any | None, guest: str) -> None:
         """The guest is being shut down (``agent`` None: it died, and its counters with it)."""
+        unread = self._since_read.pop(guest, [])
         if agent is None:
-            self.lost += self._since_read
-        else:
+            self.lost += unread
+            return
+        try:
             self._read(agent)
-        self._since_read = []
+        except BaseException:
+            self.lost += unread
+            raise
 
     def _read(self, agent: Any) -> gcov.Coverage:
         gcda = agent.gcov_collect(reset=True)

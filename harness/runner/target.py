@@ -12,6 +12,7 @@ boot and read before it is shut down (runner/kernel_lines.py).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,7 @@ class KernelTarget:
         self.guests[profile] = g
         self.boots.append((profile, vm.accel or "?", vm.boot_seconds or 0.0))
         if self.lines is not None:
-            self.lines.booted(agent, g.release)
+            self.lines.booted(agent, g.release, profile)
         return g
 
     def discard(self, profile: str, read_counters: bool = True) -> str:
@@ -100,10 +101,8 @@ class KernelTarget:
         if g is None:
             return ""
         if self.lines is not None:
-            try:
-                self.lines.closing(g.kernel if read_counters and g.usable() else None)
-            except (OSError, VmError):
-                self.lines.closing(None)
+            with contextlib.suppress(OSError, VmError):   # closing() lists the cases whose counts are lost
+                self.lines.closing(g.kernel if read_counters and g.usable() else None, profile)
         tail = g.vm.console_tail(25)
         g.vm.close()
         return tail
