@@ -75,16 +75,59 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv.append(f"--case-timeout={args.case_timeout!r}")
     if getattr(args, "record_verified", False):
         argv.append("--record-verified")
+    if getattr(args, "kernel_lines", None):
+        argv.append(f"--kernel-lines={args.kernel_lines}")
+        if args.per_case:
+            argv.append("--kernel-lines-per-case")
     return int(pytest.main(argv))
 
 
 def cmd_vm(args: argparse.Namespace) -> int:
     """Boot the kernel under test in QEMU and run the corpus on it and on the model."""
-    kernel = kernel_image(args.kernel, series=args.series)
+    if (args.per_case or args.merge) and not args.coverage:
+        print("vfio-conformance: --per-case and --merge go with --coverage", file=sys.stderr)
+        return USAGE_ERROR
+    missing = [m for m in args.merge if not Path(m).is_file()]
+    if missing:
+        print(f"vfio-conformance: --merge {missing[0]}: no such file", file=sys.stderr)
+        return USAGE_ERROR
+    kernel = kernel_image(args.kernel, coverage=args.coverage, series=args.series)
     if kernel is None:
         return ENVIRONMENT
     args.vm_kernel = str(kernel)
-    return cmd_run(args)
+    if not args.coverage:
+        return cmd_run(args)
+    import shutil
+    import tempfile
+
+    from .coverage.kernel_lines import write_reports
+    from .kernel.gcov import CoverageError, coverage_build
+    from .kernel.lcov import InfoError, read_info
+    from .runner.kernel_lines import load_partials
+
+    try:
+        _build, source, _dirs = coverage_build(kernel)
+    except CoverageError as e:
+        print(f"vfio-conformance: {e}", file=sys.stderr)
+        return ENVIRONMENT
+    try:   # before the run, not after it
+        merge = {Path(m): read_info(Path(m).read_text(), source, m) for m in args.merge}
+    except (InfoError, OSError, UnicodeDecodeError) as e:
+        print(f"vfio-conformance: --merge: {e}", file=sys.stderr)
+        return USAGE_ERROR
+    parts = Path(tempfile.mkdtemp(prefix="vfio-kernel-lines-"))
+    try:
+        args.kernel_lines = str(parts)
+        code = cmd_run(args)
+        shares = sorted(parts.glob("lines-*.json"))
+        if not shares:
+            print("vfio-conformance: --coverage: no guest's counters were read", file=sys.stderr)
+            return code or ENVIRONMENT
+        for line in write_reports(load_partials(shares), kernel, Path(args.report), merge):
+            print(line, file=sys.stderr if line.startswith("vfio-conformance:") else sys.stdout)
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)
+    return code
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -252,15 +295,17 @@ class _CoverageRun:
         gcov.merge_into(self.total, cov)
 
     def write(self, report: Path, machines: str) -> None:
-        from .kernel import gcov
+        from .kernel import gcov, lcov
 
         report.mkdir(parents=True, exist_ok=True)
         title = f"Kernel lines hit by fuzzing ({machines})"
         (report / "kernel-coverage.md").write_text(gcov.markdown(self.total, title))
         (report / "kernel-coverage.json").write_text(gcov.to_json(self.total) + "\n")
+        # The lines themselves, for `vm --coverage --merge` and lcov's tools.
+        (report / "kernel-coverage.info").write_text(lcov.write_info(self.total, self.source, "fuzz"))
         for d, (hit, lines) in sorted(gcov.by_directory(self.total).items()):
             print(f"fuzz: coverage {d}: {100.0 * hit / lines if lines else 0:.1f}% of {lines} lines")
-        print(f"fuzz: wrote {report / 'kernel-coverage.md'}", file=sys.stderr)
+        print(f"fuzz: wrote {report / 'kernel-coverage.md'} and kernel-coverage.info", file=sys.stderr)
 
 
 def _fuzz_one(args: argparse.Namespace, kind: str, kernel: Path | None, profile: Any, duration: float | None,
@@ -492,6 +537,16 @@ def parser() -> argparse.ArgumentParser:
     vm.add_argument("--case-timeout", type=case_timeout, default=None, metavar="SECONDS", help=timeout_help)
     vm.add_argument("--record-verified", action="store_true",
                     help="add the kernel's release to verified_on of every case file that passed on it")
+    vm.add_argument("--coverage", action="store_true",
+                    help="on the gcov test kernel (kernel build --coverage): the kernel lines the corpus reached, "
+                         "per directory, file, function and ioctl handler (REPORT/kernel-coverage.md, .json, "
+                         ".info and the HTML pages in REPORT/kernel-coverage/)")
+    vm.add_argument("--per-case", action="store_true",
+                    help="with --coverage: also which lines each case reached (REPORT/kernel-lines-by-case.json; "
+                         "the counters are read and zeroed after every case)")
+    vm.add_argument("--merge", action="append", default=[], metavar="INFO",
+                    help="with --coverage: add the lines of an lcov tracefile of the same kernel, e.g. "
+                         "fuzz --vm --coverage's kernel-coverage.info (repeatable)")
     vm.set_defaults(func=cmd_vm, device=[])
 
     v = sub.add_parser("validate", help="load every case file and report malformed ones")
@@ -526,7 +581,8 @@ def parser() -> argparse.ArgumentParser:
     _ktap_option(fz)
     fz.add_argument("--coverage", action="store_true",
                     help="with --vm: on the gcov test kernel (kernel build --coverage), report the kernel lines "
-                         "of drivers/iommu/iommufd and drivers/vfio the run hit (reports/kernel-coverage.md)")
+                         "of drivers/iommu/iommufd and drivers/vfio the run hit (reports/kernel-coverage.md; "
+                         ".info: for vm --coverage --merge)")
     fz.add_argument("--faults", action=argparse.BooleanOptionalAction, default=None,
                     help="with --vm: then fault injection over ioas/ and device/ cases (default: nightly only)")
     fz.set_defaults(func=cmd_fuzz)

@@ -12,6 +12,7 @@ the harness) says so in each of them (harness/runner/run_state.py).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--case-timeout", type=case_timeout, default=None, metavar="SECONDS",
                 help=f"a case that runs longer on a backend fails, naming its step (default: "
                      f"{DEFAULT_MODEL_TIMEOUT:g} on the model, {DEFAULT_KERNEL_TIMEOUT:g} with a kernel; 0: no limit)")
+    g.addoption("--kernel-lines", default=None, metavar="DIR",
+                help="with --vm-kernel on a gcov kernel: save the kernel lines the run reached in DIR, one file "
+                     "per process (`vfio-conformance vm --coverage` merges them)")
+    g.addoption("--kernel-lines-per-case", action="store_true",
+                help="with --kernel-lines: also which lines each case reached (counters zeroed before every case)")
     g.addoption("--record-verified", action="store_true",
                 help="add the kernel release to verified_on of every case file whose cases all passed on "
                      "kernel and model")
@@ -100,16 +106,33 @@ def conformance_backends(request: pytest.FixtureRequest) -> Any:
             pytest.exit("--vm-kernel needs --backend both or kernel", returncode=USAGE_ERROR)
         from .runner.vmtarget import VmTarget
 
-        target = VmTarget(Path(cfg.getoption("--vm-kernel")), backend, cfg.getoption("--accel"),
-                          Path(str(cfg.rootpath)), timeout_of(cfg))
+        image = Path(cfg.getoption("--vm-kernel"))
+        lines = kernel_lines(cfg, image)
+        target = VmTarget(image, backend, cfg.getoption("--accel"), Path(str(cfg.rootpath)), timeout_of(cfg), lines)
         yield target
         target.close()
+        if lines is not None:
+            lines.save(Path(cfg.getoption("--kernel-lines")) / f"lines-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+                       ".json")
         return
     try:
         yield make_backends(backend, tuple(cfg.getoption("--device")), cfg.getoption("--target"),
                             cfg.getoption("--model-kernel"))
     except (OSError, RuntimeError, ValueError) as e:
         pytest.exit(f"cannot set up the {backend} backend: {e}", returncode=ENVIRONMENT)
+
+
+def kernel_lines(cfg: pytest.Config, image: Path) -> Any:
+    """The gcov counter reader of --kernel-lines, or None."""
+    if not cfg.getoption("--kernel-lines"):
+        return None
+    from .kernel.gcov import CoverageError
+    from .runner.kernel_lines import KernelLines
+
+    try:
+        return KernelLines(image, cfg.getoption("--kernel-lines-per-case"))
+    except CoverageError as e:
+        pytest.exit(f"--kernel-lines: {e}", returncode=ENVIRONMENT)
 
 
 def run_one(case: Case | CaseError, backends: Any, item: pytest.Item) -> None:

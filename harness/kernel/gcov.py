@@ -3,7 +3,8 @@
 The guest's counters (``/sys/kernel/debug/gcov/<build dir>/<obj>.gcda``, read by the
 agent's ``gcov_collect``) are laid beside copies of the build's ``.gcno`` notes in a
 scratch tree, and ``gcov --json-format`` says which lines of each source file are
-executable and which ran.  Runs in several guests merge by the union of lines hit.
+executable, how often each ran, and where each function starts and ends.  Runs in several
+guests merge by adding the counts (so the lines hit are the union).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..backends.kernel import GCOV_ROOT
 from .image import build_info
@@ -24,14 +26,44 @@ class CoverageError(RuntimeError):
 
 
 @dataclass
+class FunctionSpan:
+    name: str
+    start: int
+    end: int
+    calls: int = 0                              # times it was entered
+
+
+@dataclass
 class FileCoverage:
     path: str                                   # relative to the source tree: drivers/vfio/group.c
-    lines: set[int] = field(default_factory=set)    # executable lines
-    hit: set[int] = field(default_factory=set)
+    counts: dict[int, int] = field(default_factory=dict)   # executable line -> times it ran
+    functions: dict[str, FunctionSpan] = field(default_factory=dict)
+
+    @property
+    def lines(self) -> set[int]:
+        """The executable lines."""
+        return set(self.counts)
+
+    @property
+    def hit(self) -> set[int]:
+        return {ln for ln, n in self.counts.items() if n > 0}
 
     @property
     def percent(self) -> float:
-        return 100.0 * len(self.hit) / len(self.lines) if self.lines else 0.0
+        return _percent(len(self.hit), len(self.counts))
+
+    def function_at(self, line: int) -> FunctionSpan | None:
+        """The function whose body holds ``line``."""
+        return next((f for f in self.functions.values() if f.start <= line <= f.end), None)
+
+    def lines_of(self, fn: FunctionSpan) -> tuple[set[int], set[int]]:
+        """(executable, hit) lines of ``fn``."""
+        lines = {ln for ln in self.counts if fn.start <= ln <= fn.end}
+        return lines, {ln for ln in lines if self.counts[ln] > 0}
+
+
+def _percent(hit: int, total: int) -> float:
+    return 100.0 * hit / total if total else 0.0
 
 
 Coverage = dict[str, FileCoverage]
@@ -93,9 +125,11 @@ def _gcov_json(gcda: Path, source: Path) -> list[FileCoverage]:
                 continue   # lines of inline functions in headers count where they are defined
             f = FileCoverage(name)
             for ln in entry.get("lines", []):
-                f.lines.add(ln["line_number"])
-                if ln["count"] > 0:
-                    f.hit.add(ln["line_number"])
+                # A line listed twice (code of two functions on it) ran as often as its busier part.
+                f.counts[ln["line_number"]] = max(f.counts.get(ln["line_number"], 0), int(ln["count"]))
+            for fn in entry.get("functions", []):
+                f.functions[fn["name"]] = FunctionSpan(fn["name"], int(fn["start_line"]), int(fn["end_line"]),
+                                                       int(fn["execution_count"]))
             files.append(f)
     return files
 
@@ -112,8 +146,11 @@ def _relative(name: str, source: Path) -> str:
 def merge_into(total: Coverage, more: Coverage) -> Coverage:
     for path, f in more.items():
         t = total.setdefault(path, FileCoverage(path))
-        t.lines |= f.lines
-        t.hit |= f.hit
+        for ln, n in f.counts.items():
+            t.counts[ln] = t.counts.get(ln, 0) + n
+        for name, fn in f.functions.items():
+            have = t.functions.setdefault(name, FunctionSpan(fn.name, fn.start, fn.end))
+            have.calls += fn.calls
     return total
 
 
@@ -123,7 +160,7 @@ def by_directory(cov: Coverage) -> dict[str, tuple[int, int]]:
     for f in cov.values():
         d = f.path.rsplit("/", 1)[0]
         hit, total = out.get(d, (0, 0))
-        out[d] = (hit + len(f.hit), total + len(f.lines))
+        out[d] = (hit + len(f.hit), total + len(f.counts))
     return out
 
 
@@ -140,3 +177,16 @@ def markdown(cov: Coverage, title: str) -> str:
 def to_json(cov: Coverage) -> str:
     return json.dumps({f.path: {"lines": len(f.lines), "hit": len(f.hit), "percent": round(f.percent, 1)}
                        for f in sorted(cov.values(), key=lambda f: f.path)}, indent=1)
+
+
+def to_data(cov: Coverage) -> dict[str, Any]:
+    """``cov`` as JSON data, every count and function span kept (``from_data`` reads it)."""
+    return {f.path: {"counts": [[ln, n] for ln, n in sorted(f.counts.items())],
+                     "functions": [[fn.name, fn.start, fn.end, fn.calls] for fn in f.functions.values()]}
+            for f in sorted(cov.values(), key=lambda f: f.path)}
+
+
+def from_data(data: dict[str, Any]) -> Coverage:
+    return {path: FileCoverage(path, {int(ln): int(n) for ln, n in d["counts"]},
+                               {fn[0]: FunctionSpan(*fn) for fn in d["functions"]})
+            for path, d in data.items()}

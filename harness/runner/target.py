@@ -6,10 +6,13 @@ A ``KernelTarget`` is one kernel image booted in QEMU guests, one guest per prof
 each booted on first use and paired with a model booted as its twin: the guest's own
 topology and facts, so the model mirrors that kernel's release (model/gates.py).  A
 guest that printed a splat, hung or died is discarded, and the next use boots a new one.
+With ``lines`` (a gcov kernel, ``vm --coverage``), each guest's counters are zeroed after its
+boot and read before it is shut down (runner/kernel_lines.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +20,9 @@ from typing import Any
 from ..backends.base import Backend
 from ..cases.case import Case
 from ..model.backend import ModelBackend
-from ..vm import Vm
+from ..vm import Vm, VmError
 from ..vm.console import Splat
+from .kernel_lines import KernelLines
 
 
 class TargetUnusable(RuntimeError):
@@ -73,6 +77,7 @@ class KernelTarget:
     model_class: type[ModelBackend] = ModelBackend
     guests: dict[str, Guest] = field(default_factory=dict)
     boots: list[tuple[str, str, float]] = field(default_factory=list)  # (profile, accel, seconds to the agent)
+    lines: KernelLines | None = None
 
     def guest(self, profile: str) -> Guest:
         """The guest of ``profile``, booted (or replaced) when there is none that answers."""
@@ -85,13 +90,19 @@ class KernelTarget:
         g = Guest(vm, self.model_class(agent.topology(), agent.facts()), vm.console_offset())
         self.guests[profile] = g
         self.boots.append((profile, vm.accel or "?", vm.boot_seconds or 0.0))
+        if self.lines is not None:
+            self.lines.booted(agent, g.release, profile)
         return g
 
-    def discard(self, profile: str) -> str:
-        """Shut the guest of ``profile`` down (it is not to be trusted any more); its console tail."""
+    def discard(self, profile: str, read_counters: bool = True) -> str:
+        """Shut the guest of ``profile`` down (it is not to be trusted any more); its console tail.
+        ``read_counters`` False: a guest that stopped answering is not asked for its gcov counters."""
         g = self.guests.pop(profile, None)
         if g is None:
             return ""
+        if self.lines is not None:
+            with contextlib.suppress(OSError, VmError):   # closing() lists the cases whose counts are lost
+                self.lines.closing(g.kernel if read_counters and g.usable() else None, profile)
         tail = g.vm.console_tail(25)
         g.vm.close()
         return tail
