@@ -7,25 +7,16 @@ and sets VFIO_CONFORMANCE_COVERAGE_KERNEL, and then a missing kernel fails inste
 
 from __future__ import annotations
 
-import os
-import shutil
 import struct
 from pathlib import Path
 
-import pytest
+from coverage_kernel import KERNEL, MARKS
 
 from harness import uapi
 from harness.fuzz.targets import vm_target
 from harness.kernel import gcov
-from harness.kernel.cache import cached_kernel
 
-ENV = "VFIO_CONFORMANCE_COVERAGE_KERNEL"
-KERNEL = Path(os.environ[ENV]) if os.environ.get(ENV) else cached_kernel(coverage=True)
-if os.environ.get(ENV) and not (KERNEL and KERNEL.is_file()):
-    raise RuntimeError(f"{ENV} is set but names no kernel image")
-pytestmark = [pytest.mark.vm, pytest.mark.slow,
-              pytest.mark.skipif(KERNEL is None or shutil.which("qemu-system-x86_64") is None,
-                                reason="needs the --coverage test kernel and qemu-system-x86_64")]
+pytestmark = MARKS
 
 
 def _function_lines(source: Path, name: str) -> range:

@@ -23,6 +23,15 @@ def real(tmp_path: Path) -> tuple[Path, gcov.Coverage]:
     return src, gcov.line_coverage(build, src, gcda)
 
 
+@pytest.fixture
+def info(real: tuple[Path, gcov.Coverage], tmp_path: Path) -> Path:
+    """The lcov tracefile of ``real``."""
+    src, cov = real
+    path = tmp_path / "t.info"
+    path.write_text(lcov.write_info(cov, src, "t"))
+    return path
+
+
 @needs_gcc
 def test_gcov_gives_each_function_its_span_and_calls(real: tuple[Path, gcov.Coverage]) -> None:
     _src, cov = real
@@ -52,10 +61,8 @@ def test_the_tracefile_reads_back_to_the_same_counts(real: tuple[Path, gcov.Cove
 
 @needs_gcc
 @pytest.mark.skipif(shutil.which("lcov") is None, reason="lcov (Debian package lcov) not installed")
-def test_lcov_itself_reads_the_tracefile(real: tuple[Path, gcov.Coverage], tmp_path: Path) -> None:
-    src, cov = real
-    info = tmp_path / "t.info"
-    info.write_text(lcov.write_info(cov, src, "t"))
+def test_lcov_itself_reads_the_tracefile(real: tuple[Path, gcov.Coverage], info: Path) -> None:
+    _, cov = real
     f = cov["drivers/vfio/group.c"]
     proc = subprocess.run(["lcov", "--summary", str(info)], capture_output=True, text=True, check=True)
     summary = proc.stdout + proc.stderr
@@ -65,10 +72,9 @@ def test_lcov_itself_reads_the_tracefile(real: tuple[Path, gcov.Coverage], tmp_p
 
 @needs_gcc
 @pytest.mark.skipif(shutil.which("genhtml") is None, reason="genhtml (Debian package lcov) not installed")
-def test_genhtml_writes_a_page_per_source_file(real: tuple[Path, gcov.Coverage], tmp_path: Path) -> None:
-    src, cov = real
-    info = tmp_path / "t.info"
-    info.write_text(lcov.write_info(cov, src, "t"))
+def test_genhtml_writes_a_page_per_source_file(real: tuple[Path, gcov.Coverage], info: Path,
+                                               tmp_path: Path) -> None:
+    src, _ = real
     assert lcov.genhtml(info, tmp_path / "html", src, "t") == ""
     assert (tmp_path / "html" / "index.html").is_file()
     page = (tmp_path / "html" / "drivers/vfio/group.c.gcov.html").read_text()

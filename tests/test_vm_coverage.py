@@ -11,25 +11,16 @@ VFIO_CONFORMANCE_COVERAGE_KERNEL; then a missing kernel fails instead of skippin
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from coverage_kernel import KERNEL, MARKS
 
 from harness.coverage.kernel_lines import BY_CASE_FORMAT
 from harness.kernel import gcov, lcov
-from harness.kernel.cache import cached_kernel
 
-ENV = "VFIO_CONFORMANCE_COVERAGE_KERNEL"
-KERNEL = Path(os.environ[ENV]) if os.environ.get(ENV) else cached_kernel(coverage=True)
-if os.environ.get(ENV) and not (KERNEL and KERNEL.is_file()):
-    raise RuntimeError(f"{ENV} is set but names no kernel image")
-pytestmark = [pytest.mark.vm, pytest.mark.slow,
-              pytest.mark.skipif(KERNEL is None or shutil.which("qemu-system-x86_64") is None,
-                                reason="needs the --coverage test kernel and qemu-system-x86_64")]
+pytestmark = MARKS
 
 # mock-domain-flags-pasid (mock guest) and viability-container-set-flags (viommu guest)
 CASES = "[mv]*/[cd]o*-[fs]*-[fp]*.yaml"
