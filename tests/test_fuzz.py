@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from planted import PlantedModel, planted_argsz_bug, planted_bug  # noqa: F401  
 
 from harness.cases.loader import Loader
 from harness.fuzz import MACHINE_PROFILES, MACHINES, PROFILES, Lockstep, MachineKind, UnknownMachine, fuzz, make_machine
-from harness.fuzz.machine import register
+from harness.fuzz.machine import WINDOW, register
 from harness.fuzz.regression import regression_id, write_regression
 from harness.fuzz.run import replay
 from harness.fuzz.vfio_rules import ROLES, VfioMachine
@@ -82,11 +83,16 @@ def test_a_planted_model_bug_is_found_shrunk_and_written_as_a_case(tmp_path: Pat
     assert len(report.findings) == 1
     f = report.findings[0]
     assert "errno" in f.summary
-    assert len(f.steps) <= 7, f.steps   # open, IOAS, mock domain, mmap, the map (a copy needs two more)
+    assert len(f.steps) <= 7, f.steps   # open, IOAS, mock domain or option, mmap, the map (a copy needs two more)
     last = f.steps[-1]
     assert last["ioctl"] in ("IOMMU_IOAS_MAP", "IOMMU_IOAS_COPY") and last["ioctl"] in f.summary
     assert "IOMMU_IOAS_MAP_FIXED_IOVA" in last["args"]["flags"]
-    assert any(s.get("args", {}).get("op") == "IOMMU_TEST_OP_MOCK_DOMAIN" for s in f.steps)  # alignment > 1
+    # The IOAS's IOVA alignment is above 1 only once a step raised it: a mock domain (its page
+    # size) or huge pages turned off (PAGE_SIZE).
+    assert any(s.get("args", {}).get("op") == "IOMMU_TEST_OP_MOCK_DOMAIN"
+               or (s.get("args", {}).get("option_id") == "IOMMU_OPTION_HUGE_PAGES"
+                   and s["args"].get("op") == "IOMMU_OPTION_OP_SET" and s["args"].get("val64") == 0)
+               for s in f.steps), f.steps
     assert f.case is not None and f.case.parent.name == "regressions"
 
     cases, errors = Loader(tmp_path).load_all("regressions/*.yaml")
@@ -153,3 +159,39 @@ def test_the_cli_offers_every_registered_machine() -> None:
     fuzz_parser = parser()._subparsers._group_actions[0].choices["fuzz"]  # type: ignore[union-attr]
     machine = next(a for a in fuzz_parser._actions if a.dest == "machine")
     assert tuple(machine.choices) == ("all", *MACHINES)
+
+
+def test_a_tape_of_zeros_is_the_start_alone_and_shrinks_nothing_away_from_it() -> None:
+    """A rule byte of 0 is no step: the tape shrinking makes all zeros runs only ``setup``, each
+    of its choices at its first, simplest option (no mock domain)."""
+    machine = make_machine(Lockstep([ModelBackend()]), kind="iommufd")
+    m = machine()
+    try:
+        m.run(bytes(WINDOW * 8))
+    finally:
+        m.teardown()
+    assert [next(iter(s)) for s in m.steps] == ["open", "ioctl", "mmap"], m.steps
+
+
+@pytest.mark.parametrize("kind", ["iommufd", "vfio"])
+def test_every_rule_is_reached_from_random_tapes(kind: str) -> None:
+    lockstep = Lockstep([ModelBackend()])
+    lockstep.use_roles(MACHINES[kind].roles or {})
+    machine = make_machine(lockstep, kind=kind)
+    seen: set[str] = set()
+
+    def recording(fn: Any) -> Any:
+        def run(self: Any, c: Any) -> None:
+            seen.add(fn.__name__)
+            fn(self, c)
+        return run
+
+    machine.RULES = tuple((recording(fn), when) for fn, when in machine.RULES)
+    rng = random.Random(5)
+    for _ in range(300):
+        m = machine()
+        try:
+            m.run(rng.randbytes(WINDOW * 16))
+        finally:
+            m.teardown()
+    assert seen == {fn.__name__ for fn, _ in MACHINES[kind].build(True).RULES}

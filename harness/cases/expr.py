@@ -179,9 +179,28 @@ def _rewrite_vars(text: str) -> tuple[str, set[str]]:
     return _VAR.sub(sub, text), names
 
 
+# Parsed expressions by (text, the uAPI view they were checked against): the fuzzer parses
+# the same few texts ("$buf3 + 0x1000") thousands of times a second.  The view is kept with
+# its entry, so its id is not reused while the entry lives.
+_PARSED: dict[tuple[str, int], tuple[uapi.SeriesABI, Expr]] = {}
+_PARSED_MAX = 4096
+
+
 def parse(text: str) -> Expr:
     """The parsed expression; ExprError if it is malformed, or if it reads no ``$variable``
     and cannot be evaluated (``1 // 0``, ``1 << 200``): such a case is refused at load."""
+    view = _ABI.get()
+    hit = _PARSED.get((text, id(view)))
+    if hit is not None and hit[0] is view:
+        return hit[1]
+    expr = _parse(text)
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()
+    _PARSED[(text, id(view))] = (view, expr)
+    return expr
+
+
+def _parse(text: str) -> Expr:
     if len(text) > MAX_TEXT:
         raise ExprError(f"an expression of {len(text)} characters (at most {MAX_TEXT})")
     src, names = _rewrite_vars(text.strip())

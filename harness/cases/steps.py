@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
+import functools
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -285,10 +286,15 @@ def _by_kernel(ctx: FileContext, v: dict[str, Any], where: str) -> Expectation:
     return out
 
 
+@functools.lru_cache(maxsize=512)
+def _field_paths(struct: type) -> frozenset[str]:
+    return frozenset(p for p, *_ in abi.walk_fields(struct))
+
+
 def _check_out_paths(ctx: FileContext, step: LMap, where: str, io: abi.Ioctl, paths: Iterable[str], key: str) -> None:
     if io.struct is None:
         return
-    valid = {p for p, *_ in abi.walk_fields(io.struct)} | set(io.pointers)
+    valid = _field_paths(io.struct) | set(io.pointers)
     for p in paths:
         head = re.split(r"\[", p)[0]
         if head not in valid and head.split(".")[0] not in valid:

@@ -6,29 +6,49 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
-from hypothesis import strategies as st
-from hypothesis.stateful import initialize, precondition, rule
-
 from .. import uapi
-from .machine import HUGE, PAGE, U64_MAX, Fields, MachineKind, SequenceMachine, hex_, register, user_va
+from .machine import (
+    HUGE,
+    PAGE,
+    U64_MAX,
+    Choices,
+    Fields,
+    MachineKind,
+    SequenceMachine,
+    hex_,
+    ints,
+    one_of,
+    precondition,
+    register,
+    rule,
+    user_va,
+)
 
 # The iommufd ioctls the size rules sweep: every one of the 6.12 table.
 IOMMUFD_IOCTLS = tuple(n for n, io in uapi.IOCTLS.items() if "iommufd" in io.fd_kinds)
 
+# Each argument has a valid side and a boundary/invalid side.  IOVAs mostly lie
+# above 16 MiB, where a mock domain's aperture starts (MOCK_APERTURE_START).
+PAGES = ints(0x1000, 0x5000, PAGE)
+IOVA_OK = PAGES
+IOVA_BAD = one_of(
+    lambda c: PAGES(c) + c.pick((1, 0x100, 0x400, PAGE - 1)),       # not page aligned
+    0, U64_MAX - PAGE + 1, U64_MAX, 1 << 63, 0xFEE00000)             # edges, wrap, MSI window
+LENGTH_BAD = one_of(0, 1, PAGE + 1, PAGE // 2, U64_MAX, 1 << 40)
+FLAGS_OK = one_of("IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE", "IOMMU_IOAS_MAP_READABLE")
+FLAGS_BAD = one_of("0", "IOMMU_IOAS_MAP_WRITEABLE", "IOMMU_IOAS_MAP_READABLE | (1 << 10)")
+OFFSET_BAD = one_of(0x800, 0x10000000)   # not page aligned; far past the buffer
+OPTIONS = (  # (option, object: "" for the IOAS, op, val64)
+    ("IOMMU_OPTION_RLIMIT_MODE", "0", "IOMMU_OPTION_OP_GET", 0),
+    ("IOMMU_OPTION_HUGE_PAGES", "", "IOMMU_OPTION_OP_SET", 0),
+    ("IOMMU_OPTION_HUGE_PAGES", "", "IOMMU_OPTION_OP_GET", 0),
+    ("IOMMU_OPTION_HUGE_PAGES", "", "IOMMU_OPTION_OP_SET", 2),
+    ("IOMMU_OPTION_HUGE_PAGES", "0", "IOMMU_OPTION_OP_GET", 0),
+)
+
 
 def iommufd_machine(mock_domains: bool = True) -> type[SequenceMachine]:
     """The machine's class; ``mock_domains``: the target has IOMMU_TEST_OP_MOCK_DOMAIN."""
-
-    # Each argument has a valid side and a boundary/invalid side.  IOVAs mostly lie
-    # above 16 MiB, where a mock domain's aperture starts (MOCK_APERTURE_START).
-    pages = st.integers(0x1000, 0x5000).map(lambda n: n * PAGE)
-    iova_ok, iova_bad = pages, st.one_of(
-        st.tuples(pages, st.sampled_from([1, 0x100, 0x400, PAGE - 1])).map(sum),   # not page aligned
-        st.sampled_from([0, U64_MAX - PAGE + 1, U64_MAX, 1 << 63, 0xFEE00000]))     # edges, wrap, MSI window
-    length_bad = st.sampled_from([0, 1, PAGE + 1, PAGE // 2, U64_MAX, 1 << 40])
-    flags_ok = st.sampled_from(["IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE", "IOMMU_IOAS_MAP_READABLE"])
-    flags_bad = st.sampled_from(["0", "IOMMU_IOAS_MAP_WRITEABLE", "IOMMU_IOAS_MAP_READABLE | (1 << 10)"])
-    offset_bad = st.sampled_from([0x800, 0x10000000])   # not page aligned; far past the buffer
 
     class IommufdMachine(SequenceMachine):
         def __init__(self) -> None:
@@ -44,15 +64,15 @@ def iommufd_machine(mock_domains: bool = True) -> type[SequenceMachine]:
 
         def fd_of(self, f: Fields, obj: str) -> str:
             """The iommufd ``obj`` belongs to, or (the "fd" field gone bad) any other one."""
-            return str(f.get("fd", st.just(self.owner.get(obj, self.fds[0])), st.sampled_from(self.fds)))
+            return str(f.get("fd", self.owner.get(obj, self.fds[0]), one_of(*self.fds)))
 
         def buffer(self, f: Fields) -> tuple[str, int, int]:
             """(buffer, offset, length) of user memory inside one mapping, one of them maybe bad."""
-            buf = self.pick(f.data, list(self.buf_size))
+            buf = f.c.pick(list(self.buf_size))
             size = self.buf_size[buf]
-            offset = f.get("user_va", st.sampled_from([0, PAGE]).filter(lambda o: o < size), offset_bad)
+            offset = f.get("user_va", one_of(*(o for o in (0, PAGE) if o < size)), OFFSET_BAD)
             room = max((size - offset) // PAGE, 1) if offset < size else 1
-            length = f.get("length", st.integers(1, room).map(lambda n: n * PAGE), length_bad)
+            length = f.get("length", ints(1, room, PAGE), LENGTH_BAD)
             return buf, offset, length
 
         # -- the objects -------------------------------------------------------
@@ -80,92 +100,93 @@ def iommufd_machine(mock_domains: bool = True) -> type[SequenceMachine]:
             self.do({"mmap": pages * PAGE, "align": HUGE, "as": n})
             self.buf_size[n] = pages * PAGE
 
-        @initialize(domain=st.booleans())
-        def setup(self, domain: bool) -> None:
+        def setup(self, c: Choices) -> None:
             """Where every sequence starts: an iommufd, an IOAS (with a mock domain half
             the time, where the target has them) and a user buffer."""
             fd = self._open()
             self._alloc(fd)
-            if domain and mock_domains:
+            if c.coin() and mock_domains:
                 self._mock_domain(fd, self.ioases[0])
             self._mmap(4)
 
         @precondition(lambda self: len(self.fds) < 2)
-        @rule()
-        def open_iommufd(self) -> None:
+        @rule
+        def open_iommufd(self, c: Choices) -> None:
             self._open()
 
         @precondition(lambda self: self.fds)
-        @rule(data=st.data())
-        def ioas_alloc(self, data: st.DataObject) -> None:
-            self._alloc(self.pick(data, self.fds))
+        @rule
+        def ioas_alloc(self, c: Choices) -> None:
+            self._alloc(c.pick(self.fds))
 
         @precondition(lambda self: mock_domains and self.fds and self.ioases)
-        @rule(data=st.data())
-        def mock_domain(self, data: st.DataObject) -> None:
-            ioas = self.pick(data, self.ioases)
-            self._mock_domain(self.fd_of(self.fields(data, ["fd"]), ioas), ioas)
+        @rule
+        def mock_domain(self, c: Choices) -> None:
+            ioas = c.pick(self.ioases)
+            self._mock_domain(self.fd_of(self.fields(c, ["fd"]), ioas), ioas)
 
-        @rule(pages=st.integers(1, 8))
-        def mmap(self, pages: int) -> None:
-            self._mmap(pages)
+        @rule
+        def mmap(self, c: Choices) -> None:
+            self._mmap(c.between(1, 8))
 
         # -- IOAS mappings -------------------------------------------------------
-        def _map(self, data: st.DataObject, fixed: bool) -> None:
+        def _map(self, c: Choices, fixed: bool) -> None:
             n = self.name("iova")
             # The IOVA weighs most: its alignment, range and overlap rules are the richest.
-            f = self.fields(data, ["fd", "flags", "ioas_id", "user_va", "length"] + (["iova"] * 4 if fixed else []))
-            ioas = self.pick(data, self.ioases)
+            f = self.fields(c, ["fd", "flags", "ioas_id", "user_va", "length"] + (["iova"] * 4 if fixed else []))
+            ioas = c.pick(self.ioases)
             buf, offset, length = self.buffer(f)
-            flags = f.get("flags", flags_ok, flags_bad) + (" | IOMMU_IOAS_MAP_FIXED_IOVA" if fixed else "")
+            flags = f.get("flags", FLAGS_OK, FLAGS_BAD) + (" | IOMMU_IOAS_MAP_FIXED_IOVA" if fixed else "")
             self.do({"ioctl": "IOMMU_IOAS_MAP", "fd": self.fd_of(f, ioas),
                      "args": {"flags": flags, "ioas_id": f.obj("ioas_id", ioas), "user_va": user_va(buf, offset),
-                              "length": hex_(length), "iova": hex_(f.get("iova", iova_ok, iova_bad) if fixed else 0)},
+                              "length": hex_(length), "iova": hex_(f.get("iova", IOVA_OK, IOVA_BAD) if fixed else 0)},
                      "save": {n: "iova"}})
             self.iovas.append(n)
             self.owner[n] = ioas
 
         @precondition(lambda self: self.ioases and self.buf_size)
-        @rule(data=st.data())
-        def ioas_map_fixed(self, data: st.DataObject) -> None:
-            self._map(data, fixed=True)
+        @rule
+        def ioas_map_fixed(self, c: Choices) -> None:
+            self._map(c, fixed=True)
 
         @precondition(lambda self: self.ioases and self.buf_size)
-        @rule(data=st.data())
-        def ioas_map_auto(self, data: st.DataObject) -> None:
-            self._map(data, fixed=False)
+        @rule
+        def ioas_map_auto(self, c: Choices) -> None:
+            self._map(c, fixed=False)
 
         @precondition(lambda self: self.iovas)
-        @rule(data=st.data(), pages=st.integers(1, 4))
-        def ioas_unmap(self, data: st.DataObject, pages: int) -> None:
-            at = self.pick(data, self.iovas)
+        @rule
+        def ioas_unmap(self, c: Choices) -> None:
+            pages = c.between(1, 4)
+            at = c.pick(self.iovas)
             ioas = self.owner[at]
-            f = self.fields(data, ["fd", "ioas_id", "iova", "length"])
+            f = self.fields(c, ["fd", "ioas_id", "iova", "length"])
             self.do({"ioctl": "IOMMU_IOAS_UNMAP", "fd": self.fd_of(f, ioas),
                      "args": {"ioas_id": f.obj("ioas_id", ioas),
-                              "iova": f.get("iova", st.just(f"${at}"), iova_bad.map(hex_)),
-                              "length": hex_(f.get("length", st.just(pages * PAGE), length_bad))}})
+                              "iova": f.get("iova", f"${at}", lambda c: hex_(IOVA_BAD(c))),
+                              "length": hex_(f.get("length", pages * PAGE, LENGTH_BAD))}})
 
         @precondition(lambda self: self.ioases)
-        @rule(data=st.data())
-        def ioas_unmap_all(self, data: st.DataObject) -> None:
-            ioas = self.pick(data, self.ioases)
+        @rule
+        def ioas_unmap_all(self, c: Choices) -> None:
+            ioas = c.pick(self.ioases)
             self.do({"ioctl": "IOMMU_IOAS_UNMAP", "fd": self.owner[ioas],
                      "args": {"ioas_id": f"${ioas}", "iova": 0, "length": "U64_MAX"}})
 
         @precondition(lambda self: self.iovas)
-        @rule(data=st.data(), fixed=st.booleans(), pages=st.integers(1, 4))
-        def ioas_copy(self, data: st.DataObject, fixed: bool, pages: int) -> None:
+        @rule
+        def ioas_copy(self, c: Choices) -> None:
+            fixed, pages = c.coin(), c.between(1, 4)
             n = self.name("iova")
-            at = self.pick(data, self.iovas)
+            at = c.pick(self.iovas)
             src = self.owner[at]
-            dst = self.pick(data, [i for i in self.ioases if self.owner[i] == self.owner[src]] or [src])
-            f = self.fields(data, ["flags", "dst_ioas_id", "length"] + (["dst_iova"] if fixed else []))
-            flags = f.get("flags", flags_ok, flags_bad) + (" | IOMMU_IOAS_MAP_FIXED_IOVA" if fixed else "")
+            dst = c.pick([i for i in self.ioases if self.owner[i] == self.owner[src]] or [src])
+            f = self.fields(c, ["flags", "dst_ioas_id", "length"] + (["dst_iova"] if fixed else []))
+            flags = f.get("flags", FLAGS_OK, FLAGS_BAD) + (" | IOMMU_IOAS_MAP_FIXED_IOVA" if fixed else "")
             self.do({"ioctl": "IOMMU_IOAS_COPY", "fd": self.owner[src],
                      "args": {"flags": flags, "dst_ioas_id": f.obj("dst_ioas_id", dst), "src_ioas_id": f"${src}",
-                              "length": hex_(f.get("length", st.just(pages * PAGE), length_bad)),
-                              "dst_iova": hex_(f.get("dst_iova", iova_ok, iova_bad) if fixed else 0),
+                              "length": hex_(f.get("length", pages * PAGE, LENGTH_BAD)),
+                              "dst_iova": hex_(f.get("dst_iova", IOVA_OK, IOVA_BAD) if fixed else 0),
                               "src_iova": f"${at}"},
                      "save": {n: "dst_iova"}})
             self.iovas.append(n)
@@ -173,78 +194,73 @@ def iommufd_machine(mock_domains: bool = True) -> type[SequenceMachine]:
 
         # -- IOAS ranges and options -----------------------------------------
         @precondition(lambda self: self.ioases)
-        @rule(data=st.data(), count=st.integers(0, 4))
-        def ioas_iova_ranges(self, data: st.DataObject, count: int) -> None:
-            ioas = self.pick(data, self.ioases)
+        @rule
+        def ioas_iova_ranges(self, c: Choices) -> None:
+            count = c.between(0, 4)
+            ioas = c.pick(self.ioases)
             self.do({"ioctl": "IOMMU_IOAS_IOVA_RANGES", "fd": self.owner[ioas],
                      "args": {"ioas_id": f"${ioas}", "num_iovas": count,
                               "allowed_iovas": {"array": "iommu_iova_range", "count": count}}})
 
         @precondition(lambda self: self.ioases)
-        @rule(data=st.data(),
-              ranges=st.lists(st.tuples(st.integers(0x1000, 0x5000), st.integers(1, 0x100)), max_size=3))
-        def ioas_allow_iovas(self, data: st.DataObject, ranges: list[tuple[int, int]]) -> None:
-            ioas = self.pick(data, self.ioases)
-            f = self.fields(data, ["allowed_iovas"])
+        @rule
+        def ioas_allow_iovas(self, c: Choices) -> None:
+            ranges = [(c.between(0x1000, 0x5000), c.between(1, 0x100)) for _ in range(c.below(4))]
+            ioas = c.pick(self.ioases)
+            f = self.fields(c, ["allowed_iovas"])
             ok = [{"start": s * PAGE, "last": (s + n) * PAGE - 1} for s, n in ranges]
-            items = f.get("allowed_iovas", st.just(ok), st.just([{"start": 2 * PAGE, "last": PAGE}]))
+            items = f.get("allowed_iovas", ok, [{"start": 2 * PAGE, "last": PAGE}])
             self.do({"ioctl": "IOMMU_IOAS_ALLOW_IOVAS", "fd": self.owner[ioas],
                      "args": {"ioas_id": f"${ioas}", "num_iovas": len(items),
                               "allowed_iovas": {"array": "iommu_iova_range", "items": items} if items else 0}})
 
         @precondition(lambda self: self.ioases)
-        @rule(data=st.data())
-        def option(self, data: st.DataObject) -> None:
-            ioas = self.pick(data, self.ioases)
-            option, obj, op, val = data.draw(st.sampled_from([
-                ("IOMMU_OPTION_RLIMIT_MODE", "0", "IOMMU_OPTION_OP_GET", 0),
-                ("IOMMU_OPTION_HUGE_PAGES", f"${ioas}", "IOMMU_OPTION_OP_SET", 0),
-                ("IOMMU_OPTION_HUGE_PAGES", f"${ioas}", "IOMMU_OPTION_OP_GET", 0),
-                ("IOMMU_OPTION_HUGE_PAGES", f"${ioas}", "IOMMU_OPTION_OP_SET", 2),
-                ("IOMMU_OPTION_HUGE_PAGES", "0", "IOMMU_OPTION_OP_GET", 0),
-            ]))
+        @rule
+        def option(self, c: Choices) -> None:
+            ioas = c.pick(self.ioases)
+            option, obj, op, val = c.pick(OPTIONS)
             self.do({"ioctl": "IOMMU_OPTION", "fd": self.owner[ioas],
-                     "args": {"option_id": option, "object_id": obj, "op": op, "val64": val}})
+                     "args": {"option_id": option, "object_id": obj or f"${ioas}", "op": op, "val64": val}})
 
         @precondition(lambda self: self.ioases or self.hwpts)
-        @rule(data=st.data())
-        def destroy(self, data: st.DataObject) -> None:
-            victim = self.pick(data, self.ioases + self.hwpts)
-            f = self.fields(data, ["fd", "id"])
+        @rule
+        def destroy(self, c: Choices) -> None:
+            victim = c.pick(self.ioases + self.hwpts)
+            f = self.fields(c, ["fd", "id"])
             self.do({"ioctl": "IOMMU_DESTROY", "fd": self.fd_of(f, victim), "args": {"id": f.obj("id", victim)}})
 
         # -- sizes and raw bytes ------------------------------------------------
         @precondition(lambda self: self.fds)
-        @rule(data=st.data())
-        def size_boundary(self, data: st.DataObject) -> None:
+        @rule
+        def size_boundary(self, c: Choices) -> None:
             """An iommufd ioctl, all fields zero, whose size sits at a boundary of its struct."""
-            io = uapi.ioctl(data.draw(st.sampled_from(IOMMUFD_IOCTLS)))
+            io = uapi.ioctl(c.pick(IOMMUFD_IOCTLS))
             assert io.min_size is not None
-            size, tail = data.draw(st.sampled_from([
+            size, tail = c.pick((
                 (io.min_size - 1, ""), (io.min_size, ""), (io.sizeof, ""), (io.sizeof + 8, "00" * 8),
                 (io.sizeof + 8, "00" * 7 + "01"), (io.sizeof + 64, ""),   # a size past the buffer: EFAULT
-            ]))
-            raw: dict[str, Any] = {"ioctl": io.name, "fd": self.pick(data, self.fds), "args": {"size": size}}
+            ))
+            raw: dict[str, Any] = {"ioctl": io.name, "fd": c.pick(self.fds), "args": {"size": size}}
             if tail:
                 raw["tail"] = {"hex": tail}
             self.do(raw)
 
         @precondition(lambda self: self.fds)
-        @rule(data=st.data())
-        def raw_bytes(self, data: st.DataObject) -> None:
+        @rule
+        def raw_bytes(self, c: Choices) -> None:
             """An iommufd ioctl number with random argument bytes; the size field leads them."""
-            io = uapi.ioctl(data.draw(st.sampled_from(IOMMUFD_IOCTLS)))
+            io = uapi.ioctl(c.pick(IOMMUFD_IOCTLS))
             assert io.struct is not None and io.min_size is not None
-            body = data.draw(st.binary(min_size=0, max_size=ctypes.sizeof(io.struct) + 8))
-            size = data.draw(st.sampled_from([len(body) + 4, io.min_size, io.sizeof]))
-            self.do({"raw_ioctl": hex(io.number), "fd": self.pick(data, self.fds),
+            body = c.blob(ctypes.sizeof(io.struct) + 8)
+            size = c.pick((len(body) + 4, io.min_size, io.sizeof))
+            self.do({"raw_ioctl": hex(io.number), "fd": c.pick(self.fds),
                      "hex": (size.to_bytes(4, "little") + body).hex()})
 
         @precondition(lambda self: len(self.fds) > 1)
-        @rule(data=st.data())
-        def close(self, data: st.DataObject) -> None:
+        @rule
+        def close(self, c: Choices) -> None:
             """Close an iommufd (never the last: its objects stay named, their ids now dangle)."""
-            fd = self.pick(data, self.fds)
+            fd = c.pick(self.fds)
             self.fds.remove(fd)
             self.do({"close": fd})
 

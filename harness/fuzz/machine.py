@@ -1,4 +1,4 @@
-"""The stateful fuzzers: Hypothesis state machines whose rules are uAPI operations.
+"""The stateful fuzzers: machines whose rules are uAPI operations, driven by Hypothesis.
 
 Every rule writes one step in the case format (docs/case-format.md) with
 ``expect: any``, runs it on every backend of the lockstep at once, and fails when
@@ -8,10 +8,19 @@ backend resolves a name to its own fd, id or address, so a name is the (kernel
 handle, model handle) pair.  The steps run so far are kept, so a failure is a
 case file as it stands.
 
+Hypothesis draws a whole sequence as one compact value, a *tape* of bytes
+(``tape_strategy``), and the machine reads it a window of ``WINDOW`` bytes per
+step (``Choices``): the window's first byte picks a rule among those whose
+precondition holds (0: no step), the rule reads its arguments from the rest, and
+bytes past the window read as zeros.  Every choice puts its simplest option at 0,
+so Hypothesis's shrinking (bytes towards zero, the tape shorter) drops steps and
+moves arguments to their valid side.  One draw per sequence is far cheaper than a
+RuleBasedStateMachine's draws per step (docs/fuzz.md, "Speed").
+
 Arguments are drawn mostly valid; ``invalid_share`` of the steps take one
 argument from its boundary and invalid side (sizes around the minimum, unknown
 flag bits, reserved fields, ids of destroyed or wrong-type objects, IOVAs at the
-range edges and wrapping around).  Hypothesis shrinks towards the valid side.
+range edges and wrapping around).
 
 The machines share this plumbing and are found by kind in ``MACHINES``, which
 their modules fill: ``iommufd`` (harness/fuzz/iommufd_rules.py, in a guest with
@@ -21,12 +30,12 @@ and cdev ioctls and sysfs moves, in a guest with a vIOMMU).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine
 
 from ..backends import roles
 from .lockstep import Lockstep
@@ -34,6 +43,9 @@ from .lockstep import Lockstep
 PAGE = 4096
 HUGE = 2 << 20
 U64_MAX = (1 << 64) - 1
+WINDOW = 16      # tape bytes per step: the rule byte and the arguments' (what a rule reads past it is 0)
+
+T = TypeVar("T")
 
 
 class Divergence(AssertionError):
@@ -49,12 +61,6 @@ def hex_(v: int) -> str:
     return f"{v:#x}"
 
 
-def mostly(valid: st.SearchStrategy[Any], invalid: st.SearchStrategy[Any], share: float) -> st.SearchStrategy[Any]:
-    """``valid`` except for ``share`` of the draws; shrinks towards ``valid``."""
-    cut = round(share * 1000)
-    return st.integers(0, 999).flatmap(lambda r: invalid if r >= 1000 - cut else valid)
-
-
 def user_va(buf: str, offset: int) -> str:
     """An address ``offset`` into ``buf``.  Machines map their buffers with ``align: HUGE``:
     automatic IOVAs keep the alignment of user_va (io_pagetable.c:136-141), and where mmap()
@@ -63,35 +69,135 @@ def user_va(buf: str, offset: int) -> str:
     return f"${buf} + {offset:#x}"
 
 
+class Choices:
+    """One step's window of the tape.  Each draw reads the next bytes (zeros past the end) and
+    maps 0 to its first, simplest option."""
+
+    __slots__ = ("buf", "pos")
+
+    def __init__(self, buf: bytes):
+        self.buf, self.pos = buf, 0
+
+    def below(self, n: int) -> int:
+        """0 .. n-1 (0 for n <= 1, reading nothing)."""
+        if n <= 1:
+            return 0
+        width = 1 if n <= 1 << 8 else 2 if n <= 1 << 16 else 4 if n <= 1 << 32 else 8
+        v = int.from_bytes(self.buf[self.pos:self.pos + width], "little")
+        self.pos += width
+        return v % n
+
+    def between(self, lo: int, hi: int) -> int:
+        return lo + self.below(hi - lo + 1)
+
+    def coin(self) -> bool:
+        return self.below(2) == 1
+
+    def pick(self, options: Sequence[T]) -> T:
+        return options[self.below(len(options))]
+
+    def chance(self, p: float) -> bool:
+        """True ``p`` of the time; shrinks to False."""
+        return self.below(256) >= 256 - round(p * 256)
+
+    def blob(self, max_len: int) -> bytes:
+        """Up to ``max_len`` arbitrary bytes, from a 16-bit seed (seed 0: zeros)."""
+        n, seed = self.below(max_len + 1), self.below(1 << 16)
+        return random.Random(seed).randbytes(n) if seed else bytes(n)
+
+    def draw(self, gen: Any) -> Any:
+        """``gen(self)`` for a generator (a callable: ``one_of``, ``ints``, a lambda), else ``gen`` itself."""
+        return gen(self) if callable(gen) else gen
+
+
+Gen = Callable[[Choices], Any]
+
+
+def one_of(*options: Any) -> Gen:
+    """One of ``options`` (each a value or a generator), the first the simplest."""
+    return lambda c: c.draw(c.pick(options))
+
+
+def ints(lo: int, hi: int, scale: int = 1) -> Gen:
+    """``lo`` .. ``hi`` times ``scale``."""
+    return lambda c: c.between(lo, hi) * scale
+
+
 class Fields:
     """One step's arguments: at most one of them, ``share`` of the time, from its
     invalid side, so a failing call fails for one reason."""
 
-    def __init__(self, data: st.DataObject, names: list[str], share: float):
-        self.data = data
-        self.bad = data.draw(mostly(st.just(None), st.sampled_from(names), share)) if names else None
+    def __init__(self, c: Choices, names: list[str], share: float):
+        self.c = c
+        self.bad = c.pick(names) if names and c.chance(share) else None
 
-    def get(self, name: str, valid: st.SearchStrategy[Any], invalid: st.SearchStrategy[Any]) -> Any:
-        return self.data.draw(invalid if name == self.bad else valid)
+    def get(self, name: str, valid: Any, invalid: Any) -> Any:
+        """``valid`` or ``invalid`` (values or generators, Choices.draw) as ``name`` is good or bad."""
+        return self.c.draw(invalid if name == self.bad else valid)
 
     def obj(self, name: str, handle: str) -> str:
         """An object id: the one saved, or one no object has."""
-        return str(self.get(name, st.just(f"${handle}"), st.sampled_from([f"${handle} + 1000", "0", "U32_MAX"])))
+        return str(self.get(name, f"${handle}", one_of(f"${handle} + 1000", "0", "U32_MAX")))
 
 
-class SequenceMachine(RuleBasedStateMachine):
-    """What every machine does with a step: name what it binds, run it in lockstep, keep it."""
+def rule(fn: Callable[..., None]) -> Callable[..., None]:
+    """A machine method ``(self, c: Choices)`` that writes a step (or a few)."""
+    fn._fuzz_rule = True  # type: ignore[attr-defined]
+    return fn
+
+
+def precondition(when: Callable[[Any], Any]) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The rule runs only where ``when(machine)`` is true."""
+    def mark(fn: Callable[..., None]) -> Callable[..., None]:
+        fn._fuzz_when = when  # type: ignore[attr-defined]
+        return fn
+    return mark
+
+
+def tape_strategy(steps: int) -> st.SearchStrategy[bytes]:
+    """A sequence of ``steps // 2`` to ``steps`` steps after ``setup``: one bytes draw."""
+    return st.binary(min_size=WINDOW * (1 + steps // 2), max_size=WINDOW * (1 + steps))
+
+
+class SequenceMachine:
+    """What every machine does with a step: name what it binds, run it in lockstep, keep it.
+    A machine subclasses it, overrides ``setup`` (the first window) and marks its rules
+    with ``@rule`` (and ``@precondition``)."""
 
     lockstep: Lockstep
     share: float = 0.2
     after_step: Callable[[], str] | None = None
+    RULES: ClassVar[tuple[tuple[Callable[..., None], Callable[[Any], Any] | None], ...]] = ()
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        found: dict[str, tuple[Callable[..., None], Callable[[Any], Any] | None]] = {}
+        for klass in reversed(cls.__mro__):    # base classes first, each in definition order
+            for name, fn in vars(klass).items():
+                if getattr(fn, "_fuzz_rule", False):
+                    found[name] = (fn, getattr(fn, "_fuzz_when", None))
+        cls.RULES = tuple(found.values())
 
     def __init__(self) -> None:
-        super().__init__()
         self.lockstep.start()
         self.steps: list[dict[str, Any]] = []
         self.bound: set[str] = set(self.lockstep.roles)
         self.counter = 0
+
+    def setup(self, c: Choices) -> None:
+        """Where every sequence starts (the tape's first window)."""
+
+    def run(self, tape: bytes) -> None:
+        """The steps ``tape`` spells; Divergence at the first one the backends disagree on."""
+        self.setup(Choices(tape[:WINDOW]))
+        for at in range(WINDOW, len(tape), WINDOW):
+            c = Choices(tape[at:at + WINDOW])
+            which = c.below(256)
+            if not which:
+                continue     # no step here (what shrinking makes of a step it drops)
+            enabled = [fn for fn, when in self.RULES if when is None or when(self)]
+            if enabled:
+                enabled[(which - 1) % len(enabled)](self, c)
 
     def teardown(self) -> None:
         self.lockstep.finish()
@@ -108,11 +214,8 @@ class SequenceMachine(RuleBasedStateMachine):
         if problem:
             raise Divergence(problem, self.steps)
 
-    def pick(self, data: st.DataObject, names: list[str]) -> str:
-        return str(data.draw(st.sampled_from(names)))
-
-    def fields(self, data: st.DataObject, names: list[str]) -> Fields:
-        return Fields(data, names, self.share)
+    def fields(self, c: Choices, names: list[str]) -> Fields:
+        return Fields(c, names, self.share)
 
 
 def bind(base: type[SequenceMachine], lockstep: Lockstep, invalid_share: float,

@@ -16,15 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import hypothesis
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from hypothesis.errors import Flaky
-from hypothesis.stateful import run_state_machine_as_test
 
 from ..cache_root import cache_root
 from ..cases.case import CaseError
 from .lockstep import Lockstep
-from .machine import Divergence, find_machine, make_machine
+from .machine import Divergence, find_machine, make_machine, tape_strategy
 from .regression import write_regression
 
 
@@ -167,7 +166,8 @@ def fuzz(lockstep: Lockstep, profile: Profile, *, seed: int | None = None, durat
     max_rounds = rounds if rounds is not None else (None if budget is not None else profile.rounds)
     db: ExampleDatabase | None = None
     if profile.database:
-        db = DirectoryBasedExampleDatabase(str(database_dir or default_database_dir()))
+        # A directory per machine: the tapes of one machine mean nothing to another.
+        db = DirectoryBasedExampleDatabase(str(Path(database_dir or default_database_dir()) / machine_kind))
     share = invalid_share if invalid_share is not None else profile.invalid_share
     if kind.roles is not None:
         lockstep.use_roles(kind.roles)
@@ -175,20 +175,20 @@ def fuzz(lockstep: Lockstep, profile: Profile, *, seed: int | None = None, durat
                            kind=machine_kind)
     started = lockstep.steps_run
 
-    class Counted(machine):  # type: ignore[misc, valid-type]
-        def __init__(self) -> None:
-            guard.before_example()
-            super().__init__()
-            report.sequences += 1
+    def sequence(tape: bytes) -> None:
+        guard.before_example()
+        m = machine()
+        report.sequences += 1
+        try:
+            m.run(tape)
+        except Divergence as e:
+            guard.saw(e)
+            raise
+        finally:
+            m.teardown()
 
-        def do(self, raw: dict[str, Any]) -> None:
-            try:
-                super().do(raw)
-            except Divergence as e:
-                guard.saw(e)
-                raise
-
-    Counted.__name__ = Counted.__qualname__ = machine.__name__
+    sequence.__name__ = sequence.__qualname__ = machine.__name__
+    tapes = tape_strategy(profile.steps_per_sequence)
     start = time.monotonic()
     last_progress = start
     while max_rounds is None or report.rounds < max_rounds:
@@ -197,15 +197,13 @@ def fuzz(lockstep: Lockstep, profile: Profile, *, seed: int | None = None, durat
         round_seed = base + report.rounds
         report.seeds.append(round_seed)
         guard = ShrinkGuard(profile.shrink_seconds)
-        # @seed on the machine: run_state_machine_as_test copies it to the test it builds.
-        hypothesis.seed(round_seed)(Counted)
+        test = hypothesis.seed(round_seed)(settings(
+            max_examples=examples or profile.examples_per_round, deadline=None, database=db,
+            derandomize=False, print_blob=False, report_multiple_bugs=False, verbosity=Verbosity.quiet,
+            phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink),
+            suppress_health_check=list(HealthCheck))(given(tapes)(sequence)))
         try:
-            run_state_machine_as_test(Counted, settings=settings(
-                max_examples=examples or profile.examples_per_round,
-                stateful_step_count=profile.steps_per_sequence, deadline=None, database=db,
-                derandomize=False, print_blob=False, report_multiple_bugs=False,
-                phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink),
-                suppress_health_check=list(HealthCheck)))
+            test()
         except (Divergence, _ShrinkBudgetSpent, Flaky) as e:
             if isinstance(e, Flaky) and not guard.spent:
                 raise

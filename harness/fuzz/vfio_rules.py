@@ -14,12 +14,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import strategies as st
-from hypothesis.stateful import initialize, precondition, rule
-
 from .. import uapi
 from ..uapi.vfio import VFIO_PCI_NUM_IRQS, VFIO_PCI_NUM_REGIONS
-from .machine import HUGE, PAGE, U64_MAX, MachineKind, SequenceMachine, hex_, register, user_va
+from .machine import (
+    HUGE,
+    PAGE,
+    U64_MAX,
+    Choices,
+    MachineKind,
+    SequenceMachine,
+    hex_,
+    ints,
+    one_of,
+    precondition,
+    register,
+    rule,
+    user_va,
+)
 
 ROLES = {"dev": "isolated", "g": "nonviable"}
 CONTAINER_NODES = {"legacy": "/dev/vfio/vfio", "compat": "/dev/iommu"}
@@ -38,13 +49,12 @@ EXTENSIONS = ("VFIO_TYPE1_IOMMU", "VFIO_SPAPR_TCE_IOMMU", "VFIO_TYPE1v2_IOMMU", 
               "VFIO_TYPE1_NESTING_IOMMU", "VFIO_SPAPR_TCE_v2_IOMMU", "VFIO_NOIOMMU_IOMMU", "VFIO_UNMAP_ALL",
               "VFIO_UPDATE_VADDR", "0", "11", "U32_MAX")
 
-pages = st.integers(0x100, 0x4000).map(lambda n: n * PAGE)
-iova_bad = st.one_of(st.tuples(pages, st.sampled_from([1, 0x800, PAGE - 1])).map(sum),
-                     st.sampled_from([0, U64_MAX - PAGE + 1, U64_MAX, 1 << 63, 0xFEE00000]))
-size_bad = st.sampled_from([0, 1, PAGE + 1, U64_MAX & ~(PAGE - 1), 1 << 40])
-map_flags_ok = st.sampled_from(["VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE", "VFIO_DMA_MAP_FLAG_READ"])
-map_flags_bad = st.sampled_from(["0", "VFIO_DMA_MAP_FLAG_WRITE", "VFIO_DMA_MAP_FLAG_VADDR",
-                                 "VFIO_DMA_MAP_FLAG_READ | (1 << 8)"])
+PAGES = ints(0x100, 0x4000, PAGE)
+IOVA_BAD = one_of(lambda c: PAGES(c) + c.pick((1, 0x800, PAGE - 1)),
+                  0, U64_MAX - PAGE + 1, U64_MAX, 1 << 63, 0xFEE00000)
+SIZE_BAD = one_of(0, 1, PAGE + 1, U64_MAX & ~(PAGE - 1), 1 << 40)
+MAP_FLAGS_OK = one_of("VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE", "VFIO_DMA_MAP_FLAG_READ")
+MAP_FLAGS_BAD = one_of("0", "VFIO_DMA_MAP_FLAG_WRITE", "VFIO_DMA_MAP_FLAG_VADDR", "VFIO_DMA_MAP_FLAG_READ | (1 << 8)")
 
 
 class VfioMachine(SequenceMachine):
@@ -71,26 +81,25 @@ class VfioMachine(SequenceMachine):
     def any_fd(self) -> list[str]:
         return list(self.containers) + self.iommufds + list(self.groups) + list(self.devices) + list(self.cdevs)
 
-    def role(self, data: st.DataObject) -> str:
-        return str(data.draw(st.sampled_from(sorted(ROLES))))
+    def role(self, c: Choices) -> str:
+        return c.pick(sorted(ROLES))
 
     def _mmap(self, pages: int) -> None:
         n = self.name("buf")
         self.do({"mmap": pages * PAGE, "align": HUGE, "as": n})
         self.buf_size[n] = pages * PAGE
 
-    @rule(pages=st.integers(1, 8))
-    def mmap(self, pages: int) -> None:
-        self._mmap(pages)
+    @rule
+    def mmap(self, c: Choices) -> None:
+        self._mmap(c.between(1, 8))
 
     # -- containers and groups ---------------------------------------------
-    @initialize(personality=st.sampled_from(sorted(CONTAINER_NODES)),
-                start=st.sampled_from(["container", "attached", "device", "cdev"]))
-    def setup(self, personality: str, start: str) -> None:
+    def setup(self, c: Choices) -> None:
         """Where a sequence starts, so deep states are a few rules away: a container of either
         personality and a user buffer; ``attached``: the isolated group set to it with a type1v2
         IOMMU (the vfio-container-attached fixture); ``device``: its device fd too; ``cdev``:
         instead, the isolated function's cdev bound to an iommufd and attached to an IOAS."""
+        personality, start = c.pick(sorted(CONTAINER_NODES)), c.pick(("container", "attached", "device", "cdev"))
         self._open_container(personality)
         self._mmap(4)
         if start in ("attached", "device"):
@@ -120,76 +129,78 @@ class VfioMachine(SequenceMachine):
         self.containers[n] = personality
 
     @precondition(lambda self: len(self.containers) < 2)
-    @rule(personality=st.sampled_from(sorted(CONTAINER_NODES)))
-    def open_container(self, personality: str) -> None:
-        self._open_container(personality)
+    @rule
+    def open_container(self, c: Choices) -> None:
+        self._open_container(c.pick(sorted(CONTAINER_NODES)))
 
     @precondition(lambda self: len(self.groups) < 3)
-    @rule(data=st.data())
-    def open_group(self, data: st.DataObject) -> None:
-        self._open_node(data, "group", "/dev/vfio/", self.groups)
+    @rule
+    def open_group(self, c: Choices) -> None:
+        self._open_node(c, "group", "/dev/vfio/", self.groups)
 
-    def _open_node(self, data: st.DataObject, attr: str, prefix: str, table: dict[str, str]) -> None:
+    def _open_node(self, c: Choices, attr: str, prefix: str, table: dict[str, str]) -> None:
         """Open a role's group (``${dev.group}``) or cdev (``${dev.cdev}``)."""
-        n, role = self.name(attr), self.role(data)
+        n, role = self.name(attr), self.role(c)
         self.do({"open": f"{prefix}${{{role}.{attr}}}", "as": n})
         table[n] = role
 
     @precondition(lambda self: self.groups)
-    @rule(data=st.data())
-    def group_get_status(self, data: st.DataObject) -> None:
-        self.do({"ioctl": "VFIO_GROUP_GET_STATUS", "fd": self.pick(data, list(self.groups))})
+    @rule
+    def group_get_status(self, c: Choices) -> None:
+        self.do({"ioctl": "VFIO_GROUP_GET_STATUS", "fd": c.pick(list(self.groups))})
 
     @precondition(lambda self: self.groups and self.containers)
-    @rule(data=st.data())
-    def group_set_container(self, data: st.DataObject) -> None:
-        f = self.fields(data, ["container"])
-        group = self.pick(data, list(self.groups))
-        container = f.get("container", st.sampled_from([f"${c}" for c in self.containers]),
-                          st.sampled_from([f"${n}" for n in self.any_fd() if n not in self.containers] + ["-1", "999"]))
+    @rule
+    def group_set_container(self, c: Choices) -> None:
+        f = self.fields(c, ["container"])
+        group = c.pick(list(self.groups))
+        container = f.get("container", one_of(*(f"${n}" for n in self.containers)),
+                          one_of(*(f"${n}" for n in self.any_fd() if n not in self.containers), "-1", "999"))
         self.do({"ioctl": "VFIO_GROUP_SET_CONTAINER", "fd": group, "int": container})
 
     @precondition(lambda self: self.groups)
-    @rule(data=st.data())
-    def group_unset_container(self, data: st.DataObject) -> None:
-        self.do({"ioctl": "VFIO_GROUP_UNSET_CONTAINER", "fd": self.pick(data, list(self.groups))})
+    @rule
+    def group_unset_container(self, c: Choices) -> None:
+        self.do({"ioctl": "VFIO_GROUP_UNSET_CONTAINER", "fd": c.pick(list(self.groups))})
 
     @precondition(lambda self: self.groups)
-    @rule(data=st.data())
-    def group_get_device_fd(self, data: st.DataObject) -> None:
+    @rule
+    def group_get_device_fd(self, c: Choices) -> None:
         n = self.name("device")
-        group = self.pick(data, list(self.groups))
+        group = c.pick(list(self.groups))
         role = self.groups[group]
-        f = self.fields(data, ["name"])
+        f = self.fields(c, ["name"])
         other = next(r for r in ROLES if r != role)
-        name = f.get("name", st.just(f"${{{role}.bdf}}"), st.sampled_from([f"${{{other}.bdf}}", "0000:00:00.0", "x"]))
+        name = f.get("name", f"${{{role}.bdf}}", one_of(f"${{{other}.bdf}}", "0000:00:00.0", "x"))
         self.do({"ioctl": "VFIO_GROUP_GET_DEVICE_FD", "fd": group, "string": name, "as": n})
         self.devices[n] = role
 
     # -- the container's IOMMU ----------------------------------------------
     @precondition(lambda self: self.containers)
-    @rule(data=st.data())
-    def set_iommu(self, data: st.DataObject) -> None:
-        f = self.fields(data, ["type"])
-        kind = f.get("type", st.sampled_from(["VFIO_TYPE1v2_IOMMU", "VFIO_TYPE1_IOMMU"]),
-                     st.sampled_from(["0", "VFIO_SPAPR_TCE_IOMMU", "VFIO_NOIOMMU_IOMMU", "VFIO_UNMAP_ALL", "99"]))
-        self.do({"ioctl": "VFIO_SET_IOMMU", "fd": self.pick(data, list(self.containers)), "value": kind})
+    @rule
+    def set_iommu(self, c: Choices) -> None:
+        f = self.fields(c, ["type"])
+        kind = f.get("type", one_of("VFIO_TYPE1v2_IOMMU", "VFIO_TYPE1_IOMMU"),
+                     one_of("0", "VFIO_SPAPR_TCE_IOMMU", "VFIO_NOIOMMU_IOMMU", "VFIO_UNMAP_ALL", "99"))
+        self.do({"ioctl": "VFIO_SET_IOMMU", "fd": c.pick(list(self.containers)), "value": kind})
 
     @precondition(lambda self: self.containers)
-    @rule(data=st.data(), extension=st.sampled_from((*EXTENSIONS, "api_version")))
-    def check_extension(self, data: st.DataObject, extension: str) -> None:
+    @rule
+    def check_extension(self, c: Choices) -> None:
         """VFIO_CHECK_EXTENSION of an extension, or (one time in fourteen) VFIO_GET_API_VERSION."""
-        container = self.pick(data, list(self.containers))
+        extension = c.pick((*EXTENSIONS, "api_version"))
+        container = c.pick(list(self.containers))
         if extension == "api_version":
             self.do({"ioctl": "VFIO_GET_API_VERSION", "fd": container})
         else:
             self.do({"ioctl": "VFIO_CHECK_EXTENSION", "fd": container, "value": extension})
 
     @precondition(lambda self: self.containers)
-    @rule(data=st.data(), argsz=st.sampled_from([16, 0, 4096]))
-    def iommu_get_info(self, data: st.DataObject, argsz: int) -> None:
+    @rule
+    def iommu_get_info(self, c: Choices) -> None:
         """minsz, sizeof (0 stands for it: argsz as the struct has it) or room for every capability."""
-        raw: dict[str, Any] = {"ioctl": "VFIO_IOMMU_GET_INFO", "fd": self.pick(data, list(self.containers))}
+        argsz = c.pick((16, 0, 4096))
+        raw: dict[str, Any] = {"ioctl": "VFIO_IOMMU_GET_INFO", "fd": c.pick(list(self.containers))}
         if argsz:
             raw["args"] = {"argsz": argsz}
             if argsz > uapi.ioctl("VFIO_IOMMU_GET_INFO").sizeof:
@@ -197,51 +208,51 @@ class VfioMachine(SequenceMachine):
         self.do(raw)
 
     @precondition(lambda self: self.containers and self.buf_size)
-    @rule(data=st.data())
-    def map_dma(self, data: st.DataObject) -> None:
-        f = self.fields(data, ["flags", "vaddr", "iova", "iova", "size"])
-        container = self.pick(data, list(self.containers))
-        buf = self.pick(data, list(self.buf_size))
+    @rule
+    def map_dma(self, c: Choices) -> None:
+        f = self.fields(c, ["flags", "vaddr", "iova", "iova", "size"])
+        container = c.pick(list(self.containers))
+        buf = c.pick(list(self.buf_size))
         room = self.buf_size[buf] // PAGE
-        size = f.get("size", st.integers(1, room).map(lambda n: n * PAGE), size_bad)
-        iova = f.get("iova", pages, iova_bad)
-        offset = f.get("vaddr", st.just(0), st.sampled_from([0x800, 0x10000000]))
+        size = f.get("size", ints(1, room, PAGE), SIZE_BAD)
+        iova = f.get("iova", PAGES, IOVA_BAD)
+        offset = f.get("vaddr", 0, one_of(0x800, 0x10000000))
         self.do({"ioctl": "VFIO_IOMMU_MAP_DMA", "fd": container,
-                 "args": {"flags": f.get("flags", map_flags_ok, map_flags_bad), "vaddr": user_va(buf, offset),
+                 "args": {"flags": f.get("flags", MAP_FLAGS_OK, MAP_FLAGS_BAD), "vaddr": user_va(buf, offset),
                           "iova": hex_(iova), "size": hex_(size)}})
         self.maps.append((container, hex_(iova), size))
 
     @precondition(lambda self: self.maps)
-    @rule(data=st.data(), part=st.sampled_from([1, 2]))
-    def unmap_dma(self, data: st.DataObject, part: int) -> None:
+    @rule
+    def unmap_dma(self, c: Choices) -> None:
         """Of an earlier map: the whole of it, or its first half-size (a hole type1v2 refuses)."""
-        container, iova, size = data.draw(st.sampled_from(self.maps))
-        f = self.fields(data, ["iova", "size", "flags"])
+        part = c.pick((1, 2))
+        container, iova, size = c.pick(self.maps)
+        f = self.fields(c, ["iova", "size", "flags"])
         self.do({"ioctl": "VFIO_IOMMU_UNMAP_DMA", "fd": container,
-                 "args": {"iova": f.get("iova", st.just(iova), iova_bad.map(hex_)),
-                          "size": hex_(f.get("size", st.just(max(size // part, PAGE)), size_bad)),
-                          "flags": f.get("flags", st.just(0), st.sampled_from(["VFIO_DMA_UNMAP_FLAG_VADDR",
-                                                                                "1 << 7"]))}})
+                 "args": {"iova": f.get("iova", iova, lambda c: hex_(IOVA_BAD(c))),
+                          "size": hex_(f.get("size", max(size // part, PAGE), SIZE_BAD)),
+                          "flags": f.get("flags", 0, one_of("VFIO_DMA_UNMAP_FLAG_VADDR", "1 << 7"))}})
 
     @precondition(lambda self: self.containers)
-    @rule(data=st.data())
-    def unmap_all(self, data: st.DataObject) -> None:
-        self.do({"ioctl": "VFIO_IOMMU_UNMAP_DMA", "fd": self.pick(data, list(self.containers)),
+    @rule
+    def unmap_all(self, c: Choices) -> None:
+        self.do({"ioctl": "VFIO_IOMMU_UNMAP_DMA", "fd": c.pick(list(self.containers)),
                  "args": {"flags": "VFIO_DMA_UNMAP_FLAG_ALL", "iova": 0, "size": 0}})
 
     # -- device fds, from a group or a cdev -----------------------------------
     @precondition(lambda self: self.devices or self.cdevs)
-    @rule(data=st.data())
-    def device_get_info(self, data: st.DataObject) -> None:
-        self.do({"ioctl": "VFIO_DEVICE_GET_INFO", "fd": self.pick(data, self.fds_of("device"))})
+    @rule
+    def device_get_info(self, c: Choices) -> None:
+        self.do({"ioctl": "VFIO_DEVICE_GET_INFO", "fd": c.pick(self.fds_of("device"))})
 
     @precondition(lambda self: self.devices or self.cdevs)
-    @rule(data=st.data(), caps=st.booleans())
-    def device_get_region_info(self, data: st.DataObject, caps: bool) -> None:
-        f = self.fields(data, ["index"])
-        index = f.get("index", st.integers(0, VFIO_PCI_NUM_REGIONS - 1),
-                      st.sampled_from([VFIO_PCI_NUM_REGIONS, 100, (1 << 32) - 1]))
-        raw: dict[str, Any] = {"ioctl": "VFIO_DEVICE_GET_REGION_INFO", "fd": self.pick(data, self.fds_of("device")),
+    @rule
+    def device_get_region_info(self, c: Choices) -> None:
+        caps = c.coin()
+        f = self.fields(c, ["index"])
+        index = f.get("index", ints(0, VFIO_PCI_NUM_REGIONS - 1), one_of(VFIO_PCI_NUM_REGIONS, 100, (1 << 32) - 1))
+        raw: dict[str, Any] = {"ioctl": "VFIO_DEVICE_GET_REGION_INFO", "fd": c.pick(self.fds_of("device")),
                                "args": {"index": index}}
         if caps:
             raw["args"]["argsz"] = 1024
@@ -249,106 +260,106 @@ class VfioMachine(SequenceMachine):
         self.do(raw)
 
     @precondition(lambda self: self.devices or self.cdevs)
-    @rule(data=st.data())
-    def device_get_irq_info(self, data: st.DataObject) -> None:
-        f = self.fields(data, ["index"])
-        index = f.get("index", st.integers(0, VFIO_PCI_NUM_IRQS - 1),
-                      st.sampled_from([VFIO_PCI_NUM_IRQS, (1 << 32) - 1]))
-        self.do({"ioctl": "VFIO_DEVICE_GET_IRQ_INFO", "fd": self.pick(data, self.fds_of("device")),
+    @rule
+    def device_get_irq_info(self, c: Choices) -> None:
+        f = self.fields(c, ["index"])
+        index = f.get("index", ints(0, VFIO_PCI_NUM_IRQS - 1), one_of(VFIO_PCI_NUM_IRQS, (1 << 32) - 1))
+        self.do({"ioctl": "VFIO_DEVICE_GET_IRQ_INFO", "fd": c.pick(self.fds_of("device")),
                  "args": {"index": index}})
 
     @precondition(lambda self: self.devices or self.cdevs)
-    @rule(data=st.data())
-    def device_reset(self, data: st.DataObject) -> None:
-        self.do({"ioctl": "VFIO_DEVICE_RESET", "fd": self.pick(data, self.fds_of("device"))})
+    @rule
+    def device_reset(self, c: Choices) -> None:
+        self.do({"ioctl": "VFIO_DEVICE_RESET", "fd": c.pick(self.fds_of("device"))})
 
     @precondition(lambda self: len(self.cdevs) < 2)
-    @rule(data=st.data())
-    def open_cdev(self, data: st.DataObject) -> None:
-        self._open_node(data, "cdev", "", self.cdevs)
+    @rule
+    def open_cdev(self, c: Choices) -> None:
+        self._open_node(c, "cdev", "", self.cdevs)
 
     @precondition(lambda self: len(self.iommufds) < 2)
-    @rule()
-    def open_iommufd(self) -> None:
+    @rule
+    def open_iommufd(self, c: Choices) -> None:
         n = self.name("iommufd")
         self.do({"open": "/dev/iommu", "as": n})
         self.iommufds.append(n)
 
     @precondition(lambda self: self.iommufds or "compat" in self.containers.values())
-    @rule(data=st.data())
-    def ioas_alloc(self, data: st.DataObject) -> None:
+    @rule
+    def ioas_alloc(self, c: Choices) -> None:
         n = self.name("ioas")
-        fd = self.pick(data, self.iommufds + [c for c, p in self.containers.items() if p == "compat"])
+        fd = c.pick(self.iommufds + [c for c, p in self.containers.items() if p == "compat"])
         self.do({"ioctl": "IOMMU_IOAS_ALLOC", "fd": fd, "save": {n: "out_ioas_id"}})
         self.ioases.append(n)
 
     @precondition(lambda self: self.cdevs and (self.iommufds or self.containers))
-    @rule(data=st.data())
-    def bind_iommufd(self, data: st.DataObject) -> None:
+    @rule
+    def bind_iommufd(self, c: Choices) -> None:
         """To an iommufd (a compat container is one too), or to the wrong kind of fd."""
-        f = self.fields(data, ["iommufd", "flags"])
+        f = self.fields(c, ["iommufd", "flags"])
         ictxs = self.iommufds + [c for c, p in self.containers.items() if p == "compat"]
-        iommufd = f.get("iommufd", st.sampled_from([f"${i}" for i in ictxs] or ["-1"]),
-                        st.sampled_from([f"${n}" for n in self.any_fd() if n not in ictxs] + ["-1"]))
-        self.do({"ioctl": "VFIO_DEVICE_BIND_IOMMUFD", "fd": self.pick(data, list(self.cdevs)),
-                 "args": {"iommufd": iommufd, "flags": f.get("flags", st.just(0), st.just(1))}})
+        iommufd = f.get("iommufd", one_of(*([f"${i}" for i in ictxs] or ["-1"])),
+                        one_of(*(f"${n}" for n in self.any_fd() if n not in ictxs), "-1"))
+        self.do({"ioctl": "VFIO_DEVICE_BIND_IOMMUFD", "fd": c.pick(list(self.cdevs)),
+                 "args": {"iommufd": iommufd, "flags": f.get("flags", 0, 1)}})
 
     @precondition(lambda self: self.cdevs and self.ioases)
-    @rule(data=st.data())
-    def attach_pt(self, data: st.DataObject) -> None:
-        f = self.fields(data, ["pt_id", "flags"])
-        ioas = self.pick(data, self.ioases)
-        self.do({"ioctl": "VFIO_DEVICE_ATTACH_IOMMUFD_PT", "fd": self.pick(data, list(self.cdevs)),
+    @rule
+    def attach_pt(self, c: Choices) -> None:
+        f = self.fields(c, ["pt_id", "flags"])
+        ioas = c.pick(self.ioases)
+        self.do({"ioctl": "VFIO_DEVICE_ATTACH_IOMMUFD_PT", "fd": c.pick(list(self.cdevs)),
                  # the invalid flag is one no series defines (bit 0 is 7.2's VFIO_DEVICE_ATTACH_PASID)
-                 "args": {"pt_id": f.obj("pt_id", ioas), "flags": f.get("flags", st.just(0), st.just(1 << 1))}})
+                 "args": {"pt_id": f.obj("pt_id", ioas), "flags": f.get("flags", 0, 1 << 1)}})
 
     @precondition(lambda self: self.cdevs)
-    @rule(data=st.data())
-    def detach_pt(self, data: st.DataObject) -> None:
-        self.do({"ioctl": "VFIO_DEVICE_DETACH_IOMMUFD_PT", "fd": self.pick(data, list(self.cdevs))})
+    @rule
+    def detach_pt(self, c: Choices) -> None:
+        self.do({"ioctl": "VFIO_DEVICE_DETACH_IOMMUFD_PT", "fd": c.pick(list(self.cdevs))})
 
     # -- argsz and raw bytes ---------------------------------------------------
     @precondition(lambda self: self.swept_kinds())
-    @rule(data=st.data())
-    def argsz_boundary(self, data: st.DataObject) -> None:
+    @rule
+    def argsz_boundary(self, c: Choices) -> None:
         """A VFIO ioctl its fd takes, all fields zero but argsz, which sits at a boundary of
         the struct: below minsz, minsz, the whole struct, a zero or non-zero tail, or a
         size past the buffer (whose end is a guard page)."""
-        kind = data.draw(st.sampled_from(self.swept_kinds()))
-        io = uapi.ioctl(data.draw(st.sampled_from(_SWEPT[kind])))
+        kind = c.pick(self.swept_kinds())
+        io = uapi.ioctl(c.pick(_SWEPT[kind]))
         assert io.min_size is not None
-        argsz, tail = data.draw(st.sampled_from([
+        argsz, tail = c.pick((
             (0, ""), (io.min_size - 1, ""), (io.min_size, ""), (io.sizeof, ""), (io.sizeof + 8, "00" * 8),
-            (io.sizeof + 8, "00" * 7 + "01"), (io.sizeof + 64, ""), (U64_MAX >> 32, "")]))
-        raw: dict[str, Any] = {"ioctl": io.name, "fd": self.pick(data, self.fds_of(kind)), "args": {"argsz": argsz}}
+            (io.sizeof + 8, "00" * 7 + "01"), (io.sizeof + 64, ""), (U64_MAX >> 32, "")))
+        raw: dict[str, Any] = {"ioctl": io.name, "fd": c.pick(self.fds_of(kind)), "args": {"argsz": argsz}}
         if tail:
             raw["tail"] = {"hex": tail}
         self.do(raw)
 
     @precondition(lambda self: self.swept_kinds())
-    @rule(data=st.data())
-    def raw_bytes(self, data: st.DataObject) -> None:
+    @rule
+    def raw_bytes(self, c: Choices) -> None:
         """A swept ioctl's number with random argument bytes behind an argsz at a boundary."""
-        kind = data.draw(st.sampled_from(self.swept_kinds()))
-        io = uapi.ioctl(data.draw(st.sampled_from(_SWEPT[kind])))
+        kind = c.pick(self.swept_kinds())
+        io = uapi.ioctl(c.pick(_SWEPT[kind]))
         assert io.min_size is not None
-        body = data.draw(st.binary(min_size=0, max_size=io.sizeof + 8))
-        argsz = data.draw(st.sampled_from([len(body) + 4, io.min_size, io.sizeof]))
-        self.do({"raw_ioctl": hex(io.number), "fd": self.pick(data, self.fds_of(kind)),
+        body = c.blob(io.sizeof + 8)
+        argsz = c.pick((len(body) + 4, io.min_size, io.sizeof))
+        self.do({"raw_ioctl": hex(io.number), "fd": c.pick(self.fds_of(kind)),
                  "hex": (argsz.to_bytes(4, "little") + body).hex()})
 
     # -- sysfs moves and close --------------------------------------------------
-    @rule(bind=st.booleans())
-    def move_sibling(self, bind: bool) -> None:
+    @rule
+    def move_sibling(self, c: Choices) -> None:
         """Unbind the non-viable group's kernel-driver sibling (the group becomes viable), or
         bind it back (the group's claim on DMA ownership decides: vfio_group holds it)."""
+        bind = c.coin()
         action = "bind" if bind else "unbind"
         self.do({"sysfs_write": f"/sys/bus/pci/drivers/${{g.sibling_driver}}/{action}", "value": "${g.sibling}"})
 
     @precondition(lambda self: self.any_fd())
-    @rule(data=st.data())
-    def close(self, data: st.DataObject) -> None:
-        n = self.pick(data, self.any_fd())
+    @rule
+    def close(self, c: Choices) -> None:
+        n = c.pick(self.any_fd())
         for table in (self.containers, self.groups, self.devices, self.cdevs):
             table.pop(n, None)
         if n in self.iommufds:
