@@ -72,6 +72,16 @@ class PciFunction:
     msix_vectors: int = 0           # MSI-X table size; 0: no MSI-X capability
     msix_bar: int = 0               # MSI-X table BIR ...
     msix_table_offset: int = 0      # ... and offset in that BAR
+    bar_mem64: tuple[int, ...] = () # indices of the 64-bit memory BARs (the next BAR is their upper half)
+    # The config space as the hardware shows it (what vfio-pci's virtualization starts from):
+    # the command register once the function is enabled, the header bits a write changes,
+    # the capability chain as (offset, ID) in chain order, the PCI Express capability's
+    # flags (version, port type) and the extended chain as (offset, ID, version).
+    command: int = 0
+    config_wmask: tuple[tuple[int, int], ...] = ()   # (offset, bits a write changes) of the header
+    capabilities: tuple[tuple[int, int], ...] = ()
+    pcie_flags: int = 0
+    ext_capabilities: tuple[tuple[int, int, int], ...] = ()
     # The reset methods pci_init_reset_methods() found, in the kernel's order
     # ("flr", "pm", "bus", ...): what `reset_method` reads at boot.
     reset_methods: tuple[str, ...] = ()
@@ -218,6 +228,20 @@ class Backend(ABC):
 
     @abstractmethod
     def write(self, fd: int, data: bytes) -> OpResult: ...
+
+    @abstractmethod
+    def pread(self, fd: int, length: int, offset: int) -> OpResult:
+        """pread(2) at ``offset`` (a loff_t: an offset of 2**63 or more is passed as the
+        negative number it is); ``data`` holds what was read."""
+
+    @abstractmethod
+    def pwrite(self, fd: int, data: bytes, offset: int) -> OpResult:
+        """pwrite(2) at ``offset`` (a loff_t, as for pread)."""
+
+    @abstractmethod
+    def mmap_fd(self, fd: int, length: int, offset: int, shared: bool = True) -> OpResult:
+        """A read/write mapping of ``fd`` at ``offset`` (MAP_SHARED, or MAP_PRIVATE when
+        ``shared`` is false); ``ret`` is the address.  ``munmap`` and ``reset`` unmap it."""
 
     @abstractmethod
     def eventfd(self, initval: int = 0) -> OpResult: ...
