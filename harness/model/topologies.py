@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..backends.base import Facts, PciFunction, Topology
-from ..backends.guest_layout import PROFILES
+from ..backends.guest_layout import PROFILES, QEMU_HEADER_WMASK
 
 DEFAULT_CONFIG = frozenset(
     {
@@ -43,9 +43,6 @@ def default_facts(release: str = DEFAULT_RELEASE) -> Facts:
 # kernel sees them.  A kernel backend discovers these from sysfs (`class`, `resource`,
 # `reset_method`, `sriov_*`, the config space); they are what the model boots with when
 # no kernel told it.  The NVMe's SR-IOV and MSI-X sizes follow guest_layout.NVME_PF.
-# The header bits a config write changes on QEMU's e1000 and NVMe (measured: all ones written
-# to the command register leave IO|MEM|MASTER|SERR, a cache line size written stays).
-QEMU_HEADER_WMASK = ((0x04, 0x07), (0x05, 0x01), (0x0C, 0xFF))
 HARDWARE: dict[str, dict[str, Any]] = {
     "q35-host-bridge": dict(class_code=0x060000),
     # 128 KiB MMIO BAR0, 64-byte I/O BAR1, option ROM; INTx only, no reset method
