@@ -44,6 +44,14 @@ def errno_name(code: int) -> str:
     return _KERNEL_NAMES.get(code) or _errno.errorcode.get(code, str(code))
 
 
+# The header bits a config write changes on QEMU's e1000 and NVMe, (offset, mask): IO, MEM,
+# MASTER and SERR of the command register, the cache line size (docs/measured.md: all ones
+# written keep those; the latency timer stays 0).  No sysfs file tells it; the kernel backend
+# gives it to these devices (harness.backends.guest_layout's), the model's hardware table to its own.
+QEMU_HEADER_WMASK = ((0x04, 0x07), (0x05, 0x01), (0x0C, 0xFF))
+QEMU_IDS = frozenset({(0x8086, 0x100E), (0x1B36, 0x0010)})
+
+
 @dataclass
 class PciFunction:
     bdf: str

@@ -79,13 +79,6 @@ VIRTIO_9P = GuestFunction("0000:00:11.0", "virtio-9p", 0x1AF4, 0x1009, driver="v
 
 LAUNCHER = (VIRTIO_SERIAL, VIRTIO_9P)
 
-# The header bits a config write changes on QEMU's e1000 and NVMe, (offset, mask): IO, MEM,
-# MASTER and SERR of the command register, the cache line size (docs/measured.md: all ones
-# written keep those; the latency timer stays 0).  No sysfs file tells it; the kernel backend
-# gives it to the functions this layout declares, the model's hardware table to its own.
-QEMU_HEADER_WMASK = ((0x04, 0x07), (0x05, 0x01), (0x0C, 0xFF))
-QEMU_IDS = frozenset({(0x8086, 0x100E), (0x1B36, 0x0010)})
-
 NVME_SUBSYS = "nvme-subsys,id=s0"
 NVME_PF = (
     "nvme,serial=vfioconf0,subsys=s0,sriov_max_vfs=3,sriov_vq_flexible=8,sriov_vi_flexible=4,"

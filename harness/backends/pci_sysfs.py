@@ -12,8 +12,7 @@ import os
 import re
 from typing import Any
 
-from .base import PciFunction, Topology
-from .guest_layout import QEMU_HEADER_WMASK, QEMU_IDS
+from .base import QEMU_HEADER_WMASK, QEMU_IDS, PciFunction, Topology
 
 BDF_RE = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]\Z")
 PCI_DEVICES = "/sys/bus/pci/devices"

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backends.base import Facts, PciFunction, Topology
-from ..backends.guest_layout import PROFILES, QEMU_HEADER_WMASK
+from ..backends.base import QEMU_HEADER_WMASK, Facts, PciFunction, Topology
+from ..backends.guest_layout import PROFILES
 
 DEFAULT_CONFIG = frozenset(
     {
