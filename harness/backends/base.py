@@ -44,6 +44,14 @@ def errno_name(code: int) -> str:
     return _KERNEL_NAMES.get(code) or _errno.errorcode.get(code, str(code))
 
 
+# The header bits a config write changes on QEMU's e1000 and NVMe, (offset, mask): IO, MEM,
+# MASTER and SERR of the command register, the cache line size (docs/measured.md: all ones
+# written keep those; the latency timer stays 0).  No sysfs file tells it; the kernel backend
+# gives it to these devices (harness.backends.guest_layout's), the model's hardware table to its own.
+QEMU_HEADER_WMASK = ((0x04, 0x07), (0x05, 0x01), (0x0C, 0xFF))
+QEMU_IDS = frozenset({(0x8086, 0x100E), (0x1B36, 0x0010)})
+
+
 @dataclass
 class PciFunction:
     bdf: str
@@ -72,6 +80,16 @@ class PciFunction:
     msix_vectors: int = 0           # MSI-X table size; 0: no MSI-X capability
     msix_bar: int = 0               # MSI-X table BIR ...
     msix_table_offset: int = 0      # ... and offset in that BAR
+    bar_mem64: tuple[int, ...] = () # indices of the 64-bit memory BARs (the next BAR is their upper half)
+    # The config space as the hardware shows it (what vfio-pci's virtualization starts from):
+    # the command register once the function is enabled, the header bits a write changes,
+    # the capability chain as (offset, ID) in chain order, the PCI Express capability's
+    # flags (version, port type) and the extended chain as (offset, ID, version).
+    command: int = 0
+    config_wmask: tuple[tuple[int, int], ...] = ()   # (offset, bits a write changes) of the header
+    capabilities: tuple[tuple[int, int], ...] = ()
+    pcie_flags: int = 0
+    ext_capabilities: tuple[tuple[int, int, int], ...] = ()
     # The reset methods pci_init_reset_methods() found, in the kernel's order
     # ("flr", "pm", "bus", ...): what `reset_method` reads at boot.
     reset_methods: tuple[str, ...] = ()
@@ -218,6 +236,20 @@ class Backend(ABC):
 
     @abstractmethod
     def write(self, fd: int, data: bytes) -> OpResult: ...
+
+    @abstractmethod
+    def pread(self, fd: int, length: int, offset: int) -> OpResult:
+        """pread(2) at ``offset`` (a loff_t: an offset of 2**63 or more is passed as the
+        negative number it is); ``data`` holds what was read."""
+
+    @abstractmethod
+    def pwrite(self, fd: int, data: bytes, offset: int) -> OpResult:
+        """pwrite(2) at ``offset`` (a loff_t, as for pread)."""
+
+    @abstractmethod
+    def mmap_fd(self, fd: int, length: int, offset: int, shared: bool = True) -> OpResult:
+        """A read/write mapping of ``fd`` at ``offset`` (MAP_SHARED, or MAP_PRIVATE when
+        ``shared`` is false); ``ret`` is the address.  ``munmap`` and ``reset`` unmap it."""
 
     @abstractmethod
     def eventfd(self, initval: int = 0) -> OpResult: ...

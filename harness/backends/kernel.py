@@ -72,6 +72,11 @@ def _page_up(n: int) -> int:
     return (n + PAGE - 1) & ~(PAGE - 1)
 
 
+def _loff_t(offset: int) -> int:
+    """A file offset as the syscall's signed loff_t/off_t takes it (2**63 and above wrap)."""
+    return offset - (1 << 64) if offset >= 1 << 63 else offset
+
+
 def _fail(err: int) -> OpResult:
     return OpResult(ret=-1, errno=err)
 
@@ -454,6 +459,42 @@ class KernelBackend(Backend):
             return OpResult(ret=os.write(fd, data))
         except OSError as e:
             return _fail(e.errno or errno.EIO)
+
+    def pread(self, fd: int, length: int, offset: int) -> OpResult:
+        refused = self._owned(fd, "pread")
+        if refused:
+            return refused
+        if length < 0 or not -(1 << 63) <= offset <= _U64:
+            return _fail(errno.EINVAL)
+        try:
+            data = os.pread(fd, min(length, MAX_READ), _loff_t(offset))
+        except OSError as e:
+            return _fail(e.errno or errno.EIO)
+        return OpResult(ret=len(data), data=data)
+
+    def pwrite(self, fd: int, data: bytes, offset: int) -> OpResult:
+        refused = self._owned(fd, "pwrite")
+        if refused:
+            return refused
+        if not -(1 << 63) <= offset <= _U64:
+            return _fail(errno.EINVAL)
+        try:
+            return OpResult(ret=os.pwrite(fd, data, _loff_t(offset)))
+        except OSError as e:
+            return _fail(e.errno or errno.EIO)
+
+    def mmap_fd(self, fd: int, length: int, offset: int, shared: bool = True) -> OpResult:
+        refused = self._owned(fd, "mmap_fd")
+        if refused:
+            return refused
+        if not 0 <= length <= _U64 or not -(1 << 63) <= offset <= _U64:
+            return _fail(errno.EINVAL)
+        flags = _mm.MAP_SHARED if shared else _mm.MAP_PRIVATE
+        addr = _mmap(None, length, _mm.PROT_READ | _mm.PROT_WRITE, flags, fd, _loff_t(offset))
+        if addr is None or addr == MAP_FAILED:
+            return _fail(ctypes.get_errno())
+        self._maps[int(addr)] = int(addr) + _page_up(length)
+        return OpResult(ret=int(addr))
 
     def eventfd(self, initval: int = 0) -> OpResult:
         self.last_error = None

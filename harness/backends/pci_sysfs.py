@@ -12,7 +12,7 @@ import os
 import re
 from typing import Any
 
-from .base import PciFunction, Topology
+from .base import QEMU_HEADER_WMASK, QEMU_IDS, PciFunction, Topology
 
 BDF_RE = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]\Z")
 PCI_DEVICES = "/sys/bus/pci/devices"
@@ -236,7 +236,9 @@ def fill_hardware_fields(f: PciFunction, tree: SysfsTree, bdf: str) -> PciFuncti
 
 
 _IORESOURCE_IO = 0x100  # include/linux/ioport.h
+_IORESOURCE_MEM_64 = 0x00100000
 _PCI_CAP_ID_MSI, _PCI_CAP_ID_MSIX = 0x05, 0x11  # include/uapi/linux/pci_regs.h
+_PCI_CAP_ID_EXP = 0x10
 
 
 def _capabilities(config: bytes) -> dict[int, int]:
@@ -249,6 +251,32 @@ def _capabilities(config: bytes) -> dict[int, int]:
         caps.setdefault(config[pos], pos)
         pos, seen = config[pos + 1] & ~3, seen + 1
     return caps
+
+
+def _chain(config: bytes) -> tuple[tuple[int, int], ...]:
+    """The standard capability chain as (offset, ID), in chain order."""
+    out: list[tuple[int, int]] = []
+    if len(config) < 64 or not config[0x06] & 0x10:
+        return ()
+    pos = config[0x34] & ~3
+    while pos >= 0x40 and pos + 2 <= len(config) and len(out) < 48:
+        out.append((pos, config[pos]))
+        pos = config[pos + 1] & ~3
+    return tuple(out)
+
+
+def _ext_chain(config: bytes) -> tuple[tuple[int, int, int], ...]:
+    """The extended capability chain as (offset, ID, version), from 0x100 (the whole config
+    space is readable by root only; a shorter read describes none)."""
+    out: list[tuple[int, int, int]] = []
+    pos = 0x100
+    while pos >= 0x100 and pos + 4 <= len(config) and len(out) < 960:
+        header = int.from_bytes(config[pos:pos + 4], "little")
+        if not header:
+            break
+        out.append((pos, header & 0xFFFF, (header >> 16) & 0xF))
+        pos = (header >> 20) & 0xFFC
+    return tuple(out)
 
 
 def _described(tree: SysfsTree, bdf: str, f: PciFunction) -> dict[str, Any]:
@@ -268,9 +296,19 @@ def _described(tree: SysfsTree, bdf: str, f: PciFunction) -> dict[str, Any]:
     bridge = tree.upstream_bridge(bdf)
     if bridge is not None:
         out["hot_reset_functions"] = tuple(b for b in tree.functions() if bridge in tree.device_path(b)[:-1])
+    out["bar_mem64"] = tuple(i for i, (size, flags) in enumerate(res[:6]) if size and flags & _IORESOURCE_MEM_64)
+    if (f.vendor, f.device) in QEMU_IDS:
+        out["config_wmask"] = QEMU_HEADER_WMASK
     config = tree.read_bytes(f"{dev}/config")
     if len(config) >= 0x40:
         out["interrupt_pin"] = config[0x3D]
+        out["command"] = int.from_bytes(config[4:6], "little")
+        chain = _chain(config)
+        out["capabilities"] = chain
+        exp = next((pos for pos, cap in chain if cap == _PCI_CAP_ID_EXP), None)
+        if exp is not None:
+            out["pcie_flags"] = int.from_bytes(config[exp + 2:exp + 4], "little")
+        out["ext_capabilities"] = _ext_chain(config)
         caps = _capabilities(config)
         if _PCI_CAP_ID_MSI in caps and caps[_PCI_CAP_ID_MSI] + 4 <= len(config):
             ctrl = int.from_bytes(config[caps[_PCI_CAP_ID_MSI] + 2:caps[_PCI_CAP_ID_MSI] + 4], "little")

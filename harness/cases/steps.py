@@ -32,10 +32,11 @@ from .yamlsrc import LMap, from_data, line_of
 
 STEP_KINDS = (
     "open", "close", "ioctl", "raw_ioctl", "mmap", "munmap", "write_mem", "read_mem", "eventfd",
-    "memfd", "read", "write", "sysfs_read", "sysfs_write",
+    "memfd", "read", "write", "pread", "pwrite", "sysfs_read", "sysfs_write",
 )
 STEP_KEYS = {
-    "open": set(), "close": set(), "mmap": {"align"}, "eventfd": set(), "memfd": {"name"},
+    "open": set(), "close": set(), "mmap": {"align", "fd", "offset", "private"}, "eventfd": set(),
+    "memfd": {"name"}, "pread": {"offset", "length", "mask"}, "pwrite": {"offset", "hex"},
     "munmap": {"length"}, "write_mem": set(), "read_mem": set(),
     "read": {"length"}, "write": {"hex"}, "sysfs_read": set(), "sysfs_write": {"value"},
     "ioctl": {"fd", "args", "data", "tail", "buffer", "value", "int", "string", "pointer"},
@@ -378,6 +379,21 @@ def parse_step(ctx: FileContext, raw: Any, idx: int, where: str, bound: set[str]
             spec["length"] = _value(ctx, raw, "length", f"{where}.length", raw.get("length", 8))
         if kind == "write":
             spec["hex"] = _hex(ctx, raw, "hex", f"{where}.hex", raw.get("hex", ""))
+    elif kind in ("pread", "pwrite"):
+        spec[kind] = need_bound(target, kind)
+        if "offset" not in raw:
+            raise ctx.err(raw, kind, where, f"a {kind} step needs offset: (the file offset, e.g. region index << 40)")
+        spec["offset"] = _in_range(ctx, raw, "offset", f"{where}.offset",
+                                   _value(ctx, raw, "offset", f"{where}.offset", raw["offset"]), 0, U64_MAX,
+                                   "a file offset (a loff_t; 1 << 63 and above are negative)")
+        if kind == "pread":
+            spec["length"] = _in_range(ctx, raw, "length", f"{where}.length",
+                                       _value(ctx, raw, "length", f"{where}.length", raw.get("length", 4)),
+                                       0, MAX_TRANSFER, "the harness's buffer sizes")
+            if "mask" in raw:
+                spec["mask"] = _value(ctx, raw, "mask", f"{where}.mask", raw["mask"])
+        else:
+            spec["hex"] = _hex(ctx, raw, "hex", f"{where}.hex", raw.get("hex", ""))
     elif kind == "munmap":
         spec[kind] = need_bound(target, kind)
         if "length" in raw:
@@ -389,6 +405,18 @@ def parse_step(ctx: FileContext, raw: Any, idx: int, where: str, bound: set[str]
         else:
             _in_range(ctx, raw, kind, f"{where}.eventfd", spec[kind], 0, (1 << 32) - 1,
                       "eventfd's initval (an unsigned int)")
+        if kind == "mmap" and "fd" in raw:
+            if "align" in raw:
+                raise ctx.err(raw, "align", f"{where}.align", "align: is for anonymous mappings, not with fd:")
+            spec["fd"] = need_bound(raw["fd"], "fd")
+            spec["offset"] = _in_range(ctx, raw, "offset", f"{where}.offset",
+                                       _value(ctx, raw, "offset", f"{where}.offset", raw.get("offset", 0)),
+                                       0, U64_MAX, "an off_t (an mmap offset)")
+            if not isinstance(raw.get("private", False), bool):
+                raise ctx.err(raw, "private", f"{where}.private", "private: true maps MAP_PRIVATE")
+            spec["private"] = bool(raw.get("private", False))
+        elif kind == "mmap" and ("offset" in raw or "private" in raw):
+            raise ctx.err(raw, kind, where, "offset: and private: map a file: give fd: too")
         if "align" in raw:
             align = raw["align"]
             if not isinstance(align, int) or not 4096 <= align <= 1 << 30 or align & (align - 1):

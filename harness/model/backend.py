@@ -105,7 +105,7 @@ class ModelBackend(Backend):
         return self._call(self.kernel.mm.mmap, length, align)
 
     def munmap(self, addr: int, length: int) -> OpResult:
-        return self._call(self._none, self.kernel.mm.munmap, addr, length)
+        return self._call(self._none, self.kernel.munmap, addr, length)
 
     def read_mem(self, addr: int, length: int) -> OpResult:
         try:
@@ -129,6 +129,24 @@ class ModelBackend(Backend):
 
     def write(self, fd: int, data: bytes) -> OpResult:
         return self._not_ours(fd) or self._call(lambda: self.kernel.fget(fd).write(self.kernel, data))
+
+    def pread(self, fd: int, length: int, offset: int) -> OpResult:
+        refused = self._not_ours(fd)
+        if refused:
+            return refused
+        try:
+            data = self.kernel.pread(fd, min(length, MAX_READ), offset)
+        except Errno as e:
+            self.last_error = e
+            return _fail(e)
+        self.last_error = None
+        return OpResult(ret=len(data), data=data)
+
+    def pwrite(self, fd: int, data: bytes, offset: int) -> OpResult:
+        return self._not_ours(fd) or self._call(self.kernel.pwrite, fd, data, offset)
+
+    def mmap_fd(self, fd: int, length: int, offset: int, shared: bool = True) -> OpResult:
+        return self._not_ours(fd) or self._call(self.kernel.mmap_fd, fd, length, offset, shared)
 
     def eventfd(self, initval: int = 0) -> OpResult:
         return self._call(self.kernel.install_fd, EventFd(initval))

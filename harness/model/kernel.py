@@ -17,6 +17,21 @@ from .memory import PAGE_SIZE, UserMemory
 
 # fs/file.c: the lowest free descriptor; 0-2 are taken by stdio.
 _FIRST_FD = 3
+_U64 = (1 << 64) - 1
+
+
+def _loff_t(offset: int) -> int:
+    """A file offset as the syscall's signed loff_t takes it (2**63 and above wrap)."""
+    offset &= _U64
+    return offset - (1 << 64) if offset >= 1 << 63 else offset
+
+
+def _rw_verify_area(pos: int, count: int) -> None:
+    """rw_verify_area() (fs/read_write.c:448-470) for a file without unsigned offsets."""
+    if count >= 1 << 63:
+        raise Errno(errno.EINVAL, cite("fs/read_write.c", 454))
+    if pos + count >= 1 << 63:
+        raise Errno(errno.EINVAL, cite("fs/read_write.c", 466))
 
 
 class File:
@@ -33,6 +48,19 @@ class File:
 
     def write(self, k: ModelKernel, data: bytes) -> int:
         raise Errno(errno.EINVAL, cite("fs/read_write.c", 670))
+
+    # FMODE_PREAD | FMODE_PWRITE: pread(2)/pwrite(2) reach the file (else ESPIPE).
+    positional = False
+
+    def pread(self, k: ModelKernel, length: int, pos: int) -> bytes:
+        raise Errno(errno.EINVAL, cite("fs/read_write.c", 556))
+
+    def pwrite(self, k: ModelKernel, data: bytes, pos: int) -> int:
+        raise Errno(errno.EINVAL, cite("fs/read_write.c", 670))
+
+    def mmap(self, k: ModelKernel, length: int, pgoff: int, shared: bool) -> None:
+        """The file's mmap hook: raise to refuse the mapping (a file without one: ENODEV)."""
+        raise Errno(errno.ENODEV, cite("mm/mmap.c", 424))
 
     def release(self, k: ModelKernel) -> None:
         """Called when the last reference goes away (close of the last fd)."""
@@ -72,6 +100,8 @@ class ModelKernel:
         self.topology = topology
         self.mm = UserMemory()
         self.files: dict[int, File] = {}
+        # The file mappings (mmap of an fd): address -> (length, file).
+        self.file_maps: dict[int, tuple[int, File]] = {}
         # A File can sit behind several fds (never, today: no dup()), but
         # subsystems hold references too (a group holds its container): count them.
         self._refs: dict[int, int] = {}
@@ -152,6 +182,63 @@ class ModelKernel:
 
     def ioctl(self, fd: int, cmd: int, arg: int) -> int:
         return self.fget(fd).ioctl(self, cmd, arg)
+
+    # -- positional I/O and file mappings ----------------------------------
+    def pread(self, fd: int, length: int, pos: int) -> bytes:
+        """ksys_pread64() (fs/read_write.c:751-766) and vfs_read()'s rw_verify_area()."""
+        pos = _loff_t(pos)
+        if pos < 0:
+            raise Errno(errno.EINVAL, cite("fs/read_write.c", 758))
+        f = self.fget(fd)
+        if not f.positional:
+            raise Errno(errno.ESPIPE, cite("fs/read_write.c", 762))
+        _rw_verify_area(pos, length)
+        return f.pread(self, length, pos)
+
+    def pwrite(self, fd: int, data: bytes, pos: int) -> int:
+        """ksys_pwrite64() (fs/read_write.c:785-800)."""
+        pos = _loff_t(pos)
+        if pos < 0:
+            raise Errno(errno.EINVAL, cite("fs/read_write.c", 792))
+        f = self.fget(fd)
+        if not f.positional:
+            raise Errno(errno.ESPIPE, cite("fs/read_write.c", 796))
+        _rw_verify_area(pos, len(data))
+        return f.pwrite(self, data, pos)
+
+    def mmap_fd(self, fd: int, length: int, offset: int, shared: bool) -> int:
+        """mmap(2) of a file, read/write: the syscall's offset check
+        (arch/x86/kernel/sys_x86_64.c:83-84), do_mmap()'s (mm/mmap.c:295-321), then
+        the file's hook.  The mapping holds a reference on the file until unmapped."""
+        offset &= _U64
+        if offset % PAGE_SIZE:
+            raise Errno(errno.EINVAL, cite("arch/x86/kernel/sys_x86_64.c", 84))
+        f = self.fget(fd)
+        if not length:
+            raise Errno(errno.EINVAL, cite("mm/mmap.c", 296))
+        pages = ((length + PAGE_SIZE - 1) & _U64) // PAGE_SIZE
+        if not pages:
+            raise Errno(errno.ENOMEM, cite("mm/mmap.c", 318))
+        pgoff = offset // PAGE_SIZE
+        if pgoff + pages > _U64:
+            raise Errno(errno.EOVERFLOW, cite("mm/mmap.c", 322))
+        addr = self.mm.mmap(length)   # get_unmapped_area() runs before the file's hook
+        try:
+            f.mmap(self, length, pgoff, shared)
+        except Errno:
+            self.mm.munmap(addr, length)
+            raise
+        self.file_maps[addr] = (pages * PAGE_SIZE, f)
+        self.get_file(f)
+        return addr
+
+    def munmap(self, addr: int, length: int) -> None:
+        """munmap(2): a file mapping it removes drops its reference on the file."""
+        self.mm.munmap(addr, length)
+        for start, (size, f) in list(self.file_maps.items()):
+            if start >= addr and start + size <= addr + length:
+                del self.file_maps[start]
+                self.put_file(f)
 
     # -- sysfs -------------------------------------------------------------
     def sysfs_read(self, path: str) -> str:

@@ -72,6 +72,22 @@ class Memfd(File):
         self.i_size = max(self.i_size, end)
         return len(data)
 
+    positional = True   # a regular file: pread(2)/pwrite(2) at any offset
+
+    def pread(self, k: ModelKernel, length: int, pos: int) -> bytes:
+        saved, self.pos = self.pos, pos
+        try:
+            return self.read(k, length)
+        finally:
+            self.pos = saved
+
+    def pwrite(self, k: ModelKernel, data: bytes, pos: int) -> int:
+        saved, self.pos = self.pos, pos
+        try:
+            return self.write(k, data)
+        finally:
+            self.pos = saved
+
     def _copy(self, pos: int, length: int, data: bytes | None) -> bytes:
         """Read (``data`` None) or write ``length`` bytes at file offset ``pos``."""
         out = bytearray()

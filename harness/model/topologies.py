@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backends.base import Facts, PciFunction, Topology
+from ..backends.base import QEMU_HEADER_WMASK, Facts, PciFunction, Topology
 from ..backends.guest_layout import PROFILES
 
 DEFAULT_CONFIG = frozenset(
@@ -47,12 +47,22 @@ HARDWARE: dict[str, dict[str, Any]] = {
     "q35-host-bridge": dict(class_code=0x060000),
     # 128 KiB MMIO BAR0, 64-byte I/O BAR1, option ROM; INTx only, no reset method
     # (docs/measured.md: the upstream reset, MSI and MSI-X tests skip on it).
+    # Config space (read in the 6.12.118 and 7.2.13 guests, /sys/bus/pci/devices/*/config and
+    # the vfio-pci config region, docs/measured.md): command 0x0103 (IO, MEM, SERR) once enabled,
+    # a write of all ones leaves IO|MEM|MASTER|SERR and keeps a cache line size; no
+    # capabilities (PCI_STATUS_CAP_LIST clear).
     "e1000": dict(is_pcie=False, class_code=0x020000, bar_sizes=(0x20000, 0x40, 0, 0, 0, 0), io_bars=(1,),
-                  rom_size=0x40000, interrupt_pin=1),
+                  rom_size=0x40000, interrupt_pin=1, command=0x0103, config_wmask=QEMU_HEADER_WMASK),
     # SR-IOV (sriov_max_vfs=3, msix_qsize=6): 16 KiB 64-bit BAR0 with the MSI-X table at
     # 0x2000, FLR; VFs at function offset 1 stride 1, each with one MSI-X vector
     # (sriov_max_vi_per_vf defaults to sriov_vi_flexible / max VFs).
+    # Config space (measured as the e1000's): BAR0 64-bit, command as the e1000's; capabilities
+    # MSI-X at 0x40 -> PCI Express (v2, root-complex integrated endpoint) at 0x80 -> PM at 0x60;
+    # extended: ARI at 0x100 -> SR-IOV at 0x120.
     "nvme": dict(sriov_totalvfs=3, class_code=0x010802, bar_sizes=(0x4000, 0, 0, 0, 0, 0), interrupt_pin=1,
+                 bar_mem64=(0,), command=0x0103, config_wmask=QEMU_HEADER_WMASK,
+                 capabilities=((0x40, 0x11), (0x80, 0x10), (0x60, 0x01)), pcie_flags=0x0092,
+                 ext_capabilities=((0x100, 0x0E, 1), (0x120, 0x10, 1)),
                  msix_vectors=6, msix_bar=0, msix_table_offset=0x2000, reset_methods=("flr",),
                  sriov_offset=1, sriov_stride=1, sriov_vf_device=0x0010,
                  sriov_vf_bar_sizes=(0x4000, 0, 0, 0, 0, 0), sriov_vf_msix_vectors=1,

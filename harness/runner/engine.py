@@ -284,6 +284,15 @@ class Runner:
 
     def _do_mmap(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
         length = _size("mmap length", _as_int(evaluate(step.spec["mmap"], env)), U64_MAX)
+        if "fd" in step.spec:
+            fd = _as_int(bound(env, step.spec["fd"]))
+            offset = _size("mmap offset", _as_int(evaluate(step.spec["offset"], env)), U64_MAX)
+            shared = not step.spec["private"]
+            rec.request = {"fd": fd, "length": length, "offset": offset, **({} if shared else {"private": True})}
+            res = self.backend.mmap_fd(fd, length, offset, shared)
+            if res.ok and step.bind:
+                env[f"__len_{step.bind}"] = length
+            return res, b"", 0
         align = int(step.spec.get("align", 0))
         rec.request = {"length": length, **({"align": align} if align else {})}
         res = self.backend.mmap(length, align)
@@ -337,6 +346,26 @@ class Runner:
         fd = _as_int(bound(env, step.spec["write"]))
         rec.request = {"fd": fd, "hex": step.spec["hex"].hex()}
         return self.backend.write(fd, step.spec["hex"]), b"", 0
+
+    def _do_pread(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
+        fd = _as_int(bound(env, step.spec["pread"]))
+        offset = _size("pread offset", _as_int(evaluate(step.spec["offset"], env)), U64_MAX)
+        length = _size("pread length", _as_int(evaluate(step.spec["length"], env)))
+        rec.request = {"fd": fd, "offset": offset, "length": length}
+        res = self.backend.pread(fd, length, offset)
+        data = res.data
+        if "mask" in step.spec:
+            # Only the bits the case names are compared: the rest is the hardware's.
+            mask = _as_int(evaluate(step.spec["mask"], env))
+            data = (int.from_bytes(data, "little") & mask).to_bytes(len(data), "little")
+        rec.out = {"data": data.hex(), "value": int.from_bytes(data, "little")}
+        return res, b"", 0
+
+    def _do_pwrite(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
+        fd = _as_int(bound(env, step.spec["pwrite"]))
+        offset = _size("pwrite offset", _as_int(evaluate(step.spec["offset"], env)), U64_MAX)
+        rec.request = {"fd": fd, "offset": offset, "hex": step.spec["hex"].hex()}
+        return self.backend.pwrite(fd, step.spec["hex"], offset), b"", 0
 
     def _do_sysfs_read(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
         rec.request = {"path": step.spec["sysfs_read"]}

@@ -22,7 +22,7 @@ from ..kernel import File, ModelKernel
 from ..pci.iov import pci_disable_sriov, pci_enable_sriov
 from ..pci.pci import PciDev, pci_core, pci_probe_reset_slot_or_bus, pci_try_reset_function
 from . import iommufd as vfio_iommufd
-from . import pci_intrs
+from . import pci_config, pci_intrs, pci_rdwr
 from .vfio_main import (
     VfioDevice,
     VfioDeviceFile,
@@ -105,6 +105,11 @@ class VfioPciCoreDevice(VfioDevice):
         self.msix_size = 0
         self.has_dyn_msix = False
         self.bar_mmap_supported = [False] * 6
+        # The virtual config space (vfio_config_init(), pci_config.py).
+        self.vconfig = bytearray()
+        self.config_map = bytearray()
+        self.bardirty = True
+        self.extended_caps = False
 
     # -- vfio_device_ops ---------------------------------------------------------
     def open_device(self, k: ModelKernel) -> None:
@@ -120,6 +125,19 @@ class VfioPciCoreDevice(VfioDevice):
 
     def device_feature(self, k: ModelKernel, flags: int, arg: int, argsz: int) -> int:
         return vfio_pci_core_ioctl_feature(k, self, flags, arg, argsz)
+
+    def read(self, k: ModelKernel, length: int, pos: int) -> bytes:
+        out = pci_rdwr.vfio_pci_rw(self, pos, length, None)
+        assert isinstance(out, bytes)
+        return out
+
+    def write(self, k: ModelKernel, data: bytes, pos: int) -> int:
+        done = pci_rdwr.vfio_pci_rw(self, pos, len(data), data)
+        assert isinstance(done, int)
+        return done
+
+    def mmap(self, k: ModelKernel, length: int, pgoff: int, shared: bool) -> None:
+        vfio_pci_core_mmap(self, length, pgoff, shared)
 
     def match(self, k: ModelKernel, buf: str) -> int:
         return vfio_pci_core_match(self, buf)
@@ -167,6 +185,8 @@ def vfio_pci_core_enable(vdev: VfioPciCoreDevice) -> None:
         vdev.reset_works = True
     except Errno:
         vdev.reset_works = False
+    pci_config.pci_enable_device(vdev.dev)
+    pci_config.vfio_config_init(vdev)
     # vfio_config_init() (vfio_pci_config.c:1783-1819): a VF's pin reads 0
     vdev.intx_pin = 0 if vdev.dev.is_virtfn else fn.interrupt_pin
     if fn.msix_vectors:
@@ -188,6 +208,24 @@ def vfio_pci_probe_mmaps(vdev: VfioPciCoreDevice) -> None:
     vdev.bar_mmap_supported = [
         bool(vdev.dev.resource_len(i)) and i not in fn.io_bars for i in range(6)
     ]
+
+
+def vfio_pci_core_mmap(vdev: VfioPciCoreDevice, length: int, pgoff: int, shared: bool) -> None:
+    """:1755-1826: a BAR that is mmappable, within its page-aligned length, MAP_SHARED."""
+    index = pgoff >> (VFIO_PCI_OFFSET_SHIFT - 12)
+    if index >= uv.VFIO_PCI_NUM_REGIONS:
+        raise Errno(errno.EINVAL, cite(CORE_C, 1767))
+    if not shared:
+        raise Errno(errno.EINVAL, cite(CORE_C, 1771))
+    if index >= uv.VFIO_PCI_ROM_REGION_INDEX:
+        raise Errno(errno.EINVAL, cite(CORE_C, 1782))
+    if not vdev.bar_mmap_supported[index]:
+        raise Errno(errno.EINVAL, cite(CORE_C, 1784))
+    phys_len = (vdev.dev.resource_len(index) + 0xFFF) & ~0xFFF
+    req_len = (length + 0xFFF) & ~0xFFF
+    req_start = (pgoff & ((1 << (VFIO_PCI_OFFSET_SHIFT - 12)) - 1)) << 12
+    if req_start + req_len > phys_len:
+        raise Errno(errno.EINVAL, cite(CORE_C, 1793))
 
 
 def vfio_pci_core_finish_enable(vdev: VfioPciCoreDevice) -> None:

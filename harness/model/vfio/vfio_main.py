@@ -204,6 +204,15 @@ class VfioDevice:
     def device_feature(self, k: ModelKernel, flags: int, arg: int, argsz: int) -> int:
         raise Errno(errno.ENOTTY, cite(MAIN_C, 1261))
 
+    def read(self, k: ModelKernel, length: int, pos: int) -> bytes:
+        raise Errno(errno.EINVAL, cite(MAIN_C, 1328))
+
+    def write(self, k: ModelKernel, data: bytes, pos: int) -> int:
+        raise Errno(errno.EINVAL, cite(MAIN_C, 1345))
+
+    def mmap(self, k: ModelKernel, length: int, pgoff: int, shared: bool) -> None:
+        raise Errno(errno.EINVAL, cite(MAIN_C, 1360))
+
     def match(self, k: ModelKernel, buf: str) -> int:
         """ops->match, or the name compare when there is none (group.c:41-43)."""
         return 1 if buf == self.bdf else 0
@@ -330,15 +339,37 @@ class VfioDeviceFile(File):
     def ioctl(self, k: ModelKernel, cmd: int, arg: int) -> int:
         return vfio_device_fops_unl_ioctl(k, self, cmd, arg)
 
-    def read(self, k: ModelKernel, length: int) -> bytes:
+    # vfio_device_open_file() sets FMODE_PREAD | FMODE_PWRITE (group.c:286); a cdev has them.
+    positional = True
+    pos = 0   # f_pos: where read(2)/write(2) go
+
+    def pread(self, k: ModelKernel, length: int, pos: int) -> bytes:
+        """vfio_device_fops_read() (vfio_main.c:1317-1331)."""
         if not self.access_granted:
             raise Errno(errno.EINVAL, cite(MAIN_C, 1325))
-        return super().read(k, length)
+        return self.device.read(k, length, pos)
 
-    def write(self, k: ModelKernel, data: bytes) -> int:
+    def pwrite(self, k: ModelKernel, data: bytes, pos: int) -> int:
+        """vfio_device_fops_write() (vfio_main.c:1333-1348)."""
         if not self.access_granted:
             raise Errno(errno.EINVAL, cite(MAIN_C, 1342))
-        return super().write(k, data)
+        return self.device.write(k, data, pos)
+
+    def read(self, k: ModelKernel, length: int) -> bytes:
+        data = self.pread(k, length, self.pos)
+        self.pos += len(data)
+        return data
+
+    def write(self, k: ModelKernel, data: bytes) -> int:
+        n = self.pwrite(k, data, self.pos)
+        self.pos += n
+        return n
+
+    def mmap(self, k: ModelKernel, length: int, pgoff: int, shared: bool) -> None:
+        """vfio_device_fops_mmap() (vfio_main.c:1350-1363)."""
+        if not self.access_granted:
+            raise Errno(errno.EINVAL, cite(MAIN_C, 1357))
+        self.device.mmap(k, length, pgoff, shared)
 
     def release(self, k: ModelKernel) -> None:
         """vfio_device_fops_release() (vfio_main.c:635-650)."""
