@@ -110,8 +110,8 @@ def script(b: Backend, vm: bool) -> list[tuple[Any, ...]]:
     def rec(label: str, res: OpResult, handle: bool = False) -> OpResult:
         ret: Any = ("handle" if res.ret >= 0 else res.ret) if handle else res.ret
         where = getattr(getattr(b, "last_error", None), "where", "") if res.errno else ""
-        # This process's mapping addresses and fd numbers.
-        where = re.sub(r"0x7f[0-9a-f]{10}", "<addr>", re.sub(r"fd \d+ was", "fd <n> was", where))
+        # This process's mapping addresses (mmap_base is randomised over 1 TiB below 0x7fff...) and fd numbers.
+        where = re.sub(r"0x7[0-9a-f]{11}", "<addr>", re.sub(r"fd \d+ was", "fd <n> was", where))
         obs.append((label, ret, res.errno, res.data, where))
         return res
 
