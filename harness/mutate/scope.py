@@ -28,7 +28,7 @@ def mutable_file(rel: str) -> bool:
 @dataclass(frozen=True)
 class Scope:
     functions: list[Function]            # in file order, then line order
-    roots: dict[str, list[str]]          # function name -> the ioctls whose handler reaches it
+    roots: dict[str, dict[str, int]]     # function name -> ioctl whose handler reaches it -> in how many calls
 
     def by_file(self) -> dict[str, list[Function]]:
         out: dict[str, list[Function]] = {}
@@ -37,18 +37,19 @@ class Scope:
         return out
 
 
-def _reach(index: KernelIndex, root: Function, depth: int) -> list[Function]:
+def _reach(index: KernelIndex, root: Function, depth: int) -> list[tuple[Function, int]]:
+    """``root`` and the functions it calls within ``depth`` calls, each with its distance."""
     seen = {root.name}
-    found = [root]
+    found = [(root, 0)]
     frontier = [root]
-    for _ in range(depth):
+    for level in range(1, depth + 1):
         nxt = []
         for f in frontier:
             for c in sorted(f.calls):
                 g = index.by_name.get(c)
                 if g is not None and c not in seen:
                     seen.add(c)
-                    found.append(g)
+                    found.append((g, level))
                     nxt.append(g)
         frontier = nxt
     return found
@@ -57,7 +58,12 @@ def _reach(index: KernelIndex, root: Function, depth: int) -> list[Function]:
 def handler_scope(index: KernelIndex, series: str = uapi.DEFAULT_SERIES, depth: int = DEFAULT_DEPTH) -> Scope:
     """Every function a handler of ``series`` (or a dispatcher) reaches within ``depth`` calls."""
     view = uapi.for_series(series)
-    roots: dict[str, list[str]] = {}
+    roots: dict[str, dict[str, int]] = {}
+
+    def add(fn: str, ioctl: str, distance: int) -> None:
+        per = roots.setdefault(fn, {})
+        per[ioctl] = min(per.get(ioctl, distance), distance)
+
     for name, io in sorted(view.IOCTLS.items()):
         handler = getattr(io, "handler", "") or ""
         if ":" not in handler:
@@ -66,17 +72,17 @@ def handler_scope(index: KernelIndex, series: str = uapi.DEFAULT_SERIES, depth: 
         fn = index.at(file, int(line))
         if fn is None:
             continue
-        for g in _reach(index, fn, depth):
-            roots.setdefault(g.name, []).append(name)
+        for g, distance in _reach(index, fn, depth):
+            add(g.name, name, distance)
         for kind in sorted(io.fd_kinds):
             dname, ddepth = DISPATCHERS.get(kind, ("", 0))
             d = index.by_name.get(dname)
             if d is not None:
-                for g in _reach(index, d, ddepth):
-                    roots.setdefault(g.name, []).append(name)
+                for g, distance in _reach(index, d, ddepth):
+                    add(g.name, name, distance)
     funcs = [index.by_name[n] for n in roots if mutable_file(index.by_name[n].file)]
     funcs.sort(key=lambda f: (f.file, f.start))
-    return Scope(funcs, {f.name: sorted(set(roots[f.name])) for f in funcs})
+    return Scope(funcs, {f.name: roots[f.name] for f in funcs})
 
 
 def load_scope(root: Path, series: str = uapi.DEFAULT_SERIES, depth: int = DEFAULT_DEPTH) -> Scope:
