@@ -294,3 +294,62 @@ def test_a_malformed_equivalent_list_fails_before_anything_is_built(tmp_path: Pa
     bad.write_text(yaml.safe_dump({"equivalent": [{"id": "nope"}]}))
     r = _cli("--equivalent", str(bad), "--list")
     assert r.returncode == 1 and "is not a mutant id" in r.stderr
+
+
+def test_the_workspace_never_writes_the_shared_tree(tmp_path: Path) -> None:
+    src, build = tmp_path / "src", tmp_path / "build"
+    (src / "drivers/iommu/iommufd").mkdir(parents=True)
+    original = src / "drivers/iommu/iommufd/ioas.c"
+    original.write_text(IOAS_C)
+    (build / "drivers/iommu/iommufd").mkdir(parents=True)
+    (build / "drivers/iommu/iommufd/.ioas.o.cmd").write_text(f"savedcmd := gcc -I{src}/include -o {build}/x.o\n")
+    (build / "Makefile").write_text(f"include {src}/Makefile\n")
+    (build / "source").symlink_to(src)
+    ws = Workspace(src, build, "k", tmp_path / "ws")
+    m = next(m for m in _mutants("drivers/iommu/iommufd/ioas.c", IOAS_C) if m.operator == "remove_check")
+    with ws.session():
+        copy = ws.src / m.file
+        assert copy.stat().st_ino == original.stat().st_ino          # a hard-link copy
+        cmd = (ws.build / "drivers/iommu/iommufd/.ioas.o.cmd").read_text()
+        assert cmd == f"savedcmd := gcc -I{ws.src}/include -o {ws.build}/x.o\n"
+        assert (ws.build / "Makefile").read_text() == f"include {ws.src}/Makefile\n"
+        assert (ws.build / "source").resolve() == ws.src.resolve()
+        ws.apply(m)
+        assert copy.read_text() == m.apply(IOAS_C) and copy.stat().st_ino != original.stat().st_ino
+        assert original.read_text() == IOAS_C
+        (ws.build / "drivers/iommu/iommufd/ioas.o").write_text("mutant object")
+    # Put back at the end of the session: the original's inode again, the mutant's object gone.
+    assert copy.stat().st_ino == original.stat().st_ino
+    assert not (ws.build / "drivers/iommu/iommufd/ioas.o").exists()
+    assert (build / "drivers/iommu/iommufd/.ioas.o.cmd").read_text().startswith(f"savedcmd := gcc -I{src}/")
+    # A run killed while a mutant was in place: the next session puts the file back first.
+    with ws.session():
+        ws.apply(m)
+    ws2 = Workspace(src, build, "k", tmp_path / "ws")
+    (ws2.root / "mutated").write_text(m.file + "\n")
+    tmp = copy.with_name("x")
+    tmp.write_text("left by a killed run")
+    tmp.replace(copy)
+    with ws2.session():
+        assert copy.read_text() == IOAS_C
+
+
+def test_the_cases_reaching_a_mutant_come_first() -> None:
+    from harness.cases.loader import Loader
+    from harness.mutate.run import order_cases
+
+    cases, _ = Loader(ROOT / "cases").load_all("**/*.yaml")
+    m = next(m for m in _mutants("drivers/iommu/iommufd/ioas.c", IOAS_C)
+             if m.operator == "remove_check" and m.original == "cmd->__reserved")
+    scope = Scope([], {"iommufd_ioas_iova_ranges": {"IOMMU_IOAS_IOVA_RANGES": 0, "IOMMU_DESTROY": 2}})
+    everything = order_cases(m, cases, scope, None, only_reaching=False, source=IOAS_C)
+    reaching = order_cases(m, cases, scope, None, only_reaching=True, source=IOAS_C)
+    assert len(everything) == len(cases) and everything[:len(reaching)] == reaching
+    direct = [c for c in reaching if "IOMMU_IOAS_IOVA_RANGES" in {s.spec.get("ioctl") for s in c.steps}]
+    assert direct and reaching[:len(direct)] == direct
+    # Among the direct ones, those expecting the errno of the check's body (EOPNOTSUPP) first.
+    expecting = [c for c in direct if "EOPNOTSUPP" in {s.expect.errno for s in c.steps if s.expect}]
+    assert direct[:len(expecting)] == expecting
+    # With case lines, exactly the cases covering the mutated line.
+    lines = CaseLines.parse({"cases": {direct[-1].test_id: {"ioas.c": [m.line]}, "nonexistent": {"ioas.c": [1]}}})
+    assert order_cases(m, cases, scope, lines, only_reaching=True, source=IOAS_C) == [direct[-1]]
