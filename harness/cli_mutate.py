@@ -100,8 +100,10 @@ def _say(args: argparse.Namespace, line: str) -> None:
 def cmd_mutate(args: argparse.Namespace) -> int:
     from .cache_root import cache_root
     from .cases.loader import Loader
+    from .coverage.kernel_errnos import sources
     from .kernel import cache
     from .kernel.errors import KernelBuildError
+    from .kernel.source import find_source
     from .mutate import equivalent as eq
     from .mutate.case_lines import CaseLines
     from .mutate.report import write
@@ -118,7 +120,14 @@ def cmd_mutate(args: argparse.Namespace) -> int:
         print(f"mutate: {e}", file=sys.stderr)
         return FAILED
     try:
-        source, builddir, key = test_kernel_build(args.series)
+        if args.list:       # the source is enough
+            tree = find_source(sources(args.series), series=args.series)
+            if tree is None:
+                raise KernelBuildError(f"no source tree of the {args.series} series (vfio-conformance kernel "
+                                       f"build --series {args.series} extracts it)")
+            source, builddir, key = tree, Path(), ""
+        else:
+            source, builddir, key = test_kernel_build(args.series)
     except KernelBuildError as e:
         print(f"mutate: {e}", file=sys.stderr)
         return ENVIRONMENT

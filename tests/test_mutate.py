@@ -353,3 +353,21 @@ def test_the_cases_reaching_a_mutant_come_first() -> None:
     # With case lines, exactly the cases covering the mutated line.
     lines = CaseLines.parse({"cases": {direct[-1].test_id: {"ioas.c": [m.line]}, "nonexistent": {"ioas.c": [1]}}})
     assert order_cases(m, cases, scope, lines, only_reaching=True, source=IOAS_C) == [direct[-1]]
+
+
+def test_list_picks_the_same_sample_every_time() -> None:
+    from harness.coverage.kernel_errnos import sources
+    from harness.kernel.source import find_source
+    from tests.kernel_source import unavailable
+
+    if find_source(sources("6.12"), series="6.12") is None:
+        unavailable("needs the Linux 6.12 source tree")
+    first, again = _cli("--list", "--sample", "7", "--seed", "1"), _cli("--list", "--sample", "7", "--seed", "1")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == again.stdout and len(first.stdout.splitlines()) == 7
+    other = _cli("--list", "--sample", "7", "--seed", "2")
+    assert other.stdout != first.stdout
+    one = first.stdout.splitlines()[3].split()[0]
+    picked = _cli("--list", "--mutant", one)
+    assert [line.split()[0] for line in picked.stdout.splitlines()] == [one]
+    assert _cli("--list", "--functions", "no_such_function").returncode == 5
