@@ -42,7 +42,7 @@ ALLOWED: dict[str, set[str]] = {
     "report": {"uapi", "backends", "cases", "runner"},
     # Mutation testing: the handler scan (coverage), the kernel build plumbing, cases run in VMs
     # (runner), JUnit and KTAP (report).
-    "mutate": {"uapi", "cases", "kernel", "runner", "coverage", "report", "cache_root"},
+    "mutate": {"uapi", "cases", "kernel", "vm", "runner", "coverage", "report", "cache_root"},
     "pytest_plugin": _ALL_PACKAGES,
     "cli": _ALL_PACKAGES | {"cli_compare", "cli_mutate"},
     "cli_compare": _ALL_PACKAGES,

@@ -25,6 +25,7 @@ from ..runner.outcome import CaseOutcome
 from ..runner.target import TargetUnusable, profile_for
 from ..runner.trace import ERROR, FAIL, PASS
 from ..runner.vmtarget import VmTarget
+from ..vm import VmError
 from .case_lines import CaseLines
 from .equivalent import Equivalent
 from .operators import OPERATORS, Mutant, mutants_of
@@ -188,15 +189,25 @@ class Runner:
         finally:
             self.workspace.restore()
 
+    @staticmethod
+    def _run(target: VmTarget, case: Case) -> CaseOutcome:
+        """The case on the mutant.  A guest that could not be booted or reached (its agent gone
+        while it reported the topology) is booted again once; twice is the mutant's doing."""
+        try:
+            return target.run(case)
+        except (OSError, VmError):
+            target.target.discard(profile_for(case))
+            return target.run(case)
+
     def _cases(self, m: Mutant, r: Result) -> None:
         target = VmTarget(self.workspace.image, "both", self.accel, self.cases_root, self.case_timeout)
         try:
             source = self.workspace.original_text(m.file)
             for case in order_cases(m, self.cases, self.scope, self.lines, self.only_reaching, source):
                 try:
-                    o = target.run(case)
-                except TargetUnusable as e:
-                    r.verdict, r.by, r.detail = KILLED, "boot", _first_lines(str(e))
+                    o = self._run(target, case)
+                except (TargetUnusable, OSError, VmError) as e:
+                    r.verdict, r.by, r.detail = KILLED, "boot", _first_lines(f"{type(e).__name__}: {e}")
                     return
                 r.cases_run += 1
                 if _kills(o) and self.baseline.passes(case):
