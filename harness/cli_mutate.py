@@ -110,7 +110,7 @@ def cmd_mutate(args: argparse.Namespace) -> int:
     from .mutate.results import SURVIVED, ResultsCache, sha, tally, tree_hash
     from .mutate.run import Baseline, Runner, generate, sample
     from .mutate.scope import load_scope, narrow
-    from .mutate.workspace import Workspace, test_kernel_build
+    from .mutate.workspace import Workspace, finished_build
     from .runner.run_state import INTERRUPTED as STOPPED
     from .runner.run_state import RunState
 
@@ -127,7 +127,7 @@ def cmd_mutate(args: argparse.Namespace) -> int:
                                        f"build --series {args.series} extracts it)")
             source, builddir, key = tree, Path(), ""
         else:
-            source, builddir, key = test_kernel_build(args.series)
+            source, builddir, key = finished_build(args.series)
     except KernelBuildError as e:
         print(f"mutate: {e}", file=sys.stderr)
         return ENVIRONMENT

@@ -19,14 +19,14 @@ from pathlib import Path
 import pytest
 
 from harness.kernel.errors import KernelBuildError
-from harness.mutate.workspace import test_kernel_build
+from harness.mutate.workspace import finished_build
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _build() -> str:
     try:
-        test_kernel_build("6.12")
+        finished_build("6.12")
     except (KernelBuildError, OSError) as e:
         return str(e)
     return ""

@@ -45,7 +45,7 @@ class BuildResult:
     log_tail: str = ""
 
 
-def test_kernel_build(series: str | None = None) -> tuple[Path, Path, str]:
+def finished_build(series: str | None = None) -> tuple[Path, Path, str]:
     """(source tree, finished build directory, build key) of the series' test kernel."""
     s = get_series(series)
     keys = cache.keys_for(None, fragment_bytes(None, False), s)
