@@ -15,6 +15,7 @@ from typing import Any
 
 from . import resources
 from .cli_compare import add_parser as compare_parser
+from .cli_mutate import add_parser as mutate_parser
 from .exitcodes import (
     ENVIRONMENT,
     FAILED,
@@ -611,6 +612,7 @@ def parser() -> argparse.ArgumentParser:
                          "find_source's, e.g. Debian's linux-source-6.12, or 7.2's from kernel build --series 7.2)")
     cv.set_defaults(func=cmd_coverage)
     compare_parser(sub)
+    mutate_parser(sub)
     rs = sub.add_parser("restore", help="put back the PCI state a crashed kernel-backend run changed")
     rs.add_argument("--state-file", default=None, help="the state file (default: the kernel backend's)")
     rs.set_defaults(func=cmd_restore)

@@ -9,7 +9,7 @@ from pathlib import Path
 HARNESS = Path(__file__).resolve().parent.parent / "harness"
 
 _LOW = {"uapi", "backends", "model", "cases", "agent", "kernel", "vm", "runner"}
-_ALL_PACKAGES = _LOW | {"fuzz", "coverage", "report", "cache_root", "resources", "exitcodes"}
+_ALL_PACKAGES = _LOW | {"fuzz", "coverage", "report", "mutate", "cache_root", "resources", "exitcodes"}
 
 # Each package (or top-level module) under harness/ -> what of ours it may import: a
 # package or top-level module ("runner"), or one module of a package ("backends.base").
@@ -40,9 +40,13 @@ ALLOWED: dict[str, set[str]] = {
     "fuzz": {"uapi", "backends", "model", "cases", "kernel", "runner", "cache_root"},
     "coverage": {"uapi", "cases", "kernel", "runner"},   # checks are read from the cases, not the model
     "report": {"uapi", "backends", "cases", "runner"},
+    # Mutation testing: the handler scan (coverage), the kernel build plumbing, cases run in VMs
+    # (runner), JUnit and KTAP (report).
+    "mutate": {"uapi", "cases", "kernel", "vm", "runner", "coverage", "report", "cache_root"},
     "pytest_plugin": _ALL_PACKAGES,
-    "cli": _ALL_PACKAGES | {"cli_compare"},
+    "cli": _ALL_PACKAGES | {"cli_compare", "cli_mutate"},
     "cli_compare": _ALL_PACKAGES,
+    "cli_mutate": _ALL_PACKAGES,
     "__main__": {"cli"},
     "__init__": set(),
 }

@@ -1,0 +1,133 @@
+"""Verdicts of mutants, their arithmetic, and the results cache that lets a run resume.
+
+A verdict is one of ``KILLED`` (a case failed, diverged from the model or the kernel printed a
+splat), ``TIMED_OUT`` (the kernel hung: a kill too), ``SURVIVED``, ``NOT_COMPILED`` (the mutant
+did not build: no verdict on the suite) and ``EQUIVALENT`` (a survivor the reviewed list,
+harness/mutate/equivalent.py, says has no uAPI-visible effect).
+
+score = (killed + timed out) / (total - not compiled - equivalent)
+
+The cache is one JSON-lines file per (kernel source, corpus): ``<cache>/mutate/results/<source
+key>-<corpus hash>.jsonl``, one line per finished mutant, appended and flushed as it finishes,
+so an interrupted run resumes where it stopped.  The source key names the build (version and
+config) and hashes the mutated files' original text; the corpus hash covers the case files
+and the model (a change to either can change a verdict).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+KILLED, TIMED_OUT, SURVIVED, NOT_COMPILED, EQUIVALENT = "killed", "timed out", "survived", "not compiled", "equivalent"
+VERDICTS = (KILLED, TIMED_OUT, SURVIVED, NOT_COMPILED, EQUIVALENT)
+
+
+@dataclass
+class Result:
+    id: str
+    name: str                      # file:line:operator:index
+    file: str
+    line: int
+    operator: str
+    function: str
+    verdict: str
+    by: str = ""                   # the case that killed it, or why it did not compile / is equivalent
+    detail: str = ""               # the failure's first lines, the build log's tail
+    diff: str = ""                 # the mutant as a unified diff
+    cases_run: int = 0
+    build_s: float = 0.0
+    run_s: float = 0.0
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, object]) -> Result:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})  # type: ignore[arg-type]
+
+
+@dataclass
+class Tally:
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(VERDICTS, 0))
+
+    def add(self, verdict: str) -> None:
+        self.counts[verdict] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def scored(self) -> int:
+        """The mutants the score is over: every one but those that did not compile or are equivalent."""
+        return self.total - self.counts[NOT_COMPILED] - self.counts[EQUIVALENT]
+
+    @property
+    def detected(self) -> int:
+        return self.counts[KILLED] + self.counts[TIMED_OUT]
+
+    @property
+    def score(self) -> float | None:
+        return self.detected / self.scored if self.scored else None
+
+    def score_text(self) -> str:
+        s = self.score
+        return "n/a" if s is None else f"{100 * s:.1f}% ({self.detected}/{self.scored})"
+
+
+def tally(results: Iterable[Result], key: str | None = None) -> dict[str, Tally]:
+    """Verdict counts overall (``key`` None: under "all") or per ``file`` / ``operator``."""
+    out: dict[str, Tally] = {}
+    for r in results:
+        out.setdefault("all" if key is None else str(getattr(r, key)), Tally()).add(r.verdict)
+    return out
+
+
+def sha(parts: Iterable[bytes]) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(hashlib.sha256(p).digest())
+    return h.hexdigest()
+
+
+def tree_hash(*folders: Path, suffixes: tuple[str, ...] = (".yaml", ".py")) -> str:
+    """A hash of every file with one of ``suffixes`` under ``folders`` (paths and contents)."""
+    parts: list[bytes] = []
+    for folder in folders:
+        for p in sorted(folder.rglob("*")):
+            if p.is_file() and p.suffix in suffixes and "__pycache__" not in p.parts:
+                parts += [str(p.relative_to(folder)).encode(), p.read_bytes()]
+    return sha(parts)[:12]
+
+
+class ResultsCache:
+    def __init__(self, path: Path):
+        self.path = path
+        self.results: dict[str, Result] = {}
+        try:
+            lines = path.read_text().splitlines()
+        except FileNotFoundError:
+            lines = []
+        for line in lines:
+            try:
+                r = Result.from_json(json.loads(line))
+            except (ValueError, TypeError):
+                continue                     # a line cut short by a crash
+            self.results[r.id] = r
+
+    def get(self, mutant_id: str) -> Result | None:
+        return self.results.get(mutant_id)
+
+    def put(self, result: Result) -> None:
+        self.results[result.id] = result
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(result.to_json(), sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())

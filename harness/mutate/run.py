@@ -1,0 +1,218 @@
+"""One mutation run: generate the mutants, pick the sample, and for each one build it in the
+workspace, boot it and run cases on it until one kills it.
+
+Cases are tried in this order: those whose kernel coverage reaches the mutated lines
+(``--case-lines``), else those with an ioctl whose handler reaches the mutated function
+(the static call graph of harness/mutate/scope.py), then the rest of the corpus unless
+``only_reaching``.  A case kills a mutant when it fails, errors, diverges from the model or the
+kernel prints a splat while it runs, and only when the same case passes on the unmutated test
+kernel (checked once per case, on a guest of that kernel kept for the run): a case that fails
+anyway kills nothing.  A case that hangs until its timeout is a kill reported as "timed out".
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..cases.case import Case
+from ..runner.outcome import CaseOutcome
+from ..runner.target import TargetUnusable, profile_for
+from ..runner.trace import ERROR, FAIL, PASS
+from ..runner.vmtarget import VmTarget
+from ..vm import VmError
+from .case_lines import CaseLines
+from .equivalent import Equivalent
+from .operators import OPERATORS, Mutant, mutants_of
+from .results import EQUIVALENT, KILLED, NOT_COMPILED, SURVIVED, TIMED_OUT, Result, ResultsCache
+from .scope import Scope
+from .workspace import Workspace
+
+DEFAULT_CASE_TIMEOUT = 60.0
+_ERRNO = re.compile(r"-(E[A-Z][A-Z0-9]+)\b")
+_HANG = ("timed out", "stopped answering")
+
+
+def generate(texts: dict[str, str], scope: Scope, operators: tuple[str, ...] = OPERATORS) -> list[Mutant]:
+    """Every mutant of the scope's functions, in file and offset order (``texts``: file -> its source)."""
+    out: list[Mutant] = []
+    for file, funcs in sorted(scope.by_file().items()):
+        out += mutants_of(file, texts[file], [(f.name, f.start, f.end) for f in funcs], operators)
+    return out
+
+
+def sample(mutants: list[Mutant], n: int | None, seed: int) -> list[Mutant]:
+    """``n`` mutants picked by ``seed`` (the same ones for the same source every time), in source order."""
+    if n is None or n >= len(mutants):
+        return list(mutants)
+    ordered = sorted(mutants, key=lambda m: m.id)
+    picked = {m.id for m in random.Random(seed).sample(ordered, n)}
+    return [m for m in mutants if m.id in picked]
+
+
+def case_ioctls(case: Case) -> set[str]:
+    return {str(s.spec.get("ioctl")) for s in case.steps if s.kind == "ioctl"}
+
+
+def case_errnos(case: Case) -> set[str]:
+    return {s.expect.errno for s in case.steps if s.expect is not None and s.expect.errno}
+
+
+def mutant_errnos(mutant: Mutant, text: str) -> set[str]:
+    """The errnos named where the mutant is: its own line and the three after it (an error check's body)."""
+    lines = text.splitlines()[mutant.line - 1:mutant.line + 3 + mutant.original.count("\n")]
+    return set(_ERRNO.findall("\n".join(lines)))
+
+
+def order_cases(mutant: Mutant, cases: list[Case], scope: Scope, lines: CaseLines | None,
+                only_reaching: bool, source: str = "") -> list[Case]:
+    """The cases to run on ``mutant``: those reaching it first (see the module's docstring); among
+    them, those whose ioctl's handler reaches it in fewer calls, then those expecting an errno named
+    where the mutant is, then those running in the guest most of them need (one boot for a kill)."""
+    reach = scope.roots.get(mutant.function, {})
+    if lines is not None:
+        span = range(mutant.line, mutant.line + mutant.original.count("\n") + 1)
+        ids = lines.reaching(mutant.file, span)
+        first = [c for c in cases if c.test_id in ids]
+    else:
+        first = [c for c in cases if case_ioctls(c) & set(reach)]
+    errnos = mutant_errnos(mutant, source) if source else set()
+    profiles = [profile_for(c) for c in first]
+    common = max(set(profiles), key=profiles.count) if profiles else "viommu"
+
+    def rank(c: Case) -> tuple[int, bool, bool]:
+        distance = min((reach[i] for i in case_ioctls(c) if i in reach), default=99)
+        return distance, not (case_errnos(c) & errnos), profile_for(c) != common
+
+    first.sort(key=rank)
+    if only_reaching:
+        return first
+    chosen = {c.test_id for c in first}
+    rest = [c for c in cases if c.test_id not in chosen]
+    rest.sort(key=lambda c: profile_for(c) != common)
+    return first + rest
+
+
+def _kills(o: CaseOutcome) -> bool:
+    return o.status in (FAIL, ERROR)
+
+
+def _first_lines(text: str, n: int = 6) -> str:
+    return "\n".join(text.splitlines()[:n])
+
+
+@dataclass
+class Baseline:
+    """The unmutated test kernel: does a case pass on it?  Asked only of cases that fail on a mutant."""
+
+    image: Path
+    accel: str | None
+    root: Path | None
+    case_timeout: float
+    verdicts: dict[str, bool] = field(default_factory=dict)
+    target: VmTarget | None = None
+
+    def passes(self, case: Case) -> bool:
+        if case.test_id not in self.verdicts:
+            if self.target is None:
+                self.target = VmTarget(self.image, "both", self.accel, self.root, self.case_timeout)
+            self.verdicts[case.test_id] = self.target.run(case).status == PASS
+        return self.verdicts[case.test_id]
+
+    def close(self) -> None:
+        if self.target is not None:
+            self.target.close()
+
+
+@dataclass
+class Runner:
+    workspace: Workspace
+    cases: list[Case]
+    scope: Scope
+    baseline: Baseline
+    cache: ResultsCache
+    equivalents: dict[str, Equivalent]
+    lines: CaseLines | None = None
+    only_reaching: bool = False
+    accel: str | None = None
+    cases_root: Path | None = None
+    case_timeout: float = DEFAULT_CASE_TIMEOUT
+    jobs: int = 2
+    progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr)
+
+    def run(self, mutants: Iterable[Mutant]) -> list[Result]:
+        mutants = list(mutants)
+        out = []
+        for n, m in enumerate(mutants, 1):
+            cached = self.cache.get(m.id)
+            if cached is not None:
+                r = self._equivalent(cached)
+                self.progress(f"mutate: [{n}/{len(mutants)}] {m.name} ({m.id}): {r.verdict} (cached)")
+            else:
+                r = self.one(m)
+                self.cache.put(r)
+                r = self._equivalent(r)
+                self.progress(f"mutate: [{n}/{len(mutants)}] {m.name} ({m.id}): {r.verdict}"
+                              + (f" by {r.by}" if r.by else "") + f"; build {r.build_s:.0f} s, run {r.run_s:.0f} s, "
+                              f"{r.cases_run} cases")
+            out.append(r)
+        return out
+
+    def _equivalent(self, r: Result) -> Result:
+        """A survivor the reviewed list names is equivalent, with the list's reason (never otherwise)."""
+        e = self.equivalents.get(r.id)
+        if r.verdict == SURVIVED and e is not None:
+            return Result(**{**r.to_json(), "verdict": EQUIVALENT, "by": e.reason})  # type: ignore[arg-type]
+        return r
+
+    def one(self, m: Mutant) -> Result:
+        original = self.workspace.original_text(m.file)
+        r = Result(m.id, m.name, m.file, m.line, m.operator, m.function, SURVIVED, diff=m.diff(original))
+        self.workspace.apply(m)
+        try:
+            built = self.workspace.make(self.jobs)
+            r.build_s = round(built.seconds, 1)
+            if not built.ok:
+                r.verdict, r.by, r.detail = NOT_COMPILED, "make bzImage failed", built.log_tail
+                return r
+            start = time.monotonic()
+            try:
+                self._cases(m, r)
+            finally:
+                r.run_s = round(time.monotonic() - start, 1)
+            return r
+        finally:
+            self.workspace.restore()
+
+    @staticmethod
+    def _run(target: VmTarget, case: Case) -> CaseOutcome:
+        """The case on the mutant.  A guest that could not be booted or reached (its agent gone
+        while it reported the topology) is booted again once; twice is the mutant's doing."""
+        try:
+            return target.run(case)
+        except (OSError, VmError):
+            target.target.discard(profile_for(case))
+            return target.run(case)
+
+    def _cases(self, m: Mutant, r: Result) -> None:
+        target = VmTarget(self.workspace.image, "both", self.accel, self.cases_root, self.case_timeout)
+        try:
+            source = self.workspace.original_text(m.file)
+            for case in order_cases(m, self.cases, self.scope, self.lines, self.only_reaching, source):
+                try:
+                    o = self._run(target, case)
+                except (TargetUnusable, OSError, VmError) as e:
+                    r.verdict, r.by, r.detail = KILLED, "boot", _first_lines(f"{type(e).__name__}: {e}")
+                    return
+                r.cases_run += 1
+                if _kills(o) and self.baseline.passes(case):
+                    hang = any(h in o.reason for h in _HANG)
+                    r.verdict, r.by, r.detail = (TIMED_OUT if hang else KILLED), case.test_id, _first_lines(o.reason)
+                    return
+        finally:
+            target.close()

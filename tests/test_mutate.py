@@ -1,0 +1,373 @@
+"""`vfio-conformance mutate` without a VM: the operators on kernel source, ids and sampling,
+the case-lines reader, the score arithmetic, the results cache and resuming, the equivalent
+list, the reports and the command line."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.coverage.kernel_errnos import parse_functions
+from harness.mutate import equivalent as eq
+from harness.mutate.case_lines import CaseLines
+from harness.mutate.operators import OPERATORS, Mutant, mask, mutants_of
+from harness.mutate.report import write
+from harness.mutate.results import (
+    EQUIVALENT,
+    KILLED,
+    NOT_COMPILED,
+    SURVIVED,
+    TIMED_OUT,
+    Result,
+    ResultsCache,
+    Tally,
+    tally,
+)
+from harness.mutate.run import Runner, sample
+from harness.mutate.scope import Scope
+from harness.mutate.workspace import Workspace
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data" / "mutate"
+
+# drivers/iommu/iommufd/ioas.c (Linux 6.12.118): iommufd_ioas_iova_ranges(), verbatim.
+IOAS_C = (DATA / "ioas.c").read_text()
+
+# drivers/vfio/pci/vfio_pci_core.c (Linux 6.12.118): vfio_pci_ioctl_get_info(), lines 983-1005 abridged
+# (the caps and the minsz clamp left out, the final copy_to_user() folded in), and a comment added
+# that names code: nothing in it may be mutated.
+VFIO_C = (DATA / "vfio_pci_core.c").read_text()
+
+
+def _mutants(name: str, text: str, ops: tuple[str, ...] = OPERATORS) -> list[Mutant]:
+    return mutants_of(name, text, [(f.name, f.start, f.end) for f in parse_functions(name, text)], ops)
+
+
+def _hunks(diff: str) -> list[str]:
+    return [line for line in diff.splitlines() if line.startswith("@@")]
+
+
+def _balanced(text: str) -> bool:
+    m = mask(text)
+    return all(m.count(a) == m.count(b) for a, b in ("()", "{}", "[]"))
+
+
+@pytest.mark.parametrize("name,text", [("drivers/iommu/iommufd/ioas.c", IOAS_C),
+                                       ("drivers/vfio/pci/vfio_pci_core.c", VFIO_C)])
+def test_every_mutant_is_one_balanced_change(name: str, text: str) -> None:
+    ms = _mutants(name, text)
+    assert {m.operator for m in ms} == set(OPERATORS)
+    for m in ms:
+        mutated = m.apply(text)
+        assert mutated != text
+        assert _balanced(mutated), m.name
+        assert len(_hunks(m.diff(text))) == 1, m.name
+        # Outside the span nothing changed.
+        assert mutated[:m.start] == text[:m.start] and mutated[m.start + len(m.replacement):] == text[m.end:]
+        assert text.count("\n", 0, m.start) + 1 == m.line
+
+
+def test_the_operators_on_ioas_iova_ranges() -> None:
+    by = {(m.line, m.operator, m.index): m for m in _mutants("drivers/iommu/iommufd/ioas.c", IOAS_C)}
+    # An error check, its condition made false; and negated.
+    assert by[(10, "remove_check", 0)].apply(IOAS_C).splitlines()[9] == "\tif (0 && (cmd->__reserved))"
+    assert by[(10, "negate", 0)].apply(IOAS_C).splitlines()[9] == "\tif (!(cmd->__reserved))"
+    # The relational boundaries, both ways.
+    assert by[(26, "boundary", 0)].apply(IOAS_C).splitlines()[25] == "\t\tif (cmd->num_iovas <= max_iovas) {"
+    assert by[(43, "boundary", 0)].apply(IOAS_C).splitlines()[42] == "\tif (cmd->num_iovas >= max_iovas)"
+    # Returned and assigned errnos.
+    assert by[(11, "errno", 0)].apply(IOAS_C).splitlines()[10] == "\t\treturn -EINVAL;"
+    assert by[(44, "errno", 0)].apply(IOAS_C).splitlines()[43] == "\t\trc = -EINVAL;"
+    # Output fields dropped.
+    assert by[(21, "drop_output", 0)].apply(IOAS_C).splitlines()[20] == "\t{ }"
+    assert by[(20, "drop_output", 0)].original == "cmd->num_iovas = 0;"
+    # A condition over two lines is one change, made false as a whole.
+    two = by[(32, "remove_check", 0)]
+    assert two.original == "copy_to_user(&ranges[cmd->num_iovas], &elm,\n\t\t\t\t\t sizeof(elm))"
+    assert "if (0 && (copy_to_user(&ranges[cmd->num_iovas], &elm,\n\t\t\t\t\t sizeof(elm)))) {" in two.apply(IOAS_C)
+    # Not error checks: `if (!span.is_hole) continue;` is only negated.
+    assert (24, "negate", 0) in by and (24, "remove_check", 0) not in by
+    # `cmd->num_iovas++` is no assignment of an output: not dropped; `rc = ...` is no member.
+    assert {m.line for m in by.values() if m.operator == "drop_output"} == {20, 21}
+
+
+def test_nothing_in_a_comment_is_mutated_and_ternaries_are() -> None:
+    ms = _mutants("drivers/vfio/pci/vfio_pci_core.c", VFIO_C)
+    assert not [m for m in ms if m.line == 8]          # the comment's if, < and -EINVAL
+    lines = VFIO_C.splitlines()
+    assert {m.line for m in ms if m.operator == "errno"} == {10, 13, 21}
+    ternary = next(m for m in ms if m.operator == "errno" and m.line == 21)
+    assert ternary.apply(VFIO_C).splitlines()[20] == lines[20].replace("-EFAULT", "-EINVAL")
+    assert next(m for m in ms if m.operator == "errno" and m.line == 13).replacement == "EOPNOTSUPP"
+    flags = [m for m in ms if m.operator == "drop_output"]
+    assert [m.original for m in flags] == ["info.flags = VFIO_DEVICE_FLAGS_PCI;",
+                                           "info.flags |= VFIO_DEVICE_FLAGS_RESET;",
+                                           "info.num_regions = VFIO_PCI_NUM_REGIONS + vdev->num_regions;"]
+
+
+def test_ids_are_stable_unique_and_name_the_change() -> None:
+    a = _mutants("drivers/iommu/iommufd/ioas.c", IOAS_C)
+    b = _mutants("drivers/iommu/iommufd/ioas.c", IOAS_C)
+    assert [m.id for m in a] == [m.id for m in b]
+    assert len({m.id for m in a}) == len(a)
+    assert all(re.fullmatch(r"[0-9a-f]{12}", m.id) for m in a)
+    # Another file with the same text gives other ids; so does a moved line.
+    c = _mutants("drivers/iommu/iommufd/other.c", IOAS_C)
+    assert not {m.id for m in a} & {m.id for m in c}
+    moved = _mutants("drivers/iommu/iommufd/ioas.c", "\n" + IOAS_C)
+    assert not {m.id for m in a} & {m.id for m in moved}
+    assert a[0].name == f"drivers/iommu/iommufd/ioas.c:{a[0].line}:{a[0].operator}:{a[0].index}"
+
+
+def test_apply_refuses_another_source() -> None:
+    m = _mutants("drivers/iommu/iommufd/ioas.c", IOAS_C)[0]
+    with pytest.raises(ValueError, match="does not have"):
+        m.apply(IOAS_C.replace("__reserved", "__reserve_"))
+
+
+def test_the_sample_is_the_same_for_the_same_seed() -> None:
+    ms = _mutants("drivers/iommu/iommufd/ioas.c", IOAS_C) + _mutants("drivers/vfio/pci/vfio_pci_core.c", VFIO_C)
+    one, again, other = sample(ms, 5, 1), sample(list(reversed(ms)), 5, 1), sample(ms, 5, 2)
+    assert {m.id for m in one} == {m.id for m in again} and len(one) == 5
+    assert [m.id for m in one] != [m.id for m in other]
+    assert sample(ms, None, 1) == ms and sample(ms, 10_000, 1) == ms
+    assert [ms.index(m) for m in one] == sorted(ms.index(m) for m in one)   # source order
+
+
+def test_case_lines_reader_is_tolerant() -> None:
+    cl = CaseLines.parse({"cases": {
+        "ioas-a": {"drivers/iommu/iommufd/ioas.c": [10, "11", "20-22", True, "x"]},
+        "ioas-b": {"ioas.c": [44]},
+        "dev-c": ["drivers/vfio/pci/vfio_pci_core.c:13", "garbage"],
+        "bad": 7,
+    }, "version": 1})
+    assert cl.skipped == 2
+    assert cl.reaching("drivers/iommu/iommufd/ioas.c", [21]) == {"ioas-a"}
+    assert cl.reaching("drivers/iommu/iommufd/ioas.c", [11, 44]) == {"ioas-a", "ioas-b"}
+    assert cl.reaching("vfio_pci_core.c", [13]) == {"dev-c"}
+    assert cl.reaching("drivers/iommu/iommufd/ioas.c", [1]) == set()
+    assert CaseLines.parse([1, 2]).lines == {} and CaseLines.parse({"cases": None}).skipped == 1
+
+
+def _result(verdict: str, n: int = 0, op: str = "negate", file: str = "a.c") -> Result:
+    return Result(f"{n:012x}", f"{file}:{n}:{op}:0", file, n, op, "f", verdict, diff="--- a\n+++ b\n")
+
+
+def test_the_score_leaves_out_what_did_not_compile_and_the_equivalents() -> None:
+    rs = [_result(KILLED, 1), _result(KILLED, 2), _result(TIMED_OUT, 3), _result(SURVIVED, 4),
+          _result(NOT_COMPILED, 5), _result(EQUIVALENT, 6), _result(SURVIVED, 7, "errno", "b.c")]
+    t = tally(rs)["all"]
+    assert (t.total, t.scored, t.detected) == (7, 5, 3)
+    assert t.score == pytest.approx(0.6) and t.score_text() == "60.0% (3/5)"
+    per_op = tally(rs, "operator")
+    assert per_op["errno"].score == 0.0 and per_op["negate"].score == pytest.approx(3 / 4)
+    assert tally(rs, "file")["b.c"].counts[SURVIVED] == 1
+    assert Tally().score is None and Tally().score_text() == "n/a"
+    only_uncompiled = Tally()
+    only_uncompiled.add(NOT_COMPILED)
+    assert only_uncompiled.score is None
+
+
+class _NoWorkspace(Workspace):
+    """A workspace in a folder that does not exist: building anything in it raises."""
+
+
+def _runner(tmp_path: Path, entries: list[eq.Equivalent] = (), cache: ResultsCache | None = None) -> Runner:
+    ws = _NoWorkspace(tmp_path / "nosrc", tmp_path / "nobuild", "k", tmp_path / "ws")
+    return Runner(ws, [], Scope([], {}), None, cache or ResultsCache(tmp_path / "r.jsonl"),  # type: ignore[arg-type]
+                  eq.for_series(entries, "6.12"), progress=lambda line: None)
+
+
+def test_the_results_cache_survives_a_crash_and_a_run_resumes_from_it(tmp_path: Path) -> None:
+    ms = _mutants("drivers/iommu/iommufd/ioas.c", IOAS_C)[:3]
+    path = tmp_path / "r.jsonl"
+    cache = ResultsCache(path)
+    for m, verdict in zip(ms, (KILLED, SURVIVED, NOT_COMPILED), strict=True):
+        cache.put(Result(m.id, m.name, m.file, m.line, m.operator, m.function, verdict, by="x"))
+    with open(path, "a") as f:
+        f.write('{"id": "cut short by a cra')               # the line a kill -9 left
+    again = ResultsCache(path)
+    assert [again.get(m.id).verdict for m in ms] == [KILLED, SURVIVED, NOT_COMPILED]  # type: ignore[union-attr]
+    # Every mutant cached: the run builds nothing (the workspace's folders do not exist).
+    results = _runner(tmp_path, cache=again).run(ms)
+    assert [r.verdict for r in results] == [KILLED, SURVIVED, NOT_COMPILED]
+    # One not cached: the run does try to build it, and fails on the missing source.
+    fresh = _mutants("drivers/iommu/iommufd/ioas.c", IOAS_C)[3]
+    with pytest.raises(FileNotFoundError):
+        _runner(tmp_path, cache=again).run([*ms, fresh])
+
+
+GOOD = {"equivalent": [{"id": "0123456789ab", "mutant": "drivers/vfio/vfio_main.c:10:negate:0", "series": "6.12",
+                        "reason": "the flag is set again two lines below"}]}
+
+
+def test_the_equivalent_list_is_validated() -> None:
+    assert eq.parse(GOOD)[0].reason == "the flag is set again two lines below"
+    assert eq.parse(None) == [] and eq.parse({"equivalent": []}) == []
+    bad = {"equivalent": [
+        {"id": "xyz", "mutant": "a.c:1:negate:0", "series": "6.12", "reason": "no program can see it"},
+        {"id": "0123456789ab", "mutant": "a.c:1", "series": "6.12", "reason": "no program can see it"},
+        {"id": "0123456789ab", "mutant": "a.c:1:negate:0", "series": "", "reason": "equivalent"},
+        {"id": "0123456789ac", "mutant": "a.c:1:negate:0", "series": "6.12", "reason": "x", "by": "me"},
+        "just a string",
+    ]}
+    with pytest.raises(eq.EquivalentListError) as e:
+        eq.parse(bad)
+    text = str(e.value)
+    for problem in ("'xyz' is not a mutant id", "'a.c:1' is not file:line:operator:index", "no series",
+                    "a reason of 4 words", "listed twice", "unknown keys ['by']", "entry 5"):
+        assert problem in text
+    with pytest.raises(eq.EquivalentListError):
+        eq.parse({"equivalents": []})
+
+
+def test_the_committed_equivalent_list_loads() -> None:
+    entries = eq.load()
+    assert all(len(e.reason.split()) >= eq.MIN_REASON_WORDS for e in entries)
+
+
+def test_a_stale_equivalent_entry_is_found() -> None:
+    ms = _mutants("drivers/iommu/iommufd/ioas.c", IOAS_C)
+    m = ms[0]
+    ok = eq.Equivalent(m.id, m.name, "6.12", "reason of four words")
+    moved = eq.Equivalent(m.id, "drivers/iommu/iommufd/ioas.c:99:negate:0", "6.12", "reason of four words")
+    gone = eq.Equivalent("ffffffffffff", m.name, "6.12", "reason of four words")
+    other = eq.Equivalent("ffffffffffff", m.name, "7.2", "reason of four words")
+    assert eq.check_against([ok, other], ms, "6.12") == []
+    problems = eq.check_against([moved, gone], ms, "6.12")
+    assert len(problems) == 2 and "stale" in problems[1] and "the source has it as" in problems[0]
+
+
+def test_only_a_listed_survivor_is_equivalent(tmp_path: Path) -> None:
+    listed = eq.Equivalent(f"{4:012x}", "a.c:4:negate:0", "6.12", "no program can see this")
+    on_72 = eq.Equivalent(f"{5:012x}", "a.c:5:negate:0", "7.2", "no program can see this")
+    also_killed = eq.Equivalent(f"{6:012x}", "a.c:6:negate:0", "6.12", "no program can see this")
+    r = _runner(tmp_path, [listed, on_72, also_killed])
+    assert r._equivalent(_result(SURVIVED, 4)).verdict == EQUIVALENT
+    assert r._equivalent(_result(SURVIVED, 4)).by == "no program can see this"
+    assert r._equivalent(_result(SURVIVED, 5)).verdict == SURVIVED       # reviewed on another series
+    assert r._equivalent(_result(SURVIVED, 7)).verdict == SURVIVED       # not listed
+    assert r._equivalent(_result(KILLED, 6)).verdict == KILLED           # a kill stays a kill
+
+
+def test_the_reports(tmp_path: Path) -> None:
+    m = _mutants("drivers/iommu/iommufd/ioas.c", IOAS_C)[0]
+    survivor = Result(m.id, m.name, m.file, m.line, m.operator, m.function, SURVIVED, diff=m.diff(IOAS_C),
+                      cases_run=12)
+    rs = [survivor, _result(KILLED, 2), _result(NOT_COMPILED, 3), _result(TIMED_OUT, 4, "errno")]
+    paths = write(rs, tmp_path, {"series": "6.12"})
+    assert [p.name for p in paths] == ["mutate.md", "mutate.json", "mutate.xml", "mutate.ktap"]
+    md = (tmp_path / "mutate.md").read_text()
+    assert "score: 66.7% (2/3)" in md and f"{m.file}:{m.line}" in md and "+\tif (0 && (cmd->__reserved))" in md
+    data = json.loads((tmp_path / "mutate.json").read_text())
+    assert data["counts"][SURVIVED] == 1 and data["score"] == pytest.approx(2 / 3)
+    assert data["per_operator"]["errno"][TIMED_OUT] == 1
+    suites = ET.fromstring((tmp_path / "mutate.xml").read_text())
+    failures = suites.findall(".//failure")
+    assert len(failures) == 1 and m.id in failures[0].get("message", "") + (failures[0].text or "") + \
+        "".join(tc.get("name", "") for tc in suites.iter("testcase") if tc.find("failure") is not None)
+    assert len(suites.findall(".//skipped")) == 1
+    ktap = (tmp_path / "mutate.ktap").read_text()
+    assert ktap.startswith("KTAP version 1") and "pass:2 fail:1" in ktap and "skip:1" in ktap
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness", "mutate", *args], cwd=ROOT, capture_output=True,
+                          text=True)
+
+
+def test_usage_errors_exit_4() -> None:
+    for bad in (["--operators", "swap"], ["--sample", "0"], ["--min-score", "101"]):
+        r = _cli(*bad)
+        assert r.returncode == 4, (bad, r.stderr)
+
+
+def test_a_malformed_equivalent_list_fails_before_anything_is_built(tmp_path: Path) -> None:
+    bad = tmp_path / "eq.yaml"
+    bad.write_text(yaml.safe_dump({"equivalent": [{"id": "nope"}]}))
+    r = _cli("--equivalent", str(bad), "--list")
+    assert r.returncode == 1 and "is not a mutant id" in r.stderr
+
+
+def test_the_workspace_never_writes_the_shared_tree(tmp_path: Path) -> None:
+    src, build = tmp_path / "src", tmp_path / "build"
+    (src / "drivers/iommu/iommufd").mkdir(parents=True)
+    original = src / "drivers/iommu/iommufd/ioas.c"
+    original.write_text(IOAS_C)
+    (build / "drivers/iommu/iommufd").mkdir(parents=True)
+    (build / "drivers/iommu/iommufd/.ioas.o.cmd").write_text(f"savedcmd := gcc -I{src}/include -o {build}/x.o\n")
+    (build / "Makefile").write_text(f"include {src}/Makefile\n")
+    (build / "source").symlink_to(src)
+    ws = Workspace(src, build, "k", tmp_path / "ws")
+    m = next(m for m in _mutants("drivers/iommu/iommufd/ioas.c", IOAS_C) if m.operator == "remove_check")
+    with ws.session():
+        copy = ws.src / m.file
+        assert copy.stat().st_ino == original.stat().st_ino          # a hard-link copy
+        cmd = (ws.build / "drivers/iommu/iommufd/.ioas.o.cmd").read_text()
+        assert cmd == f"savedcmd := gcc -I{ws.src}/include -o {ws.build}/x.o\n"
+        assert (ws.build / "Makefile").read_text() == f"include {ws.src}/Makefile\n"
+        assert (ws.build / "source").resolve() == ws.src.resolve()
+        ws.apply(m)
+        assert copy.read_text() == m.apply(IOAS_C) and copy.stat().st_ino != original.stat().st_ino
+        assert original.read_text() == IOAS_C
+        (ws.build / "drivers/iommu/iommufd/ioas.o").write_text("mutant object")
+    # Put back at the end of the session: the original's inode again, the mutant's object gone.
+    assert copy.stat().st_ino == original.stat().st_ino
+    assert not (ws.build / "drivers/iommu/iommufd/ioas.o").exists()
+    assert (build / "drivers/iommu/iommufd/.ioas.o.cmd").read_text().startswith(f"savedcmd := gcc -I{src}/")
+    # A run killed while a mutant was in place: the next session puts the file back first.
+    with ws.session():
+        ws.apply(m)
+    ws2 = Workspace(src, build, "k", tmp_path / "ws")
+    (ws2.root / "mutated").write_text(m.file + "\n")
+    tmp = copy.with_name("x")
+    tmp.write_text("left by a killed run")
+    tmp.replace(copy)
+    with ws2.session():
+        assert copy.read_text() == IOAS_C
+
+
+def test_the_cases_reaching_a_mutant_come_first() -> None:
+    from harness.cases.loader import Loader
+    from harness.mutate.run import order_cases
+
+    cases, _ = Loader(ROOT / "cases").load_all("**/*.yaml")
+    m = next(m for m in _mutants("drivers/iommu/iommufd/ioas.c", IOAS_C)
+             if m.operator == "remove_check" and m.original == "cmd->__reserved")
+    scope = Scope([], {"iommufd_ioas_iova_ranges": {"IOMMU_IOAS_IOVA_RANGES": 0, "IOMMU_DESTROY": 2}})
+    everything = order_cases(m, cases, scope, None, only_reaching=False, source=IOAS_C)
+    reaching = order_cases(m, cases, scope, None, only_reaching=True, source=IOAS_C)
+    assert len(everything) == len(cases) and everything[:len(reaching)] == reaching
+    direct = [c for c in reaching if "IOMMU_IOAS_IOVA_RANGES" in {s.spec.get("ioctl") for s in c.steps}]
+    assert direct and reaching[:len(direct)] == direct
+    # Among the direct ones, those expecting the errno of the check's body (EOPNOTSUPP) first.
+    expecting = [c for c in direct if "EOPNOTSUPP" in {s.expect.errno for s in c.steps if s.expect}]
+    assert direct[:len(expecting)] == expecting
+    # With case lines, exactly the cases covering the mutated line.
+    lines = CaseLines.parse({"cases": {direct[-1].test_id: {"ioas.c": [m.line]}, "nonexistent": {"ioas.c": [1]}}})
+    assert order_cases(m, cases, scope, lines, only_reaching=True, source=IOAS_C) == [direct[-1]]
+
+
+def test_list_picks_the_same_sample_every_time() -> None:
+    from harness.coverage.kernel_errnos import sources
+    from harness.kernel.source import find_source
+    from tests.kernel_source import unavailable
+
+    if find_source(sources("6.12"), series="6.12") is None:
+        unavailable("needs the Linux 6.12 source tree")
+    first, again = _cli("--list", "--sample", "7", "--seed", "1"), _cli("--list", "--sample", "7", "--seed", "1")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == again.stdout and len(first.stdout.splitlines()) == 7
+    other = _cli("--list", "--sample", "7", "--seed", "2")
+    assert other.stdout != first.stdout
+    one = first.stdout.splitlines()[3].split()[0]
+    picked = _cli("--list", "--mutant", one)
+    assert [line.split()[0] for line in picked.stdout.splitlines()] == [one]
+    assert _cli("--list", "--functions", "no_such_function").returncode == 5
