@@ -105,7 +105,7 @@ def cmd_mutate(args: argparse.Namespace) -> int:
     from .kernel.errors import KernelBuildError
     from .kernel.source import find_source
     from .mutate import equivalent as eq
-    from .mutate.case_lines import CaseLines
+    from .mutate.case_lines import CaseLines, CaseLinesError
     from .mutate.report import write
     from .mutate.results import SURVIVED, ResultsCache, sha, tally, tree_hash
     from .mutate.run import Baseline, Runner, generate, sample
@@ -160,9 +160,15 @@ def cmd_mutate(args: argparse.Namespace) -> int:
     if not cases:
         print(f"mutate: no case matched --cases {args.cases!r} under {cases_dir}", file=sys.stderr)
         return NO_MATCH
-    lines = CaseLines.load(Path(args.case_lines)) if args.case_lines else None
-    if lines is not None and lines.skipped:
-        _say(args, f"mutate: {args.case_lines}: {lines.skipped} entries not understood, skipped")
+    try:
+        lines = CaseLines.load(Path(args.case_lines)) if args.case_lines else None
+    except CaseLinesError as e:
+        print(f"mutate: --case-lines {e}", file=sys.stderr)
+        return USAGE_ERROR
+    if lines is not None and lines.release and not lines.release.startswith(key.split("-")[0]):
+        print(f"mutate: --case-lines {args.case_lines} was measured on {lines.release}, the mutants are of "
+              f"{key.split('-')[0]}: its line numbers do not apply", file=sys.stderr)
+        return USAGE_ERROR
     corpus = tree_hash(cases_dir, resources.HARNESS / "model")
     options = sha([(args.case_lines and Path(args.case_lines).read_bytes()) or b"", str(args.only_reaching).encode(),
                    args.cases.encode()])[:8]

@@ -10,13 +10,15 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from harness.coverage.kernel_errnos import parse_functions
+from harness.coverage.kernel_lines import BY_CASE_FORMAT
 from harness.mutate import equivalent as eq
-from harness.mutate.case_lines import CaseLines
+from harness.mutate.case_lines import CaseLines, CaseLinesError
 from harness.mutate.operators import OPERATORS, Mutant, mask, mutants_of
 from harness.mutate.report import write
 from harness.mutate.results import (
@@ -141,19 +143,35 @@ def test_the_sample_is_the_same_for_the_same_seed() -> None:
     assert [ms.index(m) for m in one] == sorted(ms.index(m) for m in one)   # source order
 
 
-def test_case_lines_reader_is_tolerant() -> None:
-    cl = CaseLines.parse({"cases": {
-        "ioas-a": {"drivers/iommu/iommufd/ioas.c": [10, "11", "20-22", True, "x"]},
-        "ioas-b": {"ioas.c": [44]},
-        "dev-c": ["drivers/vfio/pci/vfio_pci_core.c:13", "garbage"],
-        "bad": 7,
-    }, "version": 1})
-    assert cl.skipped == 2
-    assert cl.reaching("drivers/iommu/iommufd/ioas.c", [21]) == {"ioas-a"}
+def _by_case(cases: dict[str, Any]) -> dict[str, Any]:
+    return {"format": BY_CASE_FORMAT, "version": 1, "release": "6.12.118", "cases": cases}
+
+
+def test_case_lines_reads_what_vm_coverage_per_case_writes() -> None:
+    from harness.coverage.kernel_lines import by_case_json
+    from harness.runner.kernel_lines import CaseLines as Ran
+
+    written = by_case_json({"ioas-a": Ran("mock", "pass", {"drivers/iommu/iommufd/ioas.c": [10, 11, 21]}),
+                            "ioas-b": Ran("mock", "pass", {"drivers/iommu/iommufd/ioas.c": [44]}),
+                            "ioas-c": Ran("mock", "fail", {"drivers/iommu/iommufd/ioas.c": [21]})},
+                           [], "6.12.118", Path("bzImage"), Path("src"), ["drivers/iommu/iommufd"])
+    cl = CaseLines.parse(json.loads(written))
+    assert cl.release == "6.12.118"
+    assert cl.reaching("drivers/iommu/iommufd/ioas.c", [21]) == {"ioas-a"}      # ioas-c failed unmutated
     assert cl.reaching("drivers/iommu/iommufd/ioas.c", [11, 44]) == {"ioas-a", "ioas-b"}
-    assert cl.reaching("vfio_pci_core.c", [13]) == {"dev-c"}
     assert cl.reaching("drivers/iommu/iommufd/ioas.c", [1]) == set()
-    assert CaseLines.parse([1, 2]).lines == {} and CaseLines.parse({"cases": None}).skipped == 1
+
+
+@pytest.mark.parametrize(("data", "says"), [
+    ([1, 2], "not a 'vfio-conformance kernel lines by case' file"),
+    ({**_by_case({}), "version": 2}, "version 2"),
+    (_by_case({"a": {"status": "pass"}}), "cases: a: no lines object"),
+    (_by_case({"a": {"status": "pass", "lines": {"ioas.c": ["10-12"]}}}), "lines: ioas.c: not a list"),
+])
+def test_case_lines_refuses_what_is_not_that_format(data: Any, says: str) -> None:
+    with pytest.raises(CaseLinesError) as e:
+        CaseLines.parse(data, "f.json")
+    assert str(e.value).startswith("f.json: ") and says in str(e.value)
 
 
 def _result(verdict: str, n: int = 0, op: str = "negate", file: str = "a.c") -> Result:
@@ -351,7 +369,8 @@ def test_the_cases_reaching_a_mutant_come_first() -> None:
     expecting = [c for c in direct if "EOPNOTSUPP" in {s.expect.errno for s in c.steps if s.expect}]
     assert direct[:len(expecting)] == expecting
     # With case lines, exactly the cases covering the mutated line.
-    lines = CaseLines.parse({"cases": {direct[-1].test_id: {"ioas.c": [m.line]}, "nonexistent": {"ioas.c": [1]}}})
+    lines = CaseLines.parse(_by_case({direct[-1].test_id: {"status": "pass", "lines": {m.file: [m.line]}},
+                                      "nonexistent": {"status": "pass", "lines": {m.file: [1]}}}))
     assert order_cases(m, cases, scope, lines, only_reaching=True, source=IOAS_C) == [direct[-1]]
 
 

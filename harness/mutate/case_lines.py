@@ -1,10 +1,8 @@
-"""Which kernel lines each case reaches: the reader of ``vm --coverage --per-case``'s JSON.
-
-The format: ``{"cases": {case_id: {"drivers/iommu/iommufd/ioas.c": [71, 72, ...], ...}}}``.  The
-reader is tolerant: a file may be named by a suffix of its path (``ioas.c``), lines may be
-numbers, numeric strings or ``"a-b"`` ranges, a case's value may also be a list of ``"file:line"``
-strings, and entries it cannot read are skipped (counted in ``skipped``), never fatal.
-"""
+"""Which kernel lines each case reaches: ``kernel-lines-by-case.json`` as ``vm --coverage
+--per-case`` writes it (harness/coverage/kernel_lines.py ``by_case_json``; the format is in
+docs/kernel.md).  Only the cases that passed on the unmutated kernel count: a case that failed
+there cannot tell a mutant apart.  A file that is not that format, or another version of it, is
+refused with what is wrong, before anything is built."""
 
 from __future__ import annotations
 
@@ -14,62 +12,55 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..coverage.kernel_lines import BY_CASE_FORMAT
 
-def _lines(value: Any) -> set[int]:
-    out: set[int] = set()
-    for v in value if isinstance(value, list) else [value]:
-        if isinstance(v, bool):
-            continue
-        if isinstance(v, int):
-            out.add(v)
-        elif isinstance(v, str):
-            a, _, b = v.partition("-")
-            if a.strip().isdigit() and (not b or b.strip().isdigit()):
-                out.update(range(int(a), int(b or a) + 1))
-    return out
+VERSION = 1
+
+
+class CaseLinesError(ValueError):
+    pass
 
 
 @dataclass
 class CaseLines:
     lines: dict[str, dict[str, set[int]]] = field(default_factory=dict)   # case -> file -> lines
-    skipped: int = 0
+    release: str = ""
 
     @classmethod
-    def parse(cls, data: Any) -> CaseLines:
-        out = cls()
-        cases = data.get("cases") if isinstance(data, dict) else None
+    def parse(cls, data: Any, origin: str = "case lines") -> CaseLines:
+        if not isinstance(data, dict) or data.get("format") != BY_CASE_FORMAT:
+            raise CaseLinesError(f"{origin}: not a {BY_CASE_FORMAT!r} file (vfio-conformance vm --coverage "
+                                 "--per-case writes kernel-lines-by-case.json)")
+        if data.get("version") != VERSION:
+            raise CaseLinesError(f"{origin}: version {data.get('version')!r}, this harness reads {VERSION}")
+        cases = data.get("cases")
         if not isinstance(cases, dict):
-            out.skipped += 1
-            return out
-        for case, files in cases.items():
-            per: dict[str, set[int]] = {}
-            if isinstance(files, dict):
-                for f, ls in files.items():
-                    per.setdefault(str(f), set()).update(_lines(ls))
-            elif isinstance(files, list):
-                for item in files:
-                    f, _, ln = str(item).rpartition(":")
-                    if f and ln.strip().isdigit():
-                        per.setdefault(f, set()).add(int(ln))
-                    else:
-                        out.skipped += 1
-            else:
-                out.skipped += 1
+            raise CaseLinesError(f"{origin}: cases: not an object")
+        out = cls(release=str(data.get("release", "")))
+        for case, entry in cases.items():
+            where = f"{origin}: cases: {case}"
+            if not isinstance(entry, dict) or not isinstance(entry.get("lines"), dict):
+                raise CaseLinesError(f"{where}: no lines object")
+            if entry.get("status") != "pass":
                 continue
+            per: dict[str, set[int]] = {}
+            for file, lines in entry["lines"].items():
+                if not isinstance(lines, list) or not all(isinstance(n, int) and not isinstance(n, bool)
+                                                          for n in lines):
+                    raise CaseLinesError(f"{where}: lines: {file}: not a list of line numbers")
+                per[str(file)] = set(lines)
             out.lines[str(case)] = per
         return out
 
     @classmethod
     def load(cls, path: Path) -> CaseLines:
-        return cls.parse(json.loads(Path(path).read_text()))
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CaseLinesError(f"{path}: {e}") from None
+        return cls.parse(data, str(path))
 
     def reaching(self, file: str, lines: Iterable[int]) -> set[str]:
-        """The cases whose coverage includes one of ``lines`` of ``file`` (a path, or a suffix either way)."""
+        """The cases whose lines of ``file`` (relative to the source tree) include one of ``lines``."""
         wanted = set(lines)
-        out = set()
-        for case, files in self.lines.items():
-            for f, ls in files.items():
-                if (f == file or file.endswith("/" + f) or f.endswith("/" + file)) and ls & wanted:
-                    out.add(case)
-                    break
-        return out
+        return {case for case, files in self.lines.items() if files.get(file, set()) & wanted}
