@@ -439,6 +439,18 @@ def test_reset_restores_driver_and_override(kb: KernelBackend, fake: FakePci, st
     assert fake.snapshot() == before
 
 
+def test_dma_entry_limit_is_recorded_and_put_back(kb: KernelBackend, fake: FakePci, state_path: Path) -> None:
+    params = fake.sys / "module/vfio_iommu_type1/parameters"
+    params.mkdir(parents=True)
+    (params / "dma_entry_limit").write_text("65535\n")
+    assert kb.sysfs_write("/sys/module/vfio_iommu_type1/parameters/dma_entry_limit", "1").ok
+    assert (params / "dma_entry_limit").read_text() == "1\n"
+    assert json.loads(state_path.read_text())["dma_entry_limit"] == "65535"
+    kb.reset()
+    assert (params / "dma_entry_limit").read_text() == "65535\n"
+    assert not state_path.exists()
+
+
 def test_reset_restores_sriov_in_a_safe_order(kb: KernelBackend, fake: FakePci, state_path: Path) -> None:
     before = fake.snapshot()
     bind_to_vfio(kb, NVME)

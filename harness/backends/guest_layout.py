@@ -80,10 +80,13 @@ VIRTIO_9P = GuestFunction("0000:00:11.0", "virtio-9p", 0x1AF4, 0x1009, driver="v
 LAUNCHER = (VIRTIO_SERIAL, VIRTIO_9P)
 
 NVME_SUBSYS = "nvme-subsys,id=s0"
-NVME_PF = (
-    "nvme,serial=vfioconf0,subsys=s0,sriov_max_vfs=3,sriov_vq_flexible=8,sriov_vi_flexible=4,"
-    "max_ioqpairs=12,msix_qsize=6,bus=pcie.0,addr=03.0"
+# The NVMe PF's QEMU properties, declared once: its `-device` value and the MSI-X sizes the
+# model gives the PF and its VFs (harness.model.topologies.nvme_msix_vectors) both come from here.
+NVME_PF_PROPS: dict[str, int | str] = dict(
+    serial="vfioconf0", subsys="s0", sriov_max_vfs=3, sriov_vq_flexible=8, sriov_vi_flexible=4,
+    max_ioqpairs=12, msix_qsize=6,
 )
+NVME_PF = "nvme," + ",".join(f"{k}={v}" for k, v in NVME_PF_PROPS.items()) + ",bus=pcie.0,addr=03.0"
 
 VIOMMU_FUNCTIONS = (
     # An e1000 alone in its group, with no reset method and on the root bus.

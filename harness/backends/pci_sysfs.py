@@ -19,6 +19,8 @@ PCI_DEVICES = "/sys/bus/pci/devices"
 PCI_DRIVERS = "/sys/bus/pci/drivers"
 DRIVERS_PROBE = "/sys/bus/pci/drivers_probe"
 ENABLE_SRIOV = "/sys/module/vfio_pci/parameters/enable_sriov"
+# vfio_iommu_type1.dma_entry_limit: how many mappings a type1 container opened afterwards takes.
+DMA_ENTRY_LIMIT = "/sys/module/vfio_iommu_type1/parameters/dma_entry_limit"
 # PCI_CFG_SPACE_SIZE: a config file larger than this exposes extended config
 # space, which only PCI Express (and PCI-X 2.0) functions have.
 PCI_CFG_SPACE_SIZE = 256

@@ -3,19 +3,21 @@ record of what the PCI functions looked like before, and putting it back.
 
 The kernel backend runs as root on kernel developers' machines.  A sysfs write
 is allowed only when it can change nothing but a PCI function the user named
-(``--device``, or a VF of one) or the ``vfio_pci.enable_sriov`` parameter:
+(``--device``, or a VF of one) or one of two module parameters:
 
 - ``/sys/bus/pci/devices/<bdf>/{driver_override,sriov_numvfs,reset_method}``, also
   reached through a named PF's ``virtfnN`` link
 - ``/sys/bus/pci/drivers/<drv>/{bind,unbind}``, ``/sys/bus/pci/devices/<any>/driver/{bind,unbind}``
   and ``/sys/bus/pci/drivers_probe`` when the value written is such a bdf
 - ``/sys/module/vfio_pci/parameters/enable_sriov``
+- ``/sys/module/vfio_iommu_type1/parameters/dma_entry_limit`` (read only when a container
+  opens its type1 backend, so it changes no container a process has already set up)
 
 Inside the test VM (``VFIO_CONFORMANCE_VM=1``) every PCI function is allowed;
 the attribute list stays the same.
 
 Before the first change to a function its original driver, driver_override,
-sriov_numvfs and reset_method (and, once, the original enable_sriov) are
+sriov_numvfs and reset_method (and, once, the original parameters) are
 written atomically to a state file, so a crashed run can be undone later with
 ``restore_from_state_file``.
 """
@@ -37,6 +39,7 @@ from typing import Any
 from ..cache_root import cache_root
 from .pci_sysfs import (
     BDF_RE,
+    DMA_ENTRY_LIMIT,
     DRIVERS_PROBE,
     ENABLE_SRIOV,
     PCI_DEVICES,
@@ -82,7 +85,7 @@ class RefusedError(Exception):
 class Change:
     """What one permitted write can change: a function's ``attr`` ("driver_override",
     "sriov_numvfs", "reset_method", "bind", "unbind", "drivers_probe"), or with
-    ``bdf`` None the vfio_pci ``enable_sriov`` parameter."""
+    ``bdf`` None a module parameter ("enable_sriov", "dma_entry_limit")."""
 
     bdf: str | None
     attr: str
@@ -115,6 +118,8 @@ class WritePolicy:
             raise RefusedError(f"{path!r}: not an absolute sysfs path")
         if norm == ENABLE_SRIOV:
             return Change(None, "enable_sriov")
+        if norm == DMA_ENTRY_LIMIT:
+            return Change(None, "dma_entry_limit")
         m = _FUNCTION_ATTR_RE.match(norm)
         if m:
             self._need(m[1], norm)
@@ -136,7 +141,7 @@ class WritePolicy:
         raise RefusedError(
             f"{norm}: not a sysfs file the kernel backend writes (only a named function's "
             f"{'/'.join(_FUNCTION_ATTRS)}, driver bind/unbind/drivers_probe of a named function, "
-            f"and {ENABLE_SRIOV})"
+            f"{ENABLE_SRIOV} and {DMA_ENTRY_LIMIT})"
         )
 
 
@@ -179,6 +184,7 @@ class RestoreState:
     # The original enable_sriov text (None: the parameter did not exist), once
     # globals_recorded says it was read.
     enable_sriov: str | None = None
+    dma_entry_limit: str | None = None
     globals_recorded: bool = False
     owner_pid: int = 0
     owner_start: str = ""
@@ -206,11 +212,12 @@ class RestoreState:
                     or not isinstance(rec.virtfns, list) or not all(isinstance(v, str) for v in rec.virtfns):
                 raise ValueError(f"record {bdf!r}: sriov_numvfs is not a number or virtfns not a list of names")
         enable_sriov, failures = d.get("enable_sriov"), d.get("failures", [])
+        limit = d.get("dma_entry_limit")
         if not isinstance(d["sysfs_root"], str) or not isinstance(enable_sriov, str | None) \
-                or not isinstance(failures, list):
-            raise ValueError("sysfs_root, enable_sriov or failures has the wrong type")
+                or not isinstance(limit, str | None) or not isinstance(failures, list):
+            raise ValueError("sysfs_root, enable_sriov, dma_entry_limit or failures has the wrong type")
         return cls(
-            sysfs_root=d["sysfs_root"], functions=fns, enable_sriov=enable_sriov,
+            sysfs_root=d["sysfs_root"], functions=fns, enable_sriov=enable_sriov, dma_entry_limit=limit,
             globals_recorded=bool(d.get("globals_recorded")), owner_pid=int(d.get("owner_pid", 0)),
             owner_start=str(d.get("owner_start", "")), failures=[str(f) for f in failures],
         )
@@ -352,6 +359,7 @@ class StateStore:
                 st = self.state if self.state is not None else self._claim()
                 if not st.globals_recorded:
                     st.enable_sriov, st.globals_recorded = self.tree.read(ENABLE_SRIOV), True
+                    st.dma_entry_limit = self.tree.read(DMA_ENTRY_LIMIT)
                 for b in bdfs:
                     if b not in st.functions:
                         st.functions[b] = FunctionRecord.read(self.tree, b)
@@ -384,7 +392,7 @@ class StateStore:
 def restore(tree: SysfsTree, state: RestoreState) -> list[str]:
     """Restore in a safe order: SR-IOV off where the VF count changed, each PF's and
     plain function's driver_override, reset_method and driver, the VF count, the
-    original VFs' own settings, and enable_sriov last.  Returns what is still not
+    original VFs' own settings, dma_entry_limit, and enable_sriov last.  Returns what is still not
     as recorded (empty on success)."""
     failures: list[str] = []
     recs: list[FunctionRecord] = []
@@ -433,7 +441,10 @@ def restore(tree: SysfsTree, state: RestoreState) -> list[str]:
     for r in recs:
         if r.physfn is not None and tree.has_function(r.bdf):
             _restore_function(tree, r, write)
-    # 5. enable_sriov last: it may have been opened above.
+    # 5. dma_entry_limit, then enable_sriov last: it may have been opened above.
+    limit = state.dma_entry_limit if state.globals_recorded else None
+    if limit is not None and tree.exists(DMA_ENTRY_LIMIT) and tree.read(DMA_ENTRY_LIMIT) != limit:
+        write(DMA_ENTRY_LIMIT, limit)
     target = state.enable_sriov if state.globals_recorded else param_at_start
     if target is not None and tree.exists(ENABLE_SRIOV) and bool_param(tree.read(ENABLE_SRIOV)) != bool_param(target):
         write(ENABLE_SRIOV, target)
@@ -478,6 +489,10 @@ def differences(tree: SysfsTree, state: RestoreState, recs: list[FunctionRecord]
         now_param = tree.read(ENABLE_SRIOV)
         if bool_param(now_param) != bool_param(state.enable_sriov):
             out.append(f"vfio_pci enable_sriov is {now_param!r}, was {state.enable_sriov!r}")
+    if state.globals_recorded and state.dma_entry_limit is not None:
+        now_limit = tree.read(DMA_ENTRY_LIMIT)
+        if now_limit != state.dma_entry_limit:
+            out.append(f"vfio_iommu_type1 dma_entry_limit is {now_limit!r}, was {state.dma_entry_limit!r}")
     return out
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..backends.base import QEMU_HEADER_WMASK, Facts, PciFunction, Topology
-from ..backends.guest_layout import PROFILES
+from ..backends.guest_layout import NVME_PF_PROPS, PROFILES
 
 DEFAULT_CONFIG = frozenset(
     {
@@ -39,10 +39,24 @@ def default_facts(release: str = DEFAULT_RELEASE) -> Facts:
     )
 
 
+def nvme_msix_vectors(props: dict[str, int | str] = NVME_PF_PROPS) -> tuple[int, int]:
+    """The MSI-X Table Size of QEMU 7.2's SR-IOV NVMe PF and of each of its VFs, from its
+    `-device` properties.  hw/nvme/ctrl.c gives the PF msix_qsize vectors minus the
+    sriov_vi_flexible ones it keeps for its VFs (nvme_init_state(): conf_msix_qsize;
+    nvme_update_msixcap_ts() writes that Table Size), and a VF sriov_max_vi_per_vf, whose
+    default is sriov_vi_flexible / sriov_max_vfs.  The guest's PF reports 2
+    (VFIO_DEVICE_GET_IRQ_INFO, cases/device/irq-info-count.yaml)."""
+    qsize, flexible, max_vfs = (int(props[k]) for k in ("msix_qsize", "sriov_vi_flexible", "sriov_max_vfs"))
+    return qsize - flexible, flexible // max_vfs
+
+
+_NVME_PF_MSIX, _NVME_VF_MSIX = nvme_msix_vectors()
+
 # Hardware facts by device kind (GuestFunction.name): QEMU 7.2's devices as the guest's
 # kernel sees them.  A kernel backend discovers these from sysfs (`class`, `resource`,
 # `reset_method`, `sriov_*`, the config space); they are what the model boots with when
-# no kernel told it.  The NVMe's SR-IOV and MSI-X sizes follow guest_layout.NVME_PF.
+# no kernel told it.  The NVMe's SR-IOV and MSI-X sizes follow guest_layout.NVME_PF_PROPS.
+# Neither the e1000 nor the NVMe has an MSI capability (msi_vectors 0).
 HARDWARE: dict[str, dict[str, Any]] = {
     "q35-host-bridge": dict(class_code=0x060000),
     # 128 KiB MMIO BAR0, 64-byte I/O BAR1, option ROM; INTx only, no reset method
@@ -53,19 +67,19 @@ HARDWARE: dict[str, dict[str, Any]] = {
     # capabilities (PCI_STATUS_CAP_LIST clear).
     "e1000": dict(is_pcie=False, class_code=0x020000, bar_sizes=(0x20000, 0x40, 0, 0, 0, 0), io_bars=(1,),
                   rom_size=0x40000, interrupt_pin=1, command=0x0103, config_wmask=QEMU_HEADER_WMASK),
-    # SR-IOV (sriov_max_vfs=3, msix_qsize=6): 16 KiB 64-bit BAR0 with the MSI-X table at
-    # 0x2000, FLR; VFs at function offset 1 stride 1, each with one MSI-X vector
-    # (sriov_max_vi_per_vf defaults to sriov_vi_flexible / max VFs).
+    # SR-IOV: 16 KiB 64-bit BAR0 with the MSI-X table at 0x2000, FLR; VFs at function offset 1
+    # stride 1; MSI-X vectors from the QEMU properties (nvme_msix_vectors()).
     # Config space (measured as the e1000's): BAR0 64-bit, command as the e1000's; capabilities
     # MSI-X at 0x40 -> PCI Express (v2, root-complex integrated endpoint) at 0x80 -> PM at 0x60;
     # extended: ARI at 0x100 -> SR-IOV at 0x120.
-    "nvme": dict(sriov_totalvfs=3, class_code=0x010802, bar_sizes=(0x4000, 0, 0, 0, 0, 0), interrupt_pin=1,
+    "nvme": dict(sriov_totalvfs=int(NVME_PF_PROPS["sriov_max_vfs"]), class_code=0x010802,
+                 bar_sizes=(0x4000, 0, 0, 0, 0, 0), interrupt_pin=1,
                  bar_mem64=(0,), command=0x0103, config_wmask=QEMU_HEADER_WMASK,
                  capabilities=((0x40, 0x11), (0x80, 0x10), (0x60, 0x01)), pcie_flags=0x0092,
                  ext_capabilities=((0x100, 0x0E, 1), (0x120, 0x10, 1)),
-                 msix_vectors=6, msix_bar=0, msix_table_offset=0x2000, reset_methods=("flr",),
+                 msix_vectors=_NVME_PF_MSIX, msix_bar=0, msix_table_offset=0x2000, reset_methods=("flr",),
                  sriov_offset=1, sriov_stride=1, sriov_vf_device=0x0010,
-                 sriov_vf_bar_sizes=(0x4000, 0, 0, 0, 0, 0), sriov_vf_msix_vectors=1,
+                 sriov_vf_bar_sizes=(0x4000, 0, 0, 0, 0, 0), sriov_vf_msix_vectors=_NVME_VF_MSIX,
                  sriov_vf_reset_methods=("flr",)),
     "ich9-lpc": dict(is_pcie=False, class_code=0x060100),
     "ich9-ahci": dict(is_pcie=False, class_code=0x010601, bar_sizes=(0, 0, 0, 0, 0x20, 0x1000), io_bars=(4,),

@@ -7,8 +7,8 @@ import errno
 from ..errors import Errno, cite
 
 
-def kstrtou16(buf: str) -> int:
-    """kstrtou16(s, 0) (lib/kstrtox.c:275-287, 120-127, 98-109): an optional '+',
+def kstrtoull(buf: str) -> int:
+    """kstrtoull(s, 0) (lib/kstrtox.c:132-137, 120-127, 98-109): an optional '+',
     base from the prefix (0x hex, 0 octal), one optional trailing newline."""
     s = buf[1:] if buf.startswith("+") else buf
     base = 10
@@ -32,6 +32,20 @@ def kstrtou16(buf: str) -> int:
     value = int(digits, base)
     if value >= 1 << 64:
         raise Errno(errno.ERANGE, cite("lib/kstrtox.c", 102))
+    return value
+
+
+def kstrtouint(buf: str) -> int:
+    """kstrtouint(s, 0) (lib/kstrtox.c:228-240)."""
+    value = kstrtoull(buf)
+    if value > 0xFFFF_FFFF:
+        raise Errno(errno.ERANGE, cite("lib/kstrtox.c", 237))
+    return value
+
+
+def kstrtou16(buf: str) -> int:
+    """kstrtou16(s, 0) (lib/kstrtox.c:275-287)."""
+    value = kstrtoull(buf)
     if value > 0xFFFF:
         raise Errno(errno.ERANGE, cite("lib/kstrtox.c", 284))
     return value

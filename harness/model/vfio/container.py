@@ -235,12 +235,12 @@ def install_container(k: ModelKernel) -> None:
     """vfio_container_init() (container.c:573-596) and the IOMMU backends that
     register after it: noiommu first, then type1 (module load order), so type1 is
     first on the list."""
-    from .vfio_iommu_type1 import VfioIommuType1Driver
+    from .vfio_iommu_type1 import install_type1
 
     if "VFIO_NOIOMMU" in k.facts.config:
         vfio_register_iommu_driver(k, VfioNoiommuDriver())
     if "VFIO_IOMMU_TYPE1" in k.facts.config:
-        vfio_register_iommu_driver(k, VfioIommuType1Driver())
+        vfio_register_iommu_driver(k, install_type1(k))
 
     def open_container(k: ModelKernel, m: re.Match[str]) -> File:
         return VfioContainer()  # vfio_fops_open() (container.c:359-374)

@@ -148,9 +148,14 @@ def vfio_pci_set_intx_trigger(k: ModelKernel, vdev: VfioPciCoreDevice, index: in
 # -- MSI / MSI-X ------------------------------------------------------------------------
 
 def vfio_msi_enable(vdev: VfioPciCoreDevice, nvec: int, msix: bool) -> None:
-    """:381-414: pci_alloc_irq_vectors() gets every vector the capability has."""
+    """:381-414: pci_alloc_irq_vectors(pdev, 1, nvec) gets every vector the capability
+    has; with nvec = start + count = 0 (DATA_EVENTFD, start 0, count 0) it asks for at
+    most 0 and at least 1, which __pci_enable_msix_range() refuses with ERANGE (MSI never
+    gets here: its validation needs start < count of vectors)."""
     if not is_irq_none(vdev):
         raise Errno(errno.EINVAL, cite(INTRS_C, 389))
+    if nvec < 1:
+        raise Errno(errno.ERANGE, cite("drivers/pci/msi/msi.c", 799))
     vdev.irq_type = uv.VFIO_PCI_MSIX_IRQ_INDEX if msix else uv.VFIO_PCI_MSI_IRQ_INDEX
 
 

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ...uapi import vfio as uv
 from ..errors import Errno, cite
 from ..gates import TYPE1_NESTING_REMOVED, TYPE1_OVERFLOW_EOVERFLOW
-from ..kernel import ModelKernel
+from ..kernel import ModelKernel, sysfs_store
+from ..lib.kstrtox import kstrtouint
 from .container import VfioIommuDriver
 from .vfio_main import (
     VfioInfoCap,
@@ -642,22 +644,27 @@ def vfio_iommu_type1_check_extension(k: ModelKernel, iommu: VfioIommu | None, ar
 
 
 class VfioIommuType1Driver(VfioIommuDriver):
-    """vfio_iommu_driver_ops_type1 (:3162-3176)."""
+    """vfio_iommu_driver_ops_type1 (:3162-3176), with the module parameter
+    dma_entry_limit (:58-61) a new container's dma_avail starts from."""
 
     name = "vfio-iommu-type1"
+
+    def __init__(self) -> None:
+        self.dma_entry_limit = DMA_ENTRY_LIMIT
 
     def check_extension(self, k: ModelKernel, data: Any, arg: int) -> int:
         return vfio_iommu_type1_check_extension(k, data, arg)
 
     def open(self, k: ModelKernel, arg: int) -> Any:
         """:2540-2573."""
+        avail = self.dma_entry_limit  # :2565
         if arg == uv.VFIO_TYPE1_IOMMU:
-            return VfioIommu(v2=False, nesting=False)
+            return VfioIommu(v2=False, nesting=False, dma_avail=avail)
         if arg == uv.VFIO_TYPE1_NESTING_IOMMU:
             # 7.2 keeps the number as __VFIO_RESERVED_TYPE1_NESTING_IOMMU, a plain v2 (:2634@7.2)
-            return VfioIommu(v2=True, nesting=not k.since(TYPE1_NESTING_REMOVED))
+            return VfioIommu(v2=True, nesting=not k.since(TYPE1_NESTING_REMOVED), dma_avail=avail)
         if arg == uv.VFIO_TYPE1v2_IOMMU:
-            return VfioIommu(v2=True, nesting=False)
+            return VfioIommu(v2=True, nesting=False, dma_avail=avail)
         raise Errno(errno.EINVAL, cite(TYPE1_C, 2559))
 
     def release(self, k: ModelKernel, data: Any) -> None:
@@ -686,3 +693,22 @@ class VfioIommuType1Driver(VfioIommuDriver):
         if cmd == uv.VFIO_IOMMU_DIRTY_PAGES:
             return vfio_iommu_type1_dirty_pages(k, iommu, arg)
         raise Errno(errno.ENOTTY, cite(TYPE1_C, 3008))
+
+
+DMA_ENTRY_LIMIT_PARAM = "/sys/module/vfio_iommu_type1/parameters/dma_entry_limit"
+
+
+def install_type1(k: ModelKernel) -> VfioIommuType1Driver:
+    """The type1 backend and its 0644 module parameter dma_entry_limit (:58-61), read and
+    written through param_get_uint() / param_set_uint() (kernel/params.c:215-238)."""
+    drv = VfioIommuType1Driver()
+
+    def show(k: ModelKernel, m: re.Match[str]) -> str:
+        return f"{drv.dma_entry_limit}\n"
+
+    @sysfs_store
+    def store(k: ModelKernel, m: re.Match[str], buf: str) -> None:
+        drv.dma_entry_limit = kstrtouint(buf)
+
+    k.register_sysfs(re.escape(DMA_ENTRY_LIMIT_PARAM), show, store)
+    return drv
