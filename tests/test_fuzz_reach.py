@@ -75,3 +75,24 @@ def test_dirty_tracking_on_a_domain_without_dirty_ops_is_found(tmp_path: Path) -
     assert not any("DIRTY_TRACKING" in str(s.get("args", {}).get("flags")) for s in steps[:-1]
                    if s.get("ioctl") == "IOMMU_HWPT_ALLOC"), steps
     assert len(steps) <= 6, steps
+
+
+def test_an_access_test_op_names_its_access_by_fd_not_by_object_id() -> None:
+    """IOMMU_TEST_CMD's ``id`` is the access's fd for the access ops (selftest.c
+    iommufd_access_get()): two targets whose access fds differ still agree on the object ids
+    that follow (the fuzzer's run against 6.12.118 diverged on the next IOAS's id before)."""
+    from harness.runner.normalise import Normaliser
+    from harness.runner.trace import StepRecord
+    from harness.uapi import iommufd_test as ut
+
+    def steps(access_fd: int) -> list[dict[str, Any]]:
+        n = Normaliser()
+        return [n.step(StepRecord(0, 1, "ioctl", "IOMMU_TEST_CMD",
+                                  request={"op": ut.IOMMU_TEST_OP_ACCESS_RW, "id": access_fd})),
+                n.step(StepRecord(1, 2, "ioctl", "IOMMU_TEST_CMD",
+                                  request={"op": ut.IOMMU_TEST_OP_MOCK_DOMAIN, "id": 4})),
+                n.step(StepRecord(2, 3, "ioctl", "IOMMU_IOAS_ALLOC", out={"out_ioas_id": 5}))]
+
+    kernel, model = steps(7), steps(4)
+    assert kernel == model
+    assert kernel[0]["request"]["id"] == "fd#1" and kernel[1]["request"]["id"] == "id#1"
