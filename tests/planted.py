@@ -65,3 +65,53 @@ def planted_argsz_bug(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     monkeypatch.setattr(group, "vfio_group_ioctl_get_status", get_status)
     yield
+
+
+@pytest.fixture
+def planted_nested_bug(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """IOMMU_HWPT_ALLOC of a nested HWPT accepts a parent allocated without
+    IOMMU_HWPT_ALLOC_NEST_PARENT (the kernel refuses it, hw_pagetable.c:233-235)."""
+    from harness.model.iommufd import hw_pagetable
+
+    real = hw_pagetable.iommufd_hwpt_nested_alloc
+
+    def nested_alloc(k: Any, ictx: Any, parent: Any, *rest: Any) -> Any:
+        if not _planted.get():
+            return real(k, ictx, parent, *rest)
+        saved, parent.nest_parent = parent.nest_parent, True
+        try:
+            return real(k, ictx, parent, *rest)
+        finally:
+            parent.nest_parent = saved
+
+    monkeypatch.setattr(hw_pagetable, "iommufd_hwpt_nested_alloc", nested_alloc)
+    yield
+
+
+@pytest.fixture
+def planted_access_prot_bug(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An access pins (ACCESS_PAGES) and reads or writes (ACCESS_RW) through a map whatever its
+    permissions (the kernel refuses a write through a read-only map and a read through a
+    write-only one, device.c:1208-1209,1288-1289)."""
+    from harness.model.iommufd import device
+
+    real = device.check_area_prot
+    monkeypatch.setattr(device, "check_area_prot", lambda area, flags: _planted.get() or real(area, flags))
+    yield
+
+
+@pytest.fixture
+def planted_dirty_ops_bug(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """IOMMU_HWPT_SET_DIRTY_TRACKING succeeds on a domain without dirty tracking ops (a HWPT
+    allocated without IOMMU_HWPT_ALLOC_DIRTY_TRACKING; the kernel: EOPNOTSUPP, io_pagetable.c:600-601)."""
+    from harness.model.iommufd import hw_pagetable
+
+    real = hw_pagetable.iopt_set_dirty_tracking
+
+    def set_dirty_tracking(iopt: Any, domain: Any, enable: bool) -> None:
+        if _planted.get() and not domain.dirty_ops:
+            return None
+        return real(iopt, domain, enable)
+
+    monkeypatch.setattr(hw_pagetable, "iopt_set_dirty_tracking", set_dirty_tracking)
+    yield

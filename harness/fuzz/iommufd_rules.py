@@ -1,5 +1,7 @@
 """The iommufd machine: IOAS alloc/map/copy/unmap, ranges, options, mock domains, destroy,
-every iommufd ioctl at its size boundaries and with raw bytes, close (harness/fuzz/machine.py)."""
+every iommufd ioctl at its size boundaries and with raw bytes, close (harness/fuzz/machine.py);
+with the HWPT and dirty tracking rules (iommufd_hwpt_rules.py) and the access rules
+(iommufd_access_rules.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +9,14 @@ import ctypes
 from typing import Any
 
 from .. import uapi
+from .iommufd_access_rules import AccessRules
+from .iommufd_hwpt_rules import DirtyRules, HwptRules
+from .iommufd_state import LENGTH_BAD
 from .machine import (
     HUGE,
     PAGE,
     U64_MAX,
     Choices,
-    Fields,
     MachineKind,
     SequenceMachine,
     hex_,
@@ -34,10 +38,8 @@ IOVA_OK = PAGES
 IOVA_BAD = one_of(
     lambda c: PAGES(c) + c.pick((1, 0x100, 0x400, PAGE - 1)),       # not page aligned
     0, U64_MAX - PAGE + 1, U64_MAX, 1 << 63, 0xFEE00000)             # edges, wrap, MSI window
-LENGTH_BAD = one_of(0, 1, PAGE + 1, PAGE // 2, U64_MAX, 1 << 40)
 FLAGS_OK = one_of("IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE", "IOMMU_IOAS_MAP_READABLE")
 FLAGS_BAD = one_of("0", "IOMMU_IOAS_MAP_WRITEABLE", "IOMMU_IOAS_MAP_READABLE | (1 << 10)")
-OFFSET_BAD = one_of(0x800, 0x10000000)   # not page aligned; far past the buffer
 OPTIONS = (  # (option, object: "" for the IOAS, op, val64)
     ("IOMMU_OPTION_RLIMIT_MODE", "0", "IOMMU_OPTION_OP_GET", 0),
     ("IOMMU_OPTION_HUGE_PAGES", "", "IOMMU_OPTION_OP_SET", 0),
@@ -50,31 +52,7 @@ OPTIONS = (  # (option, object: "" for the IOAS, op, val64)
 def iommufd_machine(mock_domains: bool = True) -> type[SequenceMachine]:
     """The machine's class; ``mock_domains``: the target has IOMMU_TEST_OP_MOCK_DOMAIN."""
 
-    class IommufdMachine(SequenceMachine):
-        def __init__(self) -> None:
-            super().__init__()
-            # The names bound so far, by what they stand for (each is a handle pair), and the
-            # iommufd each object id belongs to (ids are per context).
-            self.fds: list[str] = []
-            self.ioases: list[str] = []
-            self.hwpts: list[str] = []
-            self.iovas: list[str] = []
-            self.owner: dict[str, str] = {}
-            self.buf_size: dict[str, int] = {}
-
-        def fd_of(self, f: Fields, obj: str) -> str:
-            """The iommufd ``obj`` belongs to, or (the "fd" field gone bad) any other one."""
-            return str(f.get("fd", self.owner.get(obj, self.fds[0]), one_of(*self.fds)))
-
-        def buffer(self, f: Fields) -> tuple[str, int, int]:
-            """(buffer, offset, length) of user memory inside one mapping, one of them maybe bad."""
-            buf = f.c.pick(list(self.buf_size))
-            size = self.buf_size[buf]
-            offset = f.get("user_va", one_of(*(o for o in (0, PAGE) if o < size)), OFFSET_BAD)
-            room = max((size - offset) // PAGE, 1) if offset < size else 1
-            length = f.get("length", ints(1, room, PAGE), LENGTH_BAD)
-            return buf, offset, length
-
+    class IommufdMachine(HwptRules, AccessRules, DirtyRules):
         # -- the objects -------------------------------------------------------
         def _open(self) -> str:
             n = self.name("iommufd")
@@ -86,13 +64,6 @@ def iommufd_machine(mock_domains: bool = True) -> type[SequenceMachine]:
             n = self.name("ioas")
             self.do({"ioctl": "IOMMU_IOAS_ALLOC", "fd": fd, "save": {n: "out_ioas_id"}})
             self.ioases.append(n)
-            self.owner[n] = fd
-
-        def _mock_domain(self, fd: str, ioas: str) -> None:
-            n = self.name("hwpt")
-            self.do({"ioctl": "IOMMU_TEST_CMD", "fd": fd, "args": {"op": "IOMMU_TEST_OP_MOCK_DOMAIN", "id": f"${ioas}"},
-                     "save": {n: "mock_domain.out_hwpt_id"}})
-            self.hwpts.append(n)
             self.owner[n] = fd
 
         def _mmap(self, pages: int) -> None:
@@ -142,7 +113,7 @@ def iommufd_machine(mock_domains: bool = True) -> type[SequenceMachine]:
                               "length": hex_(length), "iova": hex_(f.get("iova", IOVA_OK, IOVA_BAD) if fixed else 0)},
                      "save": {n: "iova"}})
             self.iovas.append(n)
-            self.owner[n] = ioas
+            self.owner[n], self.source[n] = ioas, (buf, offset)
 
         @precondition(lambda self: self.ioases and self.buf_size)
         @rule
@@ -191,6 +162,8 @@ def iommufd_machine(mock_domains: bool = True) -> type[SequenceMachine]:
                      "save": {n: "dst_iova"}})
             self.iovas.append(n)
             self.owner[n] = dst
+            if at in self.source:
+                self.source[n] = self.source[at]
 
         # -- IOAS ranges and options -----------------------------------------
         @precondition(lambda self: self.ioases)
@@ -225,7 +198,8 @@ def iommufd_machine(mock_domains: bool = True) -> type[SequenceMachine]:
         @precondition(lambda self: self.ioases or self.hwpts)
         @rule
         def destroy(self, c: Choices) -> None:
-            victim = c.pick(self.ioases + self.hwpts)
+            """Destroy an object: one in use is EBUSY; a mock device's selftest object detaches it."""
+            victim = c.pick(self.ioases + self.hwpts + self.nested + [stdev for stdev, _ in self.devices])
             f = self.fields(c, ["fd", "id"])
             self.do({"ioctl": "IOMMU_DESTROY", "fd": self.fd_of(f, victim), "args": {"id": f.obj("id", victim)}})
 
@@ -264,6 +238,7 @@ def iommufd_machine(mock_domains: bool = True) -> type[SequenceMachine]:
             self.fds.remove(fd)
             self.do({"close": fd})
 
+    IommufdMachine.mock_domains = mock_domains
     return IommufdMachine
 
 

@@ -42,6 +42,7 @@ HWPT_INVALIDATE_ANY_OBJECT = "hwpt-invalidate-any-object"
 HWPT_ALLOC_PASID = "hwpt-alloc-pasid"
 MOCK_DEVICE_FLAGS_PASID = "mock-device-flags-pasid"
 DIRTY_BITMAP_ZERO_LENGTH = "dirty-bitmap-zero-length"
+DIRTY_BITMAP_WALK_ERRORS = "dirty-bitmap-walk-errors"
 MOCK_PAGING_USER_DATA = "mock-paging-user-data"
 
 GATES: dict[str, Gate] = {g.name: g for g in (
@@ -95,6 +96,12 @@ GATES: dict[str, Gate] = {g.name: g for g in (
          "an iova other than 0 fails with EOVERFLOW",
          "drivers/iommu/iommufd/io_pagetable.c:524-525",
          "drivers/iommu/iommufd/io_pagetable.c:608-609@7.2"),
+    Gate(DIRTY_BITMAP_WALK_ERRORS, "7.2",
+         "IOMMU_HWPT_GET_DIRTY_BITMAP no longer fails for what its walk met (the return of "
+         "iova_bitmap_for_each() is dropped): a range not wholly mapped (6.12: EINVAL), a domain not tracking "
+         "(6.12: the driver's EINVAL), a bit outside the bitmap (6.12: EPROTO); 7.2 returns 0",
+         "drivers/iommu/iommufd/io_pagetable.c:476-477,508, drivers/iommu/iommufd/iova_bitmap.c:392,419-420",
+         "drivers/iommu/iommufd/io_pagetable.c:592@7.2"),
     Gate(MOCK_PAGING_USER_DATA, "7.2",
          "IOMMU_HWPT_ALLOC of a mock paging HWPT takes IOMMU_HWPT_DATA_SELFTEST user data (6.12: EOPNOTSUPP): "
          "its pagetable_type picks the default or the huge mock page table, another type is EOPNOTSUPP",

@@ -34,14 +34,19 @@ class Rule:
     # The field is a hex string of little-endian elements of this struct format
     # ("i": s32), each a value of the role (an array of fds after the struct).
     elements: str = ""
+    # Only when the request's `op` is one of these (IOMMU_TEST_CMD's operations).
+    if_op: tuple[str, ...] = ()
 
 
 def _r(role: str, field: str, ioctl: str = "*", unless_flag: str = "", reason: str = "",
-       chosen: bool = True, if_flag: str = "", elements: str = "") -> Rule:
-    return Rule(role, re.compile(field + r"\Z"), ioctl, unless_flag, reason, chosen, if_flag, elements)
+       chosen: bool = True, if_flag: str = "", elements: str = "", if_op: tuple[str, ...] = ()) -> Rule:
+    return Rule(role, re.compile(field + r"\Z"), ioctl, unless_flag, reason, chosen, if_flag, elements, if_op)
 
 
 RULES: tuple[Rule, ...] = (
+    _r("fd", r"id", ioctl="IOMMU_TEST_CMD", reason="the access test ops name the access by its fd",
+       if_op=("IOMMU_TEST_OP_ACCESS_PAGES", "IOMMU_TEST_OP_ACCESS_RW", "IOMMU_TEST_OP_DESTROY_ACCESS_PAGES",
+              "IOMMU_TEST_OP_ACCESS_REPLACE_IOAS")),
     _r("id", r"(.*\.)?(id|out_[a-z_]*id|[a-z_]*_id|out_devid)", reason="object ids are allocated by the kernel"),
     _r("fd", r"(.*\.)?(iommufd|out_[a-z_]*_fd|fd|int)", reason="file descriptor numbers"),
     _r("fd", r"ret", ioctl="step:open"), _r("fd", r"ret", ioctl="step:eventfd"), _r("fd", r"ret", ioctl="step:memfd"),
@@ -85,6 +90,8 @@ def rule_of(step: StepRecord, path: str) -> Rule | None:
             if r.unless_flag and flags & uapi.CONSTANTS[r.unless_flag]:
                 continue
             if r.if_flag and not flags & uapi.CONSTANTS[r.if_flag]:
+                continue
+            if r.if_op and step.request.get("op") not in {uapi.CONSTANTS[o] for o in r.if_op}:
                 continue
             return r
     return None

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Errno, cite
-from ..gates import DIRTY_BITMAP_ZERO_LENGTH
+from ..gates import DIRTY_BITMAP_WALK_ERRORS, DIRTY_BITMAP_ZERO_LENGTH
 from ..iommu.iommu import IommuDomain
 from .iova_bitmap import DirtyBitmap
 from .pages import IOPT_ADDRESS_FILE, IoptPages, iopt_alloc_file_pages, iopt_alloc_pages
@@ -743,9 +743,11 @@ def iommufd_check_iova_range(k: ModelKernel, iopt: IoPagetable, iova: int, lengt
 
 def iopt_read_and_clear_dirty_data(k: ModelKernel, iopt: IoPagetable, domain: IommuDomain, flags: int,
                                    iova: int, length: int, page_size: int, data: int) -> None:
-    """io_pagetable.c:547-563 with iommu_read_and_clear_dirty() (481-516).
-    Errors met while walking the areas are dropped, as 6.12 does (the
-    return of iova_bitmap_for_each() is ignored)."""
+    """io_pagetable.c:547-563 with iommu_read_and_clear_dirty() (481-516) and
+    __iommu_read_and_clear_dirty() (452-478).  6.12 returns what the walk met
+    (iova_bitmap_for_each(), iova_bitmap.c:388-393): the driver's error, a range
+    not wholly mapped, a bit iova_bitmap_set() could not record; 7.2 drops it
+    (gate dirty-bitmap-walk-errors)."""
     iommufd_check_iova_range(k, iopt, iova, length, page_size)
     if not domain.dirty_ops:
         raise Errno(errno.EOPNOTSUPP, cite(IO_PAGETABLE_C, 494))
@@ -753,10 +755,20 @@ def iopt_read_and_clear_dirty_data(k: ModelKernel, iopt: IoPagetable, domain: Io
     bitmap = DirtyBitmap(k, iova, length, page_size, data)
     last_iova = iova + length - 1
     it = ContigIter(iopt, iova, last_iova)
+    err: Errno | None = None
     for area, cur in it.steps:
         last = min(last_iova, area.last)
-        if domain.read_and_clear_dirty(cur, last - cur + 1, flags, bitmap) is not None:
+        err = domain.read_and_clear_dirty(cur, last - cur + 1, flags, bitmap)
+        if err is not None:
             break
+    if k.since(DIRTY_BITMAP_WALK_ERRORS):
+        return
+    if err is not None:
+        raise err
+    if not it.done:
+        raise Errno(errno.EINVAL, cite(IO_PAGETABLE_C, 477))
+    if bitmap.err is not None:
+        raise bitmap.err
 
 
 def iopt_set_dirty_tracking(iopt: IoPagetable, domain: IommuDomain, enable: bool) -> None:

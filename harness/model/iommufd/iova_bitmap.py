@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 from typing import TYPE_CHECKING
+
+from ..errors import Errno, cite
 
 if TYPE_CHECKING:
     from ..kernel import ModelKernel
+
+
+IOVA_BITMAP_C = "drivers/iommu/iommufd/iova_bitmap.c"
 
 
 class DirtyBitmap:
@@ -19,10 +25,15 @@ class DirtyBitmap:
         self.iova = iova
         self.pgshift = (page_size & -page_size).bit_length() - 1
         self.data = data
+        self.length = length
+        self.err: Errno | None = None   # the first range it could not record (6.12's bitmap->err)
         # iova_bitmap_alloc(): mapped_total_index (iova_bitmap.c:257-258), in bytes
         self.total_index = ((length - 1) >> self.pgshift) // 8 + 1
 
     def record(self, iova: int, length: int) -> None:
+        if not length or length > self.length or iova < self.iova or iova - self.iova > self.length - length:
+            self.err = self.err or Errno(errno.EPROTO, cite(IOVA_BITMAP_C, 420))
+            return
         mm = self.k.mm
         cur = (iova - self.iova) >> self.pgshift
         last = (iova + length - 1 - self.iova) >> self.pgshift

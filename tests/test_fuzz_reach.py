@@ -1,0 +1,98 @@
+"""The iommufd machine's HWPT, access and dirty tracking rules (issue 13, item 1): each family
+finds a model bug planted in it, on the model-vs-model run, and shrinks it to a short case."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from planted import (  # noqa: F401  (fixtures)
+    PlantedModel,
+    planted_access_prot_bug,
+    planted_dirty_ops_bug,
+    planted_nested_bug,
+)
+
+from harness.cases.loader import Loader
+from harness.fuzz import PROFILES, Lockstep, fuzz
+from harness.model.backend import ModelBackend
+from harness.runner.session import run_case
+from harness.runner.trace import FAIL, PASS
+
+
+def finding(out: Path) -> list[dict[str, Any]]:
+    """The one divergence the CI profile finds between an honest and a planted model, whose
+    case passes on the model alone and fails against the planted one."""
+    report = fuzz(Lockstep([ModelBackend(), PlantedModel()]), PROFILES["ci"], out_dir=out / "regressions",
+                  progress=lambda _: None)
+    assert len(report.findings) == 1
+    f = report.findings[0]
+    assert "errno" in f.summary, f.summary
+    cases, errors = Loader(out).load_all("regressions/*.yaml")
+    assert not errors and len(cases) == 1
+    assert run_case(cases[0], [ModelBackend()]).status == PASS
+    assert run_case(cases[0], [ModelBackend(), PlantedModel()]).status == FAIL
+    return f.steps
+
+
+def op(step: dict[str, Any]) -> str:
+    args = step.get("args", {})
+    return str(args.get("op") or step.get("ioctl") or next(iter(step)))
+
+
+@pytest.mark.usefixtures("planted_nested_bug")
+def test_a_nested_hwpt_over_a_parent_that_is_none_is_found(tmp_path: Path) -> None:
+    steps = finding(tmp_path)
+    last = steps[-1]
+    assert last["ioctl"] == "IOMMU_HWPT_ALLOC" and last["args"]["data_type"] == "IOMMU_HWPT_DATA_SELFTEST", last
+    # The parent: a paging HWPT allocated without NEST_PARENT (a mock domain's own is refused
+    # as an automatic one whatever the bug).
+    parents = [s for s in steps[:-1] if s.get("ioctl") == "IOMMU_HWPT_ALLOC"]
+    assert parents and all("NEST_PARENT" not in str(s["args"]["flags"]) for s in parents), steps
+    assert len(steps) <= 7, steps
+
+
+@pytest.mark.usefixtures("planted_access_prot_bug")
+def test_an_access_through_a_map_without_its_permission_is_found(tmp_path: Path) -> None:
+    steps = finding(tmp_path)
+    last = steps[-1]
+    assert op(last) in ("IOMMU_TEST_OP_ACCESS_PAGES", "IOMMU_TEST_OP_ACCESS_RW"), last
+    # A write through a map that is not WRITEABLE, or a read through one that is not READABLE.
+    write = "WRITE" in str(last["args"].get("access_pages", last["args"].get("access_rw"))["flags"])
+    lacking = "IOMMU_IOAS_MAP_WRITEABLE" if write else "IOMMU_IOAS_MAP_READABLE"
+    assert any(s.get("ioctl") in ("IOMMU_IOAS_MAP", "IOMMU_IOAS_COPY") and lacking not in s["args"]["flags"]
+               for s in steps), steps
+    assert any(op(s) == "IOMMU_TEST_OP_CREATE_ACCESS" for s in steps), steps
+    assert len(steps) <= 7, steps
+
+
+@pytest.mark.usefixtures("planted_dirty_ops_bug")
+def test_dirty_tracking_on_a_domain_without_dirty_ops_is_found(tmp_path: Path) -> None:
+    steps = finding(tmp_path)
+    last = steps[-1]
+    assert last["ioctl"] == "IOMMU_HWPT_SET_DIRTY_TRACKING", last
+    assert not any("DIRTY_TRACKING" in str(s.get("args", {}).get("flags")) for s in steps[:-1]
+                   if s.get("ioctl") == "IOMMU_HWPT_ALLOC"), steps
+    assert len(steps) <= 6, steps
+
+
+def test_an_access_test_op_names_its_access_by_fd_not_by_object_id() -> None:
+    """IOMMU_TEST_CMD's ``id`` is the access's fd for the access ops (selftest.c
+    iommufd_access_get()): two targets whose access fds differ still agree on the object ids
+    that follow (the fuzzer's run against 6.12.118 diverged on the next IOAS's id before)."""
+    from harness.runner.normalise import Normaliser
+    from harness.runner.trace import StepRecord
+    from harness.uapi import iommufd_test as ut
+
+    def steps(access_fd: int) -> list[dict[str, Any]]:
+        n = Normaliser()
+        return [n.step(StepRecord(0, 1, "ioctl", "IOMMU_TEST_CMD",
+                                  request={"op": ut.IOMMU_TEST_OP_ACCESS_RW, "id": access_fd})),
+                n.step(StepRecord(1, 2, "ioctl", "IOMMU_TEST_CMD",
+                                  request={"op": ut.IOMMU_TEST_OP_MOCK_DOMAIN, "id": 4})),
+                n.step(StepRecord(2, 3, "ioctl", "IOMMU_IOAS_ALLOC", out={"out_ioas_id": 5}))]
+
+    kernel, model = steps(7), steps(4)
+    assert kernel == model
+    assert kernel[0]["request"]["id"] == "fd#1" and kernel[1]["request"]["id"] == "id#1"
