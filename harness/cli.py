@@ -453,14 +453,15 @@ def cmd_kernel_build(args: argparse.Namespace) -> int:
     fragment = Path(args.fragment) if args.fragment else None
     try:
         if args.print_path:
-            image = build.cached_kernel(source, fragment, args.coverage, series=args.series)
+            image = build.cached_kernel(source, fragment, args.coverage, sanitizers=args.sanitizers,
+                                        series=args.series)
             if image is None:
                 print("vfio-conformance: no cached kernel for these inputs (run without --print-path to build)",
                       file=sys.stderr)
                 return NO_MATCH
         else:
             image = build.ensure_kernel(source, args.jobs, args.force, fragment=fragment, coverage=args.coverage,
-                                        series=args.series)
+                                        sanitizers=args.sanitizers, series=args.series)
     except build.KernelBuildError as e:
         print(f"vfio-conformance: {e}", file=sys.stderr)
         return ENVIRONMENT
@@ -634,6 +635,9 @@ def parser() -> argparse.ArgumentParser:
                          "(default: harness/kernel/config/vfio-conformance.config)")
     kb.add_argument("--coverage", action="store_true",
                     help="gcov for drivers/iommu/iommufd, drivers/vfio, drivers/vfio/pci (a separate kernel)")
+    kb.add_argument("--sanitizers", action="store_true",
+                    help="KASAN, UBSAN, lockdep (PROVE_LOCKING) and debug objects "
+                         "(harness/kernel/config/sanitizers.config; a separate kernel, for nightly runs)")
     kb.add_argument("--print-path", action="store_true",
                     help="print the cached bzImage's path, or exit 5; never build")
     kb.add_argument("--force", action="store_true", help="rebuild even when cached")

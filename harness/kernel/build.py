@@ -62,7 +62,7 @@ def select_kernel(series: str | Series | None = None, *, coverage: bool = False,
 
 
 def ensure_kernel(source: Path | None = None, jobs: int | None = None, force: bool = False, *,
-                  fragment: Path | None = None, coverage: bool = False,
+                  fragment: Path | None = None, coverage: bool = False, sanitizers: bool = False,
                   series: str | Series | None = None) -> Path:
     """The path of a bzImage for ``source`` (default: the Debian source of ``series``, default 6.12)
     and the fragment.
@@ -72,13 +72,13 @@ def ensure_kernel(source: Path | None = None, jobs: int | None = None, force: bo
     Raises :class:`KernelBuildError` (or :class:`kconfig.KernelConfigError`) with a message for the user.
     """
     s = get_series(series)
-    if source is None and fragment is None and not coverage:
+    if source is None and fragment is None and not coverage and not sanitizers:
         env_image = env_kernel(s)
         if env_image is not None:
             return env_image
     if source is not None:
         source = Path(source).resolve()
-    frag = fragment_bytes(fragment, coverage)
+    frag = fragment_bytes(fragment, coverage, sanitizers)
     keys = cache.keys_for(source, frag, s)
     if keys is not None and not force:
         image = cache.image_path(keys)
@@ -107,7 +107,7 @@ def ensure_kernel(source: Path | None = None, jobs: int | None = None, force: bo
                                    "wait for it to end with 'exit N', then run again")
         start = time.monotonic()
         info = make.make_kernel(srctree, builddir, frag, jobs=jobs or make.default_jobs(), coverage=coverage,
-                                what=f"{keys.version} ({keys.cache})")
+                                sanitizers=sanitizers, what=f"{keys.version} ({keys.cache})")
         path = cache.store(keys, builddir, {"source": str(srctree), "source_kind": kind, **info}, force=True)
         print(f"[kernel] built in {make.fmt_elapsed(time.monotonic() - start)}: {path}", file=sys.stderr)
         return path

@@ -97,9 +97,9 @@ def image_path(keys: Keys) -> Path:
 
 
 def cached_kernel(source: Path | None = None, fragment: Path | None = None, coverage: bool = False, *,
-                  series: str | Series | None = None) -> Path | None:
+                  sanitizers: bool = False, series: str | Series | None = None) -> Path | None:
     """The cached bzImage for these inputs, or None; never builds, installs, downloads or extracts."""
-    keys = keys_for(source, fragment_bytes(fragment, coverage), _source.get_series(series))
+    keys = keys_for(source, fragment_bytes(fragment, coverage, sanitizers), _source.get_series(series))
     if keys is None:
         return None
     image = image_path(keys)

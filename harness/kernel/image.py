@@ -38,6 +38,9 @@ def describe_kernel(image: Path, how: str) -> str:
     """One line for the log: the image, its version and how it was chosen."""
     version = image_version(image)
     what = f"Linux {version}" if version else "version unknown"
-    if (build_info(image) or {}).get("coverage"):
+    info = build_info(image) or {}
+    if info.get("coverage"):
         what += ", gcov"
+    if info.get("sanitizers"):
+        what += ", sanitizers"
     return f"{image} ({what}; {how})"

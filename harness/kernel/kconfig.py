@@ -5,7 +5,8 @@ The fragment ``config/vfio-conformance.config`` is merged over the defconfig
 then every ``CONFIG_`` line of it is checked against the resulting ``.config``, since Kconfig
 drops unmet requests silently.  A request that did not stick fails the build, with the
 dependencies, selects or missing prompt that explain it (read from the tree's Kconfig files).
-``--coverage`` adds the gcov options to the fragment's bytes, so it is another cache key.
+``--coverage`` adds the gcov options to the fragment's bytes, so it is another cache key;
+``--sanitizers`` adds ``config/sanitizers.config`` (KASAN, UBSAN, lockdep, debug objects) the same way.
 """
 
 from __future__ import annotations
@@ -25,16 +26,23 @@ DEFCONFIG = "arch/x86/configs/x86_64_defconfig"
 # --coverage: gcov for the code under test only (the directories are chosen on make's command
 # line: make.COVERAGE_MAKE_VARS).
 COVERAGE_FRAGMENT = b"\n# --coverage\nCONFIG_GCOV_KERNEL=y\nCONFIG_GCOV_PROFILE_ALL=n\n"
+# --sanitizers: appended after the fragment (and the coverage options), so it is its own cache key.
+SANITIZERS_FRAGMENT = FRAGMENT.parent / "sanitizers.config"
 
 
 class KernelConfigError(KernelBuildError):
     """The fragment's requests did not all survive Kconfig."""
 
 
-def fragment_bytes(fragment: Path | None = None, coverage: bool = False) -> bytes:
-    """The exact bytes merged over the defconfig: the fragment file, plus the coverage options."""
+def fragment_bytes(fragment: Path | None = None, coverage: bool = False, sanitizers: bool = False) -> bytes:
+    """The exact bytes merged over the defconfig: the fragment file, plus the coverage options, plus
+    the sanitizer options."""
     data = Path(fragment or FRAGMENT).read_bytes()
-    return data + COVERAGE_FRAGMENT if coverage else data
+    if coverage:
+        data += COVERAGE_FRAGMENT
+    if sanitizers:
+        data += SANITIZERS_FRAGMENT.read_bytes()
+    return data
 
 
 def parse_config(text: str) -> dict[str, str]:

@@ -146,7 +146,7 @@ def gcc_version() -> str:
 
 
 def make_kernel(srctree: Path, builddir: Path, fragment: bytes, *, jobs: int, coverage: bool,
-                what: str) -> dict[str, object]:
+                what: str, sanitizers: bool = False) -> dict[str, object]:
     """Configure (merge_config, olddefconfig), verify and build ``srctree`` in ``builddir``.
 
     Returns what the cache records about the build (without the source and its kind); raises
@@ -186,6 +186,7 @@ def make_kernel(srctree: Path, builddir: Path, fragment: bytes, *, jobs: int, co
                                f"last {LOG_TAIL} lines of {log_path}:\n{tail(log_path.read_text(errors='replace'))}")
     return {
         "jobs": jobs, "coverage": coverage, "coverage_dirs": list(COVERAGE_DIRS) if coverage else [],
+        "sanitizers": sanitizers,
         "duration_s": round(duration, 1),
         "max_rss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -1,7 +1,8 @@
 """Kernel splats in a guest's console log.
 
 A splat is a kernel report the runner must attribute to the case that was
-running: WARN, BUG, KASAN/KFENCE/UBSAN reports, oopses, general protection
+running: WARN, BUG, KASAN/KFENCE/UBSAN reports, lockdep and debug-objects
+(ODEBUG) reports, sleeping in atomic context, oopses, general protection
 faults, panics, RCU stalls, soft/hard lockups, hung tasks and ACPICA errors (a
 failed allocation inside ACPICA, as fault injection provokes on the device-open
 path, has been seen to corrupt its state).  Each comes back
@@ -36,9 +37,13 @@ TRIGGERS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((k, re.compile(p)) for
     ("KFENCE", r"^BUG: KFENCE: "),
     ("soft lockup", r"^watchdog: BUG: soft lockup"),
     ("hard lockup", r"^(NMI )?watchdog: Watchdog detected hard LOCKUP"),
-    ("lockdep", r"^WARNING: (possible (circular|recursive) locking|inconsistent lock state|suspicious RCU usage"
+    ("lockdep", r"^(WARNING: (possible (circular|recursive) locking|inconsistent lock state|suspicious RCU usage"
                 r"|bad unlock balance|held lock freed|lock held when returning|possible irq lock inversion"
-                r"|.*-safe -> .*-unsafe lock order)"),
+                r"|.*-safe -> .*-unsafe lock order|Nested lock was not taken|\S+/\d+ still has locks held)"
+                r"|\[ BUG: Invalid wait context \]|INFO: trying to register non-static key)"),
+    # debug_print_object()'s WARN: its message comes before the WARNING line, which it absorbs.
+    ("ODEBUG", r"^ODEBUG: (\w+ \w+ \(active state \d+\) object|object \S+ is (NOT )?on stack)"),
+    ("atomic sleep", r"^BUG: (sleeping function called from invalid context|scheduling while atomic)"),
     ("WARNING", r"^WARNING: (CPU: \d+ PID: \d+ at |at )"),
     ("BUG", r"^(kernel BUG at |BUG: )"),
     ("GPF", r"^(Oops: )?general protection fault"),
@@ -53,10 +58,12 @@ TRIGGERS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((k, re.compile(p)) for
 # A report of these kinds that is already open absorbs them (an oops after
 # "BUG: unable to handle page fault", a GPF in a KASAN report).
 _FOLLOW_UPS = frozenset({"Oops", "GPF"})
+# Kinds whose report goes on with a line of another kind, which it absorbs.
+_ABSORBS = {"ODEBUG": frozenset({"WARNING"})}
 # Reports framed by a line of '=' (KASAN, KFENCE, UBSAN, lockdep use them).
 _RULED = frozenset({"KASAN", "KFENCE", "UBSAN"})
 # Reports that end with their stack dump.
-_ENDS_WITH_STACK = frozenset({"hung task", "RCU stall", "soft lockup", "hard lockup", "lockdep"})
+_ENDS_WITH_STACK = frozenset({"hung task", "RCU stall", "soft lockup", "hard lockup", "lockdep", "atomic sleep"})
 # Reports of one line (ACPICA prints each error, and each method it aborts, on its own).
 _ONE_LINE = frozenset({"ACPI"})
 
@@ -102,7 +109,9 @@ def scan(data: bytes | str, base_offset: int = 0) -> list[Splat]:
         line = chunk.decode("utf-8", errors="replace").rstrip("\r\n")
         text = strip_timestamp(line)
         kind = classify(line)
-        if cur is not None and kind is not None and not (kind in _FOLLOW_UPS and cur.kind != "panic"):
+        absorbed = kind is not None and cur is not None and (
+            (kind in _FOLLOW_UPS and cur.kind != "panic") or kind in _ABSORBS.get(cur.kind, ()))
+        if cur is not None and kind is not None and not absorbed:
             out.append(cur.done())
             cur = None
         if cur is None:
