@@ -87,7 +87,7 @@ def _kernels(args: argparse.Namespace) -> tuple[str, str] | None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .cases.loader import Loader
+    from .cases.loader import load_for_command
     from .report.compare import write_compare_reports
     from .runner.compare import compare
     from .runner.target import KernelTarget, profile_for
@@ -100,11 +100,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if None in images:
         return ENVIRONMENT
     cases_dir = Path(args.cases_dir) if args.cases_dir else resources.cases_dir()
-    cases, errors = Loader(cases_dir).load_all(args.cases)
-    for e in errors:
-        print(e, file=sys.stderr)
+    cases = load_for_command(cases_dir, args.cases, "compare")
     if not cases:
-        print(f"compare: no case matched --cases {args.cases!r} under {cases_dir}", file=sys.stderr)
         return NO_MATCH
     targets = [KernelTarget(image, args.accel) for image in images]  # type: ignore[arg-type]
     report_dir = Path(args.report)

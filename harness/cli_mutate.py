@@ -99,7 +99,7 @@ def _say(args: argparse.Namespace, line: str) -> None:
 
 def cmd_mutate(args: argparse.Namespace) -> int:
     from .cache_root import cache_root
-    from .cases.loader import Loader
+    from .cases.loader import load_for_command
     from .coverage.kernel_errnos import sources
     from .kernel import cache
     from .kernel.errors import KernelBuildError
@@ -154,11 +154,8 @@ def cmd_mutate(args: argparse.Namespace) -> int:
             print(f"{m.id} {m.name} {m.function}() {m.original.splitlines()[0]!r} -> {m.replacement.splitlines()[0]!r}")
         return OK
     cases_dir = Path(args.cases_dir) if args.cases_dir else resources.cases_dir()
-    cases, errors = Loader(cases_dir).load_all(args.cases)
-    for err in errors:
-        print(err, file=sys.stderr)
+    cases = load_for_command(cases_dir, args.cases, "mutate")
     if not cases:
-        print(f"mutate: no case matched --cases {args.cases!r} under {cases_dir}", file=sys.stderr)
         return NO_MATCH
     try:
         lines = CaseLines.load(Path(args.case_lines)) if args.case_lines else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import re
 import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -450,3 +451,14 @@ def _read(path: Path) -> Any:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def load_for_command(cases_dir: Path, pattern: str, command: str) -> list[Case]:
+    """The cases a subcommand runs: each malformed file said on stderr (the others still load),
+    and, when nothing matched, that too (the caller then exits NO_MATCH)."""
+    cases, errors = Loader(cases_dir).load_all(pattern)
+    for err in errors:
+        print(err, file=sys.stderr)
+    if not cases:
+        print(f"{command}: no case matched --cases {pattern!r} under {cases_dir}", file=sys.stderr)
+    return cases
