@@ -225,6 +225,13 @@ def _jobs(text: str) -> str:
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
     """Differential fuzzing: generated iommufd and VFIO sequences on kernel and model in lockstep."""
+    from .runner import interrupts
+
+    with interrupts.deferred():   # Ctrl-C and SIGTERM stop it between two sequences
+        return _fuzz_command(args)
+
+
+def _fuzz_command(args: argparse.Namespace) -> int:
     from .fuzz import MACHINE_PROFILES, PROFILES
 
     profile = PROFILES[args.profile]

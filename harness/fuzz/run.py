@@ -22,6 +22,7 @@ from hypothesis.errors import Flaky
 
 from ..cache_root import cache_root
 from ..cases.case import CaseError
+from ..runner import interrupts
 from .lockstep import Lockstep
 from .machine import Divergence, find_machine, make_machine, tape_strategy
 from .regression import write_regression
@@ -123,6 +124,7 @@ def replay(lockstep: Lockstep, steps: list[dict[str, Any]],
     bound: set[str] = set(lockstep.roles)   # names the topology roles bind
     try:
         for i, raw in enumerate(steps):
+            interrupts.check()
             try:
                 problem = lockstep.run_raw(raw, bound, i, after_step)
             except CaseError:
@@ -176,6 +178,7 @@ def fuzz(lockstep: Lockstep, profile: Profile, *, seed: int | None = None, durat
     started = lockstep.steps_run
 
     def sequence(tape: bytes) -> None:
+        interrupts.check()   # Ctrl-C unwinds here, never inside Hypothesis's engine
         guard.before_example()
         m = machine()
         report.sequences += 1
@@ -192,6 +195,7 @@ def fuzz(lockstep: Lockstep, profile: Profile, *, seed: int | None = None, durat
     start = time.monotonic()
     last_progress = start
     while max_rounds is None or report.rounds < max_rounds:
+        interrupts.check()
         if budget is not None and time.monotonic() - start >= budget:
             break
         round_seed = base + report.rounds
