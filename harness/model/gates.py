@@ -40,10 +40,12 @@ HW_INFO_INPUT_TYPE = "hw-info-input-type"
 HW_INFO_ATS_CAP = "hw-info-ats-cap"
 HWPT_INVALIDATE_ANY_OBJECT = "hwpt-invalidate-any-object"
 HWPT_ALLOC_PASID = "hwpt-alloc-pasid"
+HWPT_PAGING_FAULT_ID = "hwpt-paging-fault-id"
 MOCK_DEVICE_FLAGS_PASID = "mock-device-flags-pasid"
 DIRTY_BITMAP_ZERO_LENGTH = "dirty-bitmap-zero-length"
 DIRTY_BITMAP_WALK_ERRORS = "dirty-bitmap-walk-errors"
 MOCK_PAGING_USER_DATA = "mock-paging-user-data"
+MOCK_DIRTY_COUNTS_BITS = "mock-dirty-counts-bits"
 
 GATES: dict[str, Gate] = {g.name: g for g in (
     Gate(TYPE1_OVERFLOW_EOVERFLOW, "7.2",
@@ -86,6 +88,11 @@ GATES: dict[str, Gate] = {g.name: g for g in (
          "IOMMU_HWPT_ALLOC takes IOMMU_HWPT_ALLOC_PASID (bit 3), which 6.12 refuses as unknown (EOPNOTSUPP)",
          "drivers/iommu/iommufd/hw_pagetable.c:110-122",
          "drivers/iommu/iommufd/hw_pagetable.c@7.2"),
+    Gate(HWPT_PAGING_FAULT_ID, "7.2",
+         "IOMMU_HWPT_ALLOC of a paging HWPT (pt_id an IOAS) takes IOMMU_HWPT_FAULT_ID_VALID (6.12: EOPNOTSUPP, "
+         "only a nested HWPT could): the fault_id is looked up (ENOENT when it names no fault object)",
+         "drivers/iommu/iommufd/hw_pagetable.c:110-122",
+         "drivers/iommu/iommufd/hw_pagetable.c:113-127@7.2, 149-150@7.2"),
     Gate(MOCK_DEVICE_FLAGS_PASID, "7.2",
          "IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS takes MOCK_FLAGS_DEVICE_PASID (bit 2) and no longer "
          "MOCK_FLAGS_DEVICE_HUGE_IOVA (bit 1, EINVAL)",
@@ -107,6 +114,12 @@ GATES: dict[str, Gate] = {g.name: g for g in (
          "its pagetable_type picks the default or the huge mock page table, another type is EOPNOTSUPP",
          "drivers/iommu/iommufd/selftest.c:340-341",
          "drivers/iommu/iommufd/selftest.c:505-522@7.2, 440-472@7.2"),
+    Gate(MOCK_DIRTY_COUNTS_BITS, "7.2",
+         "IOMMU_TEST_OP_DIRTY counts every set bit of its bitmap in out_nr_dirty, mapped or not (6.12: only "
+         "the bits whose xarray entry, looked up at iova / page_size, exists), and marks the IOPTE holding "
+         "iova + i * page_size dirty (6.12: the entry at index iova / page_size)",
+         "drivers/iommu/iommufd/selftest.c:1398-1415",
+         "drivers/iommu/iommufd/selftest.c:1734-1739@7.2, drivers/iommu/generic_pt/iommu_pt.h:343-375@7.2"),
 )}
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ...uapi import iommufd as u
 from ..errors import Errno, cite
-from ..gates import HWPT_ALLOC_PASID, HWPT_INVALIDATE_ANY_OBJECT
+from ..gates import HWPT_ALLOC_PASID, HWPT_INVALIDATE_ANY_OBJECT, HWPT_PAGING_FAULT_ID
 from ..iommu.iommu import (
     IOMMU_CAP_DIRTY_TRACKING,
     IOMMU_DOMAIN_NESTED,
@@ -138,8 +138,10 @@ def iommufd_hwpt_paging_alloc(k: ModelKernel, ictx: IommufdCtx, ioas: IommufdIoa
                               user_data: UserData | None) -> HwptPaging:
     """hw_pagetable.c:104-204.  The object is returned not finalized."""
     valid_flags = u.IOMMU_HWPT_ALLOC_NEST_PARENT | u.IOMMU_HWPT_ALLOC_DIRTY_TRACKING
+    if k.since(HWPT_PAGING_FAULT_ID):
+        valid_flags |= u.IOMMU_HWPT_FAULT_ID_VALID  # :115@7.2
     if k.since(HWPT_ALLOC_PASID):
-        valid_flags |= u.IOMMU_HWPT_FAULT_ID_VALID | u.IOMMU_HWPT_ALLOC_PASID  # :112-116@7.2
+        valid_flags |= u.IOMMU_HWPT_ALLOC_PASID  # :116@7.2
     ops = dev_iommu_ops(k, idev.dev)
     if flags & ~valid_flags:
         raise Errno(errno.EOPNOTSUPP, cite(HW_PAGETABLE_C, 122))
@@ -154,7 +156,8 @@ def iommufd_hwpt_paging_alloc(k: ModelKernel, ictx: IommufdCtx, ioas: IommufdIoa
     hwpt.nest_parent = bool(flags & u.IOMMU_HWPT_ALLOC_NEST_PARENT)
     hwpt.pasid_compat = bool(flags & u.IOMMU_HWPT_ALLOC_PASID)  # :140@7.2; what it allows is not modelled
     with ictx.abort_on_error(k, hwpt):
-        hwpt.domain = ops.domain_alloc_user(k, idev.dev, flags, None, user_data)
+        # 7.2 takes FAULT_ID_VALID here and keeps it from the driver (:149-150@7.2)
+        hwpt.domain = ops.domain_alloc_user(k, idev.dev, flags & ~u.IOMMU_HWPT_FAULT_ID_VALID, None, user_data)
         if idev.enforce_cache_coherency:
             iommufd_hwpt_paging_enforce_cc(hwpt)
         if immediate_attach:
