@@ -11,23 +11,15 @@ from pathlib import Path
 import pytest
 
 from harness import cli
-from harness.cache_root import CACHE_ENV
 from harness.exitcodes import NO_MATCH
 from harness.kernel import build, kconfig, make
 from harness.kernel import cache as kcache
-from harness.kernel import series as ks
 from harness.kernel.image import describe_kernel
-from tests.test_kernel_build import fake_tree, needs_make
+
+# cache: test_kernel_build's autouse fixture (an empty kernel cache of the test's own), active here too
+from tests.test_kernel_build import cache, fake_tree, needs_make  # noqa: F401
 
 SANITIZER_REQUESTS = kconfig.parse_config(kconfig.SANITIZERS_FRAGMENT.read_text())
-
-
-@pytest.fixture(autouse=True)
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "cache"
-    monkeypatch.setenv(CACHE_ENV, str(root))
-    monkeypatch.delenv(ks.KERNEL_ENV, raising=False)
-    return root
 
 
 def test_the_sanitizer_fragment_asks_for_kasan_ubsan_lockdep_and_debug_objects() -> None:
@@ -59,7 +51,7 @@ def test_the_sanitizer_kernel_has_its_own_cache_key() -> None:
 
 @needs_make
 def test_build_with_sanitizers_merges_them_into_the_config_and_caches_apart(
-        tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
     tree = fake_tree(tmp_path / "linux")
     frag = tmp_path / "frag.config"
     frag.write_text("# test fragment\nCONFIG_NET_9P=y\n")
