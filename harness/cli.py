@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import signal
 import sys
@@ -16,6 +15,7 @@ from typing import Any
 from . import resources
 from .cli_compare import add_parser as compare_parser
 from .cli_mutate import add_parser as mutate_parser
+from .durations import parse_duration
 from .exitcodes import (
     ENVIRONMENT,
     FAILED,
@@ -201,19 +201,6 @@ def _version() -> str:
         return version("vfio-conformance")
     except PackageNotFoundError:  # run from a checkout that was never installed
         return "(not installed)"
-
-
-def _duration(text: str) -> float:
-    """A positive, finite time: 90, 90s, 10m, 2h (nan, inf, 0 and negative ones would never end
-    or never start)."""
-    units = {"s": 1, "m": 60, "h": 3600}
-    try:
-        seconds = float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
-    except (ValueError, IndexError):
-        seconds = math.nan
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: a positive duration such as 90s, 10m or 2h")
-    return seconds
 
 
 def _jobs(text: str) -> str:
@@ -578,7 +565,7 @@ def parser() -> argparse.ArgumentParser:
     fz.add_argument("--device", action="append", default=[], metavar="BDF", help="with --backend both")
     fz.add_argument("--profile", choices=("ci", "nightly"), default="ci",
                     help="ci: deterministic, bounded; nightly: until --duration, with an example database")
-    fz.add_argument("--duration", type=_duration, default=None, metavar="TIME", help="e.g. 10m, 2h")
+    fz.add_argument("--duration", type=parse_duration, default=None, metavar="TIME", help="e.g. 10m, 2h")
     fz.add_argument("--seed", type=int, default=None, help="first round's seed (default: ci 0, nightly random)")
     fz.add_argument("--examples", type=int, default=None, help="sequences per round")
     fz.add_argument("--out", default=None,

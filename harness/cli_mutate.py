@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import resources
+from .durations import parse_duration
 from .exitcodes import ENVIRONMENT, FAILED, INTERRUPTED, NO_MATCH, OK, USAGE_ERROR
 from .kernel.series import DEFAULT_SERIES, SERIES
 
@@ -82,6 +83,9 @@ def add_parser(sub: Any) -> None:
                    help="the reviewed list of equivalent mutants (default harness/mutate/equivalent.yaml)")
     m.add_argument("--min-score", type=_percent, default=None, metavar="PCT",
                    help="exit 0 when the score reaches PCT even with survivors (default: any survivor fails)")
+    m.add_argument("--budget", type=parse_duration, default=None, metavar="TIME",
+                   help="start no mutant after TIME (e.g. 40m): the report scores those run and counts the rest "
+                        "as not run; the same command later resumes from the results cache")
     m.add_argument("--fresh", action="store_true",
                    help="run every mutant again, even those the results cache has a verdict for")
     m.add_argument("--list", action="store_true", help="list the (sampled) mutants and exit; nothing is built")
@@ -194,7 +198,7 @@ def cmd_mutate(args: argparse.Namespace) -> int:
     start = time.monotonic()
     try:
         with workspace.session():
-            results = runner.run(picked)
+            results = runner.run(picked, None if args.budget is None else start + args.budget)
     except KeyboardInterrupt:
         state = RunState(STOPPED, "KeyboardInterrupt (Ctrl-C or SIGTERM)", len(picked))
         results = [runner._equivalent(r) for r in (runner.cache.get(m.id) for m in picked) if r is not None]
@@ -204,11 +208,17 @@ def cmd_mutate(args: argparse.Namespace) -> int:
     finally:
         baseline.close()
     header["wall clock"] = f"{time.monotonic() - start:.0f} s for {len(results)} mutants"
+    not_run = len(picked) - len(results)
+    if args.budget is not None and not state.stopped_early:
+        header["budget"] = (f"{args.budget:.0f} s: {not_run} of {len(picked)} mutants not run (the same command "
+                            "resumes them from the results cache)" if not_run else f"{args.budget:.0f} s, not spent")
     for p in write(results, report, header, state):
         _say(args, f"mutate: wrote {p}")
     t = tally(results).get("all")
     if t is not None:
-        print(f"mutate: score {t.score_text()}; " + ", ".join(f"{v} {n}" for v, n in t.counts.items()))
+        print(f"mutate: score {t.score_text()}; " + ", ".join(f"{v} {n}" for v, n in t.counts.items())
+              + (f"; {not_run} of {len(picked)} not run (--budget spent)" if not_run and not state.stopped_early
+                 else ""))
     for r in results:
         if r.verdict == SURVIVED:
             print(f"mutate: survived: {r.name} ({r.id}) in {r.function}()")

@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -222,6 +223,23 @@ def test_the_results_cache_survives_a_crash_and_a_run_resumes_from_it(tmp_path: 
         _runner(tmp_path, cache=again).run([*ms, fresh])
 
 
+def test_a_spent_budget_starts_no_mutant_and_keeps_the_cached_verdicts(tmp_path: Path) -> None:
+    ms = _mutants("drivers/iommu/iommufd/ioas.c", IOAS_C)[:4]
+    cache = ResultsCache(tmp_path / "r.jsonl")
+    for m in (ms[1], ms[3]):
+        cache.put(Result(m.id, m.name, m.file, m.line, m.operator, m.function, KILLED, by="x"))
+    lines: list[str] = []
+    runner = _runner(tmp_path, cache=cache)
+    runner.progress = lines.append
+    # The deadline has passed: building ms[0] would raise on the missing source, so nothing is built.
+    results = runner.run(ms, deadline=time.monotonic() - 1)
+    assert [r.id for r in results] == [ms[1].id, ms[3].id]
+    assert lines[-1].startswith("mutate: budget spent: 2 of 4 mutants not run")
+    # A deadline still ahead is no limit: the first uncached mutant is started.
+    with pytest.raises(FileNotFoundError):
+        _runner(tmp_path, cache=cache).run(ms, deadline=time.monotonic() + 3600)
+
+
 GOOD = {"equivalent": [{"id": "0123456789ab", "mutant": "drivers/vfio/vfio_main.c:10:negate:0", "series": "6.12",
                         "reason": "the flag is set again two lines below"}]}
 
@@ -302,7 +320,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_usage_errors_exit_4() -> None:
-    for bad in (["--operators", "swap"], ["--sample", "0"], ["--min-score", "101"]):
+    for bad in (["--operators", "swap"], ["--sample", "0"], ["--min-score", "101"], ["--budget", "0"]):
         r = _cli(*bad)
         assert r.returncode == 4, (bad, r.stderr)
 

@@ -145,11 +145,19 @@ class Runner:
     jobs: int = 2
     progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr)
 
-    def run(self, mutants: Iterable[Mutant]) -> list[Result]:
+    def run(self, mutants: Iterable[Mutant], deadline: float | None = None) -> list[Result]:
+        """The verdict of each mutant, in order.  Past ``deadline`` (a ``time.monotonic()`` value:
+        ``--budget``) no mutant is started: the results so far are returned, the results cache's
+        verdicts included, and a later run resumes with the rest."""
         mutants = list(mutants)
         out = []
         for n, m in enumerate(mutants, 1):
             cached = self.cache.get(m.id)
+            if cached is None and deadline is not None and time.monotonic() >= deadline:
+                out += [self._equivalent(r) for r in (self.cache.get(x.id) for x in mutants[n - 1:]) if r is not None]
+                self.progress(f"mutate: budget spent: {len(mutants) - len(out)} of {len(mutants)} mutants not run "
+                              "(a later run resumes from the results cache)")
+                return out
             if cached is not None:
                 r = self._equivalent(cached)
                 self.progress(f"mutate: [{n}/{len(mutants)}] {m.name} ({m.id}): {r.verdict} (cached)")
