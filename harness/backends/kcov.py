@@ -1,0 +1,75 @@
+"""KCOV in the guest: the kernel PCs the calling thread ran, for the fuzzer's coverage guidance.
+
+One ``Kcov`` per backend: ``enable`` opens /sys/kernel/debug/kcov, sizes and maps its buffer
+and enables PC tracing for the calling thread (the agent's, which issues every ioctl);
+``collect`` returns the distinct PCs traced since the last collect (sorted, as little-endian
+u64, zlib-compressed: one small reply per sequence) and starts the next count.  Standard
+library only (on the agent's import path in the guest).
+"""
+
+from __future__ import annotations
+
+import array
+import fcntl
+import mmap
+import os
+import zlib
+
+from ..uapi.kcov import KCOV_DISABLE, KCOV_ENABLE, KCOV_INIT_TRACE, KCOV_PATH, KCOV_TRACE_PC
+
+WORDS = 1 << 19      # entries of the trace buffer (4 MiB): a sequence's PCs, duplicates included
+
+
+class Kcov:
+    def __init__(self, path: str = KCOV_PATH, words: int = WORDS):
+        self.path, self.words = path, words
+        self.fd: int | None = None
+        self.area: mmap.mmap | None = None
+
+    def enable(self) -> str:
+        """"" once the calling thread is traced (again: a no-op), else why not."""
+        if self.area is not None:
+            return ""
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except OSError as e:
+            return f"{self.path}: {e.strerror} (CONFIG_KCOV, debugfs mounted?)"
+        try:
+            fcntl.ioctl(fd, KCOV_INIT_TRACE, self.words)
+            area = mmap.mmap(fd, self.words * 8, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            fcntl.ioctl(fd, KCOV_ENABLE, KCOV_TRACE_PC)
+        except OSError as e:
+            os.close(fd)
+            return f"{self.path}: {e.strerror}"
+        self.fd, self.area = fd, area
+        self._restart()
+        return ""
+
+    def _restart(self) -> None:
+        assert self.area is not None
+        self.area[:8] = bytes(8)
+
+    def collect(self) -> bytes:
+        """The distinct PCs since the last collect (b"" when not enabled)."""
+        if self.area is None:
+            return b""
+        words = array.array("Q", self.area[:8])
+        n = min(words[0], self.words - 1)
+        pcs = array.array("Q", self.area[8:8 + 8 * n])
+        self._restart()
+        out = array.array("Q", sorted(set(pcs)))
+        return zlib.compress(out.tobytes(), 1)
+
+    def disable(self) -> None:
+        if self.fd is None:
+            return
+        fcntl.ioctl(self.fd, KCOV_DISABLE, 0)
+        if self.area is not None:
+            self.area.close()
+        os.close(self.fd)
+        self.fd = self.area = None
+
+
+def decode(blob: bytes) -> list[int]:
+    """``collect``'s bytes as the PCs."""
+    return array.array("Q", zlib.decompress(blob)).tolist() if blob else []
