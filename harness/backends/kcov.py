@@ -10,6 +10,7 @@ library only (on the agent's import path in the guest).
 from __future__ import annotations
 
 import array
+import ctypes
 import fcntl
 import mmap
 import os
@@ -19,12 +20,21 @@ from ..uapi.kcov import KCOV_DISABLE, KCOV_ENABLE, KCOV_INIT_TRACE, KCOV_PATH, K
 
 WORDS = 1 << 19      # entries of the trace buffer (4 MiB): a sequence's PCs, duplicates included
 
+# libc's mmap: Python's refuses a mapping past the size fstat() gives, and debugfs says 0.
+_libc = ctypes.CDLL(None, use_errno=True)
+_mmap = _libc.mmap
+_mmap.restype = ctypes.c_void_p
+_mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+_munmap = _libc.munmap
+_munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+MAP_FAILED = ctypes.c_void_p(-1).value
+
 
 class Kcov:
     def __init__(self, path: str = KCOV_PATH, words: int = WORDS):
         self.path, self.words = path, words
         self.fd: int | None = None
-        self.area: mmap.mmap | None = None
+        self.area: int | None = None    # the mapped buffer's address: word 0 counts, then the PCs
 
     def enable(self) -> str:
         """"" once the calling thread is traced (again: a no-op), else why not."""
@@ -36,26 +46,32 @@ class Kcov:
             return f"{self.path}: {e.strerror} (CONFIG_KCOV, debugfs mounted?)"
         try:
             fcntl.ioctl(fd, KCOV_INIT_TRACE, self.words)
-            area = mmap.mmap(fd, self.words * 8, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-            fcntl.ioctl(fd, KCOV_ENABLE, KCOV_TRACE_PC)
+            area = _mmap(None, self.words * 8, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, 0)
+            if area in (None, MAP_FAILED):
+                raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
         except OSError as e:
             os.close(fd)
             return f"{self.path}: {e.strerror}"
+        try:
+            fcntl.ioctl(fd, KCOV_ENABLE, KCOV_TRACE_PC)
+        except OSError as e:
+            _munmap(area, self.words * 8)
+            os.close(fd)
+            return f"{self.path}: KCOV_ENABLE: {e.strerror}"
         self.fd, self.area = fd, area
         self._restart()
         return ""
 
     def _restart(self) -> None:
         assert self.area is not None
-        self.area[:8] = bytes(8)
+        ctypes.c_uint64.from_address(self.area).value = 0
 
     def collect(self) -> bytes:
         """The distinct PCs since the last collect (b"" when not enabled)."""
         if self.area is None:
             return b""
-        words = array.array("Q", self.area[:8])
-        n = min(words[0], self.words - 1)
-        pcs = array.array("Q", self.area[8:8 + 8 * n])
+        n = min(ctypes.c_uint64.from_address(self.area).value, self.words - 1)
+        pcs = array.array("Q", ctypes.string_at(self.area + 8, 8 * n))
         self._restart()
         out = array.array("Q", sorted(set(pcs)))
         return zlib.compress(out.tobytes(), 1)
@@ -65,7 +81,7 @@ class Kcov:
             return
         fcntl.ioctl(self.fd, KCOV_DISABLE, 0)
         if self.area is not None:
-            self.area.close()
+            _munmap(self.area, self.words * 8)
         os.close(self.fd)
         self.fd = self.area = None
 
