@@ -387,12 +387,13 @@ def _kcov_guide(args: argparse.Namespace, backend: Any, vm: bool, progress: Any)
         return None
     from .fuzz.kcov import KcovGuide
 
-    guide = KcovGuide(backend)
+    guide = KcovGuide(backend, steer=not args.kcov_unguided)
     why = guide.start()
     if why:
         progress(f"fuzz: no coverage guidance: {why}")
         return None
-    progress("fuzz: coverage guidance on (KCOV): sequences that reach new kernel code are preferred")
+    progress("fuzz: kernel coverage (KCOV) counted, steering nothing" if args.kcov_unguided else
+             "fuzz: coverage guidance on (KCOV): sequences that reach new kernel code are preferred")
     return guide
 
 
@@ -619,6 +620,9 @@ def parser() -> argparse.ArgumentParser:
                     help="coverage guidance: each sequence's new kernel PCs (KCOV in the guest) steer Hypothesis; "
                          "their growth goes to fuzz-kcov.md in --report (default: on with --vm when the guest has "
                          "/sys/kernel/debug/kcov)")
+    fz.add_argument("--kcov-unguided", action="store_true",
+                    help="with --kcov: count the kernel PCs (fuzz-kcov.md, progress lines) but steer nothing, "
+                         "the baseline to measure the guidance against")
     fz.add_argument("--faults", action=argparse.BooleanOptionalAction, default=None,
                     help="with --vm: then fault injection over ioas/ and device/ cases (default: nightly only)")
     fz.set_defaults(func=cmd_fuzz)

@@ -1,7 +1,8 @@
 """KCOV in the guest: the kernel PCs the calling thread ran, for the fuzzer's coverage guidance.
 
 One ``Kcov`` per backend: ``enable`` opens /sys/kernel/debug/kcov, sizes and maps its buffer
-and enables PC tracing for the calling thread (the agent's, which issues every ioctl);
+and enables PC tracing for the calling thread (the agent's, which issues every ioctl) for
+the agent's life (the kernel disables it when the thread exits);
 ``collect`` returns the distinct PCs traced since the last collect (sorted, as little-endian
 u64, zlib-compressed: one small reply per sequence) and starts the next count.  Standard
 library only (on the agent's import path in the guest).
@@ -15,8 +16,9 @@ import fcntl
 import mmap
 import os
 import zlib
+from collections.abc import Iterable
 
-from ..uapi.kcov import KCOV_DISABLE, KCOV_ENABLE, KCOV_INIT_TRACE, KCOV_PATH, KCOV_TRACE_PC
+from ..uapi.kcov import KCOV_ENABLE, KCOV_INIT_TRACE, KCOV_PATH, KCOV_TRACE_PC
 
 WORDS = 1 << 19      # entries of the trace buffer (4 MiB): a sequence's PCs, duplicates included
 
@@ -73,17 +75,12 @@ class Kcov:
         n = min(ctypes.c_uint64.from_address(self.area).value, self.words - 1)
         pcs = array.array("Q", ctypes.string_at(self.area + 8, 8 * n))
         self._restart()
-        out = array.array("Q", sorted(set(pcs)))
-        return zlib.compress(out.tobytes(), 1)
+        return encode(pcs)
 
-    def disable(self) -> None:
-        if self.fd is None:
-            return
-        fcntl.ioctl(self.fd, KCOV_DISABLE, 0)
-        if self.area is not None:
-            _munmap(self.area, self.words * 8)
-        os.close(self.fd)
-        self.fd = self.area = None
+
+def encode(pcs: Iterable[int]) -> bytes:
+    """The distinct ``pcs``, sorted, as ``collect`` sends them."""
+    return zlib.compress(array.array("Q", sorted(set(pcs))).tobytes(), 1)
 
 
 def decode(blob: bytes) -> list[int]:

@@ -51,8 +51,9 @@ class PcLog:
 class KcovGuide:
     """KCOV of ``backend`` (the kernel side of a lockstep) as the fuzzer's guide."""
 
-    def __init__(self, backend: Backend, log: PcLog | None = None):
+    def __init__(self, backend: Backend, log: PcLog | None = None, steer: bool = True):
         self.backend = backend
+        self.steer = steer      # False: count the PCs, steer nothing (the baseline of an A/B)
         self.log = log if log is not None else PcLog()
         self.started = time.monotonic()
 
@@ -71,7 +72,8 @@ class KcovGuide:
         import hypothesis
 
         new = self.log.add(decode(self.backend.kcov_collect()))
-        hypothesis.target(float(new), label=LABEL)
+        if self.steer:
+            hypothesis.target(float(new), label=LABEL)
         return new
 
     def note(self) -> None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from .abi import _IO, _IOC, _IOC_READ
 
 KCOV_PATH = "/sys/kernel/debug/kcov"
-# include/uapi/linux/kcov.h: _IOR('c', 1, unsigned long), _IO('c', 100), _IO('c', 101).
+# include/uapi/linux/kcov.h: _IOR('c', 1, unsigned long), _IO('c', 100).  (KCOV_DISABLE,
+# _IO('c', 101), is not needed: the agent's thread stays traced until it exits.)
 KCOV_INIT_TRACE = _IOC(_IOC_READ, ord("c"), 1, 8)
 KCOV_ENABLE = _IO("c", 100)
-KCOV_DISABLE = _IO("c", 101)
 KCOV_TRACE_PC = 0
