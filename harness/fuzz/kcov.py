@@ -18,6 +18,7 @@ from ..backends.base import Backend
 from ..backends.kcov import decode
 
 LABEL = "new kernel PCs"
+EVERY_S = 10.0      # a row of the growth table at least this often (and at every progress line)
 
 
 @dataclass
@@ -74,6 +75,8 @@ class KcovGuide:
         new = self.log.add(decode(self.backend.kcov_collect()))
         if self.steer:
             hypothesis.target(float(new), label=LABEL)
+        if time.monotonic() - self.started - (self.log.rows[-1][0] if self.log.rows else 0.0) >= EVERY_S:
+            self.note()
         return new
 
     def note(self) -> None:
