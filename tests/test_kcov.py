@@ -31,7 +31,8 @@ def test_the_growth_table_has_a_row_per_note() -> None:
     log.add([1, 2, 3])
     log.row(10.04)
     log.add([3, 4])
-    log.row(20.0)
+    log.row(19.0)
+    log.row(20.0)      # no sequence since the last row: it replaces it
     assert log.rows == [(0.0, 0, 0), (10.0, 1, 3), (20.0, 2, 4)]
     table = log.markdown("growth").splitlines()
     assert table[2] == "| elapsed s | sequences | distinct PCs |"

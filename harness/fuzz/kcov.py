@@ -37,7 +37,9 @@ class PcLog:
         return len(self.seen) - before
 
     def row(self, elapsed: float) -> None:
-        """Note where the count stands ``elapsed`` seconds into the run."""
+        """Note where the count stands ``elapsed`` seconds into the run (once per count of sequences)."""
+        if self.rows and self.rows[-1][1] == self.sequences:
+            self.rows.pop()
         self.rows.append((round(elapsed, 1), self.sequences, len(self.seen)))
 
     def line(self) -> str:
