@@ -245,6 +245,8 @@ def _fuzz_command(args: argparse.Namespace) -> int:
     from .report import write_junit_and_ktap
 
     results = FuzzResults(machines, profile.name)
+    Path(args.report).mkdir(parents=True, exist_ok=True)
+    (Path(args.report) / "fuzz-kcov.md").unlink(missing_ok=True)   # this run's table only
     args.ktap_written = Path(args.report) / "fuzz.ktap"
     try:
         for kind in machines:
@@ -326,11 +328,17 @@ def _fuzz_one(args: argparse.Namespace, kind: str, kernel: Path | None, profile:
     try:
         if coverage is not None:
             coverage.start(target.lockstep.backends[0])
+        guide = _kcov_guide(args, target.lockstep.backends[0], kernel is not None, progress)
         report = fuzz(target.lockstep, profile, seed=args.seed, duration_s=duration, examples=args.examples,
                       out_dir=Path(args.out or resources.regressions_dir()),
                       database_dir=Path(args.db) if args.db else None,
                       kernel=target.kernel, mock_domains=target.mock_domains, after_step=target.after_step,
-                      progress=progress, machine_kind=kind)
+                      progress=progress, machine_kind=kind, kcov=guide)
+        if guide is not None:
+            table = Path(args.report) / "fuzz-kcov.md"
+            with table.open("a") as out:
+                out.write(guide.log.markdown(f"Kernel PCs reached by the {kind} machine (KCOV)") + "\n")
+            print(f"fuzz: wrote {table}", file=sys.stderr)
         if coverage is not None:
             coverage.collect(target.lockstep.backends[0], kind)
     except KeyboardInterrupt:
@@ -358,6 +366,22 @@ def _fuzz_one(args: argparse.Namespace, kind: str, kernel: Path | None, profile:
         if f.case:
             print(f"fuzz: wrote {f.case}; re-run it with: vfio-conformance vm --cases 'regressions/{f.case.name}'")
     return FAILED if report.findings else OK
+
+
+def _kcov_guide(args: argparse.Namespace, backend: Any, vm: bool, progress: Any) -> Any:
+    """Coverage guidance (fuzz/kcov.py): on by default with --vm when the guest has KCOV."""
+    if args.kcov is False or (args.kcov is None and not vm):
+        return None
+    from .fuzz.kcov import KcovGuide
+
+    guide = KcovGuide(backend, steer=not args.kcov_unguided)
+    why = guide.start()
+    if why:
+        progress(f"fuzz: no coverage guidance: {why}")
+        return None
+    progress("fuzz: kernel coverage (KCOV) counted, steering nothing" if args.kcov_unguided else
+             "fuzz: coverage guidance on (KCOV): sequences that reach new kernel code are preferred")
+    return guide
 
 
 def _progress(args: argparse.Namespace) -> Any:
@@ -579,6 +603,13 @@ def parser() -> argparse.ArgumentParser:
                     help="with --vm: on the gcov test kernel (kernel build --coverage), report the kernel lines "
                          "of drivers/iommu/iommufd and drivers/vfio the run hit (reports/kernel-coverage.md; "
                          ".info: for vm --coverage --merge)")
+    fz.add_argument("--kcov", action=argparse.BooleanOptionalAction, default=None,
+                    help="coverage guidance: each sequence's new kernel PCs (KCOV in the guest) steer Hypothesis; "
+                         "their growth goes to fuzz-kcov.md in --report (default: on with --vm when the guest has "
+                         "/sys/kernel/debug/kcov)")
+    fz.add_argument("--kcov-unguided", action="store_true",
+                    help="with --kcov: count the kernel PCs (fuzz-kcov.md, progress lines) but steer nothing, "
+                         "the baseline to measure the guidance against")
     fz.add_argument("--faults", action=argparse.BooleanOptionalAction, default=None,
                     help="with --vm: then fault injection over ioas/ and device/ cases (default: nightly only)")
     fz.set_defaults(func=cmd_fuzz)

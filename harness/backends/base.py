@@ -282,6 +282,15 @@ class Backend(ABC):
         there (which is the build tree's path); ``reset``: then zero them all."""
         raise NotImplementedError(f"{self.name}: kernel coverage needs a real kernel")
 
+    def kcov_enable(self) -> str:
+        """Trace the kernel PCs the calling thread runs (KCOV, backends/kcov.py): "" or why not."""
+        return f"{self.name}: KCOV needs a real kernel"
+
+    def kcov_collect(self) -> bytes:
+        """The distinct kernel PCs traced since the last collect, as backends/kcov.py encodes
+        them (b"" when kcov_enable did not succeed)."""
+        return b""
+
     @abstractmethod
     def reset(self) -> None:
         """Close every fd and unmap every mapping this backend made, and put back

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from ..uapi.vfio import VFIO_GROUP_GET_DEVICE_FD
 from .base import MAX_READ, MEMFD_NAME, Backend, Facts, OpResult, Topology, valid_align
+from .kcov import Kcov
 from .pci_sysfs import ENABLE_SRIOV, SysfsTree, normalise_bdf, normalise_path
 from .sysfs_state import (
     RefusedError,
@@ -163,6 +164,7 @@ class KernelBackend(Backend):
         self.policy = WritePolicy(self.tree, self.devices, vm=self.vm)
         self.store = StateStore(Path(state_file) if state_file is not None else default_state_file(), self.tree)
         self._fds: set[int] = set()
+        self._kcov: Kcov | None = None
         # Page-granular [start, end) ranges of the mappings this backend made.
         self._maps: dict[int, int] = {}
         self._facts: Facts | None = None
@@ -438,6 +440,14 @@ class KernelBackend(Backend):
             with open(os.path.join(root, "reset"), "w") as f:
                 f.write("1")
         return out
+
+    def kcov_enable(self) -> str:
+        if self._kcov is None:
+            self._kcov = Kcov()
+        return self._kcov.enable()
+
+    def kcov_collect(self) -> bytes:
+        return self._kcov.collect() if self._kcov is not None else b""
 
     def read(self, fd: int, length: int) -> OpResult:
         refused = self._owned(fd, "read")

@@ -118,6 +118,8 @@ BACKEND_OPS: tuple[Op, ...] = (
     Op("fault_injected", result=TRUTH),
     Op("setup_fault_injection", result=TEXT),
     Op("gcov_collect", (Param("reset", BOOL, False),), FILES, timeout=120.0),
+    Op("kcov_enable", result=TEXT),
+    Op("kcov_collect", result=VALUE),
     Op("reset", result=NOTHING),
 )
 

@@ -23,6 +23,7 @@ from hypothesis.errors import Flaky
 from ..cache_root import cache_root
 from ..cases.case import CaseError
 from ..runner import interrupts
+from .kcov import KcovGuide, PcLog
 from .lockstep import Lockstep
 from .machine import Divergence, find_machine, make_machine, tape_strategy
 from .regression import write_regression
@@ -72,6 +73,7 @@ class FuzzReport:
     rounds: int = 0
     seeds: list[int] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    kcov: PcLog | None = None           # the kernel PCs reached, with coverage guidance (fuzz/kcov.py)
 
     @property
     def sequences_per_s(self) -> float:
@@ -84,7 +86,7 @@ class FuzzReport:
     def line(self) -> str:
         return (f"{self.sequences} sequences, {self.steps} steps in {self.seconds:.1f} s "
                 f"({self.sequences_per_s:.0f} sequences/s, {self.steps_per_s:.0f} steps/s), "
-                f"{len(self.findings)} divergences")
+                f"{len(self.findings)} divergences" + (f", {self.kcov.line()}" if self.kcov else ""))
 
 
 class _ShrinkBudgetSpent(BaseException):
@@ -158,10 +160,12 @@ def fuzz(lockstep: Lockstep, profile: Profile, *, seed: int | None = None, durat
          rounds: int | None = None, examples: int | None = None, out_dir: Path | None = None,
          database_dir: Path | None = None, kernel: str = "model", mock_domains: bool = True,
          invalid_share: float | None = None, after_step: Callable[[], str] | None = None,
-         progress: Callable[[str], None] = print, machine_kind: str = "iommufd") -> FuzzReport:
-    """Run the ``machine_kind`` machine (``iommufd`` or ``vfio``) on ``lockstep`` under ``profile``."""
+         progress: Callable[[str], None] = print, machine_kind: str = "iommufd",
+         kcov: KcovGuide | None = None) -> FuzzReport:
+    """Run the ``machine_kind`` machine (``iommufd`` or ``vfio``) on ``lockstep`` under ``profile``;
+    ``kcov`` (started): each sequence's new kernel PCs guide Hypothesis (fuzz/kcov.py)."""
     kind = find_machine(machine_kind)
-    report = FuzzReport()
+    report = FuzzReport(kcov=kcov.log if kcov else None)
     # The CI profile is the same run every time; the others start where chance says.
     base = seed if seed is not None else (0 if profile.rounds is not None else random.SystemRandom().randrange(1 << 32))
     budget = duration_s if duration_s is not None else profile.duration_s
@@ -189,6 +193,8 @@ def fuzz(lockstep: Lockstep, profile: Profile, *, seed: int | None = None, durat
             raise
         finally:
             m.teardown()
+            if kcov is not None:   # after the reset: the sequence's PCs, its clean-up's too
+                kcov.after_sequence()
 
     sequence.__name__ = sequence.__qualname__ = machine.__name__
     tapes = tape_strategy(profile.steps_per_sequence)
@@ -226,8 +232,12 @@ def fuzz(lockstep: Lockstep, profile: Profile, *, seed: int | None = None, durat
             report.steps = lockstep.steps_run - started
             report.seconds = time.monotonic() - start
         if time.monotonic() - last_progress >= 10 or max_rounds is not None:
+            if kcov is not None:
+                kcov.note()
             progress(f"fuzz: round {report.rounds} (seed {round_seed}): {report.line()}")
             last_progress = time.monotonic()
     report.steps = lockstep.steps_run - started
     report.seconds = time.monotonic() - start
+    if kcov is not None:
+        kcov.note()
     return report
