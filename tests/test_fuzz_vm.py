@@ -6,23 +6,16 @@ and then a missing kernel fails instead of skipping)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 from planted import PlantedModel, planted_bug  # noqa: F401  (planted_bug is a fixture)
+from vm_kernel import KERNEL, VM_MARKS
 
 from harness.fuzz import PROFILES, fuzz
 from harness.fuzz.targets import vm_target
-from harness.vm import find_kernel
 
-KERNEL = find_kernel()
-if os.environ.get("VFIO_CONFORMANCE_KERNEL") and KERNEL is None:
-    raise RuntimeError("VFIO_CONFORMANCE_KERNEL is set but names no kernel image")
-pytestmark = [pytest.mark.vm, pytest.mark.slow,
-              pytest.mark.skipif(KERNEL is None or shutil.which("qemu-system-x86_64") is None,
-                                reason="needs a test kernel bzImage and qemu-system-x86_64")]
+pytestmark = VM_MARKS
 
 
 @pytest.mark.usefixtures("planted_bug")

@@ -7,28 +7,20 @@ and then a missing kernel fails instead of skipping)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import hypothesis
 import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
+from vm_kernel import KERNEL, VM_MARKS
 
 from harness.backends.kcov import decode
 from harness.fuzz import PROFILES, fuzz
 from harness.fuzz.kcov import LABEL, KcovGuide
 from harness.fuzz.targets import vm_target
 from harness.uapi import iommufd
-from harness.vm import find_kernel
 
-KERNEL = find_kernel()
-if os.environ.get("VFIO_CONFORMANCE_KERNEL") and KERNEL is None:
-    raise RuntimeError("VFIO_CONFORMANCE_KERNEL is set but names no kernel image")
-pytestmark = [pytest.mark.vm, pytest.mark.slow,
-              pytest.mark.skipif(KERNEL is None or shutil.which("qemu-system-x86_64") is None,
-                                reason="needs a test kernel bzImage and qemu-system-x86_64")]
+pytestmark = VM_MARKS
 
 
 def test_kcov_is_read_through_the_agent_and_guides_the_fuzzer() -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 HARNESS = Path(__file__).resolve().parent.parent / "harness"
 
 _LOW = {"uapi", "backends", "model", "cases", "agent", "kernel", "vm", "runner"}
-_ALL_PACKAGES = _LOW | {"fuzz", "coverage", "report", "mutate", "cache_root", "resources", "exitcodes"}
+_ALL_PACKAGES = _LOW | {"fuzz", "coverage", "report", "mutate", "cache_root", "resources", "exitcodes",
+                            "durations"}
 
 # Each package (or top-level module) under harness/ -> what of ours it may import: a
 # package or top-level module ("runner"), or one module of a package ("backends.base").
@@ -22,6 +23,8 @@ ALLOWED: dict[str, set[str]] = {
     "resources": set(),
     # The exit codes, one meaning each, of every command and of the pytest session: a leaf.
     "exitcodes": set(),
+    # Durations on the command line (fuzz --duration, mutate --budget): a leaf.
+    "durations": set(),
     # Cases name uAPI fields, never the Python objects of the model or a backend.  Role
     # names are part of the case language: the loader checks them against the registry
     # (backends.roles, which imports only backends.base).

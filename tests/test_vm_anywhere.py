@@ -55,6 +55,10 @@ def test_a_checkout_and_a_venv_under_tmp_run_in_the_guest(under_tmp: Path) -> No
     shutil.copytree(ROOT, checkout, ignore=NOT_SOURCE)
     venv = under_tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    # --system-site-packages reaches the base interpreter's packages only: when pytest itself runs
+    # in a venv (README's command), the new venv sees that venv's packages through a .pth file.
+    site = venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    (site / "parent-venv.pth").write_text("\n".join(p for p in sys.path if p.endswith("site-packages")) + "\n")
     report = under_tmp / "report"
     done = subprocess.run([str(venv / "bin" / "python"), "-m", "harness", "vm", "--kernel", str(KERNEL),
                            "--cases", CASES, "--report", str(report)], cwd=checkout, env=environment(),

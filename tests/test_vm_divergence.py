@@ -8,25 +8,18 @@ kernel fails instead of skipping).
 from __future__ import annotations
 
 import errno
-import os
-import shutil
 from pathlib import Path
 
 import pytest
+from vm_kernel import KERNEL, VM_MARKS
 
 from harness.cases.loader import Loader
 from harness.model.errors import Errno
 from harness.model.iommu.iommu import IommuGroup
 from harness.runner.vmtarget import VmTarget
-from harness.vm import find_kernel
 
 ROOT = Path(__file__).resolve().parent.parent
-KERNEL = find_kernel()
-if os.environ.get("VFIO_CONFORMANCE_KERNEL") and KERNEL is None:
-    raise RuntimeError("VFIO_CONFORMANCE_KERNEL is set but names no kernel image")
-pytestmark = [pytest.mark.vm, pytest.mark.slow,
-              pytest.mark.skipif(KERNEL is None or shutil.which("qemu-system-x86_64") is None,
-                                reason="needs a test kernel bzImage and qemu-system-x86_64")]
+pytestmark = VM_MARKS
 
 CASE = "viability-nonviable-set-container-eperm"
 
