@@ -10,7 +10,7 @@ import threading
 import traceback
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import resources
 from .cli_compare import add_parser as compare_parser
@@ -29,6 +29,9 @@ from .exitcodes import (
 )
 from .kernel.series import SERIES
 from .kernel.under_test import kernel_image
+
+if TYPE_CHECKING:
+    from .fuzz.kcov import KcovGuide
 
 # What fault injection runs over unless told otherwise (the nightly fuzz profile too).
 FAULT_CASES = ["ioas/**", "device/**"]
@@ -368,7 +371,7 @@ def _fuzz_one(args: argparse.Namespace, kind: str, kernel: Path | None, profile:
     return FAILED if report.findings else OK
 
 
-def _kcov_guide(args: argparse.Namespace, backend: Any, vm: bool, progress: Any) -> Any:
+def _kcov_guide(args: argparse.Namespace, backend: Any, vm: bool, progress: Any) -> KcovGuide | None:
     """Coverage guidance (fuzz/kcov.py): on by default with --vm when the guest has KCOV."""
     if args.kcov is False or (args.kcov is None and not vm):
         return None

@@ -201,14 +201,14 @@ def cmd_mutate(args: argparse.Namespace) -> int:
             results = runner.run(picked, None if args.budget is None else start + args.budget)
     except KeyboardInterrupt:
         state = RunState(STOPPED, "KeyboardInterrupt (Ctrl-C or SIGTERM)", len(picked))
-        results = [runner._equivalent(r) for r in (runner.cache.get(m.id) for m in picked) if r is not None]
+        results = runner.cached(picked)
     except KernelBuildError as e:
         print(f"mutate: {e}", file=sys.stderr)
         return ENVIRONMENT
     finally:
         baseline.close()
     header["wall clock"] = f"{time.monotonic() - start:.0f} s for {len(results)} mutants"
-    not_run = len(picked) - len(results)
+    not_run = len(picked) - len(results) if args.budget is not None and not state.stopped_early else 0
     if args.budget is not None and not state.stopped_early:
         header["budget"] = (f"{args.budget:.0f} s: {not_run} of {len(picked)} mutants not run (the same command "
                             "resumes them from the results cache)" if not_run else f"{args.budget:.0f} s, not spent")
@@ -217,8 +217,7 @@ def cmd_mutate(args: argparse.Namespace) -> int:
     t = tally(results).get("all")
     if t is not None:
         print(f"mutate: score {t.score_text()}; " + ", ".join(f"{v} {n}" for v, n in t.counts.items())
-              + (f"; {not_run} of {len(picked)} not run (--budget spent)" if not_run and not state.stopped_early
-                 else ""))
+              + (f"; {not_run} of {len(picked)} not run (--budget spent)" if not_run else ""))
     for r in results:
         if r.verdict == SURVIVED:
             print(f"mutate: survived: {r.name} ({r.id}) in {r.function}()")

@@ -154,7 +154,7 @@ class Runner:
         for n, m in enumerate(mutants, 1):
             cached = self.cache.get(m.id)
             if cached is None and deadline is not None and time.monotonic() >= deadline:
-                out += [self._equivalent(r) for r in (self.cache.get(x.id) for x in mutants[n - 1:]) if r is not None]
+                out += self.cached(mutants[n - 1:])
                 self.progress(f"mutate: budget spent: {len(mutants) - len(out)} of {len(mutants)} mutants not run "
                               "(a later run resumes from the results cache)")
                 return out
@@ -170,6 +170,10 @@ class Runner:
                               f"{r.cases_run} cases")
             out.append(r)
         return out
+
+    def cached(self, mutants: Iterable[Mutant]) -> list[Result]:
+        """The results cache's verdicts of those of ``mutants`` it has, in order."""
+        return [self._equivalent(r) for r in (self.cache.get(m.id) for m in mutants) if r is not None]
 
     def _equivalent(self, r: Result) -> Result:
         """A survivor the reviewed list names is equivalent, with the list's reason (never otherwise)."""
