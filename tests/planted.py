@@ -1,7 +1,7 @@
 """A planted model bug for the fuzzer's tests: a fixed IOVA that is not a multiple of the
 IOAS's IOVA alignment is accepted (the kernel refuses it, io_pagetable.c:188-189).
 
-Only a ``PlantedModel`` has the bug (a context variable marks its ioctls), so it can run
+Only a ``PlantedModel`` has the bug (a context variable marks its ioctls, preads and pwrites), so it can run
 in lockstep against an honest model or the real kernel in the same process."""
 
 from __future__ import annotations
@@ -21,12 +21,21 @@ _planted = contextvars.ContextVar("planted", default=False)
 
 
 class PlantedModel(ModelBackend):
-    def ioctl(self, fd: int, request: int, arg: bytes | int | None) -> OpResult:
+    def _planted(self, op: Any, *args: Any) -> OpResult:
         token = _planted.set(True)
         try:
-            return super().ioctl(fd, request, arg)
+            return op(*args)
         finally:
             _planted.reset(token)
+
+    def ioctl(self, fd: int, request: int, arg: bytes | int | None) -> OpResult:
+        return self._planted(super().ioctl, fd, request, arg)
+
+    def pread(self, fd: int, length: int, offset: int) -> OpResult:
+        return self._planted(super().pread, fd, length, offset)
+
+    def pwrite(self, fd: int, data: bytes, offset: int) -> OpResult:
+        return self._planted(super().pwrite, fd, data, offset)
 
 
 @pytest.fixture
@@ -114,4 +123,32 @@ def planted_dirty_ops_bug(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         return real(iopt, domain, enable)
 
     monkeypatch.setattr(hw_pagetable, "iopt_set_dirty_tracking", set_dirty_tracking)
+    yield
+
+
+@pytest.fixture
+def planted_config_end_bug(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A config-region access that runs past the end of config space is cut at the end (the
+    kernel fails the whole access with EFAULT at the chunk past it, vfio_pci_config.c:1880)."""
+    from harness.model.vfio import pci_config
+
+    real = pci_config.vfio_pci_config_rw
+
+    def config_rw(vdev: Any, pos: int, count: int, data: bytes | None) -> bytes | int:
+        if _planted.get() and pos < vdev.dev.cfg_size:
+            count = min(count, vdev.dev.cfg_size - pos)
+        return real(vdev, pos, count, data)
+
+    monkeypatch.setattr(pci_config, "vfio_pci_config_rw", config_rw)
+    yield
+
+
+@pytest.fixture
+def planted_memory_decode_bug(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A BAR access succeeds with the memory decoding of the virtual command register off (the
+    kernel: EIO, vfio_pci_rdwr.c:49,77)."""
+    from harness.model.vfio import pci_config
+
+    real = pci_config.memory_enabled
+    monkeypatch.setattr(pci_config, "memory_enabled", lambda vdev: _planted.get() or real(vdev))
     yield

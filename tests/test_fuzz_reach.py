@@ -1,5 +1,6 @@
-"""The iommufd machine's HWPT, access and dirty tracking rules (issue 13, item 1): each family
-finds a model bug planted in it, on the model-vs-model run, and shrinks it to a short case."""
+"""The iommufd machine's HWPT, access and dirty tracking rules and the vfio machine's config
+space and BAR region rules (issue 13, item 1): each family finds a model bug planted in it,
+on the model-vs-model run, and shrinks it to a short case."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 from planted import (  # noqa: F401  (fixtures)
     PlantedModel,
     planted_access_prot_bug,
+    planted_config_end_bug,
     planted_dirty_ops_bug,
+    planted_memory_decode_bug,
     planted_nested_bug,
 )
 
@@ -21,14 +24,14 @@ from harness.runner.session import run_case
 from harness.runner.trace import FAIL, PASS
 
 
-def finding(out: Path) -> list[dict[str, Any]]:
-    """The one divergence the CI profile finds between an honest and a planted model, whose
-    case passes on the model alone and fails against the planted one."""
+def finding(out: Path, kind: str = "iommufd") -> list[dict[str, Any]]:
+    """The one divergence the CI profile finds between an honest and a planted model (of the
+    ``kind`` machine), whose case passes on the model alone and fails against the planted one."""
     report = fuzz(Lockstep([ModelBackend(), PlantedModel()]), PROFILES["ci"], out_dir=out / "regressions",
-                  progress=lambda _: None)
+                  progress=lambda _: None, machine_kind=kind)
     assert len(report.findings) == 1
     f = report.findings[0]
-    assert "errno" in f.summary, f.summary
+    assert "errno" in f.summary or "ret" in f.summary, f.summary
     cases, errors = Loader(out).load_all("regressions/*.yaml")
     assert not errors and len(cases) == 1
     assert run_case(cases[0], [ModelBackend()]).status == PASS
@@ -96,3 +99,30 @@ def test_an_access_test_op_names_its_access_by_fd_not_by_object_id() -> None:
     kernel, model = steps(7), steps(4)
     assert kernel == model
     assert kernel[0]["request"]["id"] == "fd#1" and kernel[1]["request"]["id"] == "id#1"
+
+
+def config_offset(step: dict[str, Any]) -> int:
+    """The offset in config space a pread or pwrite of the config region names."""
+    return int(str(step["offset"]).rsplit("+", 1)[1], 0)
+
+
+@pytest.mark.usefixtures("planted_config_end_bug")
+def test_a_config_access_past_the_end_of_config_space_is_found(tmp_path: Path) -> None:
+    steps = finding(tmp_path, "vfio")
+    last = steps[-1]
+    assert ("pread" in last or "pwrite" in last) and "VFIO_PCI_CONFIG_REGION_INDEX" in last["offset"], last
+    length = last.get("length", len(last.get("hex", "")) // 2)
+    assert config_offset(last) + length > 0x100, last    # across the end of (conventional) config space
+    assert len(steps) <= 6, steps
+
+
+@pytest.mark.usefixtures("planted_memory_decode_bug")
+def test_a_bar_access_with_memory_decoding_off_is_found(tmp_path: Path) -> None:
+    steps = finding(tmp_path, "vfio")
+    last = steps[-1]
+    assert ("pread" in last or "pwrite" in last) and "VFIO_PCI_CONFIG_REGION_INDEX" not in last["offset"], last
+    # Before it, the command register written with the memory enable (bit 1) off.
+    commands = [s for s in steps if "pwrite" in s and "VFIO_PCI_CONFIG_REGION_INDEX" in s["offset"]
+                and config_offset(s) <= 0x4 < config_offset(s) + len(s["hex"]) // 2]
+    assert commands, steps
+    assert len(steps) <= 8, steps

@@ -22,7 +22,6 @@ from .machine import (
     U64_MAX,
     Choices,
     MachineKind,
-    SequenceMachine,
     hex_,
     ints,
     one_of,
@@ -31,6 +30,8 @@ from .machine import (
     rule,
     user_va,
 )
+from .vfio_config_rules import ConfigRules
+from .vfio_region_rules import RegionRules
 
 ROLES = {"dev": "isolated", "g": "nonviable"}
 CONTAINER_NODES = {"legacy": "/dev/vfio/vfio", "compat": "/dev/iommu"}
@@ -57,29 +58,10 @@ MAP_FLAGS_OK = one_of("VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE", "VFIO_
 MAP_FLAGS_BAD = one_of("0", "VFIO_DMA_MAP_FLAG_WRITE", "VFIO_DMA_MAP_FLAG_VADDR", "VFIO_DMA_MAP_FLAG_READ | (1 << 8)")
 
 
-class VfioMachine(SequenceMachine):
-    def __init__(self) -> None:
-        super().__init__()
-        # Names by what they stand for; a device fd, cdev or group remembers its role.
-        self.containers: dict[str, str] = {}     # name -> personality
-        self.iommufds: list[str] = []
-        self.groups: dict[str, str] = {}
-        self.devices: dict[str, str] = {}
-        self.cdevs: dict[str, str] = {}
-        self.ioases: list[str] = []
-        self.maps: list[tuple[str, str, int]] = []   # (container, iova, size)
-        self.buf_size: dict[str, int] = {}
-
+class VfioMachine(ConfigRules, RegionRules):
     # -- helpers -------------------------------------------------------------
-    def fds_of(self, kind: str) -> list[str]:
-        return {"group": list(self.groups), "device": list(self.devices) + list(self.cdevs),
-                "cdev": list(self.cdevs), "container": list(self.containers)}[kind]
-
     def swept_kinds(self) -> list[str]:
         return [k for k in _SWEPT if self.fds_of(k)]
-
-    def any_fd(self) -> list[str]:
-        return list(self.containers) + self.iommufds + list(self.groups) + list(self.devices) + list(self.cdevs)
 
     def role(self, c: Choices) -> str:
         return c.pick(sorted(ROLES))
