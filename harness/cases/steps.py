@@ -104,6 +104,7 @@ def _in_range(ctx: FileContext, node: Any, key: Any, where: str, v: Any, lo: int
     return v
 
 
+@functools.cache
 def _ctype_range(ctype: Any) -> tuple[int, int, str] | None:
     """The values a scalar ctypes field holds, and its C name (None: not an integer)."""
     code = getattr(ctype, "_type_", None)

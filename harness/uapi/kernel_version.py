@@ -11,6 +11,7 @@ A release (``uname -r`` or ``make kernelversion``: "6.12.118", "7.2.13", "7.2.0-
 
 from __future__ import annotations
 
+import functools
 import re
 
 _RELEASE = re.compile(r"^\s*(\d+(?:\.\d+)*)")
@@ -22,6 +23,7 @@ class VersionError(ValueError):
     """A release or range that cannot be read."""
 
 
+@functools.lru_cache(maxsize=256)
 def parse(release: str) -> Version:
     """The (major, minor, patch) of a release string; missing parts are 0."""
     m = _RELEASE.match(release)
