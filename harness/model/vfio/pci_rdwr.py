@@ -84,6 +84,11 @@ def vfio_pci_bar_rw(vdev: VfioPciCoreDevice, ppos: int, count: int, data: bytes 
     count = min(count, end - pos)
     x_start = x_end = 0
     if bar == PCI_ROM_RESOURCE:
+        # pci_map_rom() (drivers/pci/rom.c:254-269) reads the image's signature through the
+        # ROM BAR; with the memory enable of the command register (written through to the
+        # function, vfio_pci_config.c:613) off it reads all ones, no image: NULL, ENOMEM.
+        if not pci_config.memory_enabled(vdev):
+            raise Errno(errno.ENOMEM, cite(RDWR_C, 269))
         x_start, x_end = end, end   # the image fills the ROM BAR here
     if bar == vdev.msix_bar:
         x_start, x_end = vdev.msix_offset, vdev.msix_offset + vdev.msix_size
