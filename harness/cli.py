@@ -295,16 +295,20 @@ class _CoverageRun:
         gcov.merge_into(self.total, cov)
 
     def write(self, report: Path, machines: str) -> None:
+        from .coverage import kernel_lines
         from .kernel import gcov, lcov
 
         report.mkdir(parents=True, exist_ok=True)
         title = f"Kernel lines hit by fuzzing ({machines})"
-        (report / "kernel-coverage.md").write_text(gcov.markdown(self.total, title))
+        targets = ["## Targets (issue 13)", "", *kernel_lines.target_table(self.total, fuzz=True), ""]
+        (report / "kernel-coverage.md").write_text(gcov.markdown(self.total, title, targets))
         (report / "kernel-coverage.json").write_text(gcov.to_json(self.total) + "\n")
         # The lines themselves, for `vm --coverage --merge` and lcov's tools.
         (report / "kernel-coverage.info").write_text(lcov.write_info(self.total, self.source, "fuzz"))
-        for d, (hit, lines) in sorted(gcov.by_directory(self.total).items()):
-            print(f"fuzz: coverage {d}: {100.0 * hit / lines if lines else 0:.1f}% of {lines} lines")
+        for t in kernel_lines.TARGETS:
+            hit, lines = t.figures(self.total)
+            print(f"fuzz: coverage {t.label}: {100.0 * hit / lines if lines else 0:.1f}% of {lines} lines"
+                  f" (goal {t.fuzz_goal:.0f}%)")
         print(f"fuzz: wrote {report / 'kernel-coverage.md'} and kernel-coverage.info", file=sys.stderr)
 
 

@@ -306,3 +306,17 @@ def test_text_and_markdown_render_every_row() -> None:
     m = build([])
     assert all(name in text(m) for name in m.rows)
     assert all(f"`{name}`" in markdown(m) for name in m.rows)
+
+
+def test_the_goals_table_counts_a_target_without_its_excluded_files() -> None:
+    from harness.coverage.kernel_lines import target_table
+    from harness.kernel.gcov import FileCoverage
+
+    cov = {p: FileCoverage(p, counts) for p, counts in (
+        ("drivers/iommu/iommufd/ioas.c", {1: 1, 2: 0, 3: 1, 4: 0}),
+        ("drivers/iommu/iommufd/selftest.c", {1: 0, 2: 0}),      # test code: not counted
+        ("drivers/vfio/pci/vfio_pci_igd.c", {1: 1}))}             # graphics only: not counted
+    corpus, fuzz = target_table(cov), target_table(cov, fuzz=True)
+    assert "| drivers/iommu/iommufd without selftest.c | 50.0% | 4 | 92% |" in corpus
+    assert "| drivers/iommu/iommufd without selftest.c | 50.0% | 4 | 85% |" in fuzz
+    assert "| drivers/vfio/pci without vfio_pci_igd.c | 0.0% | 0 | 50% |" in fuzz

@@ -20,12 +20,18 @@ from ..runner.kernel_lines import RunLines
 
 @dataclass(frozen=True)
 class Target:
-    """One of issue 12's line-coverage goals: a directory less the files it does not count."""
+    """A line-coverage goal: a directory less the files it does not count; ``goal`` the corpus's
+    (issue 12), ``fuzz_goal`` a CI fuzz run's (issue 13)."""
 
     name: str
     directory: str
     without: tuple[str, ...]
     goal: float
+    fuzz_goal: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.directory} without {', '.join(self.without)}" if self.without else self.directory
 
     def files(self, cov: gcov.Coverage) -> list[gcov.FileCoverage]:
         return [f for f in cov.values() if f.path.rsplit("/", 1)[0] == self.directory
@@ -39,9 +45,9 @@ class Target:
 # The mock driver (selftest.c) is test code; igd is Intel graphics only; the vendor variant
 # drivers (drivers/vfio/pci/<vendor>/) are not instrumented (kernel build --coverage).
 TARGETS = (
-    Target("iommufd core", "drivers/iommu/iommufd", ("selftest.c",), 92.0),
-    Target("drivers/vfio core", "drivers/vfio", (), 80.0),
-    Target("drivers/vfio/pci core", "drivers/vfio/pci", ("vfio_pci_igd.c",), 60.0),
+    Target("iommufd core", "drivers/iommu/iommufd", ("selftest.c",), 92.0, 85.0),
+    Target("drivers/vfio core", "drivers/vfio", (), 80.0, 70.0),
+    Target("drivers/vfio/pci core", "drivers/vfio/pci", ("vfio_pci_igd.c",), 60.0, 50.0),
 )
 
 
@@ -130,13 +136,17 @@ def _pct(hit: int, total: int) -> str:
     return f"{100.0 * hit / total if total else 0:.1f}%"
 
 
-def markdown(cov: gcov.Coverage, release: str, title: str, notes: list[str], source: Path | None = None) -> str:
-    out = [f"# {title}", "", *notes, "", "## Targets (issue 12)", "",
-           "| code | lines hit | of | goal |", "|---|---|---|---|"]
+def target_table(cov: gcov.Coverage, fuzz: bool = False) -> list[str]:
+    """The goals' table: each target's lines hit, of how many, and its corpus (or fuzz) goal."""
+    out = ["| code | lines hit | of | goal |", "|---|---|---|---|"]
     for t in TARGETS:
         hit, total = t.figures(cov)
-        without = f" without {', '.join(t.without)}" if t.without else ""
-        out.append(f"| {t.directory}{without} | {_pct(hit, total)} | {total} | {t.goal:.0f}% |")
+        out.append(f"| {t.label} | {_pct(hit, total)} | {total} | {t.fuzz_goal if fuzz else t.goal:.0f}% |")
+    return out
+
+
+def markdown(cov: gcov.Coverage, release: str, title: str, notes: list[str], source: Path | None = None) -> str:
+    out = [f"# {title}", "", *notes, "", "## Targets (issue 12)", "", *target_table(cov)]
     out += ["", "## Directories", "", "| directory | lines hit | of |", "|---|---|---|"]
     for d, (hit, total) in sorted(gcov.by_directory(cov).items()):
         out.append(f"| {d} | {_pct(hit, total)} | {total} |")
@@ -226,6 +236,5 @@ def write_reports(run: RunLines, image: Path, report: Path, merge: dict[Path, gc
         out.append(f"vfio-conformance: wrote {cases} ({len(run.by_case)} cases)")
     for t in TARGETS:
         hit, total = t.figures(cov)
-        without = f" without {', '.join(t.without)}" if t.without else ""
-        out.append(f"coverage: {t.directory}{without}: {_pct(hit, total)} of {total} lines (goal {t.goal:.0f}%)")
+        out.append(f"coverage: {t.label}: {_pct(hit, total)} of {total} lines (goal {t.goal:.0f}%)")
     return out

@@ -164,8 +164,9 @@ def by_directory(cov: Coverage) -> dict[str, tuple[int, int]]:
     return out
 
 
-def markdown(cov: Coverage, title: str) -> str:
-    lines = [f"# {title}", "", "| code | lines hit |", "|---|---|"]
+def markdown(cov: Coverage, title: str, head: list[str] | None = None) -> str:
+    """Per directory and per file; ``head``: lines that go first, under the title."""
+    lines = [f"# {title}", "", *(head or []), "| code | lines hit |", "|---|---|"]
     for d, (hit, total) in sorted(by_directory(cov).items()):
         lines.append(f"| {d} | {100.0 * hit / total if total else 0:.1f}% of {total} |")
     lines += ["", "| file | lines hit | of |", "|---|---|---|"]
