@@ -24,6 +24,7 @@ from harness.mutate.operators import OPERATORS, Mutant, mask, mutants_of
 from harness.mutate.report import write
 from harness.mutate.results import (
     EQUIVALENT,
+    IDENTICAL,
     KILLED,
     NOT_COMPILED,
     SURVIVED,
@@ -408,3 +409,71 @@ def test_list_picks_the_same_sample_every_time() -> None:
     picked = _cli("--list", "--mutant", one)
     assert [line.split()[0] for line in picked.stdout.splitlines()] == [one]
     assert _cli("--list", "--functions", "no_such_function").returncode == 5
+
+
+# A tree the size of one file, built with the real gcc and make the way the workspace builds the
+# kernel (``make -C src O=build TARGET``): an object on its own, and a "bzImage" that cannot link.
+TINY_C = """#include <errno.h>
+
+static int unused_check(int x)
+{
+\tif (x < 0)
+\t\treturn -EINVAL;
+\treturn 0;
+}
+
+int used_check(int x)
+{
+\tif (x > 7)
+\t\treturn -EINVAL;
+\treturn 0;
+}
+"""
+TINY_MAKEFILE = """MAKEFLAGS += --no-builtin-rules
+Makefile: ;
+%.o: FORCE
+\tmkdir -p $(O)/$(dir $@) && gcc -O2 -c $(CURDIR)/$*.c -o $(O)/$@
+bzImage:
+\t@echo cannot link here; false
+FORCE:
+.PHONY: FORCE bzImage
+"""
+
+
+def _tiny_tree(tmp_path: Path) -> tuple[Workspace, list[Mutant]]:
+    src, build = tmp_path / "src", tmp_path / "build"
+    (src / "drivers/vfio").mkdir(parents=True)
+    (src / "drivers/vfio/tiny.c").write_text(TINY_C)
+    (src / "Makefile").write_text(TINY_MAKEFILE)
+    build.mkdir()
+    subprocess.run(["make", "-s", "-C", str(src), f"O={build}", "drivers/vfio/tiny.o"], check=True)
+    return Workspace(src, build, "k", tmp_path / "ws"), _mutants("drivers/vfio/tiny.c", TINY_C, ("negate",))
+
+
+def test_a_mutant_compiled_to_the_original_code_is_not_booted_and_not_scored(tmp_path: Path) -> None:
+    ws, (unused, used) = _tiny_tree(tmp_path)
+    assert (unused.function, used.function) == ("unused_check", "used_check")
+    runner = _runner(tmp_path)
+    with ws.session():
+        runner.workspace = ws
+        # gcc drops the static function no one calls: its mutant is the original's object code.
+        same = runner.one(unused)
+        assert same.verdict == IDENTICAL and same.object_sha == ws.object_sha(unused.file, original=True)
+        # The other one's code differs: it goes on to the link (which this tree cannot do).
+        other = runner.one(used)
+        assert other.verdict == NOT_COMPILED and other.by == "make bzImage failed", other
+        assert other.object_sha not in ("", same.object_sha)
+    t = tally([same, _result(KILLED, 1)])["all"]
+    assert (t.total, t.scored, t.score_text()) == (2, 1, "100.0% (1/1)")
+
+
+def test_a_mutant_with_the_object_code_of_one_already_run_takes_its_verdict(tmp_path: Path) -> None:
+    ws, (_, used) = _tiny_tree(tmp_path)
+    runner = _runner(tmp_path)
+    with ws.session():
+        runner.workspace = ws
+        sha = runner.one(used).object_sha
+        runner.cache.put(Result("0123456789ab", "drivers/vfio/tiny.c:99:negate:0", used.file, 99, "negate",
+                                "used_check", KILLED, by="some-case", object_sha=sha))
+        twin = runner.one(used)
+    assert twin.verdict == KILLED and twin.by.startswith("drivers/vfio/tiny.c:99:negate:0 (0123456789ab), the same")

@@ -2,7 +2,7 @@
 
 JUnit and KTAP go through harness/report's renderers, one test per mutant (its area the
 operator): a killed or timed-out mutant passes, a survivor fails with its diff, a mutant that
-did not compile or is equivalent is skipped with the reason.
+did not compile, is equivalent or compiled to the original's code is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from ..report import render_junit, render_ktap, write_atomic
 from ..runner.outcome import CaseOutcome
 from ..runner.run_state import RunState
 from ..runner.trace import FAIL, PASS, SKIP
-from .results import EQUIVALENT, KILLED, NOT_COMPILED, SURVIVED, TIMED_OUT, VERDICTS, Result, Tally, tally
+from .results import EQUIVALENT, IDENTICAL, KILLED, NOT_COMPILED, SURVIVED, TIMED_OUT, VERDICTS, Result, Tally, tally
 
 STEM = "mutate"
 
@@ -44,7 +44,8 @@ def markdown(results: list[Result], header: dict[str, str]) -> str:
     lines = ["# Mutation testing of the uAPI handlers", ""]
     lines += [f"- {k}: {v}" for k, v in header.items()]
     lines += [f"- mutants: {t.total}; " + ", ".join(f"{v} {t.counts[v]}" for v in VERDICTS),
-              f"- **score: {t.score_text()}** (killed + timed out) / (total - not compiled - equivalent)", ""]
+              f"- **score: {t.score_text()}** (killed + timed out) / "
+              "(total - not compiled - equivalent - identical code)", ""]
     lines += ["## Per operator", "", *_table("operator", tally(results, "operator")), ""]
     lines += ["## Per file", "", *_table("file", tally(results, "file")), ""]
     survivors = [r for r in results if r.verdict == SURVIVED]
@@ -52,7 +53,7 @@ def markdown(results: list[Result], header: dict[str, str]) -> str:
     for r in survivors:
         lines += [f"### {r.file}:{r.line} {r.operator} in {r.function}() `{r.id}`", "",
                   f"Survived {r.cases_run} cases.", "", "```diff", r.diff.rstrip("\n"), "```", ""]
-    for verdict in (EQUIVALENT, NOT_COMPILED):
+    for verdict in (EQUIVALENT, IDENTICAL, NOT_COMPILED):
         some = [r for r in results if r.verdict == verdict]
         if some:
             lines += [f"## {verdict.capitalize()} ({len(some)})", ""]

@@ -2,10 +2,13 @@
 
 A verdict is one of ``KILLED`` (a case failed, diverged from the model or the kernel printed a
 splat), ``TIMED_OUT`` (the kernel hung: a kill too), ``SURVIVED``, ``NOT_COMPILED`` (the mutant
-did not build: no verdict on the suite) and ``EQUIVALENT`` (a survivor the reviewed list,
-harness/mutate/equivalent.py, says has no uAPI-visible effect).
+did not build: no verdict on the suite), ``EQUIVALENT`` (a survivor the reviewed list,
+harness/mutate/equivalent.py, says has no uAPI-visible effect) and ``IDENTICAL`` (the compiler
+made the original's object code of it: no behaviour can differ, nothing is booted; "trivial
+compiler equivalence").  A mutant whose object code another mutant of the run already had takes
+that one's verdict, naming it.
 
-score = (killed + timed out) / (total - not compiled - equivalent)
+score = (killed + timed out) / (total - not compiled - equivalent - identical code)
 
 The cache is one JSON-lines file per (kernel source, corpus): ``<cache>/mutate/results/<source
 key>-<corpus hash>.jsonl``, one line per finished mutant, appended and flushed as it finishes,
@@ -24,7 +27,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 KILLED, TIMED_OUT, SURVIVED, NOT_COMPILED, EQUIVALENT = "killed", "timed out", "survived", "not compiled", "equivalent"
-VERDICTS = (KILLED, TIMED_OUT, SURVIVED, NOT_COMPILED, EQUIVALENT)
+IDENTICAL = "identical code"
+VERDICTS = (KILLED, TIMED_OUT, SURVIVED, NOT_COMPILED, EQUIVALENT, IDENTICAL)
+RAN = (KILLED, TIMED_OUT, SURVIVED)     # the verdicts of a mutant that was booted
 
 
 @dataclass
@@ -42,6 +47,7 @@ class Result:
     cases_run: int = 0
     build_s: float = 0.0
     run_s: float = 0.0
+    object_sha: str = ""           # sha256 of the mutated file's object code ("": not built)
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -65,8 +71,9 @@ class Tally:
 
     @property
     def scored(self) -> int:
-        """The mutants the score is over: every one but those that did not compile or are equivalent."""
-        return self.total - self.counts[NOT_COMPILED] - self.counts[EQUIVALENT]
+        """The mutants the score is over: every one but those that did not compile, are equivalent
+        or compiled to the original's code."""
+        return self.total - self.counts[NOT_COMPILED] - self.counts[EQUIVALENT] - self.counts[IDENTICAL]
 
     @property
     def detected(self) -> int:
@@ -123,6 +130,11 @@ class ResultsCache:
 
     def get(self, mutant_id: str) -> Result | None:
         return self.results.get(mutant_id)
+
+    def twin(self, object_sha: str) -> Result | None:
+        """A mutant of this cache that was booted with the same object code."""
+        return next((r for r in self.results.values() if object_sha and r.object_sha == object_sha
+                     and r.verdict in RAN), None)
 
     def put(self, result: Result) -> None:
         self.results[result.id] = result

@@ -29,7 +29,7 @@ from ..vm import VmError
 from .case_lines import CaseLines
 from .equivalent import Equivalent
 from .operators import OPERATORS, Mutant, mutants_of
-from .results import EQUIVALENT, KILLED, NOT_COMPILED, SURVIVED, TIMED_OUT, Result, ResultsCache
+from .results import EQUIVALENT, IDENTICAL, KILLED, NOT_COMPILED, SURVIVED, TIMED_OUT, Result, ResultsCache
 from .scope import Scope
 from .workspace import Workspace
 
@@ -187,8 +187,23 @@ class Runner:
         r = Result(m.id, m.name, m.file, m.line, m.operator, m.function, SURVIVED, diff=m.diff(original))
         self.workspace.apply(m)
         try:
-            built = self.workspace.make(self.jobs)
+            obj = self.workspace.object_name(m.file)
+            built = self.workspace.make(self.jobs, obj)
             r.build_s = round(built.seconds, 1)
+            if not built.ok:
+                r.verdict, r.by, r.detail = NOT_COMPILED, f"make {obj} failed", built.log_tail
+                return r
+            r.object_sha = self.workspace.object_sha(m.file)
+            if r.object_sha == self.workspace.object_sha(m.file, original=True):
+                r.verdict, r.by = IDENTICAL, f"{obj} is the original's object code"
+                return r
+            twin = self.cache.twin(r.object_sha)
+            if twin is not None:
+                r.verdict, r.by, r.detail = twin.verdict, f"{twin.name} ({twin.id}), the same object code: {twin.by}", \
+                    twin.detail
+                return r
+            built = self.workspace.make(self.jobs, append=True)
+            r.build_s = round(r.build_s + built.seconds, 1)
             if not built.ok:
                 r.verdict, r.by, r.detail = NOT_COMPILED, "make bzImage failed", built.log_tail
                 return r

@@ -8,7 +8,9 @@ Under the cache root (harness/cache_root.py), per test-kernel build key::
     mutate/<build key>/mutated   the file a mutant replaced, while it is replaced
 
 A mutant replaces one file of ``src/`` by a real file (a new inode: the shared tree is never
-written) and ``make bzImage`` recompiles that file and links (about 20 s).  Restoring links the
+written); its object is compiled first (``make <file>.o``, a few seconds) and compared with the
+original's, and only a mutant whose object code differs goes on to ``make bzImage`` (the link,
+about 20 s in all).  Restoring links the
 original back and deletes the mutant's object, so the next build recompiles it from the original
 (the original's mtime is older than the mutant's object).  The cached build directory of the test
 kernel is only read, under its build lock, while it is copied.
@@ -17,6 +19,7 @@ kernel is only read, under its build lock, while it is copied.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import subprocess
@@ -147,11 +150,25 @@ class Workspace:
                 (self.build / rel).with_suffix(".o").unlink()
         marker.unlink()
 
-    def make(self, jobs: int = 2) -> BuildResult:
-        """``make bzImage`` in the workspace (nice 10), its output in mutant-build.log."""
-        cmd = ["nice", "-n", "10", "make", "-C", str(self.src), f"O={self.build}", f"-j{jobs}", "bzImage"]
+    @staticmethod
+    def object_name(rel: str) -> str:
+        return str(Path(rel).with_suffix(".o"))
+
+    def object_sha(self, rel: str, original: bool = False) -> str:
+        """The sha256 of ``rel``'s object file, as the mutant's build made it or (``original``) as
+        the test kernel's build did; "" when there is none."""
+        path = (self.original_build if original else self.build) / self.object_name(rel)
+        try:
+            return hashlib.sha256(path.read_bytes()).hexdigest()
+        except FileNotFoundError:
+            return ""
+
+    def make(self, jobs: int = 2, target: str = "bzImage", append: bool = False) -> BuildResult:
+        """``make TARGET`` in the workspace (nice 10), its output in mutant-build.log (``append``:
+        after the output of the mutant's object build)."""
+        cmd = ["nice", "-n", "10", "make", "-C", str(self.src), f"O={self.build}", f"-j{jobs}", target]
         start = time.monotonic()
-        with open(self.log, "w") as log, open(os.devnull, "w") as quiet:
+        with open(self.log, "a" if append else "w") as log, open(os.devnull, "w") as quiet:
             rc = make.run_logged(cmd, log, cwd=self.build, label="mutant make", err=quiet)
         seconds = time.monotonic() - start
         tail = "" if rc == 0 else make.tail(self.log.read_text(errors="replace"), 15)
