@@ -144,8 +144,8 @@ class Bench:
 
             def backend() -> tuple[float, str]:
                 us = best(lambda: timed(n, lambda: kb.ioctl(r, termios.FIONREAD, buf)), reps)
-                scan = best(lambda: timed(n, kmod._open_fds), reps)
-                return us, f"its /proc/self/fd scan (done twice) alone: {scan:.1f} us"
+                probe = best(lambda: timed(n, lambda: kmod._lowest_free_fd(r)), reps)
+                return us, f"its probe for the fd an ioctl may install (dup + close) alone: {probe:.1f} us"
 
             self.row("kernel backend", backend)
             self._dispatch(kb, r)

@@ -349,6 +349,38 @@ def test_an_ioctl_buffer_is_followed_by_a_guard_page(monkeypatch: pytest.MonkeyP
         os.close(w)
 
 
+@pytest.mark.parametrize("sizes", [(3 * PAGE + 5, 16, 1), (kmod._Scratch.PAGES * PAGE + 1, 8)])
+def test_every_ioctl_buffer_looks_fresh(monkeypatch: pytest.MonkeyPatch, sizes: tuple[int, ...]) -> None:
+    """One buffer after another (the scratch mapping reused, or a fresh one past its size): each
+    shows its own bytes, zeros to the end of its last page, then the guard page; what the kernel
+    wrote in it comes back, and nothing of an earlier argument shows."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.write.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
+    r, w = os.pipe()
+    seen: list[tuple[bytes, int, int]] = []
+
+    def probe(fd: int, request: int, addr: int) -> int:
+        n = request                                      # the test passes the size as the request
+        end = (n + PAGE - 1) // PAGE * PAGE
+        ctypes.set_errno(0)
+        guard = libc.write(w, addr + end, 1)
+        seen.append((ctypes.string_at(addr, end), guard, ctypes.get_errno()))
+        ctypes.memset(addr, 0x5A, 1)                     # the kernel writing its output
+        return 0
+
+    monkeypatch.setattr(kmod, "_ioctl", probe)
+    try:
+        for n in sizes:
+            res = kmod.libc_ioctl(r, n, b"\xa5" * n)
+            assert res.ok and res.data == b"\x5a" + b"\xa5" * (n - 1)
+            shown, guard, err = seen[-1]
+            assert shown == b"\xa5" * n + bytes(len(shown) - n)
+            assert (guard, err) == (-1, errno.EFAULT)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 @pytest.mark.parametrize("mock_errno,expected", [(0, True), (errno.EINVAL, False)])
 def test_mock_domain_probe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mock_errno: int, expected: bool) -> None:
     """facts().mock_domains asks the kernel: IOAS_ALLOC, then TEST_CMD MOCK_DOMAIN on that IOAS.
