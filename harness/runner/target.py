@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.base import Backend
+from ..backends.guest_layout import PROFILES
 from ..cases.case import Case
 from ..model.backend import ModelBackend
 from ..vm import Vm, VmError
@@ -30,9 +31,17 @@ class TargetUnusable(RuntimeError):
     this message, the console excerpt included, instead of booting a fresh guest per case."""
 
 
+def _offers(profile: str, role: str) -> bool:
+    return any(role in f.roles for f in PROFILES[profile].functions)
+
+
 def profile_for(case: Case) -> str:
-    """The guest a case needs."""
-    return "mock" if case.requires.mock_domains else "viommu"
+    """The guest a case needs: the mock one for mock domains or a role only it offers (the
+    noiommu function), else the one with the vIOMMU."""
+    if case.requires.mock_domains:
+        return "mock"
+    roles = case.requires.topology.values()
+    return "mock" if any(_offers("mock", r) and not _offers("viommu", r) for r in roles) else "viommu"
 
 
 @dataclass
