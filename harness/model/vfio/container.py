@@ -206,7 +206,7 @@ def vfio_group_detach_container(k: ModelKernel, group: VfioGroup) -> None:
     driver = container.iommu_driver
     if driver is not None:
         driver.detach_group(k, container.iommu_data, group)
-    if group.iommu_group is not None and not group.noiommu:  # container.c:486-487
+    if group.iommu_group is not None and not group.noiommu:  # container.c:483-484
         group.iommu_group.release_dma_owner()
     group.container = None
     group.container_users = 0

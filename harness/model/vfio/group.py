@@ -246,7 +246,7 @@ def vfio_group_ioctl_get_device_fd(k: ModelKernel, group: VfioGroup, arg: int) -
 # -- the device's group (group.c:581-815) ------------------------------------------------
 
 def vfio_noiommu_group_alloc(k: ModelKernel, device: VfioDevice) -> VfioGroup:
-    """group.c:617-658: a new IOMMU group named vfio-noiommu (the lowest free id) with the
+    """group.c:617-650: a new IOMMU group named vfio-noiommu (the lowest free id) with the
     device in it, and its VFIO_NO_IOMMU vfio_group, /dev/vfio/noiommu-$ID (group.c:594-596)."""
     from ..iommu.iommu import iommu_group_add_device, iommu_group_alloc
     from ..pci.pci import pci_core
