@@ -96,7 +96,7 @@ def test_cases_asking_for_the_noiommu_role_run_in_the_mock_guest_and_pass_on_its
     from harness.cases.loader import Loader
     from harness.model.backend import ModelBackend
     from harness.model.topologies import default_facts
-    from harness.runner.session import run_case
+    from harness.runner.session import backends_for, run_case
     from harness.runner.target import profile_for
 
     loader = Loader(Path(__file__).resolve().parents[1] / "cases")
@@ -107,5 +107,9 @@ def test_cases_asking_for_the_noiommu_role_run_in_the_mock_guest_and_pass_on_its
     facts = dc.replace(default_facts(), vfio_noiommu=True, profile="mock")
     outcomes = {c.test_id: run_case(c, [ModelBackend(vm_topology("mock"), facts)]).status for c in noiommu}
     assert set(outcomes.values()) == {"pass"}, outcomes
-    # On the viommu guest's model they have no function to run on.
-    assert {run_case(c, [ModelBackend()]).status for c in noiommu} == {"skip"}
+    # On the viommu guest's model they have no function to run on; the model alone runs them on
+    # the mock guest's (what `vfio-conformance run` does), and every other case on its own.
+    default = [ModelBackend()]
+    assert {run_case(c, default).status for c in noiommu} == {"skip"}
+    assert all(backends_for(c, default)[0].facts().vfio_noiommu for c in noiommu)
+    assert all(backends_for(c, default) is default for c in others)

@@ -18,30 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.base import Backend
-from ..backends.guest_layout import PROFILES
-from ..cases.case import Case
 from ..model.backend import ModelBackend
 from ..vm import Vm, VmError
 from ..vm.console import Splat
 from .kernel_lines import KernelLines
+from .topology import profile_for
+
+__all__ = ["Guest", "KernelTarget", "TargetUnusable", "profile_for"]
 
 
 class TargetUnusable(RuntimeError):
     """No case can run on this target (its guests' agent cannot start): the run stops with
     this message, the console excerpt included, instead of booting a fresh guest per case."""
-
-
-def _offers(profile: str, role: str) -> bool:
-    return any(role in f.roles for f in PROFILES[profile].functions)
-
-
-def profile_for(case: Case) -> str:
-    """The guest a case needs: the mock one for mock domains or a role only it offers (the
-    noiommu function), else the one with the vIOMMU."""
-    if case.requires.mock_domains:
-        return "mock"
-    roles = case.requires.topology.values()
-    return "mock" if any(_offers("mock", r) and not _offers("viommu", r) for r in roles) else "viommu"
 
 
 @dataclass
