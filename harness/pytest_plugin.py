@@ -24,7 +24,7 @@ from .cases.loader import Loader
 from .exitcodes import ENVIRONMENT, USAGE_ERROR
 from .runner.deadline import DEFAULT_KERNEL_TIMEOUT, DEFAULT_MODEL_TIMEOUT, case_timeout
 from .runner.outcome import CaseOutcome, malformed_outcome, unfinished
-from .runner.session import BACKENDS, make_backends, run_case
+from .runner.session import BACKENDS, backends_for, make_backends, run_case
 from .runner.target import TargetUnusable
 from .runner.trace import ERROR, FAIL, SKIP
 
@@ -143,7 +143,8 @@ def run_one(case: Case | CaseError, backends: Any, item: pytest.Item) -> None:
         if hasattr(backends, "run"):  # a VmTarget picks the guest and watches its console
             outcome = backends.run(case)
         else:
-            outcome = run_case(case, backends, Path(str(item.config.rootpath)), timeout_of(item.config))
+            outcome = run_case(case, backends_for(case, backends), Path(str(item.config.rootpath)),
+                               timeout_of(item.config))
     except TargetUnusable as e:
         pytest.exit(f"cannot set up the kernel target: {e}", returncode=ENVIRONMENT)
     except Exception as e:

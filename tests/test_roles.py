@@ -115,13 +115,20 @@ def test_the_guest_layout_declares_only_known_roles() -> None:
 
 def test_each_declared_role_binds_its_function_on_the_model() -> None:
     # The VM's own check of the same is tests/test_vm_boot.py.
+    declared_anywhere = set()
+    for prof in PROFILES.values():
+        topo = vm_topology(prof.name)
+        declared = [(r, f.bdf) for f in prof.functions for r in f.roles]
+        declared_anywhere |= {r for r, _ in declared}
+        for role, bdf in declared:
+            bound = bind_roles({"x": role}, topo)
+            assert not isinstance(bound, str) and bound["x"].bdf == bdf, (prof.name, role, bound)
+            assert prof.offering(role).bdf == bdf
+    assert declared_anywhere == set(roles.ROLES) - {"resettable"}
+    # The noiommu function plays no other role, and no function of the viommu guest plays it.
+    assert isinstance(bind_roles({"x": "vfio"}, vm_topology("mock")), str)
+    assert isinstance(bind_roles({"x": "noiommu"}, vm_topology()), str)
     prof, topo = PROFILES["viommu"], vm_topology()
-    declared = [(r, f.bdf) for f in prof.functions for r in f.roles]
-    assert {r for r, _ in declared} == set(roles.ROLES) - {"resettable"}
-    for role, bdf in declared:
-        bound = bind_roles({"x": role}, topo)
-        assert not isinstance(bound, str) and bound["x"].bdf == bdf, (role, bound)
-        assert prof.offering(role).bdf == bdf
     # The model keeps the NVMe's FLR, which guest-init clears in the guest.
     bound = bind_roles({"x": "resettable"}, topo)
     assert not isinstance(bound, str) and bound["x"].name == "nvme"

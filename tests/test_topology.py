@@ -67,3 +67,49 @@ def test_reset_roles_follow_the_functions_reset_capabilities() -> None:
     both = bind_roles({"a": "no-hot-reset", "b": "no-hot-reset"}, t)
     assert not isinstance(both, str) and {both["a"].bdf, both["b"].bdf} == {"0:a", "0:b"}
     assert isinstance(bind_roles({"a": "no-hot-reset", "b": "no-hot-reset", "c": "no-hot-reset"}, t), str)
+
+
+def test_the_mock_guest_gives_its_e1000_a_noiommu_group_on_the_model() -> None:
+    """The model booted as the mock guest (no IOMMU, vfio.enable_unsafe_noiommu_mode=1): vfio
+    makes the e1000 an IOMMU group of its own, /dev/vfio/noiommu-0, and no cdev; without the
+    mode vfio-pci cannot take a function that has no IOMMU group."""
+    import dataclasses as dc
+
+    from harness.model.backend import ModelBackend
+    from harness.model.topologies import default_facts
+
+    facts = dc.replace(default_facts(), vfio_noiommu=True, profile="mock")
+    model = ModelBackend(vm_topology("mock"), facts)
+    e1000 = model.topology().functions["0000:00:02.0"]
+    assert (e1000.driver, e1000.iommu_group, e1000.noiommu, e1000.cdev) == ("vfio-pci", 0, True, None)
+    assert model.path_exists("/dev/vfio/noiommu-0")
+    assert not model.path_exists("/dev/vfio/0") and not model.path_exists("/dev/vfio/devices/vfio0")
+    off = ModelBackend(vm_topology("mock"), dc.replace(facts, vfio_noiommu=False))
+    assert not off.path_exists("/dev/vfio/noiommu-0")
+    assert off.topology().functions["0000:00:02.0"].driver != "vfio-pci"
+
+
+def test_cases_asking_for_the_noiommu_role_run_in_the_mock_guest_and_pass_on_its_model() -> None:
+    import dataclasses as dc
+    from pathlib import Path
+
+    from harness.cases.loader import Loader
+    from harness.model.backend import ModelBackend
+    from harness.model.topologies import default_facts
+    from harness.runner.session import backends_for, run_case
+    from harness.runner.target import profile_for
+
+    loader = Loader(Path(__file__).resolve().parents[1] / "cases")
+    noiommu, errors = loader.load_all("noiommu/*.yaml")
+    others, more_errors = loader.load_all("viability/isolated-viable.yaml")
+    assert noiommu and others and not errors and not more_errors
+    assert {profile_for(c) for c in noiommu} == {"mock"} and {profile_for(c) for c in others} == {"viommu"}
+    facts = dc.replace(default_facts(), vfio_noiommu=True, profile="mock")
+    outcomes = {c.test_id: run_case(c, [ModelBackend(vm_topology("mock"), facts)]).status for c in noiommu}
+    assert set(outcomes.values()) == {"pass"}, outcomes
+    # On the viommu guest's model they have no function to run on; the model alone runs them on
+    # the mock guest's (what `vfio-conformance run` does), and every other case on its own.
+    default = [ModelBackend()]
+    assert {run_case(c, default).status for c in noiommu} == {"skip"}
+    assert all(backends_for(c, default)[0].facts().vfio_noiommu for c in noiommu)
+    assert all(backends_for(c, default) is default for c in others)

@@ -81,13 +81,17 @@ def test_common_options_and_agent_channel() -> None:
         assert "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap" in argv
 
 
-def test_mock_has_no_viommu_and_no_test_devices() -> None:
+def test_mock_has_no_viommu_and_one_noiommu_e1000() -> None:
     argv = qemu_command(cfg("mock"))
     devs = devices(argv)
-    assert not any(d.startswith(("intel-iommu", "e1000", "nvme", "pci-bridge")) for d in devs)
+    assert not any(d.startswith(("intel-iommu", "nvme", "pci-bridge")) for d in devs)
+    assert [d for d in devs if d.startswith("e1000")] == ["e1000,bus=pcie.0,addr=02.0"]
     words = cmdline_words(argv)
-    assert not any(w.startswith(("vfioconf.bind=", "vfioconf.noreset=", "intel_iommu", "vfio_pci.")) for w in words)
-    assert "hugepages=128" in words
+    assert not any(w.startswith(("vfioconf.noreset=", "intel_iommu", "vfio_pci.")) for w in words)
+    # vfio is built in: no-IOMMU mode from the command line, the e1000 straight to vfio-pci.
+    for w in ("hugepages=128", "vfio.enable_unsafe_noiommu_mode=1", "initcall_blacklist=e1000_init_module",
+              "vfioconf.bind=0000:00:02.0"):
+        assert w in words, w
 
 
 def test_kernel_command_line() -> None:

@@ -111,15 +111,26 @@ def test_viommu_guest_topology(tmp_path: Path) -> None:
         assert vm.scan_console() == [], vm.console_tail()
 
 
-def test_mock_guest_has_iommufd_and_no_vfio_devices(tmp_path: Path) -> None:
+def test_mock_guest_has_iommufd_and_one_noiommu_vfio_device(tmp_path: Path) -> None:
     assert KERNEL is not None
     with Vm(workdir=tmp_path, init_options={"topo": "1"}) as vm:
         vm.start("mock", KERNEL)
         assert vm.wait_console(r"vfioconf: topology printed", 120), vm.console_tail()
         dump = observe.parse_dump(vm.console_text())
-        assert "/dev/iommu" in dump.nodes
-        assert all(f.iommu_group is None and f.driver != "vfio-pci" for f in dump.topology.functions.values())
+        assert "/dev/iommu" in dump.nodes and "/dev/vfio/noiommu-0" in dump.nodes
+        assert not any(n.startswith("/dev/vfio/devices/") for n in dump.nodes), dump.nodes
+        noiommu = PROFILES["mock"].offering("noiommu").bdf
+        for bdf, f in dump.topology.functions.items():
+            if bdf == noiommu:
+                assert (f.driver, f.iommu_group) == ("vfio-pci", 0), f
+            else:
+                assert f.iommu_group is None and f.driver != "vfio-pci", f
         if vm.agent is not None:
             facts = vm.agent.facts()
-            assert facts.mock_domains and facts.profile == "mock"
+            assert facts.mock_domains and facts.profile == "mock" and facts.vfio_noiommu
+            topo = vm.agent.topology()
+            assert topo.functions[noiommu].noiommu and topo.functions[noiommu].cdev is None
+            bound = bind_roles({"dev": "noiommu"}, topo)
+            assert not isinstance(bound, str) and bound["dev"].bdf == noiommu
+            assert isinstance(bind_roles({"dev": "vfio"}, topo), str)
         assert vm.scan_console() == [], vm.console_tail()

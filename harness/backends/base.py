@@ -64,6 +64,9 @@ class PciFunction:
     sriov_numvfs: int = 0
     physfn: str | None = None       # set on VFs: the PF's bdf
     cdev: str | None = None         # "vfio3" when /dev/vfio/devices/vfio3 exists
+    # Its IOMMU group is a vfio-noiommu one (no IOMMU behind it: vfio made the group in its
+    # enable_unsafe_noiommu_mode, /dev/vfio/noiommu-N, drivers/vfio/group.c).
+    noiommu: bool = False
     is_pcie: bool = True
     name: str = ""                  # a human label ("e1000", "nvme", "ich9-lpc")
     # -- Hardware description.  A kernel backend discovers these from sysfs (the
@@ -154,6 +157,8 @@ class Facts:
     mock_domains: bool = False
     # vfio_pci.enable_sriov at start.
     enable_sriov: bool = False
+    # vfio.enable_unsafe_noiommu_mode at start (drivers/vfio/vfio_main.c vfio_noiommu).
+    vfio_noiommu: bool = False
     profile: str = ""
     # The IOMMU the VFIO devices sit behind (QEMU 7.2 intel-iommu by default:
     # aw-bits 39; the interrupt window is reserved as IOMMU_RESV_MSI).

@@ -34,7 +34,7 @@ from pathlib import Path
 from ..uapi.vfio import VFIO_GROUP_GET_DEVICE_FD
 from .base import MAX_READ, MEMFD_NAME, Backend, Facts, OpResult, Topology, valid_align
 from .kcov import Kcov
-from .pci_sysfs import ENABLE_SRIOV, SysfsTree, normalise_bdf, normalise_path
+from .pci_sysfs import ENABLE_SRIOV, NOIOMMU_MODE, SysfsTree, normalise_bdf, normalise_path
 from .sysfs_state import (
     RefusedError,
     StateStore,
@@ -285,7 +285,8 @@ class KernelBackend(Backend):
                 kernel=os.uname().release, config=config, container=container,
                 mock_domains="IOMMUFD_TEST" in config and self.path_exists("/dev/iommu")
                 and self._probe_mock_domain(),
-                enable_sriov=self._enable_sriov0, profile=os.environ.get(PROFILE_ENV, ""),
+                enable_sriov=self._enable_sriov0, vfio_noiommu=bool_param(self.tree.read(NOIOMMU_MODE)),
+                profile=os.environ.get(PROFILE_ENV, ""),
             )
         return self._facts
 

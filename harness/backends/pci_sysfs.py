@@ -19,6 +19,8 @@ PCI_DEVICES = "/sys/bus/pci/devices"
 PCI_DRIVERS = "/sys/bus/pci/drivers"
 DRIVERS_PROBE = "/sys/bus/pci/drivers_probe"
 ENABLE_SRIOV = "/sys/module/vfio_pci/parameters/enable_sriov"
+# vfio.enable_unsafe_noiommu_mode (drivers/vfio/vfio_main.c: vfio_noiommu, 0644).
+NOIOMMU_MODE = "/sys/module/vfio/parameters/enable_unsafe_noiommu_mode"
 # vfio_iommu_type1.dma_entry_limit: how many mappings a type1 container opened afterwards takes.
 DMA_ENTRY_LIMIT = "/sys/module/vfio_iommu_type1/parameters/dma_entry_limit"
 # PCI_CFG_SPACE_SIZE: a config file larger than this exposes extended config
@@ -155,6 +157,13 @@ class SysfsTree:
         name = self.link_name(f"{PCI_DEVICES}/{bdf}/iommu_group")
         return int(name) if name is not None and name.isdigit() else None
 
+    def noiommu_group(self, group: int | None) -> bool:
+        """Whether IOMMU group ``group`` is one vfio made in no-IOMMU mode (its name,
+        iommu_group_set_name(), drivers/vfio/group.c vfio_noiommu_group_alloc())."""
+        if group is None:
+            return False
+        return (self.read(f"/sys/kernel/iommu_groups/{group}/name") or "").strip() == "vfio-noiommu"
+
     def group_members(self, group: int) -> list[str]:
         return self.listdir(f"/sys/kernel/iommu_groups/{group}/devices")
 
@@ -195,17 +204,21 @@ class SysfsTree:
 
     def function(self, bdf: str) -> PciFunction:
         driver = self.driver(bdf)
+        group = self.iommu_group(bdf)
+        f_noiommu = self.noiommu_group(group)
         f = PciFunction(
             bdf=bdf,
             vendor=self.read_int(f"{PCI_DEVICES}/{bdf}/vendor", 16) or 0,
             device=self.read_int(f"{PCI_DEVICES}/{bdf}/device", 16) or 0,
-            iommu_group=self.iommu_group(bdf),
+            iommu_group=group,
+            noiommu=f_noiommu,
             driver=driver,
             driver_override=self.driver_override(bdf),
             sriov_totalvfs=self.read_int(f"{PCI_DEVICES}/{bdf}/sriov_totalvfs") or 0,
             sriov_numvfs=self.sriov_numvfs(bdf) or 0,
             physfn=self.physfn(bdf),
-            cdev=self.cdev(bdf),
+            # A noiommu device has vfio-dev/vfioN in sysfs but no cdev node (vfio.h:359-366).
+            cdev=None if f_noiommu else self.cdev(bdf),
             name=driver or self.class_name(bdf),
         )
         pcie = self.is_pcie(bdf)

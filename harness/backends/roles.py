@@ -42,6 +42,8 @@ class RoleSpec:
     doc: str                                        # completes "a PCI function that is ..."
     fits: Callable[[Topology, PciFunction], bool]   # beyond being bound to vfio-pci with a group
     attributes: tuple[str, ...] = COMMON
+    # The role is played by a function in a vfio-noiommu group; every other role wants an IOMMU.
+    noiommu: bool = False
 
 
 class UnknownRole(ValueError):
@@ -80,6 +82,9 @@ _SPECS = (
     RoleSpec("no-hot-reset", "alone in its group, no VFs, and neither a slot nor a bus reset possible "
              "(a function on the root bus)",
              lambda t, f: _alone(t, f) and not f.hot_reset_functions),
+    RoleSpec("noiommu", "in a vfio-noiommu group: no IOMMU behind it, vfio's `enable_unsafe_noiommu_mode` "
+             "made the group (`/dev/vfio/noiommu-${dev.group}`, no cdev); no other role takes such a function",
+             lambda t, f: True, noiommu=True),
 )
 ROLES: dict[str, RoleSpec] = {s.name: s for s in _SPECS}
 
@@ -95,7 +100,8 @@ def check(role: str) -> RoleSpec:
 def fits(role: str, topo: Topology, f: PciFunction) -> bool:
     """Whether ``f`` can play ``role``: every role wants a function bound to vfio-pci, in a group."""
     spec = check(role)
-    return f.driver == "vfio-pci" and f.iommu_group is not None and spec.fits(topo, f)
+    return (f.driver == "vfio-pci" and f.iommu_group is not None and f.noiommu == spec.noiommu
+            and spec.fits(topo, f))
 
 
 def markdown_table() -> str:

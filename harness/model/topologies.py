@@ -95,20 +95,29 @@ def _bus(bdf: str) -> str:
     return bdf.rsplit(":", 1)[0]
 
 
-def vm_topology() -> Topology:
+def vm_topology(profile_name: str = "viommu") -> Topology:
     """The guest's functions (harness.backends.guest_layout) with their hardware facts, at
     boot: the ``vfio`` ones on vfio-pci with cdevs in bind order, the others on their driver.
     A function on the root bus cannot be hot reset (pci_probe_reset_bus() needs
-    bus->self); a secondary bus reset below a bridge resets every function on that bus."""
-    profile = PROFILES["viommu"]
+    bus->self); a secondary bus reset below a bridge resets every function on that bus.
+    A profile without a vIOMMU has no IOMMU groups but the vfio-noiommu ones vfio made for its
+    ``vfio`` functions (numbered from 0 in bind order, without cdevs: drivers/vfio/vfio.h:359-366)."""
+    profile = PROFILES[profile_name]
     layout = sorted(profile.machine_functions(), key=lambda f: (f.group is None, f.group or 0, f.bdf))
-    cdevs = {bdf: f"vfio{i}" for i, bdf in enumerate(profile.bind_order())}
+    bound = profile.bind_order()
+    cdevs = {bdf: f"vfio{i}" for i, bdf in enumerate(bound)}
     fns = []
     for f in layout:
         root_bus = _bus(f.bdf).endswith(":00")
+        group, cdev, override = f.group, cdevs.get(f.bdf), None
+        if not profile.viommu:
+            # guest-init binds through driver_override, which stays (a reprobe binds vfio-pci again)
+            group = bound.index(f.bdf) if f.bdf in bound else None
+            cdev, override = None, "vfio-pci" if f.vfio else None
         fns.append(PciFunction(
-            f.bdf, f.vendor, f.device, iommu_group=f.group, driver="vfio-pci" if f.vfio else f.driver,
-            cdev=cdevs.get(f.bdf), name=f.name, native_driver=f.driver,
+            f.bdf, f.vendor, f.device, iommu_group=group, driver="vfio-pci" if f.vfio else f.driver,
+            cdev=cdev, driver_override=override, name=f.name, native_driver=f.driver,
+            noiommu=not profile.viommu and group is not None,
             hot_reset_functions=() if root_bus else tuple(g.bdf for g in layout if _bus(g.bdf) == _bus(f.bdf)),
             **HARDWARE[f.name]))
     return Topology({f.bdf: f for f in fns})

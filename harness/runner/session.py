@@ -74,6 +74,35 @@ def make_backends(name: str, devices: tuple[str, ...] = (), target: str | None =
     raise ValueError(f"unknown backend {name!r} (one of {', '.join(BACKENDS)})")
 
 
+def mock_guest_model(release: str) -> Backend:
+    """The model alone as the mock test VM guest of ``release`` (no IOMMU, vfio's no-IOMMU mode,
+    its e1000 in a vfio-noiommu group: harness.model.topologies.vm_topology("mock"))."""
+    from dataclasses import replace
+
+    from ..model.backend import ModelBackend
+    from ..model.topologies import default_facts, vm_topology
+
+    got = _MOCK_MODELS.get(release)
+    if got is None:
+        facts = replace(default_facts(release), vfio_noiommu=True, profile="mock")
+        got = _MOCK_MODELS[release] = ModelBackend(vm_topology("mock"), facts)
+    return got
+
+
+_MOCK_MODELS: dict[str, Backend] = {}
+
+
+def backends_for(case: Case, backends: list[Backend]) -> list[Backend]:
+    """The backends ``case`` runs on: those of the run, except that the model alone (whose
+    default machine answers for both VM guests at once) runs a case that asks for a role only
+    the mock guest offers on the model of that guest (runner.topology.mock_guest_only)."""
+    from .topology import mock_guest_only
+
+    if len(backends) == 1 and backends[0].name == "model" and mock_guest_only(case):
+        return [mock_guest_model(backends[0].facts().kernel)]
+    return backends
+
+
 def accepted(case: Case, kernel_version: str, d: Diff) -> str:
     """The reason every divergence of ``d`` is documented for this kernel, or ""."""
     reasons = []

@@ -18,21 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.base import Backend
-from ..cases.case import Case
 from ..model.backend import ModelBackend
 from ..vm import Vm, VmError
 from ..vm.console import Splat
 from .kernel_lines import KernelLines
+from .topology import profile_for
+
+__all__ = ["Guest", "KernelTarget", "TargetUnusable", "profile_for"]
 
 
 class TargetUnusable(RuntimeError):
     """No case can run on this target (its guests' agent cannot start): the run stops with
     this message, the console excerpt included, instead of booting a fresh guest per case."""
-
-
-def profile_for(case: Case) -> str:
-    """The guest a case needs."""
-    return "mock" if case.requires.mock_domains else "viommu"
 
 
 @dataclass

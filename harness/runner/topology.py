@@ -8,6 +8,7 @@ from functools import cache
 
 from ..backends import roles
 from ..backends.base import Backend, PciFunction, Topology
+from ..backends.guest_layout import PROFILES
 from ..cases.case import Case
 from ..uapi import available, span
 from ..uapi.kernel_version import in_range
@@ -104,3 +105,18 @@ def unmet(case: Case, backend: Backend, topo: Topology | None = None) -> str | N
         if isinstance(bound, str):
             return bound
     return None
+
+
+def _offers(profile: str, role: str) -> bool:
+    return any(role in f.roles for f in PROFILES[profile].functions)
+
+
+def mock_guest_only(case: Case) -> bool:
+    """The case asks for a role only the mock guest offers (its noiommu function)."""
+    return any(_offers("mock", r) and not _offers("viommu", r) for r in case.requires.topology.values())
+
+
+def profile_for(case: Case) -> str:
+    """The test VM guest a case needs: the mock one for mock domains or a role only it offers,
+    else the one with the vIOMMU."""
+    return "mock" if case.requires.mock_domains or mock_guest_only(case) else "viommu"

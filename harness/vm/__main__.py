@@ -88,14 +88,15 @@ def main(argv: list[str] | None = None) -> int:
             print("device nodes: " + " ".join(dump.nodes))
             print("memory: " + ", ".join(f"{k} {v} kB" if k.startswith("Mem") else f"{k} {v}"
                                          for k, v in dump.meminfo.items()))
-            diffs = observe.differences(dump.topology, vm_topology())
+            diffs = observe.differences(dump.topology, vm_topology(args.profile))
         elif reported is not None:
             # What the kernel backend reads from sysfs (no reset methods, ROM or I/O BARs).
-            diffs = observe.differences(reported, vm_topology(), fields=(
+            diffs = observe.differences(reported, vm_topology(args.profile), fields=(
                 "vendor", "device", "iommu_group", "driver", "cdev", "sriov_totalvfs", "class_code", "bar_sizes",
                 "is_pcie"))
-        if diffs is not None and args.profile == "viommu":
-            print("differences from the model's vm_topology():" if diffs else "same as vm_topology()")
+        if diffs is not None:
+            print(f"differences from the model's vm_topology({args.profile!r}):" if diffs
+                  else f"same as vm_topology({args.profile!r})")
             for d in diffs:
                 print("  " + d)
         if args.shell:

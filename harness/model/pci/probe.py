@@ -86,7 +86,9 @@ def install(k: ModelKernel) -> None:
             if fn.native_driver is None and fn.driver not in ("vfio-pci", "pci-stub", "pcieport"):
                 fn.native_driver = fn.driver  # a kernel driver drives what it was found on
         fn.driver = None
-        pdev = PciDev(fn, iommu_group_get_or_alloc(core, fn.iommu_group))
+        # A function in a vfio-noiommu group has no IOMMU group until vfio makes one
+        # (harness.model.vfio.group.vfio_noiommu_group_alloc).
+        pdev = PciDev(fn, iommu_group_get_or_alloc(core, None if fn.noiommu else fn.iommu_group))
         iommu_group_add_device(pdev.group, pdev)
         core.devices[fn.bdf] = pdev
     for pdev in core.devices.values():

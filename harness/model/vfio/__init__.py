@@ -28,7 +28,8 @@ def install(k: ModelKernel) -> None:
     """vfio_init() (vfio_main.c), then the type1 backend and vfio-pci."""
     if "VFIO" not in k.facts.config:
         return
-    vfio_state(k)
+    # vfio.enable_unsafe_noiommu_mode as the kernel booted with it (vfio_main.c:58-61)
+    vfio_state(k).noiommu = "VFIO_NOIOMMU" in k.facts.config and k.facts.vfio_noiommu
     if k.facts.container == "legacy" and "VFIO_CONTAINER" in k.facts.config:
         install_container(k)
     install_group_nodes(k)

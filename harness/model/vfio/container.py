@@ -47,17 +47,19 @@ class VfioIommuDriver:
 
 
 class VfioNoiommuDriver(VfioIommuDriver):
-    """vfio_noiommu_ops (container.c:32-74).  The enable_unsafe_noiommu_mode
-    parameter stays at its default (N), so it never reports its extension."""
+    """vfio_noiommu_ops (container.c:32-74): it reports its extension while
+    vfio.enable_unsafe_noiommu_mode is on (container.c:49-50); attaching and detaching
+    a group does nothing, and every other ioctl (MAP_DMA, UNMAP_DMA, GET_INFO...) is
+    ENOTTY."""
 
     name = "vfio-noiommu"
     is_noiommu = True
-    vfio_noiommu = False
 
     def check_extension(self, k: ModelKernel, data: Any, arg: int) -> int:
-        return 1 if self.vfio_noiommu and arg == uv.VFIO_NOIOMMU_IOMMU else 0
+        return 1 if vfio_state(k).noiommu and arg == uv.VFIO_NOIOMMU_IOMMU else 0
 
     def open(self, k: ModelKernel, arg: int) -> Any:
+        """container.c:32-40 (the caller is root: CAP_SYS_RAWIO)."""
         if arg != uv.VFIO_NOIOMMU_IOMMU:
             raise Errno(errno.EINVAL, cite(CONTAINER_C, 35))
         return None
@@ -172,23 +174,26 @@ def vfio_container_from_file(f: File) -> VfioContainer | None:
 
 def vfio_container_attach_group(k: ModelKernel, container: VfioContainer, group: VfioGroup) -> None:
     """container.c:416-466: claims the group's DMA ownership exclusively (EPERM
-    while a kernel driver or another owner holds it), then attaches it to the
-    backend if the container has one."""
-    if container.group_list and container.noiommu:
+    while a kernel driver or another owner holds it; a noiommu group has no DMA
+    ownership to claim), then attaches it to the backend if the container has one.
+    Noiommu and real groups never share a container (container.c:430-434)."""
+    if container.group_list and container.noiommu != group.noiommu:
         raise Errno(errno.EPERM, cite(CONTAINER_C, 432))
     iommu_group = group.iommu_group
     assert iommu_group is not None
-    iommu_group.claim_dma_owner(group)  # container.c:437; EPERM iommu.c:3223
+    if not group.noiommu:
+        iommu_group.claim_dma_owner(group)  # container.c:437; EPERM iommu.c:3223
     driver = container.iommu_driver
     if driver is not None:
         try:
             driver.attach_group(k, container.iommu_data, group)
         except Errno:
-            iommu_group.release_dma_owner()
+            if not group.noiommu:
+                iommu_group.release_dma_owner()
             raise
     group.container = container
     group.container_users = 1
-    container.noiommu = False
+    container.noiommu = group.noiommu  # container.c:457
     container.group_list.insert(0, group)
     k.get_file(container)
 
@@ -201,7 +206,7 @@ def vfio_group_detach_container(k: ModelKernel, group: VfioGroup) -> None:
     driver = container.iommu_driver
     if driver is not None:
         driver.detach_group(k, container.iommu_data, group)
-    if group.iommu_group is not None:
+    if group.iommu_group is not None and not group.noiommu:  # container.c:483-484
         group.iommu_group.release_dma_owner()
     group.container = None
     group.container_users = 0

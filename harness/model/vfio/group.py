@@ -32,10 +32,12 @@ GROUP_C = "drivers/vfio/group.c"
 
 
 class VfioGroup:
-    """struct vfio_group (drivers/vfio/vfio.h:70-97), type VFIO_IOMMU."""
+    """struct vfio_group (drivers/vfio/vfio.h:70-97), of type VFIO_IOMMU, or VFIO_NO_IOMMU
+    (``noiommu``: a group vfio made for a device without an IOMMU)."""
 
-    def __init__(self, iommu_group: IommuGroup):
+    def __init__(self, iommu_group: IommuGroup, noiommu: bool = False):
         self.iommu_group: IommuGroup | None = iommu_group
+        self.noiommu = noiommu
         self.id = iommu_group.id
         self.device_list: list[VfioDevice] = []  # newest first (list_add)
         self.drivers = 1
@@ -87,7 +89,7 @@ class VfioGroupFile(File):
 
 
 def vfio_group_fops_open(k: ModelKernel, m: re.Match[str]) -> File:
-    """group.c:438-478."""
+    """group.c:438-478 (a noiommu group needs CAP_SYS_RAWIO, group.c:455: the agent is root)."""
     group = vfio_state(k).groups[int(m["n"])]
     if group.drivers == 0:
         raise Errno(errno.ENODEV, cite(GROUP_C, 451))
@@ -138,7 +140,10 @@ def vfio_group_ioctl_set_container(k: ModelKernel, group: VfioGroup, arg: int) -
         return 0
     ictx = ctx_from_file(f)
     if ictx is not None:
-        ictx.vfio_compat_ioas_create()  # group.c:140
+        if group.noiommu:
+            ictx.vfio_compat_set_no_iommu()  # group.c:136-138
+        else:
+            ictx.vfio_compat_ioas_create()  # group.c:140
         k.get_file(ictx)
         group.iommufd = ictx
         return 0
@@ -197,6 +202,12 @@ def vfio_df_group_open(k: ModelKernel, df: VfioDeviceFile) -> None:
     if not group.has_iommu():
         raise Errno(errno.EINVAL, cite(GROUP_C, 174))
     df.iommufd = group.iommufd
+    # A noiommu device's first open needs no compat IOAS: the user would expect translation
+    # (the caller has CAP_SYS_RAWIO).
+    if (df.iommufd is not None and group.noiommu and device.open_count == 0
+            and iommufd.vfio_iommufd_device_has_compat_ioas(device, df.iommufd)):
+        df.iommufd = None
+        raise Errno(errno.EPERM, cite(GROUP_C, 198))
     try:
         vfio_df_open(k, df)
     except Errno:
@@ -234,10 +245,29 @@ def vfio_group_ioctl_get_device_fd(k: ModelKernel, group: VfioGroup, arg: int) -
 
 # -- the device's group (group.c:581-815) ------------------------------------------------
 
+def vfio_noiommu_group_alloc(k: ModelKernel, device: VfioDevice) -> VfioGroup:
+    """group.c:617-650: a new IOMMU group named vfio-noiommu (the lowest free id) with the
+    device in it, and its VFIO_NO_IOMMU vfio_group, /dev/vfio/noiommu-$ID (group.c:594-596)."""
+    from ..iommu.iommu import iommu_group_add_device, iommu_group_alloc
+    from ..pci.pci import pci_core
+
+    iommu_group = iommu_group_alloc(pci_core(k))  # group.c:624
+    pdev = device.dev
+    pdev.group = iommu_group
+    iommu_group_add_device(iommu_group, pdev)     # group.c:631
+    pdev.fn.iommu_group, pdev.fn.noiommu = iommu_group.id, True
+    group = vfio_state(k).groups[iommu_group.id] = VfioGroup(iommu_group, noiommu=True)
+    return group
+
+
 def vfio_device_set_group(k: ModelKernel, device: VfioDevice) -> None:
-    """vfio_group_find_or_alloc() (group.c:667-706): no IOMMU group and no
-    noiommu mode is EINVAL."""
+    """vfio_group_find_or_alloc() (group.c:667-706): a device without an IOMMU group gets
+    a noiommu one in no-IOMMU mode (group.c:673-686, which taints the kernel); without
+    that mode it is EINVAL."""
     iommu_group = device.dev.group
+    if iommu_group is None and vfio_state(k).noiommu:
+        device.group = vfio_noiommu_group_alloc(k, device)
+        return
     if iommu_group is None:
         raise Errno(errno.EINVAL, cite(GROUP_C, 689))
     groups = vfio_state(k).groups
@@ -258,6 +288,13 @@ def vfio_device_remove_group(k: ModelKernel, device: VfioDevice) -> None:
     group = device.group
     if group is None:
         return
+    if group.noiommu:  # group.c:731-732
+        from ..iommu.iommu import iommu_group_remove_device
+        from ..pci.pci import pci_core
+
+        iommu_group_remove_device(pci_core(k), device.dev)
+        device.dev.group = None
+        device.dev.fn.iommu_group, device.dev.fn.noiommu = None, False
     group.drivers -= 1
     if group.drivers:
         return
@@ -332,7 +369,8 @@ def install_group_nodes(k: ModelKernel) -> None:
     (from the first vfio-pci bind of a member to the last unbind)."""
 
     def exists(k: ModelKernel, m: re.Match[str]) -> bool:
-        return int(m["n"]) in vfio_state(k).groups
+        group = vfio_state(k).groups.get(int(m["n"]))
+        return group is not None and group.noiommu == bool(m["noiommu"])
 
-    k.register_node(r"/dev/vfio/(?P<n>0|[1-9][0-9]*)", vfio_group_fops_open, exists)
+    k.register_node(r"/dev/vfio/(?P<noiommu>noiommu-)?(?P<n>0|[1-9][0-9]*)", vfio_group_fops_open, exists)
 

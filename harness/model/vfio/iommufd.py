@@ -17,20 +17,40 @@ if TYPE_CHECKING:
 IOMMUFD_C = "drivers/vfio/iommufd.c"
 
 
+def vfio_device_is_noiommu(vdev: VfioDevice) -> bool:
+    """vfio.h:116-120."""
+    return vdev.group is not None and vdev.group.noiommu
+
+
+def vfio_iommufd_device_has_compat_ioas(vdev: VfioDevice, ictx: IommufdCtx) -> bool:
+    """iommufd.c:13-19."""
+    try:
+        ictx.vfio_compat_ioas_get_id()
+    except Errno:
+        return False
+    return True
+
+
 def vfio_df_iommufd_bind(k: ModelKernel, df: VfioDeviceFile) -> None:
-    """iommufd.c:21-33."""
+    """iommufd.c:21-33: a noiommu device binds to nothing (iommufd.c:28-30)."""
     assert df.iommufd is not None
+    if vfio_device_is_noiommu(df.device):
+        return
     df.devid = df.device.bind_iommufd(k, df.iommufd)
 
 
 def vfio_df_iommufd_unbind(k: ModelKernel, df: VfioDeviceFile) -> None:
-    """iommufd.c:55-66."""
+    """iommufd.c:55-66 (nothing for a noiommu device, iommufd.c:61-62)."""
+    if vfio_device_is_noiommu(df.device):
+        return
     df.device.unbind_iommufd(k)
 
 
 def vfio_iommufd_compat_attach_ioas(k: ModelKernel, vdev: VfioDevice, ictx: IommufdCtx) -> None:
     """iommufd.c:35-53: the group path attaches to the compat IOAS and cannot
-    tell the user the HWPT id."""
+    tell the user the HWPT id; a noiommu device attaches to nothing (iommufd.c:43-45)."""
+    if vfio_device_is_noiommu(vdev):
+        return
     ioas_id = ictx.vfio_compat_ioas_get_id()  # ENODEV without a compat IOAS
     vdev.attach_ioas(k, ioas_id)
 

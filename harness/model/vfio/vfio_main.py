@@ -52,6 +52,9 @@ class VfioState:
         self.devices: dict[str, VfioDevice] = {}        # registered devices by PCI name
         self.sriov_pfs: list[Any] = []                  # vfio_pci_sriov_pfs
         self.tokens_made = 0                            # VF tokens generated (pci_core)
+        # vfio.enable_unsafe_noiommu_mode (vfio_main.c:58-61): an enum false without
+        # CONFIG_VFIO_NOIOMMU (vfio.h:42); install_vfio sets it from the facts.
+        self.noiommu = False
 
 
 def vfio_state(k: ModelKernel) -> VfioState:
@@ -289,12 +292,14 @@ def vfio_register_group_dev(k: ModelKernel, device: VfioDevice) -> None:
     if device.dev_set is None:
         vfio_assign_device_set(k, device, device)
     group_c.vfio_device_set_group(k, device)
-    if not dev_iommu_ops(k, device).capable(device, IOMMU_CAP_CACHE_COHERENCY):
+    assert device.group is not None
+    if not device.group.noiommu and not dev_iommu_ops(k, device).capable(device, IOMMU_CAP_CACHE_COHERENCY):
         group_c.vfio_device_remove_group(k, device)
         raise Errno(errno.EINVAL, cite(MAIN_C, 346))
     device.refcount = 1
-    vfio_state(k).devices[device.bdf] = device  # vfio_device_add(): the cdev appears
-    device.dev.fn.cdev = device.cdev_name
+    vfio_state(k).devices[device.bdf] = device
+    # vfio_device_add() (vfio.h:359-366): the cdev appears, except for a noiommu device
+    device.dev.fn.cdev = None if device.group.noiommu else device.cdev_name
     group_c.vfio_device_group_register(device)
 
 
@@ -535,6 +540,7 @@ def install_cdev_nodes(k: ModelKernel) -> None:
     from . import device_cdev
 
     def exists(k: ModelKernel, m: Any) -> bool:
-        return any(d.index == int(m["n"]) for d in vfio_state(k).devices.values())
+        return any(d.index == int(m["n"]) and d.group is not None and not d.group.noiommu
+                   for d in vfio_state(k).devices.values())
 
     k.register_node(r"/dev/vfio/devices/vfio(?P<n>0|[1-9][0-9]*)", device_cdev.vfio_device_fops_cdev_open, exists)
