@@ -84,6 +84,11 @@ def vfio_pci_bar_rw(vdev: VfioPciCoreDevice, ppos: int, count: int, data: bytes 
     count = min(count, end - pos)
     x_start = x_end = 0
     if bar == PCI_ROM_RESOURCE:
+        # pci_map_rom() looks for the image's signature through the memory decoding the
+        # command register has (a write of it reaches the function): off, it reads all
+        # ones, finds no image (pci_get_rom_size()) and maps nothing.
+        if not pci_config.memory_enabled(vdev):
+            raise Errno(errno.ENOMEM, cite(RDWR_C, 269))
         x_start, x_end = end, end   # the image fills the ROM BAR here
     if bar == vdev.msix_bar:
         x_start, x_end = vdev.msix_offset, vdev.msix_offset + vdev.msix_size
