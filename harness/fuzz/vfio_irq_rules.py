@@ -104,6 +104,10 @@ class IrqRules(VfioState):
         start, count = (s.format(n=total) for s in (start, count))
         raw: dict[str, Any] = {"ioctl": "VFIO_DEVICE_SET_IRQS", "fd": device,
                                "args": {"flags": flags, "index": index, "start": start, "count": count}}
+        # Under flags without DATA_EVENTFD the payload is no fds to the normaliser, which compares
+        # its bytes: the fd numbers of two targets differ, so a bool payload stands in there.
+        if "VFIO_IRQ_SET_DATA_EVENTFD" not in flags:
+            data_type = "VFIO_IRQ_SET_DATA_BOOL" if data_type == "VFIO_IRQ_SET_DATA_EVENTFD" else data_type
         data = self._data(c, data_type, count, f.bad != "data")
         if data:
             raw["data"] = data
