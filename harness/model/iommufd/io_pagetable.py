@@ -374,8 +374,9 @@ def iopt_map_pages(k: ModelKernel, iopt: IoPagetable, pages_list: list[PagesList
 def iopt_map_user_pages(k: ModelKernel, account_mode: int, iopt: IoPagetable, iova: int, uptr: int,
                         length: int, iommu_prot: int, flags: int) -> int:
     """io_pagetable.c:415-443.  Returns the IOVA used."""
-    # 7.2's iopt_alloc_user_pages() checks the user range before iopt_alloc_pages() the length.
-    if k.since(USER_PAGES_OVERFLOW_FIRST) and check_add_overflow(uptr, length) is None:
+    # 7.2's iopt_alloc_user_pages() checks the user range before iopt_alloc_pages() the length
+    # (the gate is consulted only where the range wraps: elsewhere the order changes nothing).
+    if check_add_overflow(uptr, length) is None and k.since(USER_PAGES_OVERFLOW_FIRST):
         raise Errno(errno.EOVERFLOW, cite(PAGES_C, 1407, "7.2"))
     pages = iopt_alloc_pages(uptr, length, bool(iommu_prot & IOMMU_WRITE))
     return iopt_map_common(k, iopt, pages, iova, length, uptr - pages.uptr, iommu_prot, flags)
