@@ -152,3 +152,41 @@ def planted_memory_decode_bug(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     real = pci_config.memory_enabled
     monkeypatch.setattr(pci_config, "memory_enabled", lambda vdev: _planted.get() or real(vdev))
     yield
+
+
+@pytest.fixture
+def planted_irq_bound_bug(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """VFIO_DEVICE_SET_IRQS lets start + count run one vector past the index's count (the
+    kernel: EINVAL, vfio_main.c:1552-1553): an MSI block on a function without MSI is set."""
+    from harness.model.vfio import pci_core
+
+    real = pci_core.vfio_set_irqs_validate_and_prepare
+
+    def validate(hdr: Any, num_irqs: int, max_irq_type: int) -> int:
+        return real(hdr, num_irqs + 1 if _planted.get() else num_irqs, max_irq_type)
+
+    monkeypatch.setattr(pci_core, "vfio_set_irqs_validate_and_prepare", validate)
+    yield
+
+
+@pytest.fixture
+def planted_hot_reset_room_bug(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """VFIO_DEVICE_GET_PCI_HOT_RESET_INFO without room for the devices succeeds with the count
+    filled (the kernel: ENOSPC, vfio_pci_core.c:1315-1317)."""
+    import errno
+
+    from harness.model.errors import Errno
+    from harness.model.vfio import pci_core
+
+    real = pci_core.vfio_pci_ioctl_get_pci_hot_reset_info
+
+    def hot_reset_info(k: Any, vdev: Any, arg: int) -> int:
+        try:
+            return real(k, vdev, arg)
+        except Errno as e:
+            if _planted.get() and e.code == errno.ENOSPC:
+                return 0
+            raise
+
+    monkeypatch.setattr(pci_core, "vfio_pci_ioctl_get_pci_hot_reset_info", hot_reset_info)
+    yield

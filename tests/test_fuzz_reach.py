@@ -1,5 +1,5 @@
 """The iommufd machine's HWPT, access and dirty tracking rules and the vfio machine's config
-space and BAR region rules (issue 13, item 1): each family finds a model bug planted in it,
+space, BAR region and interrupt rules (issue 13, item 1): each family finds a model bug planted in it,
 on the model-vs-model run, and shrinks it to a short case."""
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from planted import (  # noqa: F401  (fixtures)
     planted_access_prot_bug,
     planted_config_end_bug,
     planted_dirty_ops_bug,
+    planted_hot_reset_room_bug,
+    planted_irq_bound_bug,
     planted_memory_decode_bug,
     planted_nested_bug,
 )
@@ -126,3 +128,25 @@ def test_a_bar_access_with_memory_decoding_off_is_found(tmp_path: Path) -> None:
                 and config_offset(s) <= 0x4 < config_offset(s) + len(s["hex"]) // 2]
     assert commands, steps
     assert len(steps) <= 8, steps
+
+
+@pytest.mark.usefixtures("planted_irq_bound_bug")
+def test_set_irqs_one_vector_past_the_count_is_found(tmp_path: Path) -> None:
+    steps = finding(tmp_path, "vfio")
+    last = steps[-1]
+    assert last["ioctl"] == "VFIO_DEVICE_SET_IRQS", last
+    # MSI or MSI-X, which the machine's functions (e1000s) have no vectors of, or a start at
+    # the count VFIO_DEVICE_GET_IRQ_INFO saved.
+    args = last["args"]
+    assert args["index"] in (1, 2) or str(args["start"]).startswith("$count"), last
+    assert len(steps) <= 7, steps
+
+
+@pytest.mark.usefixtures("planted_hot_reset_room_bug")
+def test_hot_reset_info_without_room_for_the_devices_is_found(tmp_path: Path) -> None:
+    steps = finding(tmp_path, "vfio")
+    last = steps[-1]
+    assert last["ioctl"] == "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO", last
+    # Of the non-viable group's function (the isolated one is on the root bus: ENODEV).
+    assert any(s.get("string") == "${g.bdf}" for s in steps), steps
+    assert len(steps) <= 9, steps

@@ -21,16 +21,7 @@ WITHIN = (1 << 40) - 1   # an offset relative to the end stays in the region's i
 
 class RegionRules(VfioState):
     def _size(self, device: str, index: int) -> str:
-        """The name of the region's size: VFIO_DEVICE_GET_REGION_INFO saves it the first time
-        (per role and index: the function's BARs do not change)."""
-        role = {**self.devices, **self.cdevs}[device]
-        key = (role, index)
-        if key not in self.region_size:
-            n = self.name("size")
-            self.do({"ioctl": "VFIO_DEVICE_GET_REGION_INFO", "fd": device, "args": {"index": index},
-                     "save": {n: "size"}})
-            self.region_size[key] = n
-        return self.region_size[key]
+        return self.saved_info(device, "VFIO_DEVICE_GET_REGION_INFO", index, "size")
 
     @precondition(lambda self: self.has_device())
     @rule

@@ -31,6 +31,7 @@ from .machine import (
     user_va,
 )
 from .vfio_config_rules import ConfigRules
+from .vfio_irq_rules import IrqRules
 from .vfio_region_rules import RegionRules
 
 ROLES = {"dev": "isolated", "g": "nonviable"}
@@ -58,7 +59,7 @@ MAP_FLAGS_OK = one_of("VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE", "VFIO_
 MAP_FLAGS_BAD = one_of("0", "VFIO_DMA_MAP_FLAG_WRITE", "VFIO_DMA_MAP_FLAG_VADDR", "VFIO_DMA_MAP_FLAG_READ | (1 << 8)")
 
 
-class VfioMachine(ConfigRules, RegionRules):
+class VfioMachine(ConfigRules, RegionRules, IrqRules):
     # -- helpers -------------------------------------------------------------
     def swept_kinds(self) -> list[str]:
         return [k for k in _SWEPT if self.fds_of(k)]
@@ -80,20 +81,26 @@ class VfioMachine(ConfigRules, RegionRules):
         """Where a sequence starts, so deep states are a few rules away: a container of either
         personality and a user buffer; ``attached``: the isolated group set to it with a type1v2
         IOMMU (the vfio-container-attached fixture); ``device``: its device fd too; ``cdev``:
-        instead, the isolated function's cdev bound to an iommufd and attached to an IOAS."""
-        personality, start = c.pick(sorted(CONTAINER_NODES)), c.pick(("container", "attached", "device", "cdev"))
+        instead, the isolated function's cdev bound to an iommufd and attached to an IOAS;
+        ``bus``: as ``device``, but of the non-viable group's function (which a bus reset can
+        reach: GET_PCI_HOT_RESET_INFO answers) after its kernel-driver sibling's unbind."""
+        personality = c.pick(sorted(CONTAINER_NODES))
+        start = c.pick(("container", "attached", "device", "cdev", "bus"))
         self._open_container(personality)
         self._mmap(4)
-        if start in ("attached", "device"):
+        if start in ("attached", "device", "bus"):
+            role = "g" if start == "bus" else "dev"
+            if start == "bus":
+                self._move_sibling("unbind")
             group, container = self.name("group"), next(iter(self.containers))
-            self.do({"open": "/dev/vfio/${dev.group}", "as": group})
-            self.groups[group] = "dev"
+            self.do({"open": f"/dev/vfio/${{{role}.group}}", "as": group})
+            self.groups[group] = role
             self.do({"ioctl": "VFIO_GROUP_SET_CONTAINER", "fd": group, "int": f"${container}"})
             self.do({"ioctl": "VFIO_SET_IOMMU", "fd": container, "value": "VFIO_TYPE1v2_IOMMU"})
-            if start == "device":
+            if start != "attached":
                 device = self.name("device")
-                self.do({"ioctl": "VFIO_GROUP_GET_DEVICE_FD", "fd": group, "string": "${dev.bdf}", "as": device})
-                self.devices[device] = "dev"
+                self.do({"ioctl": "VFIO_GROUP_GET_DEVICE_FD", "fd": group, "string": f"${{{role}.bdf}}", "as": device})
+                self.devices[device] = role
         elif start == "cdev":
             cdev, iommufd, ioas = self.name("cdev"), self.name("iommufd"), self.name("ioas")
             self.do({"open": "${dev.cdev}", "as": cdev})
@@ -334,8 +341,9 @@ class VfioMachine(ConfigRules, RegionRules):
     def move_sibling(self, c: Choices) -> None:
         """Unbind the non-viable group's kernel-driver sibling (the group becomes viable), or
         bind it back (the group's claim on DMA ownership decides: vfio_group holds it)."""
-        bind = c.coin()
-        action = "bind" if bind else "unbind"
+        self._move_sibling("bind" if c.coin() else "unbind")
+
+    def _move_sibling(self, action: str) -> None:
         self.do({"sysfs_write": f"/sys/bus/pci/drivers/${{g.sibling_driver}}/{action}", "value": "${g.sibling}"})
 
     @precondition(lambda self: self.any_fd())
@@ -344,8 +352,9 @@ class VfioMachine(ConfigRules, RegionRules):
         n = c.pick(self.any_fd())
         for table in (self.containers, self.groups, self.devices, self.cdevs):
             table.pop(n, None)
-        if n in self.iommufds:
-            self.iommufds.remove(n)
+        for names in (self.iommufds, self.eventfds):
+            if n in names:
+                names.remove(n)
         self.maps = [m for m in self.maps if m[0] != n]
         self.do({"close": n})
 

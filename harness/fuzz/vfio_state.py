@@ -19,14 +19,29 @@ class VfioState(SequenceMachine):
         self.ioases: list[str] = []
         self.maps: list[tuple[str, str, int]] = []   # (container, iova, size)
         self.buf_size: dict[str, int] = {}
-        self.region_size: dict[tuple[str, int], str] = {}   # (device fd, region index) -> saved size
+        self.eventfds: list[str] = []
+        # (ioctl, role, index) -> the name an info ioctl's field was saved as (saved_info)
+        self.info: dict[tuple[str, str, int], str] = {}
 
     def fds_of(self, kind: str) -> list[str]:
         return {"group": list(self.groups), "device": list(self.devices) + list(self.cdevs),
                 "cdev": list(self.cdevs), "container": list(self.containers)}[kind]
 
     def any_fd(self) -> list[str]:
-        return list(self.containers) + self.iommufds + list(self.groups) + list(self.devices) + list(self.cdevs)
+        return (list(self.containers) + self.iommufds + list(self.groups) + list(self.devices) + list(self.cdevs)
+                + self.eventfds)
 
     def has_device(self) -> bool:
         return bool(self.devices or self.cdevs)
+
+    def saved_info(self, device: str, ioctl: str, index: int, field: str) -> str:
+        """The name of ``field`` of the info ``ioctl`` (VFIO_DEVICE_GET_REGION_INFO's size,
+        GET_IRQ_INFO's count) for ``index``: the ioctl saves it the first time (per role and
+        index: a function's regions and interrupts do not change)."""
+        role = {**self.devices, **self.cdevs}[device]
+        key = (ioctl, role, index)
+        if key not in self.info:
+            n = self.name(field)
+            self.do({"ioctl": ioctl, "fd": device, "args": {"index": index}, "save": {n: field}})
+            self.info[key] = n
+        return self.info[key]

@@ -46,6 +46,7 @@ DIRTY_BITMAP_ZERO_LENGTH = "dirty-bitmap-zero-length"
 DIRTY_BITMAP_WALK_ERRORS = "dirty-bitmap-walk-errors"
 MOCK_PAGING_USER_DATA = "mock-paging-user-data"
 MOCK_DIRTY_COUNTS_BITS = "mock-dirty-counts-bits"
+USER_PAGES_OVERFLOW_FIRST = "user-pages-overflow-first"
 
 GATES: dict[str, Gate] = {g.name: g for g in (
     Gate(TYPE1_OVERFLOW_EOVERFLOW, "7.2",
@@ -120,6 +121,12 @@ GATES: dict[str, Gate] = {g.name: g for g in (
          "iova + i * page_size dirty (6.12: the entry at index iova / page_size)",
          "drivers/iommu/iommufd/selftest.c:1398-1415",
          "drivers/iommu/iommufd/selftest.c:1734-1739@7.2, drivers/iommu/generic_pt/iommu_pt.h:343-375@7.2"),
+    Gate(USER_PAGES_OVERFLOW_FIRST, "7.2",
+         "IOMMU_IOAS_MAP (and the compat VFIO_IOMMU_MAP_DMA) of user memory checks the user address + length "
+         "for overflow (EOVERFLOW) before the length (EINVAL above SIZE_MAX - PAGE_SIZE): a length of "
+         "2^64 - PAGE_SIZE fails with EOVERFLOW (6.12: EINVAL)",
+         "drivers/iommu/iommufd/pages.c:1152-1156",
+         "drivers/iommu/iommufd/pages.c:1406-1407@7.2, 1372-1373@7.2"),
 )}
 
 

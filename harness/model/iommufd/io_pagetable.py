@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Errno, cite
-from ..gates import DIRTY_BITMAP_WALK_ERRORS, DIRTY_BITMAP_ZERO_LENGTH
+from ..gates import DIRTY_BITMAP_WALK_ERRORS, DIRTY_BITMAP_ZERO_LENGTH, USER_PAGES_OVERFLOW_FIRST
 from ..iommu.iommu import IommuDomain
 from .iova_bitmap import DirtyBitmap
 from .pages import IOPT_ADDRESS_FILE, IoptPages, iopt_alloc_file_pages, iopt_alloc_pages
@@ -27,6 +27,7 @@ from .private import (
     IOMMU_WRITE,
     IOPT_ALLOC_IOVA,
     PAGE_SIZE,
+    PAGES_C,
     ULONG_MAX,
     check_add_overflow,
 )
@@ -373,6 +374,10 @@ def iopt_map_pages(k: ModelKernel, iopt: IoPagetable, pages_list: list[PagesList
 def iopt_map_user_pages(k: ModelKernel, account_mode: int, iopt: IoPagetable, iova: int, uptr: int,
                         length: int, iommu_prot: int, flags: int) -> int:
     """io_pagetable.c:415-443.  Returns the IOVA used."""
+    # 7.2's iopt_alloc_user_pages() checks the user range before iopt_alloc_pages() the length
+    # (the gate is consulted only where the range wraps: elsewhere the order changes nothing).
+    if check_add_overflow(uptr, length) is None and k.since(USER_PAGES_OVERFLOW_FIRST):
+        raise Errno(errno.EOVERFLOW, cite(PAGES_C, 1407, "7.2"))
     pages = iopt_alloc_pages(uptr, length, bool(iommu_prot & IOMMU_WRITE))
     return iopt_map_common(k, iopt, pages, iova, length, uptr - pages.uptr, iommu_prot, flags)
 
