@@ -136,7 +136,10 @@ def _struct_fields(cls: type) -> dict[str, Any]:
     return out
 
 
-def _args(ctx: FileContext, node: LMap, where: str, cls: type, io: abi.Ioctl | None) -> dict[str, Any]:
+def _args(ctx: FileContext, node: LMap, where: str, cls: type, pointers: Iterable[str] = ()) -> dict[str, Any]:
+    """The fields of struct ``cls`` a case gives; ``pointers`` are the dotted paths of its user
+    pointer fields (which take a pointer mapping, or a plain address)."""
+    pointers = frozenset(pointers)
     fields = _struct_fields(cls)
     out: dict[str, Any] = {}
     for k, v in node.items():
@@ -145,7 +148,7 @@ def _args(ctx: FileContext, node: LMap, where: str, cls: type, io: abi.Ioctl | N
             raise ctx.err(node, k, w, f"struct {cls.__name__} has no field {k!r} "
                                       f"(fields: {', '.join(fields)})")
         ctype = fields[k]
-        if io is not None and k in io.pointers and isinstance(v, dict):
+        if k in pointers and isinstance(v, dict):
             out[k] = _pointer(ctx, node, k, w, v)
         elif isinstance(ctype, type) and issubclass(ctype, ctypes.Array):
             length = int(getattr(ctype, "_length_", 0))
@@ -156,7 +159,8 @@ def _args(ctx: FileContext, node: LMap, where: str, cls: type, io: abi.Ioctl | N
         elif isinstance(ctype, type) and issubclass(ctype, (abi.Struct, abi.Union)):
             if not isinstance(v, dict):
                 raise ctx.err(node, k, w, f"{k} is a struct {ctype.__name__}: give a mapping of its fields")
-            out[k] = _args(ctx, v, w, ctype, None)  # type: ignore[arg-type]
+            sub = [p[len(k) + 1:] for p in pointers if p.startswith(k + ".")]
+            out[k] = _args(ctx, v, w, ctype, sub)  # type: ignore[arg-type]
         else:
             out[k] = _field_value(ctx, node, k, w, v, ctype)
     return out
@@ -175,7 +179,7 @@ def _pointer(ctx: FileContext, node: LMap, key: str, where: str, v: Any) -> dict
         if unknown or ("items" in v) == ("count" in v):
             raise ctx.err(v, "array", where, "array takes exactly one of items: [...] or count: N")
         if "items" in v:
-            items = [_args(ctx, it, f"{where}.items[{i}]", current_abi().STRUCTS[name], None)
+            items = [_args(ctx, it, f"{where}.items[{i}]", current_abi().STRUCTS[name])
                      for i, it in enumerate(v["items"])]
             return {"array": name, "items": items}
         size = ctypes.sizeof(current_abi().STRUCTS[name])
@@ -198,10 +202,17 @@ def _hex(ctx: FileContext, node: Any, key: Any, where: str, v: Any) -> bytes:
 
 
 
-def _data(ctx: FileContext, node: LMap, key: str, where: str) -> dict[str, Any]:
+def _data(ctx: FileContext, node: LMap, key: str, where: str, typed: tuple[str, type] | None = None) -> dict[str, Any]:
+    """A ``data:``/``tail:`` spec: ``{u8..u64: [..]}``, ``{hex: ..}``, or for an ioctl that
+    declares the struct a flag makes it read (``flag_data``), that struct's fields:
+    ``{"struct": NAME, "fields": {..}}``."""
     v = node[key]
+    if typed is not None and isinstance(v, LMap) and not set(v) & {*DATA_TYPES, "hex"}:
+        cls = typed[1]
+        return {"struct": cls.__name__, "fields": _args(ctx, v, where, cls, abi.pointer_fields(cls))}
     if not isinstance(v, dict) or len(v) != 1:
-        raise ctx.err(node, key, where, "give one of {u8|u16|u32|s32|u64: [...]} or {hex: ...}")
+        raise ctx.err(node, key, where, "give one of {u8|u16|u32|s32|u64: [...]} or {hex: ...}"
+                      + (f", or the fields of struct {typed[1].__name__}" if typed else ""))
     (kind, items), = v.items()
     if kind == "hex":
         return {"hex": _hex(ctx, v, kind, where, items)}
@@ -297,6 +308,8 @@ def _check_out_paths(ctx: FileContext, step: LMap, where: str, io: abi.Ioctl, pa
     if io.struct is None:
         return
     valid = _field_paths(io.struct) | set(io.pointers)
+    if io.flag_data is not None:
+        valid |= {f"data.{p}" for p in _field_paths(io.flag_data[1])}
     for p in paths:
         head = re.split(r"\[", p)[0]
         if head not in valid and head.split(".")[0] not in valid:
@@ -344,10 +357,10 @@ def parse_step(ctx: FileContext, raw: Any, idx: int, where: str, bound: set[str]
         if "args" in raw:
             if not isinstance(raw["args"], LMap):
                 raise ctx.err(raw, "args", f"{where}.args", "args is a mapping of struct fields")
-            spec["args"] = _args(ctx, raw["args"], f"{where}.args", io.struct, io)  # type: ignore[arg-type]
+            spec["args"] = _args(ctx, raw["args"], f"{where}.args", io.struct, io.pointers)  # type: ignore[arg-type]
         for k in ("data", "tail"):
             if k in raw:
-                spec[k] = _data(ctx, raw, k, f"{where}.{k}")
+                spec[k] = _data(ctx, raw, k, f"{where}.{k}", io.flag_data if k == "data" else None)
         if "buffer" in raw:
             b = raw["buffer"]
             if not isinstance(b, LMap) or set(b) - {"length", "fill"}:

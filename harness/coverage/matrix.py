@@ -26,6 +26,7 @@ and expects:
 
 from __future__ import annotations
 
+import ctypes
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -223,6 +224,8 @@ def _packed_len(spec: Mapping[str, Any] | None) -> tuple[int, bool]:
     """(length, all zero) of a data/tail spec; values that need a run count as non-zero."""
     if not spec:
         return 0, True
+    if "struct" in spec:  # the struct a flag makes the handler read (Ioctl.flag_data)
+        return ctypes.sizeof(uapi.STRUCTS[spec["struct"]]), False
     try:
         packed = pack_data(spec, {})
     except HarnessError:

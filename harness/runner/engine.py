@@ -92,6 +92,8 @@ def _field_type(cls: Any, name: str) -> Any:
 
 
 def _set_fields(obj: Any, args: Mapping[str, Any], env: Mapping[str, Any], pointers: Mapping[str, int]) -> None:
+    """Fill ``obj`` from a case's ``args``; ``pointers`` maps the dotted paths of the pointer
+    fields given as memory to the addresses that memory got."""
     for name, v in args.items():
         if name in pointers:
             setattr(obj, name, pointers[name])
@@ -100,7 +102,8 @@ def _set_fields(obj: Any, args: Mapping[str, Any], env: Mapping[str, Any], point
             for i, x in enumerate(v):
                 arr[i] = _fit(f"{name}[{i}]", _as_int(evaluate(x, env)), type(arr)._type_)  # type: ignore[attr-defined]
         elif isinstance(v, dict):
-            _set_fields(getattr(obj, name), v, env, {})
+            _set_fields(getattr(obj, name), v, env,
+                        {p[len(name) + 1:]: a for p, a in pointers.items() if p.startswith(name + ".")})
         else:
             value = _as_int(evaluate(v, env))
             cur = getattr(obj, name)
@@ -424,15 +427,17 @@ class Runner:
         assert io.struct is not None
         spec = step.spec
         args = spec.get("args", {})
-        pointers: dict[str, int] = {}
         readback: dict[str, tuple[int, int, Any]] = {}
-        for name, v in args.items():
-            if name in io.pointers and isinstance(v, dict):
-                addr, length, elem = self._place(v, env)
-                pointers[name] = addr
-                readback[name] = (addr, length, elem)
+        pointers = self._place_all(args, io.pointers, env, readback)
         obj = io.struct()
-        data = pack_data(spec["data"], env) if "data" in spec else b""
+        typed = self.abi.STRUCTS[spec["data"]["struct"]] if "struct" in spec.get("data", {}) else None
+        if typed is not None:
+            fields = spec["data"]["fields"]
+            dobj = typed()
+            _set_fields(dobj, fields, env, self._place_all(fields, abi.pointer_fields(typed), env, readback, "data."))
+            data = bytes(dobj)
+        else:
+            data = pack_data(spec["data"], env) if "data" in spec else b""
         tail = pack_data(spec["tail"], env) if "tail" in spec else b""
         if io.size_field and io.size_field not in args:
             setattr(obj, io.size_field, io.sizeof + len(data) + len(tail))
@@ -449,13 +454,17 @@ class Runner:
                 for i in range(size_value, len(buf)):
                     buf[i] = fill
         rec.request.update(flatten(_request_fields(obj, args)))
-        if data:
+        if typed is not None:
+            rec.request.update(flatten({"data": dobj.to_dict()}))  # the addresses, as pointers get named
+        elif data:
             rec.request["data"] = data.hex()
         if tail:
             rec.request["tail"] = tail.hex()
         res = self.backend.ioctl(fd, io.number, bytes(buf))
         rec.out = decode_struct(io, res.data)
-        if len(res.data) > io.sizeof:
+        if typed is not None:
+            rec.out.update(flatten({"data": typed.from_buffer_prefix(res.data[io.sizeof:]).to_dict()}))  # type: ignore[attr-defined]
+        elif len(res.data) > io.sizeof:
             rec.out["data"] = res.data[io.sizeof:].hex()
         for name, (addr, length, elem) in readback.items():
             mem = self.backend.read_mem(addr, length)
@@ -469,6 +478,22 @@ class Runner:
                 rec.out.pop(name, None)
                 rec.out.update(flatten({name: items}) if items else {})
         return res, bytes(buf), size_value
+
+    def _place_all(self, args: Mapping[str, Any], fields: Mapping[str, abi.PointerField], env: Mapping[str, Any],
+                   readback: dict[str, tuple[int, int, Any]], prefix: str = "") -> dict[str, int]:
+        """Place the memory of every pointer field (dotted path in ``fields``) ``args`` gives
+        as a mapping; its address by path, and what to read back under ``prefix`` + path."""
+        out: dict[str, int] = {}
+        order = list(args)
+        for path in sorted((p for p in fields if p.split(".")[0] in args), key=lambda p: order.index(p.split(".")[0])):
+            v: Any = args
+            for part in path.split("."):
+                v = v.get(part) if isinstance(v, Mapping) else None
+            if isinstance(v, dict):
+                addr, length, elem = self._place(v, env)
+                out[path] = addr
+                readback[prefix + path] = (addr, length, elem)
+        return out
 
     def _place(self, v: Mapping[str, Any], env: Mapping[str, Any]) -> tuple[int, int, Any]:
         """Put a pointer field's contents in fresh user memory."""

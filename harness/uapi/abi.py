@@ -154,6 +154,16 @@ class PointerField:
     direction: str = "in"
 
 
+def pointer_fields(cls: type, prefix: str = "") -> dict[str, PointerField]:
+    """The user pointers of struct ``cls`` by dotted path: its ``_pointers_`` and those of its
+    nested structs (``bitmap.data`` of vfio_iommu_type1_dirty_bitmap_get)."""
+    out = {prefix + name: f for name, f in getattr(cls, "_pointers_", {}).items()}
+    for name, ctype, *_ in cls._fields_:  # type: ignore[attr-defined]
+        if isinstance(ctype, type) and issubclass(ctype, Struct):
+            out.update(pointer_fields(ctype, f"{prefix}{name}."))
+    return out
+
+
 @dataclass(frozen=True)
 class Ioctl:
     name: str
@@ -179,6 +189,10 @@ class Ioctl:
     # A flag that makes the handler read further: flag name -> the size argsz must then
     # reach (VFIO's ``xend``, e.g. VFIO_DEVICE_ATTACH_PASID -> offsetofend(pasid)).
     flag_min_sizes: Mapping[str, int] = field(default_factory=dict)
+    # A flag that makes the handler read a struct from the data after the fixed part:
+    # (flag name, that struct), e.g. VFIO_IOMMU_UNMAP_DMA's GET_DIRTY_BITMAP -> struct
+    # vfio_bitmap.  Its user pointers (``pointer_fields``) are placed like the struct's own.
+    flag_data: tuple[str, type] | None = None
 
     @property
     def nr(self) -> int:

@@ -167,6 +167,7 @@ def _ioctl(io: abi.Ioctl, series: str, structs: Mapping[str, type], constants: M
         "handler": io.handler_in(series),
         "pointers": {p: f for p, f in io.pointers.items() if series in span(f"{owner}.{p.split('.')[0]}")},
         "flag_min_sizes": {f: n for f, n in io.flag_min_sizes.items() if f in constants},
+        "flag_data": (io.flag_data[0], structs[io.flag_data[1].__name__]) if io.flag_data else None,
     }
     if all(getattr(io, k) == v for k, v in changes.items()):
         return io

@@ -713,6 +713,7 @@ def _op(
     flag_fields: Mapping[str, str] | None = None,
     pointers: Mapping[str, PointerField] | None = None,
     flag_min_sizes: Mapping[str, int] | None = None,
+    flag_data: tuple[str, type] | None = None,
 ) -> int:
     """Register ``name`` = _IO(VFIO_TYPE, VFIO_BASE + nr) with minsz offsetofend(struct, last)."""
     io = Ioctl(
@@ -728,6 +729,7 @@ def _op(
         handler=handler,
         handlers={"7.2": HANDLERS_7_2[name]},
         flag_min_sizes=flag_min_sizes or {},
+        flag_data=flag_data,
     )
     return register_ioctl(io).number
 
@@ -825,12 +827,14 @@ VFIO_IOMMU_MAP_DMA = _op(
 VFIO_IOMMU_UNMAP_DMA = _op(
     "VFIO_IOMMU_UNMAP_DMA", 14, FD_CONTAINER, f"{_TYPE1}:2834", vfio_iommu_type1_dma_unmap, "size",
     flag_fields={"flags": "VFIO_DMA_UNMAP_FLAG_"},
+    flag_data=("VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP", vfio_bitmap),  # vfio_iommu_type1.c:2858-2866
 )
 VFIO_IOMMU_ENABLE = _op("VFIO_IOMMU_ENABLE", 15, FD_CONTAINER, f"{_SPAPR}:1075", arg=ARG_NONE)
 VFIO_IOMMU_DISABLE = _op("VFIO_IOMMU_DISABLE", 16, FD_CONTAINER, f"{_SPAPR}:1085", arg=ARG_NONE)
 VFIO_IOMMU_DIRTY_PAGES = _op(
     "VFIO_IOMMU_DIRTY_PAGES", 17, FD_CONTAINER, f"{_TYPE1}:2887", vfio_iommu_type1_dirty_bitmap, "flags",
     flag_fields={"flags": "VFIO_IOMMU_DIRTY_PAGES_FLAG_"},
+    flag_data=("VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP", vfio_iommu_type1_dirty_bitmap_get),  # type1.c:2932-2943
 )
 
 VFIO_IOMMU_SPAPR_TCE_GET_INFO = _op(

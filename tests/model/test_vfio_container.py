@@ -266,6 +266,38 @@ def test_dirty_pages() -> None:
     assert (res.errno, res.where) == (errno.EINVAL, f"{T1}:1202")
 
 
+def _get_bitmap(r: Rig, c: int, iova: int, size: int, bitmap: int) -> None:
+    get = uv.vfio_iommu_type1_dirty_bitmap_get(iova=iova, size=size)
+    get.bitmap.pgsize, get.bitmap.size, get.bitmap.data = 4096, 8, bitmap
+    raw = bytes(uv.vfio_iommu_type1_dirty_bitmap(argsz=8 + ctypes.sizeof(get),
+                                                  flags=uv.VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP)) + bytes(get)
+    res, _ = r.ioctl_raw(c, uv.VFIO_IOMMU_DIRTY_PAGES, raw)
+    assert res.ok, res
+
+
+def test_dirty_bits_shifted_into_a_word_keep_the_whole_user_word_and_stay_behind() -> None:
+    """update_user_bitmap() (:1166-1179): a mapping whose bits start inside a u64 is shifted in
+    dma->bitmap itself and OR-ed with the whole user u64 (bitmap_or() over BITS_TO_LONGS(shift)
+    words, lib/bitmap.c:245-253); GET_BITMAP then clears only its first nbits (:1226), so the
+    bits shifted past them come back in the next report (6.12.118: db, not 1b)."""
+    r = Rig()
+    c, _ = attached(r)
+    buf = r.b.mmap(0x4000).ret
+    assert r.ioctl(c, uv.VFIO_IOMMU_MAP_DMA, dma_map(0x100000, 0x2000, buf)).ok
+    assert r.ioctl(c, uv.VFIO_IOMMU_MAP_DMA, dma_map(0x103000, 0x2000, buf + 0x2000)).ok
+    start = uv.vfio_iommu_type1_dirty_bitmap(argsz=8, flags=uv.VFIO_IOMMU_DIRTY_PAGES_FLAG_START)
+    assert r.ioctl(c, uv.VFIO_IOMMU_DIRTY_PAGES, start).ok
+    bitmap = r.b.mmap(0x1000).ret
+    _get_bitmap(r, c, 0x100000, 0x5000, bitmap)
+    assert r.b.read_mem(bitmap, 8).data == (0x1B).to_bytes(8, "little")
+    _get_bitmap(r, c, 0x100000, 0x5000, bitmap)
+    assert r.b.read_mem(bitmap, 8).data == (0xDB).to_bytes(8, "little")
+    # the first mapping two pages into the range: shift 2, the user's 0xa5 bytes all kept
+    assert r.b.write_mem(bitmap, b"\xa5" * 8).ok
+    _get_bitmap(r, c, 0xFE000, 0x4000, bitmap)
+    assert r.b.read_mem(bitmap, 8).data == bytes([0xAD]) + b"\xa5" * 7
+
+
 def test_last_group_out_deprivileges_container() -> None:
     r = Rig()
     c, gfd = attached(r)

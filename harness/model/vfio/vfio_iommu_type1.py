@@ -342,8 +342,14 @@ def verify_bitmap_size(npages: int, bitmap_size: int) -> None:
 def update_user_bitmap(k: ModelKernel, bitmap: int, iommu: VfioIommu, dma: VfioDma, base_iova: int,
                        pgsize: int) -> None:
     """:1149-1184: every page dirty when a group cannot report dirty pages (all
-    of them, in the model); the bits land at their offset from ``base_iova``,
-    OR-ed with the unaligned leftover already in the user's u64."""
+    of them, in the model); the bits land at their offset from ``base_iova``.
+
+    The kernel shifts ``dma->bitmap`` in place, over BITS_TO_LONGS(nbits + shift) words
+    (bitmap_shift_left(), lib/bitmap.c:137-159), and ORs the WHOLE user u64 at the first
+    word in (bitmap_or() over BITS_TO_LONGS(shift) = 1 word, lib/bitmap.c:245-253), not
+    only its ``shift`` low bits; it writes those words out, past ``nbits`` included.  The
+    shifted bits above ``nbits`` stay in ``dma->bitmap`` (the next GET_BITMAP clears only the
+    first ``nbits``): a later report of the same mapping carries them again."""
     pgshift = _ffs(pgsize)
     nbits = dma.size >> pgshift
     bit_offset = (dma.iova - base_iova) >> pgshift
@@ -353,11 +359,14 @@ def update_user_bitmap(k: ModelKernel, bitmap: int, iommu: VfioIommu, dma: VfioD
     if iommu.num_non_pinned_groups and dma.iommu_mapped:
         bits |= (1 << nbits) - 1
     if shift:
-        bits <<= shift
+        words = (1 << (DIRTY_BITMAP_BYTES(nbits + shift) * 8)) - 1
+        bits = (bits & ~words) | ((bits << shift) & words)
         raw = copy_from_user(k, bitmap + copy_offset * 8, 8, cite(TYPE1_C, 1174))
-        bits |= int.from_bytes(raw, "little") & ((1 << shift) - 1)
+        bits |= int.from_bytes(raw, "little")
+    dma.bitmap = bits
     nbytes = DIRTY_BITMAP_BYTES(nbits + shift)
-    copy_to_user(k, bitmap + copy_offset * 8, bits.to_bytes(nbytes, "little"), cite(TYPE1_C, 1181))
+    copy_to_user(k, bitmap + copy_offset * 8, (bits & ((1 << (nbytes * 8)) - 1)).to_bytes(nbytes, "little"),
+                 cite(TYPE1_C, 1181))
 
 
 def vfio_iova_dirty_bitmap(k: ModelKernel, bitmap: int, iommu: VfioIommu, iova: int, size: int,
@@ -375,7 +384,9 @@ def vfio_iova_dirty_bitmap(k: ModelKernel, bitmap: int, iommu: VfioIommu, iova: 
         if dma.iova > iova + size - 1:
             break
         update_user_bitmap(k, bitmap, iommu, dma, iova, pgsize)
-        dma.bitmap = 0  # bitmap_clear + vfio_dma_populate_bitmap(): no pinned pfns
+        # :1226-1227: bitmap_clear() of the first nbits only; vfio_dma_populate_bitmap()
+        # sets none (no pinned pfns without an emulated device)
+        dma.bitmap = (dma.bitmap or 0) & ~((1 << (dma.size >> _ffs(pgsize))) - 1)
 
 
 # -- MAP / UNMAP --------------------------------------------------------------------------
