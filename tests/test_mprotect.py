@@ -69,7 +69,9 @@ def test_mprotect_errors_are_the_kernels(backend: Backend) -> None:
     assert backend.mprotect(m, PAGE, 0x10).errno == errno.EINVAL
     assert backend.mprotect(m, 0, PROT_NONE).ok                     # nothing to do
     assert backend.write_mem(m, b"x").ok
-    assert backend.mprotect(m, 3 * PAGE, PROT_READ).errno == errno.ENOMEM   # runs past the mapping
+    assert backend.mprotect(m, 3 * PAGE, PROT_READ).errno == errno.ENOMEM   # runs past the mapping:
+    assert backend.write_mem(m + PAGE, b"x").errno == errno.EFAULT           # its pages changed all the same
+    assert backend.read_mem(m, 1).data == b"x"
 
 
 def test_munmap_of_a_middle_page_leaves_a_hole(backend: Backend) -> None:
@@ -127,9 +129,23 @@ def test_mprotect_never_touches_memory_it_did_not_map(kb: KernelBackend) -> None
     assert kb.mprotect(addr, PAGE, PROT_NONE).errno == errno.ENOMEM
     assert "not in a mapping of this backend" in kb.last_refusal
     own[:5] = b"wrote"             # still writable: a real mprotect would have made this segfault
-    m = kb.mmap(PAGE).ret
-    assert kb.mprotect(m, 2 * PAGE, PROT_NONE).errno == errno.ENOMEM  # its own page and beyond
-    assert kb.write_mem(m, b"x").ok
+    # A range from its own mapping on into memory it did not map right after it: its own page only.
+    m = kb.mmap(2 * PAGE).ret
+    assert kb.munmap(m + PAGE, PAGE).ok
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
+    map_fixed_noreplace = 0x100000
+    foreign = libc.mmap(m + PAGE, PAGE, PROT_READ | PROT_WRITE,
+                        mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | map_fixed_noreplace, -1, 0)
+    assert foreign == m + PAGE
+    try:
+        assert kb.mprotect(m, 2 * PAGE, PROT_READ).errno == errno.ENOMEM
+        assert kb.write_mem(m, b"x").errno == errno.EFAULT
+        ctypes.memmove(foreign, b"alive", 5)      # a real mprotect of both pages would segfault here
+        assert ctypes.string_at(foreign, 5) == b"alive"
+    finally:
+        libc.munmap(ctypes.c_void_p(foreign), ctypes.c_size_t(PAGE))
 
 
 # -- the model's uaccess ------------------------------------------------------------------------

@@ -627,27 +627,40 @@ class KernelBackend(Backend):
                 del self._prot[page]
         return OpResult()
 
+    def _own_run_end(self, addr: int, end: int) -> int:
+        """Where the run of this backend's mappings from ``addr`` on stops, at most ``end``."""
+        while addr < end:
+            hit = next((e for s, e in self._maps.items() if s <= addr < e), None)
+            if hit is None:
+                break
+            addr = hit
+        return min(addr, end)
+
     def mprotect(self, addr: int, length: int, prot: int) -> OpResult:
-        """mprotect(2) restricted to this backend's mappings: a call the kernel would refuse
-        before looking at the mappings (an unaligned address, a bad ``prot``) reaches it; any
-        other must name pages of those mappings only (the rest is the interpreter's memory),
-        else it is refused with the kernel's ENOMEM for a range that is not mapped."""
+        """mprotect(2) restricted to this backend's mappings: a call the kernel refuses before
+        looking at the mappings (an unaligned address, a bad ``prot``, a wrapping length) reaches
+        it; otherwise only the run of those mappings from ``addr`` on is changed (the pages after
+        it may be the interpreter's) and, like the kernel at a hole, the rest is ENOMEM."""
         self.last_error = None
         if not 0 <= addr <= _U64 or not 0 <= length <= _U64 or not 0 <= prot < 1 << 64:
             return _fail(errno.EINVAL)
         end = addr + _page_up(length)
-        if addr % PAGE == 0 and length and end <= _U64 and not prot & ~MPROTECT_BITS \
-                and not self._covered(addr, end - addr):
-            return self._refuse("mprotect", f"[{addr:#x}, +{length:#x}) is not in a mapping of this backend",
-                                errno.ENOMEM)
+        stop = end
+        if addr % PAGE == 0 and length and end <= _U64 and not prot & ~MPROTECT_BITS:
+            stop = self._own_run_end(addr, end)
+            if stop == addr:
+                return self._refuse("mprotect", f"{addr:#x} is not in a mapping of this backend", errno.ENOMEM)
         ctypes.set_errno(0)
-        if _mprotect(addr, length, prot) != 0:
+        if _mprotect(addr, stop - addr if stop < end else length, prot) != 0:
             return _fail(ctypes.get_errno())
-        for page in range(addr, end, PAGE):
+        for page in range(addr, stop, PAGE):
             if prot == PROT_READ | PROT_WRITE:
                 self._prot.pop(page, None)
             else:
                 self._prot[page] = prot
+        if stop < end:
+            return self._refuse("mprotect", f"[{stop:#x}, {end:#x}) is not in a mapping of this backend",
+                                errno.ENOMEM)
         return OpResult()
 
     def read_mem(self, addr: int, length: int) -> OpResult:
