@@ -20,6 +20,7 @@ from harness.backends.kernel import PAGE, KernelBackend
 from harness.model.backend import ModelBackend
 from harness.model.errors import Errno
 from harness.model.iommufd.private import copy_to_user_partial
+from harness.model.kernel import File, ModelKernel
 from harness.model.memory import UserMemory
 from harness.uapi.mman import PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE
 
@@ -188,3 +189,23 @@ def test_model_munmap_keeps_the_written_pages_of_what_stays() -> None:
     assert mm.read(m, PAGE) == (bytes(range(256)) * 16)
     assert mm.read(m + 3 * PAGE, PAGE) == (bytes(range(256)) * 16)
     assert not mm.is_mapped(m + PAGE, 1) and not mm.is_mapped(m + 3 * PAGE - 1, 1)
+
+
+def test_model_file_mapping_holds_its_file_until_its_last_page_goes() -> None:
+    released: list[str] = []
+
+    class Mappable(File):
+        def mmap(self, k: ModelKernel, length: int, pgoff: int, shared: bool) -> None:
+            pass
+
+        def release(self, k: ModelKernel) -> None:
+            released.append("released")
+
+    k = ModelBackend().kernel
+    fd = k.install_fd(Mappable())
+    addr = k.mmap_fd(fd, 2 * PAGE, 0, True)
+    k.close(fd)
+    k.munmap(addr, 1)                  # the first page (the length is rounded up)
+    assert not released and k.mm.is_mapped(addr + PAGE, PAGE)
+    k.munmap(addr + PAGE, PAGE)
+    assert released == ["released"]

@@ -227,6 +227,11 @@ class UserMemory:
         found = self._usable(addr, write)
         return found[1] if found else addr
 
+    def any_mapped(self, addr: int, length: int) -> bool:
+        """True when some byte of [addr, addr+length) is mapped."""
+        i = bisect.bisect_left(self._maps, addr + length, key=lambda x: x.start) - 1
+        return i >= 0 and self._maps[i].end > addr
+
     def is_mapped(self, addr: int, length: int, write: bool = False) -> bool:
         """True when every byte of [addr, addr+length) is mapped (and allows the access)."""
         end = addr + length
