@@ -32,6 +32,9 @@ steps:
 """
 
 
+_MAPPED = "  - mmap: 0x2000\n    as: b\n"
+
+
 def load(tmp_path: Path, text: str, area: str = "ioas") -> list[Case]:
     d = tmp_path / "cases" / area
     d.mkdir(parents=True, exist_ok=True)
@@ -84,6 +87,16 @@ def test_good_case_loads(tmp_path: Path) -> None:
          "steps[0].align", "unknown key for a memfd step"),
         ("  - open: /dev/iommu\n", "  - memfd: $size\n  - open: /dev/iommu\n", 6,
          "steps[0]", "$size is not bound"),
+        ("  - open: /dev/iommu\n", f"{_MAPPED}  - mprotect: b\n  - open: /dev/iommu\n", 8,
+         "steps[1]", "mprotect needs prot"),
+        ("  - open: /dev/iommu\n", f"{_MAPPED}  - mprotect: b\n    prot: PROT_NONNE\n  - open: /dev/iommu\n", 9,
+         "steps[1].prot", "unknown constant PROT_NONNE"),
+        ("  - open: /dev/iommu\n", f"{_MAPPED}  - mprotect: b\n    offset: -1\n    prot: 0\n  - open: /dev/iommu\n",
+         9, "steps[1].offset", "outside a size_t"),
+        ("  - open: /dev/iommu\n", f"{_MAPPED}  - munmap: b\n    prot: 0\n  - open: /dev/iommu\n", 9,
+         "steps[1].prot", "unknown key for a munmap step"),
+        ("  - open: /dev/iommu\n", f"{_MAPPED}  - mprotect: c\n    prot: 0\n  - open: /dev/iommu\n", 8,
+         "steps[1].mprotect", "not bound"),
     ],
 )
 def test_malformed_case_names_file_line_and_field(tmp_path: Path, old: str, new: str, line: int,
@@ -105,6 +118,17 @@ def test_memfd_step_loads(tmp_path: Path) -> None:
     assert (named.kind, named.bind, named.spec["name"]) == ("memfd", "mfd", "buf")
     assert named.spec["memfd"].eval({}) == 0x4000
     assert "name" not in unnamed.spec
+
+
+def test_mprotect_and_munmap_steps_load(tmp_path: Path) -> None:
+    text = GOOD.replace("  - open: /dev/iommu\n", f"{_MAPPED}  - mprotect: b\n    offset: PAGE_SIZE\n"
+                        "    prot: [PROT_READ, PROT_WRITE]\n  - munmap: b\n    offset: 0\n    length: 0x1000\n"
+                        "  - open: /dev/iommu\n", 1)
+    (case,) = load(tmp_path, text)
+    prot, unmap = case.steps[1], case.steps[2]
+    assert (prot.kind, prot.spec["mprotect"], prot.spec["offset"].eval({})) == ("mprotect", "b", 4096)
+    assert "length" not in prot.spec and [p.eval({}) for p in prot.spec["prot"]] == [1, 2]
+    assert (unmap.kind, unmap.spec["length"]) == ("munmap", 0x1000)
 
 
 def test_missing_required_key(tmp_path: Path) -> None:

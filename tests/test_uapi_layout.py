@@ -108,6 +108,7 @@ def _program(view: uapi.SeriesABI, ops: list[tuple[str, str, str, str]]) -> str:
         *_PRELUDE,
         "#include <stddef.h>",
         "#include <stdio.h>",
+        "#include <linux/mman.h>",   # harness/uapi/mman.py: PROT_* of asm-generic/mman-common.h
         "#include <linux/vfio.h>",
         "#include <linux/iommufd.h>",
         '#include "iommufd_test.h"',

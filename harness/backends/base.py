@@ -228,7 +228,13 @@ class Backend(ABC):
         ``align`` (a power of two) when it is given."""
 
     @abstractmethod
-    def munmap(self, addr: int, length: int) -> OpResult: ...
+    def munmap(self, addr: int, length: int) -> OpResult:
+        """munmap(2) of [addr, addr + length): a part of a mapping leaves a hole in it."""
+
+    @abstractmethod
+    def mprotect(self, addr: int, length: int, prot: int) -> OpResult:
+        """mprotect(2) of pages of a mapping a step made (``prot``: PROT_* of harness/uapi/mman.py);
+        read_mem/write_mem of a page that no longer allows the access are EFAULT."""
 
     @abstractmethod
     def read_mem(self, addr: int, length: int) -> OpResult: ...

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..uapi.mman import MPROTECT_BITS, PROT_NONE, PROT_READ, PROT_WRITE, prot_allows
 from ..uapi.vfio import VFIO_GROUP_GET_DEVICE_FD
 from .base import MAX_READ, MEMFD_NAME, Backend, Facts, OpResult, Topology, valid_align
 from .kcov import Kcov
@@ -67,7 +68,6 @@ _mprotect = _libc.mprotect
 _mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 _mprotect.restype = ctypes.c_int
 MAP_FAILED = ctypes.c_void_p(-1).value
-PROT_NONE = 0  # not in Python's mmap module
 
 
 def _page_up(n: int) -> int:
@@ -85,7 +85,7 @@ def _fail(err: int) -> OpResult:
 
 def _libc_mmap(length: int) -> tuple[int, int]:
     """(address, 0) or (0, errno) for an anonymous private read/write mapping."""
-    addr = _mmap(None, length, _mm.PROT_READ | _mm.PROT_WRITE, _mm.MAP_PRIVATE | _mm.MAP_ANONYMOUS, -1, 0)
+    addr = _mmap(None, length, PROT_READ | PROT_WRITE, _mm.MAP_PRIVATE | _mm.MAP_ANONYMOUS, -1, 0)
     if addr is None or addr == MAP_FAILED:
         return 0, ctypes.get_errno()
     return int(addr), 0
@@ -213,6 +213,8 @@ class KernelBackend(Backend):
         self._kcov: Kcov | None = None
         # Page-granular [start, end) ranges of the mappings this backend made.
         self._maps: dict[int, int] = {}
+        # Page address -> protection, for the pages of those mprotect() changed from read/write.
+        self._prot: dict[int, int] = {}
         self._facts: Facts | None = None
         # vfio_pci.enable_sriov as the run found it.
         self._enable_sriov0 = bool_param(self.tree.read(ENABLE_SRIOV))
@@ -258,15 +260,17 @@ class KernelBackend(Backend):
         self._fds.add(fd)
         return fd
 
-    def _covered(self, addr: int, length: int) -> bool:
-        """True when every byte of [addr, addr+length) lies in this backend's mappings."""
-        end = addr + length
+    def _covered(self, addr: int, length: int, write: bool | None = None) -> bool:
+        """True when every byte of [addr, addr+length) lies in this backend's mappings (and,
+        ``write`` given, on pages that allow that access: a fault would kill the harness)."""
+        start, end = addr, addr + length
         while addr < end:
             hit = next(((s, e) for s, e in self._maps.items() if s <= addr < e), None)
             if hit is None:
                 return False
             addr = hit[1]
-        return True
+        return write is None or all(prot_allows(p, write) for a, p in self._prot.items()
+                                    if start < a + PAGE and a < end)
 
     # -- Backend: facts and topology ----------------------------------------
     def facts(self) -> Facts:
@@ -547,7 +551,7 @@ class KernelBackend(Backend):
         if not 0 <= length <= _U64 or not -(1 << 63) <= offset <= _U64:
             return _fail(errno.EINVAL)
         flags = _mm.MAP_SHARED if shared else _mm.MAP_PRIVATE
-        addr = _mmap(None, length, _mm.PROT_READ | _mm.PROT_WRITE, flags, fd, _loff_t(offset))
+        addr = _mmap(None, length, PROT_READ | PROT_WRITE, flags, fd, _loff_t(offset))
         if addr is None or addr == MAP_FAILED:
             return _fail(ctypes.get_errno())
         self._maps[int(addr)] = int(addr) + _page_up(length)
@@ -619,20 +623,58 @@ class KernelBackend(Backend):
                 self._maps[s] = lo
             if hi < e:
                 self._maps[hi] = e
+            for page in [a for a in self._prot if lo <= a < hi]:
+                del self._prot[page]
+        return OpResult()
+
+    def _own_run_end(self, addr: int, end: int) -> int:
+        """Where the run of this backend's mappings from ``addr`` on stops, at most ``end``."""
+        while addr < end:
+            hit = next((e for s, e in self._maps.items() if s <= addr < e), None)
+            if hit is None:
+                break
+            addr = hit
+        return min(addr, end)
+
+    def mprotect(self, addr: int, length: int, prot: int) -> OpResult:
+        """mprotect(2) restricted to this backend's mappings: a call the kernel refuses before
+        looking at the mappings (an unaligned address, a bad ``prot``, a wrapping length) reaches
+        it; otherwise only the run of those mappings from ``addr`` on is changed (the pages after
+        it may be the interpreter's) and, like the kernel at a hole, the rest is ENOMEM."""
+        self.last_error = None
+        if not 0 <= addr <= _U64 or not 0 <= length <= _U64 or not 0 <= prot < 1 << 64:
+            return _fail(errno.EINVAL)
+        end = addr + _page_up(length)
+        stop = end
+        if addr % PAGE == 0 and length and end <= _U64 and not prot & ~MPROTECT_BITS:
+            stop = self._own_run_end(addr, end)
+            if stop == addr:
+                return self._refuse("mprotect", f"{addr:#x} is not in a mapping of this backend", errno.ENOMEM)
+        ctypes.set_errno(0)
+        if _mprotect(addr, stop - addr if stop < end else length, prot) != 0:
+            return _fail(ctypes.get_errno())
+        for page in range(addr, stop, PAGE):
+            if prot == PROT_READ | PROT_WRITE:
+                self._prot.pop(page, None)
+            else:
+                self._prot[page] = prot
+        if stop < end:
+            return self._refuse("mprotect", f"[{stop:#x}, {end:#x}) is not in a mapping of this backend",
+                                errno.ENOMEM)
         return OpResult()
 
     def read_mem(self, addr: int, length: int) -> OpResult:
         self.last_error = None
         if length < 0:
             return _fail(errno.EINVAL)
-        if not self._covered(addr, length):
+        if not self._covered(addr, length, write=False):
             return self._refuse("read_mem", f"[{addr:#x}, +{length:#x}) is not in a mapping of this backend",
                                 errno.EFAULT)
         return OpResult(data=ctypes.string_at(addr, length))
 
     def write_mem(self, addr: int, data: bytes) -> OpResult:
         self.last_error = None
-        if not self._covered(addr, len(data)):
+        if not self._covered(addr, len(data), write=True):
             return self._refuse("write_mem", f"[{addr:#x}, +{len(data):#x}) is not in a mapping of this backend",
                                 errno.EFAULT)
         ctypes.memmove(addr, bytes(data), len(data))
@@ -685,6 +727,7 @@ class KernelBackend(Backend):
         for s, e in self._maps.items():
             _munmap(s, e - s)
         self._maps.clear()
+        self._prot.clear()
         self.last_error = None
         failures = self.store.restore()
         if failures:

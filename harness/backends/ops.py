@@ -103,6 +103,7 @@ BACKEND_OPS: tuple[Op, ...] = (
     Op("ioctl", _IOCTL),
     Op("mmap", (_LENGTH, Param("align", INT, 0))),
     Op("munmap", (_ADDR, _LENGTH)),
+    Op("mprotect", (_ADDR, _LENGTH, Param("prot", INT))),
     Op("read_mem", (_ADDR, _LENGTH)),
     Op("write_mem", (_ADDR, Param("data", BYTES))),
     Op("read", (_FD, _LENGTH)),

@@ -31,13 +31,13 @@ from .expr import Expr, ExprError, current_abi, fits, parse, template_vars, usin
 from .yamlsrc import LMap, from_data, line_of
 
 STEP_KINDS = (
-    "open", "close", "ioctl", "raw_ioctl", "mmap", "munmap", "write_mem", "read_mem", "eventfd",
+    "open", "close", "ioctl", "raw_ioctl", "mmap", "munmap", "mprotect", "write_mem", "read_mem", "eventfd",
     "memfd", "read", "write", "pread", "pwrite", "sysfs_read", "sysfs_write",
 )
 STEP_KEYS = {
     "open": set(), "close": set(), "mmap": {"align", "fd", "offset", "private"}, "eventfd": set(),
     "memfd": {"name"}, "pread": {"offset", "length", "mask"}, "pwrite": {"offset", "hex"},
-    "munmap": {"length"}, "write_mem": set(), "read_mem": set(),
+    "munmap": {"offset", "length"}, "mprotect": {"offset", "length", "prot"}, "write_mem": set(), "read_mem": set(),
     "read": {"length"}, "write": {"hex"}, "sysfs_read": set(), "sysfs_write": {"value"},
     "ioctl": {"fd", "args", "data", "tail", "buffer", "value", "int", "string", "pointer"},
     "raw_ioctl": {"fd", "hex", "pointer"},
@@ -408,10 +408,18 @@ def parse_step(ctx: FileContext, raw: Any, idx: int, where: str, bound: set[str]
                 spec["mask"] = _value(ctx, raw, "mask", f"{where}.mask", raw["mask"])
         else:
             spec["hex"] = _hex(ctx, raw, "hex", f"{where}.hex", raw.get("hex", ""))
-    elif kind == "munmap":
+    elif kind in ("munmap", "mprotect"):
         spec[kind] = need_bound(target, kind)
-        if "length" in raw:
-            spec["length"] = _value(ctx, raw, "length", f"{where}.length", raw["length"])
+        for key in ("offset", "length"):
+            if key in raw:
+                spec[key] = _in_range(ctx, raw, key, f"{where}.{key}",
+                                      _value(ctx, raw, key, f"{where}.{key}", raw[key]), 0, U64_MAX, "a size_t")
+        if kind == "mprotect":
+            if "prot" not in raw:
+                raise ctx.err(raw, kind, where, "mprotect needs prot: (PROT_NONE, PROT_READ, [PROT_READ, PROT_WRITE])")
+            spec["prot"] = _in_range(ctx, raw, "prot", f"{where}.prot",
+                                     _value(ctx, raw, "prot", f"{where}.prot", raw["prot"]), 0, U64_MAX,
+                                     "an unsigned long (mprotect's prot)")
     elif kind in ("mmap", "eventfd"):
         spec[kind] = _value(ctx, raw, kind, f"{where}.{kind}", target if target is not None else 0)
         if kind == "mmap":

@@ -107,6 +107,9 @@ class ModelBackend(Backend):
     def munmap(self, addr: int, length: int) -> OpResult:
         return self._call(self._none, self.kernel.munmap, addr, length)
 
+    def mprotect(self, addr: int, length: int, prot: int) -> OpResult:
+        return self._call(self._none, self.kernel.mm.mprotect, addr, length, prot)
+
     def read_mem(self, addr: int, length: int) -> OpResult:
         try:
             return OpResult(data=self.kernel.mm.read(addr, length))

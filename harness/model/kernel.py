@@ -233,10 +233,10 @@ class ModelKernel:
         return addr
 
     def munmap(self, addr: int, length: int) -> None:
-        """munmap(2): a file mapping it removes drops its reference on the file."""
+        """munmap(2): a file mapping whose last page it removes drops its reference on the file."""
         self.mm.munmap(addr, length)
         for start, (size, f) in list(self.file_maps.items()):
-            if start >= addr and start + size <= addr + length:
+            if not self.mm.any_mapped(start, size):
                 del self.file_maps[start]
                 self.put_file(f)
 

@@ -1,6 +1,9 @@
 """The model's user address space and the uaccess primitives the kernel uses on it.
 
-Mirrors include/linux/uaccess.h: a fault on any byte is EFAULT.
+Mirrors include/linux/uaccess.h: a fault on any byte is EFAULT.  A page mprotect(2) made
+PROT_NONE faults on a read, a page without PROT_WRITE on a write (x86's protection_map,
+arch/x86/mm/pgprot.c:9-16: read, write or exec makes a page readable), as an unmapped one
+does; get_user_pages() asks the same of the pages it pins (mm/gup.c:1292-1316).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends.base import valid_align
+from ..uapi.mman import MPROTECT_BITS, PROT_READ, PROT_WRITE, prot_allows
 from .errors import Errno, cite
 
 PAGE_SIZE = 4096
@@ -86,6 +90,14 @@ class PageBytes:
                 page[off:off + n] = chunk
             pos += n
 
+    def pages(self, start: int, stop: int) -> PageBytes:
+        """The page-aligned bytes [start, stop) as a mapping of their own, sharing the pages
+        written so far (what stays of a mapping munmap(2) cut a hole in)."""
+        out = PageBytes(stop - start)
+        first = start // PAGE_SIZE
+        out._pages = {i - first: p for i, p in self._pages.items() if start <= i * PAGE_SIZE < stop}
+        return out
+
     def zeroed(self, start: int, stop: int) -> bool:
         """Whether bytes [start, stop) are all zero (pages never written are)."""
         for i in self._written(start, stop):
@@ -111,6 +123,8 @@ class UserMemory:
     def __init__(self) -> None:
         self._maps: list[Mapping] = []
         self._next = _MMAP_BASE
+        # Page number -> protection, for the pages mprotect() changed from read/write.
+        self._prot: dict[int, int] = {}
 
     def mmap(self, length: int, align: int = 0) -> int:
         """mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS) of a
@@ -132,9 +146,68 @@ class UserMemory:
         return addr
 
     def munmap(self, addr: int, length: int) -> None:
+        """munmap(2): every page of [addr, addr + PAGE_ALIGN(length)) goes, a mapping it
+        covers in part keeps the rest (mm/vma.c:1406-1411, then the split)."""
         if addr % PAGE_SIZE or length <= 0:
             raise Errno(errno.EINVAL, cite("mm/vma.c", "1406-1407"))
-        self._maps = [m for m in self._maps if not (m.start >= addr and m.end <= addr + length)]
+        end = addr + ((length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
+        kept: list[Mapping] = []
+        for m in self._maps:
+            if m.end <= addr or m.start >= end:
+                kept.append(m)
+                continue
+            if not isinstance(m.data, PageBytes):   # not cut (the model makes none it could)
+                if not (m.start >= addr and m.end <= end):
+                    kept.append(m)
+                continue
+            if m.start < addr:
+                kept.append(Mapping(m.start, m.data.pages(0, addr - m.start)))
+            if end < m.end:
+                kept.append(Mapping(end, m.data.pages(end - m.start, m.end - m.start)))
+        self._maps = sorted(kept, key=lambda x: x.start)
+        for page in [p for p in self._prot if addr <= p * PAGE_SIZE < end]:
+            del self._prot[page]
+
+    def mprotect(self, addr: int, length: int, prot: int) -> None:
+        """do_mprotect_pkey() (mm/mprotect.c:710-855) on anonymous mappings: the pages up to
+        the first hole take ``prot``, then the hole is ENOMEM."""
+        if addr % PAGE_SIZE:
+            raise Errno(errno.EINVAL, cite("mm/mprotect.c", "727-728"))
+        if not length:
+            return
+        end = addr + ((length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
+        if end <= addr or end > _U64:
+            raise Errno(errno.ENOMEM, cite("mm/mprotect.c", "733-734"))
+        if prot & ~MPROTECT_BITS:
+            raise Errno(errno.EINVAL, cite("mm/mprotect.c", "735-736"))
+        if self._find(addr) is None:
+            raise Errno(errno.ENOMEM, cite("mm/mprotect.c", "753-755"))
+        pos = addr
+        while pos < end:
+            m = self._find(pos)
+            if m is None:
+                raise Errno(errno.ENOMEM, cite("mm/mprotect.c", "787-788"))
+            for page in range(pos // PAGE_SIZE, min(m.end, end) // PAGE_SIZE):
+                if prot == PROT_READ | PROT_WRITE:
+                    self._prot.pop(page, None)
+                else:
+                    self._prot[page] = prot
+            pos = m.end
+
+    def _usable(self, addr: int, write: bool) -> tuple[Mapping, int] | None:
+        """The mapping holding ``addr`` and the end of the run of pages from ``addr`` on
+        that allow the access (None: ``addr`` itself faults)."""
+        m = self._find(addr)
+        if m is None:
+            return None
+        if not self._prot:
+            return m, m.end
+        page = addr // PAGE_SIZE
+        if not prot_allows(self._prot.get(page, PROT_READ | PROT_WRITE), write):  # arch/x86/mm/pgprot.c:9-16
+            return None
+        stops = [p * PAGE_SIZE for p, prot in self._prot.items()
+                 if page < p and p * PAGE_SIZE < m.end and not prot_allows(prot, write)]
+        return m, min(stops, default=m.end)
 
     def _find(self, addr: int) -> Mapping | None:
         i = bisect.bisect_right(self._maps, addr, key=lambda x: x.start) - 1
@@ -142,34 +215,48 @@ class UserMemory:
             return self._maps[i]
         return None
 
-    def lookup(self, addr: int) -> Mapping | None:
-        """The mapping that holds ``addr`` (the "page" behind a user address), or None."""
-        return self._find(addr)
+    def lookup(self, addr: int, write: bool = False) -> Mapping | None:
+        """The mapping that holds ``addr`` (the "page" behind a user address), or None,
+        also when the page does not allow the access."""
+        found = self._usable(addr, write)
+        return found[0] if found else None
 
-    def is_mapped(self, addr: int, length: int) -> bool:
-        """True when every byte of [addr, addr+length) is mapped."""
+    def usable_end(self, addr: int, write: bool = False) -> int:
+        """Where the run of mapped pages from ``addr`` on that allow the access ends
+        (``addr`` itself when it faults): get_user_pages() pins up to there."""
+        found = self._usable(addr, write)
+        return found[1] if found else addr
+
+    def any_mapped(self, addr: int, length: int) -> bool:
+        """True when some byte of [addr, addr+length) is mapped."""
+        i = bisect.bisect_left(self._maps, addr + length, key=lambda x: x.start) - 1
+        return i >= 0 and self._maps[i].end > addr
+
+    def is_mapped(self, addr: int, length: int, write: bool = False) -> bool:
+        """True when every byte of [addr, addr+length) is mapped (and allows the access)."""
         end = addr + length
         while addr < end:
-            m = self._find(addr)
-            if m is None:
+            found = self._usable(addr, write)
+            if found is None:
                 return False
-            addr = m.end
+            addr = found[1]
         return True
 
     def read(self, addr: int, length: int) -> bytes:
         out = bytearray()
         end = addr + length
         while addr < end:
-            m = self._find(addr)
-            if m is None:
+            found = self._usable(addr, False)
+            if found is None:
                 raise Errno(errno.EFAULT, "include/linux/uaccess.h:copy_from_user")
-            n = min(end, m.end) - addr
+            m, stop = found
+            n = min(end, stop) - addr
             out += m.data[addr - m.start : addr - m.start + n]
             addr += n
         return bytes(out)
 
     def write(self, addr: int, data: bytes) -> None:
-        if not self.is_mapped(addr, len(data)):
+        if not self.is_mapped(addr, len(data), write=True):
             raise Errno(errno.EFAULT, "include/linux/uaccess.h:copy_to_user")
         pos = 0
         while pos < len(data):
@@ -192,10 +279,11 @@ class UserMemory:
         the first non-zero byte, EFAULT at an unmapped byte met before it."""
         end = addr + length
         while addr < end:
-            m = self._find(addr)
-            if m is None:
+            found = self._usable(addr, False)
+            if found is None:
                 raise Errno(errno.EFAULT, cite("lib/usercopy.c", 80))
-            n = min(end, m.end) - addr
+            m, stop = found
+            n = min(end, stop) - addr
             lo = addr - m.start
             if isinstance(m.data, PageBytes):
                 if not m.data.zeroed(lo, lo + n):

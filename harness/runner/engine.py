@@ -303,15 +303,27 @@ class Runner:
             env[f"__len_{step.bind}"] = length
         return res, b"", 0
 
-    def _do_munmap(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
-        name = step.spec["munmap"]
-        addr = _as_int(bound(env, name))
+    def _in_mapping(self, step: Step, env: dict[str, Any]) -> tuple[int, int]:
+        """The address and length a munmap/mprotect step names: its mapping plus ``offset:``,
+        ``length:`` bytes (default: the rest of the mapping, or a page if its length is unknown)."""
+        name = step.spec[step.kind]
+        offset = _as_int(evaluate(step.spec.get("offset", 0), env))
         if "length" in step.spec:
             length = _as_int(evaluate(step.spec["length"], env))
         else:
-            length = env.get(f"__len_{name}", PAGE)
+            length = max(env.get(f"__len_{name}", PAGE) - offset, 0)
+        return _as_int(bound(env, name)) + offset, length
+
+    def _do_munmap(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
+        addr, length = self._in_mapping(step, env)
         rec.request = {"addr": addr, "length": length}
         return self.backend.munmap(addr, length), b"", 0
+
+    def _do_mprotect(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
+        addr, length = self._in_mapping(step, env)
+        prot = _as_int(evaluate(step.spec["prot"], env))
+        rec.request = {"addr": addr, "length": length, "prot": prot}
+        return self.backend.mprotect(addr, length, prot), b"", 0
 
     def _do_write_mem(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
         addr = _as_int(evaluate(step.spec["at"], env))

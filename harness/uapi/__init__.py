@@ -36,7 +36,7 @@ import difflib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from . import abi, iommufd, iommufd_test, vfio
+from . import abi, iommufd, iommufd_test, mman, vfio
 from .abi import (
     ARG_INT_PTR,
     ARG_NONE,
@@ -70,7 +70,7 @@ __all__ = [
     "CONSTANTS", "DEFAULT_SERIES", "FD_CONTAINER", "FD_DEVICE", "FD_GROUP", "FD_IOMMUFD", "FD_MIGRATION",
     "IOCTLS", "SERIES", "STRUCTS", "Ioctl", "PointerField", "SeriesABI", "Span",
     "abi", "available", "constant", "decode", "encode", "every_series", "fields", "for_kernel", "for_series", "ioctl",
-    "ioctls_for", "iommufd", "iommufd_test", "members", "series_of", "sizeof", "span", "struct", "vfio",
+    "ioctls_for", "iommufd", "iommufd_test", "members", "mman", "series_of", "sizeof", "span", "struct", "vfio",
 ]
 
 _Aggregate = (ctypes.Structure, ctypes.Union)

@@ -42,7 +42,7 @@ class DirtyBitmap:
             if byte >= self.total_index:
                 return  # iova_bitmap_advance_to(): -EINVAL, nothing set
             addr = self.data + byte
-            m = mm.lookup(addr)
+            m = mm.lookup(addr, write=True)   # pinned FOLL_WRITE (iova_bitmap.c:198-201)
             if m is None:
                 return  # iova_bitmap_get(): pin failed, the rest is dropped
             m.data[addr - m.start] |= 1 << (cur % 8)

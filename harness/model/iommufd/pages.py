@@ -128,10 +128,11 @@ class IoptPages:
             idx = gs
             while idx <= gl:
                 addr = self.uptr + idx * PAGE_SIZE
-                m = k.mm.lookup(addr)
+                # FOLL_WRITE when writable (pages.c:717-718): a read-only page faults too
+                m = k.mm.lookup(addr, self.writable)
                 if m is None:
                     raise Errno(errno.EFAULT, cite(PAGES_C, 795))
-                n = min(gl - idx + 1, (m.end - addr) // PAGE_SIZE)
+                n = min(gl - idx + 1, (k.mm.usable_end(addr, self.writable) - addr) // PAGE_SIZE)
                 new.append(Pin(idx, idx + n - 1, m, addr - m.start))
                 idx += n
         if not new:

@@ -128,16 +128,16 @@ class Ucmd(Generic[S]):
 
 
 def copy_to_user_partial(k: ModelKernel, addr: int, data: bytes) -> bool:
-    """copy_to_user(): bytes up to the first unmapped page land; False if any
+    """copy_to_user(): bytes up to the first unmapped (or read-only) page land; False if any
     did not (the caller then fails with EFAULT)."""
     mm = k.mm
     pos = 0
     while pos < len(data):
-        m = mm.lookup(addr + pos)
+        m = mm.lookup(addr + pos, write=True)
         if m is None:
             return False
         off = addr + pos - m.start
-        n = min(len(data) - pos, m.end - (addr + pos))
+        n = min(len(data) - pos, mm.usable_end(addr + pos, write=True) - (addr + pos))
         m.data[off : off + n] = data[pos : pos + n]
         pos += n
     return True

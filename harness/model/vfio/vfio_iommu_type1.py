@@ -271,7 +271,7 @@ def vfio_iommu_replay(k: ModelKernel, iommu: VfioIommu) -> None:
     """:1668-1821: a new domain maps every existing mapping; the first domain
     pins what was mapped while there was none."""
     for dma in iommu.dma_list:
-        if not dma.iommu_mapped and not k.mm.is_mapped(dma.vaddr, dma.size):
+        if not dma.iommu_mapped and not k.mm.is_mapped(dma.vaddr, dma.size, bool(dma.prot & IOMMU_WRITE)):
             raise Errno(errno.EFAULT, cite(TYPE1_C, 1729))
     for dma in iommu.dma_list:
         dma.iommu_mapped = True
@@ -434,9 +434,10 @@ def vfio_dma_do_map(k: ModelKernel, iommu: VfioIommu, map_: uv.vfio_iommu_type1_
     iommu.link_dma(dma)
     if iommu.domain_list:
         # vfio_pin_map_dma(): pin_user_pages_remote() fails on the first
-        # unmapped page and the whole mapping is removed again
+        # unmapped page (or a read-only one: FOLL_WRITE for IOMMU_WRITE, :559-560) and the
+        # whole mapping is removed again
         dma.iommu_mapped = True
-        if not k.mm.is_mapped(vaddr, size):
+        if not k.mm.is_mapped(vaddr, size, bool(prot & IOMMU_WRITE)):
             vfio_remove_dma(iommu, dma)
             raise Errno(errno.EFAULT, cite(TYPE1_C, 563))
     if iommu.dirty_page_tracking:
