@@ -14,7 +14,6 @@ import mmap
 import os
 import struct
 import termios
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,14 +24,6 @@ from harness.backends.kernel import PAGE, KernelBackend
 KVM_GET_API_VERSION = 0xAE00  # _IO(KVMIO, 0x00)
 KVM_CREATE_VM = 0xAE01        # _IO(KVMIO, 0x01)
 
-
-@pytest.fixture
-def kb(tmp_path: Path) -> Iterator[KernelBackend]:
-    """A backend over an empty sysfs root: no root privileges needed, no host state touched."""
-    (tmp_path / "sys").mkdir()
-    b = KernelBackend(root=str(tmp_path), state_file=tmp_path / "state.json")
-    yield b
-    b.reset()
 
 
 def test_mmap_write_read_round_trip(kb: KernelBackend) -> None:

@@ -97,13 +97,6 @@ def test_munmap_forgets_a_pages_protection(backend: Backend) -> None:
 # -- the kernel backend on its own -------------------------------------------------------------
 
 
-@pytest.fixture
-def kb(tmp_path: Path) -> Iterator[KernelBackend]:
-    (tmp_path / "sys").mkdir()
-    b = KernelBackend(root=str(tmp_path), state_file=tmp_path / "state.json")
-    yield b
-    b.reset()
-
 
 def test_the_kernel_sees_the_protection(kb: KernelBackend) -> None:
     """The kernel's own copy_to_user/copy_from_user into the pages fault: the protection is real."""
