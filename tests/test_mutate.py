@@ -34,7 +34,7 @@ from harness.mutate.results import (
     Tally,
     tally,
 )
-from harness.mutate.run import Runner, sample
+from harness.mutate.run import Runner, case_ioctls, sample
 from harness.mutate.scope import Scope
 from harness.mutate.workspace import Workspace
 
@@ -477,3 +477,14 @@ def test_a_mutant_with_the_object_code_of_one_already_run_takes_its_verdict(tmp_
                                 "used_check", KILLED, by="some-case", object_sha=sha))
         twin = runner.one(used)
     assert twin.verdict == KILLED and twin.by.startswith("drivers/vfio/tiny.c:99:negate:0 (0123456789ab), the same")
+
+
+def test_a_raw_ioctl_step_reaches_its_handler_too() -> None:
+    """--only-reaching picks cases by the ioctls they call: an ioctl through a raw pointer counts."""
+    from harness.cases.loader import Loader
+
+    cases, errors = Loader(ROOT / "cases").load_all("device/info-readonly-arg-efault.yaml")
+    assert not errors and cases
+    assert {"VFIO_DEVICE_GET_INFO", "VFIO_DEVICE_GET_REGION_INFO", "VFIO_DEVICE_GET_IRQ_INFO"} <= \
+        set().union(*(case_ioctls(c) for c in cases))
+    assert all("VFIO_GROUP_GET_DEVICE_FD" in case_ioctls(c) for c in cases)    # the fixture's, typed

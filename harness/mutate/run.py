@@ -56,7 +56,9 @@ def sample(mutants: list[Mutant], n: int | None, seed: int) -> list[Mutant]:
 
 
 def case_ioctls(case: Case) -> set[str]:
-    return {str(s.spec.get("ioctl")) for s in case.steps if s.kind == "ioctl"}
+    """The ioctls a case's steps call, typed (``ioctl:``) or through a raw pointer (``raw_ioctl:``)."""
+    named = (s.spec.get(s.kind) for s in case.steps if s.kind in ("ioctl", "raw_ioctl"))
+    return {str(getattr(v, "text", v)) for v in named}     # a raw_ioctl's request is an expression
 
 
 def case_errnos(case: Case) -> set[str]:
