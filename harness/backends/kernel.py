@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..uapi.mman import MPROTECT_BITS, PROT_NONE, PROT_READ, PROT_WRITE, prot_allows
+from ..uapi.mman import MPROTECT_BITS, PROT_NONE, PROT_READ, PROT_WRITE, prot_allows, set_protection
 from ..uapi.vfio import VFIO_GROUP_GET_DEVICE_FD
 from .base import MAX_READ, MEMFD_NAME, Backend, Facts, OpResult, Topology, valid_align
 from .kcov import Kcov
@@ -264,11 +264,8 @@ class KernelBackend(Backend):
         """True when every byte of [addr, addr+length) lies in this backend's mappings (and,
         ``write`` given, on pages that allow that access: a fault would kill the harness)."""
         start, end = addr, addr + length
-        while addr < end:
-            hit = next(((s, e) for s, e in self._maps.items() if s <= addr < e), None)
-            if hit is None:
-                return False
-            addr = hit[1]
+        if self._own_run_end(addr, end) < end:
+            return False
         return write is None or all(prot_allows(p, write) for a, p in self._prot.items()
                                     if start < a + PAGE and a < end)
 
@@ -653,11 +650,7 @@ class KernelBackend(Backend):
         ctypes.set_errno(0)
         if _mprotect(addr, stop - addr if stop < end else length, prot) != 0:
             return _fail(ctypes.get_errno())
-        for page in range(addr, stop, PAGE):
-            if prot == PROT_READ | PROT_WRITE:
-                self._prot.pop(page, None)
-            else:
-                self._prot[page] = prot
+        set_protection(self._prot, range(addr, stop, PAGE), prot)
         if stop < end:
             return self._refuse("mprotect", f"[{stop:#x}, {end:#x}) is not in a mapping of this backend",
                                 errno.ENOMEM)

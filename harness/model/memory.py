@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends.base import valid_align
-from ..uapi.mman import MPROTECT_BITS, PROT_READ, PROT_WRITE, prot_allows
+from ..uapi.mman import MPROTECT_BITS, PROT_READ, PROT_WRITE, prot_allows, set_protection
 from .errors import Errno, cite
 
 PAGE_SIZE = 4096
@@ -117,6 +117,10 @@ class Mapping:
         return self.start + len(self.data)
 
 
+def _page_align(n: int) -> int:
+    return (n + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+
+
 class UserMemory:
     """Anonymous mappings of one process, page granular."""
 
@@ -131,7 +135,7 @@ class UserMemory:
         ``length`` the caller passes as a size_t."""
         if length <= 0 or not valid_align(align):
             raise Errno(errno.EINVAL, cite("mm/mmap.c", 296))
-        length = (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1) & _U64
+        length = _page_align(length) & _U64
         if not length:     # PAGE_ALIGN() wrapped past the top of size_t
             raise Errno(errno.ENOMEM, cite("mm/mmap.c", "316-318"))
         if length > TASK_SIZE:
@@ -150,7 +154,7 @@ class UserMemory:
         covers in part keeps the rest (mm/vma.c:1406-1411, then the split)."""
         if addr % PAGE_SIZE or length <= 0:
             raise Errno(errno.EINVAL, cite("mm/vma.c", "1406-1407"))
-        end = addr + ((length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
+        end = addr + _page_align(length)
         kept: list[Mapping] = []
         for m in self._maps:
             if m.end <= addr or m.start >= end:
@@ -175,7 +179,7 @@ class UserMemory:
             raise Errno(errno.EINVAL, cite("mm/mprotect.c", "727-728"))
         if not length:
             return
-        end = addr + ((length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
+        end = addr + _page_align(length)
         if end <= addr or end > _U64:
             raise Errno(errno.ENOMEM, cite("mm/mprotect.c", "733-734"))
         if prot & ~MPROTECT_BITS:
@@ -187,11 +191,7 @@ class UserMemory:
             m = self._find(pos)
             if m is None:
                 raise Errno(errno.ENOMEM, cite("mm/mprotect.c", "787-788"))
-            for page in range(pos // PAGE_SIZE, min(m.end, end) // PAGE_SIZE):
-                if prot == PROT_READ | PROT_WRITE:
-                    self._prot.pop(page, None)
-                else:
-                    self._prot[page] = prot
+            set_protection(self._prot, range(pos // PAGE_SIZE, min(m.end, end) // PAGE_SIZE), prot)
             pos = m.end
 
     def _usable(self, addr: int, write: bool) -> tuple[Mapping, int] | None:

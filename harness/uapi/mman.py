@@ -23,3 +23,13 @@ def prot_allows(prot: int, write: bool) -> bool:
     protection ``prot`` succeeds on x86: read, write or exec each make the page readable,
     only PROT_WRITE writable (arch/x86/mm/pgprot.c:9-16)."""
     return bool(prot & PROT_WRITE) if write else bool(prot & (PROT_READ | PROT_WRITE | PROT_EXEC))
+
+
+def set_protection(prot_of: dict[int, int], pages: range, prot: int) -> None:
+    """Record ``prot`` for ``pages`` in a page -> protection table that holds only the pages
+    mprotect(2) took away from read/write (a page given read/write again drops out)."""
+    for page in pages:
+        if prot == PROT_READ | PROT_WRITE:
+            prot_of.pop(page, None)
+        else:
+            prot_of[page] = prot
