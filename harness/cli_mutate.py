@@ -86,6 +86,9 @@ def add_parser(sub: Any) -> None:
     m.add_argument("--budget", type=parse_duration, default=None, metavar="TIME",
                    help="start no mutant after TIME (e.g. 40m): the report scores those run and counts the rest "
                         "as not run; the same command later resumes from the results cache")
+    m.add_argument("--one-by-one", action="store_true",
+                   help="build and boot each mutant alone (its object compared with the original's first: "
+                        "identical code is not scored) instead of many mutants in one schemata kernel")
     m.add_argument("--fresh", action="store_true",
                    help="run every mutant again, even those the results cache has a verdict for")
     m.add_argument("--list", action="store_true", help="list the (sampled) mutants and exit; nothing is built")
@@ -174,17 +177,17 @@ def cmd_mutate(args: argparse.Namespace) -> int:
     options = sha([(args.case_lines and Path(args.case_lines).read_bytes()) or b"", str(args.only_reaching).encode(),
                    args.cases.encode()])[:8]
     src_hash = sha(texts[f].encode() for f in sorted(texts))[:8]
-    results_path = cache_root() / "mutate" / "results" / f"{key}-{src_hash}-{corpus}-{options}.jsonl"
+    results_path = cache_root() / "mutate" / "results" / f"{key}-{src_hash}.jsonl"
     image = cache.kernels_dir() / key / "bzImage"
     baseline = Baseline(image if image.is_file() else builddir / "arch/x86/boot/bzImage", args.accel, cases_dir,
                         args.case_timeout)
     workspace = Workspace(source, builddir, key)
-    results_cache = ResultsCache(results_path)
+    results_cache = ResultsCache(results_path, f"{corpus}-{options}")
     if args.fresh:
         results_cache.results.clear()
     runner = Runner(workspace, cases, full, baseline, results_cache, eq.for_series(entries, args.series),
                     lines, args.only_reaching, args.accel, cases_dir, args.case_timeout, args.jobs,
-                    progress=(lambda line: _say(args, line)))
+                    progress=(lambda line: _say(args, line)), schemata=not args.one_by_one)
     header = {"kernel source": f"{source} (build {key})", "series": args.series,
               "selection": (f"--sample {args.sample} --seed {args.seed} of " if args.sample else "all ")
               + f"{len(mutants)} mutants in scope",

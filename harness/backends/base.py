@@ -293,6 +293,11 @@ class Backend(ABC):
         there (which is the build tree's path); ``reset``: then zero them all."""
         raise NotImplementedError(f"{self.name}: kernel coverage needs a real kernel")
 
+    def select_mutant(self, number: int) -> str:
+        """Make mutant ``number`` of a mutant-schemata kernel the live one (0: none), by
+        writing it to every ``vcm_*`` module parameter (harness/mutate/schemata.py): "" or why not."""
+        return f"{self.name}: mutant schemata need a real kernel"
+
     def kcov_enable(self) -> str:
         """Trace the kernel PCs the calling thread runs (KCOV, backends/kcov.py): "" or why not."""
         return f"{self.name}: KCOV needs a real kernel"

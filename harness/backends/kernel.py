@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import glob
 import gzip
 import mmap as _mm
 import os
@@ -51,6 +52,7 @@ __all__ = ["KernelBackend", "RestoreError", "restore_from_state_file"]
 PAGE = os.sysconf("SC_PAGE_SIZE")
 PROFILE_ENV = "VFIO_CONFORMANCE_PROFILE"
 GCOV_ROOT = "/sys/kernel/debug/gcov"
+MUTANT_PARAMETERS = "/sys/module/*/parameters/vcm_*"   # harness/mutate/schemata.py
 # A read(2) larger than this is cut to it: the buffer is allocated in the harness.
 _U64 = (1 << 64) - 1
 
@@ -488,6 +490,21 @@ class KernelBackend(Backend):
             with open(os.path.join(root, "reset"), "w") as f:
                 f.write("1")
         return out
+
+    def select_mutant(self, number: int) -> str:
+        """Only inside the test VM (a switch of the mutation run's own kernel)."""
+        if not self.vm:
+            return "selecting a mutant changes the kernel: only inside the test VM"
+        params = glob.glob(os.path.join(self.tree.path("/sys/module"), MUTANT_PARAMETERS[len("/sys/module/"):]))
+        if not params:
+            return f"no {MUTANT_PARAMETERS} in this kernel: it is not a mutant-schemata build"
+        for p in params:
+            try:
+                with open(p, "w") as f:
+                    f.write(str(number))
+            except OSError as e:
+                return f"{p}: {e.strerror}"
+        return ""
 
     def kcov_enable(self) -> str:
         if self._kcov is None:

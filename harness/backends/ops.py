@@ -121,6 +121,7 @@ BACKEND_OPS: tuple[Op, ...] = (
     Op("gcov_collect", (Param("reset", BOOL, False),), FILES, timeout=120.0),
     Op("kcov_enable", result=TEXT),
     Op("kcov_collect", result=VALUE),
+    Op("select_mutant", (Param("number", INT),), TEXT),
     Op("reset", result=NOTHING),
 )
 

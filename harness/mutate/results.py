@@ -10,11 +10,12 @@ that one's verdict, naming it.
 
 score = (killed + timed out) / (total - not compiled - equivalent - identical code)
 
-The cache is one JSON-lines file per (kernel source, corpus): ``<cache>/mutate/results/<source
-key>-<corpus hash>.jsonl``, one line per finished mutant, appended and flushed as it finishes,
-so an interrupted run resumes where it stopped.  The source key names the build (version and
-config) and hashes the mutated files' original text; the corpus hash covers the case files
-and the model (a change to either can change a verdict).
+The cache is one JSON-lines file per kernel source: ``<cache>/mutate/results/<source
+key>.jsonl``, one line per finished mutant, appended and flushed as it finishes, so an
+interrupted run resumes where it stopped.  The source key names the build (version and config)
+and hashes the mutated files' original text.  Each verdict names its corpus: the hash of the
+case files and the model (a change to either can change a verdict) and of the options choosing
+cases; a run with another corpus runs the mutant again, its earlier killer first.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class Result:
     build_s: float = 0.0
     run_s: float = 0.0
     object_sha: str = ""           # sha256 of the mutated file's object code ("": not built)
+    schemata: bool = False         # run in a schemata kernel (schemata.py), not built alone
+    corpus: str = ""               # the corpus (cases, model, case options) the verdict was reached with
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -114,8 +117,13 @@ def tree_hash(*folders: Path, suffixes: tuple[str, ...] = (".yaml", ".py")) -> s
 
 
 class ResultsCache:
-    def __init__(self, path: Path):
-        self.path = path
+    """The verdicts of one kernel source's mutants.  A verdict counts for the ``corpus`` it was
+    reached with; one that needed no case (not compiled, identical code) for every corpus.  The
+    verdict of an earlier corpus is kept as a hint: the case that killed the mutant then runs
+    first now, so a re-run of an unchanged kill costs one case."""
+
+    def __init__(self, path: Path, corpus: str = ""):
+        self.path, self.corpus = path, corpus
         self.results: dict[str, Result] = {}
         try:
             lines = path.read_text().splitlines()
@@ -129,14 +137,21 @@ class ResultsCache:
             self.results[r.id] = r
 
     def get(self, mutant_id: str) -> Result | None:
+        """The mutant's verdict for this corpus, or None."""
+        r = self.results.get(mutant_id)
+        return r if r is not None and (r.corpus == self.corpus or r.verdict not in RAN) else None
+
+    def previous(self, mutant_id: str) -> Result | None:
+        """The mutant's latest verdict, for whatever corpus."""
         return self.results.get(mutant_id)
 
     def twin(self, object_sha: str) -> Result | None:
-        """A mutant of this cache that was booted with the same object code."""
+        """A mutant of this cache that was booted with the same object code, with this corpus."""
         return next((r for r in self.results.values() if object_sha and r.object_sha == object_sha
-                     and r.verdict in RAN), None)
+                     and r.verdict in RAN and r.corpus == self.corpus), None)
 
     def put(self, result: Result) -> None:
+        result.corpus = self.corpus
         self.results[result.id] = result
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as f:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..cases.case import Case
 from ..runner.outcome import CaseOutcome
-from ..runner.target import TargetUnusable, profile_for
+from ..runner.target import Guest, TargetUnusable, profile_for
 from ..runner.trace import ERROR, FAIL, PASS
 from ..runner.vmtarget import VmTarget
 from ..vm import VmError
@@ -30,6 +30,7 @@ from .case_lines import CaseLines
 from .equivalent import Equivalent
 from .operators import OPERATORS, Mutant, mutants_of
 from .results import EQUIVALENT, IDENTICAL, KILLED, NOT_COMPILED, SURVIVED, TIMED_OUT, Result, ResultsCache
+from .schemata import plan
 from .scope import Scope
 from .workspace import Workspace
 
@@ -72,10 +73,11 @@ def mutant_errnos(mutant: Mutant, text: str) -> set[str]:
 
 
 def order_cases(mutant: Mutant, cases: list[Case], scope: Scope, lines: CaseLines | None,
-                only_reaching: bool, source: str = "") -> list[Case]:
+                only_reaching: bool, source: str = "", killer: str = "") -> list[Case]:
     """The cases to run on ``mutant``: those reaching it first (see the module's docstring); among
-    them, those whose ioctl's handler reaches it in fewer calls, then those expecting an errno named
-    where the mutant is, then those running in the guest most of them need (one boot for a kill)."""
+    them, ``killer`` (the case that killed it in an earlier run) first, then those whose ioctl's
+    handler reaches it in fewer calls, then those expecting an errno named where the mutant is,
+    then those running in the guest most of them need (one boot for a kill)."""
     reach = scope.roots.get(mutant.function, {})
     if lines is not None:
         span = range(mutant.line, mutant.line + mutant.original.count("\n") + 1)
@@ -87,9 +89,9 @@ def order_cases(mutant: Mutant, cases: list[Case], scope: Scope, lines: CaseLine
     profiles = [profile_for(c) for c in first]
     common = max(set(profiles), key=profiles.count) if profiles else "viommu"
 
-    def rank(c: Case) -> tuple[int, bool, bool]:
+    def rank(c: Case) -> tuple[bool, int, bool, bool]:
         distance = min((reach[i] for i in case_ioctls(c) if i in reach), default=99)
-        return distance, not (case_errnos(c) & errnos), profile_for(c) != common
+        return c.test_id != killer, distance, not (case_errnos(c) & errnos), profile_for(c) != common
 
     first.sort(key=rank)
     if only_reaching:
@@ -146,32 +148,94 @@ class Runner:
     case_timeout: float = DEFAULT_CASE_TIMEOUT
     jobs: int = 2
     progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr)
+    schemata: bool = True
+    finished: int = 0
 
     def run(self, mutants: Iterable[Mutant], deadline: float | None = None) -> list[Result]:
         """The verdict of each mutant, in order.  Past ``deadline`` (a ``time.monotonic()`` value:
         ``--budget``) no mutant is started: the results so far are returned, the results cache's
         verdicts included, and a later run resumes with the rest."""
         mutants = list(mutants)
-        out = []
+        todo = [m for m in mutants if self.cache.get(m.id) is None]
         for n, m in enumerate(mutants, 1):
-            cached = self.cache.get(m.id)
-            if cached is None and deadline is not None and time.monotonic() >= deadline:
-                out += self.cached(mutants[n - 1:])
-                self.progress(f"mutate: budget spent: {len(mutants) - len(out)} of {len(mutants)} mutants not run "
-                              "(a later run resumes from the results cache)")
-                return out
-            if cached is not None:
-                r = self._equivalent(cached)
-                self.progress(f"mutate: [{n}/{len(mutants)}] {m.name} ({m.id}): {r.verdict} (cached)")
-            else:
-                r = self.one(m)
-                self.cache.put(r)
-                r = self._equivalent(r)
-                self.progress(f"mutate: [{n}/{len(mutants)}] {m.name} ({m.id}): {r.verdict}"
-                              + (f" by {r.by}" if r.by else "") + f"; build {r.build_s:.0f} s, run {r.run_s:.0f} s, "
-                              f"{r.cases_run} cases")
-            out.append(r)
+            if self.cache.get(m.id) is not None:
+                self.progress(f"mutate: [{n}/{len(mutants)}] {m.name} ({m.id}): "
+                              f"{self._equivalent(self.cache.get(m.id)).verdict} (cached)")  # type: ignore[arg-type]
+        one_by_one = todo if not self.schemata else self._run_schemata(todo, deadline)
+        for m in one_by_one:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            self._done(m, self.one(m))
+        out = self.cached(mutants)
+        if len(out) < len(mutants):
+            self.progress(f"mutate: budget spent: {len(mutants) - len(out)} of {len(mutants)} mutants not run "
+                          "(a later run resumes from the results cache)")
         return out
+
+    def _done(self, m: Mutant, r: Result) -> None:
+        self.cache.put(r)
+        r = self._equivalent(r)
+        self.finished += 1
+        self.progress(f"mutate: [{self.finished} run] {m.name} ({m.id}): {r.verdict}"
+                      + (f" by {r.by}" if r.by else "") + f"; build {r.build_s:.0f} s, run {r.run_s:.0f} s, "
+                      f"{r.cases_run} cases")
+
+    def _run_schemata(self, mutants: list[Mutant], deadline: float | None) -> list[Mutant]:
+        """Run ``mutants`` in schemata kernels (schemata.py), a layer per kernel; the mutants no
+        layer could build (or whose layer's guests could not be used) are returned, to be built
+        one by one."""
+        texts = {f: self.workspace.original_text(f) for f in sorted({m.file for m in mutants})}
+        number = {n: m for n, m in enumerate(mutants, 1)}
+        left: list[Mutant] = []
+        for i, layer in enumerate(plan(list(number.items()), texts), 1):
+            if deadline is not None and time.monotonic() >= deadline:
+                return left
+            self.progress(f"mutate: building schemata kernel {i} ({len(layer.numbers())} mutants in "
+                          f"{len(layer.files())} files)")
+            built = self.workspace.build_layer(layer, texts, self.jobs)
+            left += [number[n] for n in sorted(built.dropped)]
+            if built.image is None:
+                self.progress(f"mutate: schemata kernel {i} did not build: its mutants are built one by one\n"
+                              + built.log_tail)
+                continue
+            self.progress(f"mutate: schemata kernel {i} built in {built.seconds:.0f} s"
+                          + (f"; {len(built.dropped)} mutants taken out (built one by one)" if built.dropped else ""))
+            live = Selection(VmTarget(built.image, "both", self.accel, self.cases_root, self.case_timeout))
+            try:
+                for n in sorted(built.layer.numbers(), key=lambda k: (number[k].file, number[k].start)):
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return left
+                    try:
+                        self._done(number[n], self.switched(number[n], n, live))
+                    except SchemataUnusable as e:
+                        self.progress(f"mutate: schemata kernel {i}: {e}; the rest of its mutants are built one by one")
+                        left += [number[k] for k in built.layer.numbers() if self.cache.get(number[k].id) is None]
+                        break
+            finally:
+                live.target.close()
+        return left
+
+    def switched(self, m: Mutant, n: int, live: Selection) -> Result:
+        """Mutant ``m``, number ``n`` of the schemata kernel ``live`` runs, switched on for its cases.
+        A kill on a guest that ran other mutants first stands only if the killing case passes there
+        with no mutant switched on; else (or when that guest was replaced) the mutant runs again on
+        fresh guests, whose verdict stands."""
+        start = time.monotonic()
+        r = self._result(m)
+        live.begin(n)
+        self._cases(m, r, live.target, lambda case: live.select(case, n))
+        if r.verdict in (KILLED, TIMED_OUT) and not live.clean and not live.confirms(r.by, self.cases):
+            live.fresh()
+            r = self._result(m)
+            live.begin(n)
+            self._cases(m, r, live.target, lambda case: live.select(case, n))
+        r.run_s = round(time.monotonic() - start, 1)
+        r.schemata = True
+        return r
+
+    def _result(self, m: Mutant) -> Result:
+        return Result(m.id, m.name, m.file, m.line, m.operator, m.function, SURVIVED,
+                      diff=m.diff(self.workspace.original_text(m.file)))
 
     def cached(self, mutants: Iterable[Mutant]) -> list[Result]:
         """The results cache's verdicts of those of ``mutants`` it has, in order."""
@@ -185,8 +249,8 @@ class Runner:
         return r
 
     def one(self, m: Mutant) -> Result:
-        original = self.workspace.original_text(m.file)
-        r = Result(m.id, m.name, m.file, m.line, m.operator, m.function, SURVIVED, diff=m.diff(original))
+        """Mutant ``m`` built alone: its object compared with the original's and its twins' first."""
+        r = self._result(m)
         self.workspace.apply(m)
         try:
             obj = self.workspace.object_name(m.file)
@@ -210,9 +274,11 @@ class Runner:
                 r.verdict, r.by, r.detail = NOT_COMPILED, "make bzImage failed", built.log_tail
                 return r
             start = time.monotonic()
+            target = VmTarget(self.workspace.image, "both", self.accel, self.cases_root, self.case_timeout)
             try:
-                self._cases(m, r)
+                self._cases(m, r, target)
             finally:
+                target.close()
                 r.run_s = round(time.monotonic() - start, 1)
             return r
         finally:
@@ -228,20 +294,72 @@ class Runner:
             target.target.discard(profile_for(case))
             return target.run(case)
 
-    def _cases(self, m: Mutant, r: Result) -> None:
-        target = VmTarget(self.workspace.image, "both", self.accel, self.cases_root, self.case_timeout)
-        try:
-            source = self.workspace.original_text(m.file)
-            for case in order_cases(m, self.cases, self.scope, self.lines, self.only_reaching, source):
-                try:
-                    o = self._run(target, case)
-                except (TargetUnusable, OSError, VmError) as e:
-                    r.verdict, r.by, r.detail = KILLED, "boot", _first_lines(f"{type(e).__name__}: {e}")
-                    return
-                r.cases_run += 1
-                if _kills(o) and self.baseline.passes(case):
-                    hang = any(h in o.reason for h in _HANG)
-                    r.verdict, r.by, r.detail = (TIMED_OUT if hang else KILLED), case.test_id, _first_lines(o.reason)
-                    return
-        finally:
-            target.close()
+    def _cases(self, m: Mutant, r: Result, target: VmTarget, before: Callable[[Case], None] | None = None) -> None:
+        """Run the mutant's cases (``before`` each one: switch the mutant on in its guest) until one kills it."""
+        source = self.workspace.original_text(m.file)
+        previous = self.cache.previous(m.id)
+        killer = previous.by if previous is not None and previous.verdict in (KILLED, TIMED_OUT) else ""
+        for case in order_cases(m, self.cases, self.scope, self.lines, self.only_reaching, source, killer):
+            try:
+                if before is not None:
+                    before(case)
+                o = self._run(target, case)
+            except (TargetUnusable, OSError, VmError) as e:
+                if before is not None:
+                    raise SchemataUnusable(f"{type(e).__name__}: {e}") from e
+                r.verdict, r.by, r.detail = KILLED, "boot", _first_lines(f"{type(e).__name__}: {e}")
+                return
+            r.cases_run += 1
+            if _kills(o) and self.baseline.passes(case):
+                hang = any(h in o.reason for h in _HANG)
+                r.verdict, r.by, r.detail = (TIMED_OUT if hang else KILLED), case.test_id, _first_lines(o.reason)
+                return
+
+
+class SchemataUnusable(RuntimeError):
+    """A schemata kernel's guest that cannot switch mutants (or boot): not any mutant's doing."""
+
+
+@dataclass
+class Selection:
+    """Which mutant each guest of a schemata kernel has switched on, and whether the mutant being
+    run has had only guests that ran no other mutant before it (``clean``)."""
+
+    target: VmTarget
+    live: dict[str, tuple[Guest, int, set[int]]] = field(default_factory=dict)  # profile -> guest, live, ran
+    clean: bool = True
+    current: int = 0
+
+    def begin(self, n: int) -> None:
+        self.current, self.clean = n, True
+
+    def select(self, case: Case, n: int) -> None:
+        profile = profile_for(case)
+        g = self.target.target.guest(profile)
+        held = self.live.get(profile)
+        if held is None or held[0] is not g:
+            held = (g, 0, set())
+        if held[1] != n:
+            why = g.kernel.select_mutant(n)
+            if why:
+                raise SchemataUnusable(why)
+        ran = held[2] | {n}
+        self.clean = self.clean and ran <= {n}
+        self.live[profile] = (g, n, ran)
+
+    def confirms(self, case_id: str, cases: list[Case]) -> bool:
+        """Whether the killing case passes with no mutant switched on, in the guest it killed in."""
+        case = next((c for c in cases if c.test_id == case_id), None)
+        if case is None:
+            return False
+        held = self.live.get(profile_for(case))
+        if held is None or self.target.target.guests.get(profile_for(case)) is not held[0]:
+            return False                      # the guest was replaced (a hang, a splat)
+        self.select(case, 0)
+        return self.target.run(case).status == PASS
+
+    def fresh(self) -> None:
+        """Replace every guest: the next case boots a new one, which has run no mutant."""
+        for profile in list(self.target.target.guests):
+            self.target.target.discard(profile)
+        self.live.clear()

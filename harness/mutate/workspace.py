@@ -5,7 +5,7 @@ Under the cache root (harness/cache_root.py), per test-kernel build key::
     mutate/<build key>/src/      a hard-link copy (cp -al) of the extracted source tree
     mutate/<build key>/build/    a copy of the test kernel's build directory, paths rewritten
     mutate/<build key>/.lock     held for a whole run: one series of mutants at a time
-    mutate/<build key>/mutated   the file a mutant replaced, while it is replaced
+    mutate/<build key>/mutated   the files a mutant (or a schemata layer) replaced, while replaced
 
 A mutant replaces one file of ``src/`` by a real file (a new inode: the shared tree is never
 written); its object is compiled first (``make <file>.o``, a few seconds) and compared with the
@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,9 +37,19 @@ from ..kernel.kconfig import fragment_bytes
 from ..kernel.lock import locked
 from ..kernel.source import debian_source, get_series
 from .operators import Mutant
+from .schemata import Layer, numbers_at, render
 
 READY = ".ready"
 MUTATED = "mutated"
+
+
+@dataclass(frozen=True)
+class LayerBuild:
+    image: Path | None         # None: no kernel could be built
+    layer: Layer               # the mutants in the image
+    dropped: set[int]          # the mutants taken out: to build one by one
+    seconds: float
+    log_tail: str
 
 
 @dataclass(frozen=True)
@@ -124,22 +135,26 @@ class Workspace:
 
     def apply(self, mutant: Mutant) -> None:
         """Replace the mutant's file by a real file holding the mutant (a fresh mtime: make rebuilds it)."""
+        self.apply_texts({mutant.file: mutant.apply(self.original_text(mutant.file))})
+
+    def apply_texts(self, texts: dict[str, str]) -> None:
+        """Replace each file of ``texts`` (relative path -> its new text) by a real file holding it."""
         self.restore()
-        text = mutant.apply(self.original_text(mutant.file))
-        (self.root / MUTATED).write_text(mutant.file + "\n")
-        target = self.src / mutant.file
-        tmp = target.with_name(f".{target.name}.mutant")
-        tmp.write_text(text)
-        os.replace(tmp, target)
+        (self.root / MUTATED).write_text("".join(f"{rel}\n" for rel in texts))
+        for rel, text in texts.items():
+            target = self.src / rel
+            tmp = target.with_name(f".{target.name}.mutant")
+            tmp.write_text(text)
+            os.replace(tmp, target)
 
     def restore(self) -> None:
-        """Link the mutated file's original back and drop its object (rebuilt from the original next time)."""
+        """Link the mutated files' originals back and drop their objects (rebuilt from the originals next time)."""
         marker = self.root / MUTATED
         try:
-            rel = marker.read_text().strip()
+            rels = marker.read_text().split()
         except FileNotFoundError:
             return
-        if rel:
+        for rel in rels:
             target = self.src / rel
             tmp = target.with_name(f".{target.name}.orig")
             with contextlib.suppress(FileNotFoundError):
@@ -163,13 +178,67 @@ class Workspace:
         except FileNotFoundError:
             return ""
 
-    def make(self, jobs: int = 2, target: str = "bzImage", append: bool = False) -> BuildResult:
-        """``make TARGET`` in the workspace (nice 10), its output in mutant-build.log (``append``:
-        after the output of the mutant's object build)."""
-        cmd = ["nice", "-n", "10", "make", "-C", str(self.src), f"O={self.build}", f"-j{jobs}", target]
+    def make(self, jobs: int = 2, target: str | list[str] = "bzImage", append: bool = False) -> BuildResult:
+        """``make TARGET...`` in the workspace (nice 10; several targets: ``-k``, every error in
+        one go), its output in mutant-build.log (``append``: after the output of the mutant's
+        object build)."""
+        targets = [target] if isinstance(target, str) else list(target)
+        cmd = ["nice", "-n", "10", "make", "-C", str(self.src), f"O={self.build}", f"-j{jobs}"]
+        cmd += ["-k", *targets] if len(targets) > 1 else targets
         start = time.monotonic()
         with open(self.log, "a" if append else "w") as log, open(os.devnull, "w") as quiet:
             rc = make.run_logged(cmd, log, cwd=self.build, label="mutant make", err=quiet)
         seconds = time.monotonic() - start
         tail = "" if rc == 0 else make.tail(self.log.read_text(errors="replace"), 15)
         return BuildResult(rc == 0, seconds, tail)
+
+    def errors(self) -> dict[str, set[int]]:
+        """The lines the last build's compiler errors name, per source file (relative)."""
+        out: dict[str, set[int]] = {}
+        pattern = re.compile(rf"^{re.escape(str(self.src))}/(\S+?\.c):(\d+):\d+: error:", re.M)
+        for m in pattern.finditer(self.log.read_text(errors="replace")):
+            out.setdefault(m.group(1), set()).add(int(m.group(2)))
+        return out
+
+    def unlinked(self, files: list[str]) -> set[str]:
+        """Those of ``files`` whose object the last build's link errors name."""
+        log = self.log.read_text(errors="replace")
+        return {f for f in files if f"{self.object_name(f)}: in function" in log}
+
+    def build_layer(self, layer: Layer, texts: dict[str, str], jobs: int = 2,
+                    attempts: int = 5) -> LayerBuild:
+        """Build a schemata kernel of ``layer`` (texts: file -> original source): its image,
+        copied out of the build directory, and the layer as built.  The mutants whose switch a
+        compiler or link error names are taken out and the build tried again; the files are put
+        back before returning, whatever happened."""
+        dropped: set[int] = set()
+        seconds = 0.0
+        try:
+            for _ in range(attempts):
+                files = layer.files()
+                if not files:
+                    break
+                self.apply_texts({f: render(f, texts[f], layer)[0] for f in files})
+                built = self.make(jobs, [self.object_name(f) for f in files])
+                seconds += built.seconds
+                if built.ok:
+                    built = self.make(jobs, append=True)
+                    seconds += built.seconds
+                    if built.ok:
+                        image = self.root / "schemata" / f"{layer.key(texts)}.bzImage"
+                        image.parent.mkdir(exist_ok=True)
+                        shutil.copyfile(self.image, image)
+                        return LayerBuild(image, layer, dropped, seconds, "")
+                    bad = {n for f in self.unlinked(files) for n in layer.numbers_in(f)}
+                else:
+                    errors = self.errors()
+                    bad = set().union(*(numbers_at(layer, f, texts[f], lines) for f, lines in errors.items()))
+                    bad = bad or {n for f in errors for n in layer.numbers_in(f)}
+                if not bad:
+                    break
+                dropped |= bad
+                layer = layer.without(bad)
+            return LayerBuild(None, layer, dropped | set(layer.numbers()), seconds, make.tail(
+                self.log.read_text(errors="replace"), 15))
+        finally:
+            self.restore()
