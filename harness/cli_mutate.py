@@ -40,6 +40,13 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _shard(text: str) -> tuple[int, int]:
+    k, _, n = text.partition("/")
+    if not (k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+        raise argparse.ArgumentTypeError(f"{text!r}: K/N with 1 <= K <= N, e.g. 1/2")
+    return int(k), int(n)
+
+
 def _percent(text: str) -> float:
     try:
         value = float(text)
@@ -68,6 +75,9 @@ def add_parser(sub: Any) -> None:
                    help="only this mutant (its id, or its file:line:operator:index; repeatable)")
     m.add_argument("--sample", type=_count, default=None, metavar="N", help="N mutants picked by --seed (default all)")
     m.add_argument("--seed", type=int, default=0, help="the sample's seed (default 0)")
+    m.add_argument("--shard", type=_shard, default=None, metavar="K/N",
+                   help="only every N-th of the picked mutants, from the K-th: N runs side by side share the "
+                        "schemata kernels and the results cache")
     m.add_argument("--case-lines", default=None, metavar="FILE",
                    help="JSON of the kernel lines each case reaches (vm --coverage --per-case): run those cases "
                         "first")
@@ -149,6 +159,9 @@ def cmd_mutate(args: argparse.Namespace) -> int:
     mutants = [m for m in generate(texts, scope, args.operators)
                if not args.mutant or m.id in args.mutant or m.name in args.mutant]
     picked = sample(mutants, args.sample, args.seed)
+    if args.shard is not None:
+        k, n = args.shard
+        picked = picked[k - 1::n]
     if not picked:
         print(f"mutate: no mutant in {len(scope.functions)} functions (--files {args.files} --functions "
               f"{args.functions})", file=sys.stderr)
@@ -200,8 +213,7 @@ def cmd_mutate(args: argparse.Namespace) -> int:
     state = RunState(planned=len(picked))
     start = time.monotonic()
     try:
-        with workspace.session():
-            results = runner.run(picked, None if args.budget is None else start + args.budget)
+        results = runner.run(picked, None if args.budget is None else start + args.budget)
     except KeyboardInterrupt:
         state = RunState(STOPPED, "KeyboardInterrupt (Ctrl-C or SIGTERM)", len(picked))
         results = runner.cached(picked)

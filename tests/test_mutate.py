@@ -199,6 +199,9 @@ class _NoWorkspace(Workspace):
     """A workspace in a folder that does not exist: building anything in it raises."""
 
 
+NO_TREE = (FileNotFoundError, subprocess.CalledProcessError)    # building with no source tree
+
+
 def _runner(tmp_path: Path, entries: list[eq.Equivalent] = (), cache: ResultsCache | None = None) -> Runner:
     ws = _NoWorkspace(tmp_path / "nosrc", tmp_path / "nobuild", "k", tmp_path / "ws")
     return Runner(ws, [], Scope([], {}), None, cache or ResultsCache(tmp_path / "r.jsonl"),  # type: ignore[arg-type]
@@ -220,7 +223,7 @@ def test_the_results_cache_survives_a_crash_and_a_run_resumes_from_it(tmp_path: 
     assert [r.verdict for r in results] == [KILLED, SURVIVED, NOT_COMPILED]
     # One not cached: the run does try to build it, and fails on the missing source.
     fresh = _mutants("drivers/iommu/iommufd/ioas.c", IOAS_C)[3]
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(NO_TREE):
         _runner(tmp_path, cache=again).run([*ms, fresh])
 
 
@@ -237,7 +240,7 @@ def test_a_spent_budget_starts_no_mutant_and_keeps_the_cached_verdicts(tmp_path:
     assert [r.id for r in results] == [ms[1].id, ms[3].id]
     assert lines[-1].startswith("mutate: budget spent: 2 of 4 mutants not run")
     # A deadline still ahead is no limit: the first uncached mutant is started.
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(NO_TREE):
         _runner(tmp_path, cache=cache).run(ms, deadline=time.monotonic() + 3600)
 
 
@@ -488,3 +491,150 @@ def test_a_raw_ioctl_step_reaches_its_handler_too() -> None:
     assert {"VFIO_DEVICE_GET_INFO", "VFIO_DEVICE_GET_REGION_INFO", "VFIO_DEVICE_GET_IRQ_INFO"} <= \
         set().union(*(case_ioctls(c) for c in cases))
     assert all("VFIO_GROUP_GET_DEVICE_FD" in case_ioctls(c) for c in cases)    # the fixture's, typed
+
+
+# --------------------------------------------------------------------------------------------------
+# Mutant schemata (harness/mutate/schemata.py)
+
+# Functions with every operator's shapes: a pointer condition (its arms must all be ints), a
+# relational boundary, errnos returned and assigned, output writes, an error check in a loop.
+SCHEMA_C = """#include <errno.h>
+#include <stddef.h>
+
+struct out { int flags; int out_count; };
+
+int check(struct out *cmd, const char *p, int n)
+{
+\tint rc = 0;
+
+\tif (p)
+\t\treturn -ENOENT;
+\tif (n > 4 && n <= 9)
+\t\treturn -EINVAL;
+\tcmd->flags = n;
+\twhile (n < 3)
+\t\tn++;
+\tif (n >= 12)
+\t\trc = -EOVERFLOW;
+\tcmd->out_count = n * 2;
+\treturn rc;
+}
+"""
+FAKE_MODULEPARAM = """#define module_param_named(name, var, type, perm)
+#define __read_mostly
+#define READ_ONCE(x) (x)
+#define unlikely(x) (x)
+"""
+DRIVER = """
+#include <stdio.h>
+#include <stdlib.h>
+int main(int argc, char **argv)
+{
+\tint n;
+\t(void)argc;
+\tSELECT;
+\tfor (n = 0; n < 14; n++) {
+\t\tstruct out o = {0, 0};
+\t\tint r1 = check(&o, NULL, n), r2 = check(&o, "x", n);
+\t\tprintf("%d %d %d %d;", r1, r2, o.flags, o.out_count);
+\t}
+\treturn 0;
+}
+"""
+
+
+def _behaviour(tmp_path: Path, name: str, text: str, select: str) -> str:
+    """What ``text`` (with DRIVER appended, ``select`` run first) prints, compiled with gcc."""
+    (tmp_path / "linux").mkdir(exist_ok=True)
+    (tmp_path / "linux" / "moduleparam.h").write_text(FAKE_MODULEPARAM)
+    c, exe = tmp_path / f"{name}.c", tmp_path / name
+    c.write_text(text + DRIVER.replace("SELECT", select))
+    subprocess.run(["gcc", "-Wall", "-Werror", "-Wno-unused-variable", "-I", str(tmp_path), "-o", str(exe), str(c)],
+                   check=True, capture_output=True, text=True)
+    return subprocess.run([str(exe), "0"], check=True, capture_output=True, text=True).stdout
+
+
+def test_a_schemata_program_behaves_as_each_mutant_built_alone(tmp_path: Path) -> None:
+    from harness.mutate.schemata import plan, schema_text
+
+    file = "drivers/vfio/schema.c"
+    ms = _mutants(file, SCHEMA_C)
+    assert {m.operator for m in ms} == set(OPERATORS)
+    layers = plan(list(enumerate(ms, 1)), {file: SCHEMA_C})
+    assert len(layers) == 1 and sorted(layers[0].numbers()) == list(range(1, len(ms) + 1))
+    schema = schema_text(file, SCHEMA_C, layers[0])
+    assert schema.index("module_param_named(vcm_schema_") > schema.index("#include <stddef.h>")
+    original = _behaviour(tmp_path, "original", SCHEMA_C, "(void)argv")
+    assert _behaviour(tmp_path, "none", schema, "__vcm_selected = atoi(argv[1])") == original
+    differing = 0
+    for n, m in enumerate(ms, 1):
+        alone = _behaviour(tmp_path, f"m{n}", m.apply(SCHEMA_C), "(void)argv")
+        assert _behaviour(tmp_path, f"s{n}", schema, f"__vcm_selected = {n}") == alone, m.name
+        differing += alone != original
+    assert differing >= len(ms) - 2           # the mutants do change what the program does
+
+
+def test_overlapping_spans_go_to_different_layers_and_the_same_span_shares_a_switch() -> None:
+    from harness.mutate.schemata import plan
+
+    file = "drivers/vfio/schema.c"
+    ms = _mutants(file, SCHEMA_C)
+    boundary = [m for m in ms if m.operator == "boundary" and m.line == 12]
+    negate = next(m for m in ms if m.operator == "negate" and m.line == 12)
+    inner = Mutant(file, 12, "errno", 9, "check", negate.start + 1, negate.start + 2, SCHEMA_C[negate.start + 1], "m")
+    layers = plan([(1, negate), (2, boundary[0]), (3, boundary[1]), (4, inner)], {file: SCHEMA_C})
+    assert [sorted(layer.numbers()) for layer in layers] == [[1, 2, 3], [4]]
+    (switch,) = layers[0].switches                 # the boundaries widened to negate's condition
+    assert (switch.start, switch.end) == (negate.start, negate.end) and len(switch.arms) == 3
+
+
+SCHEMA_MAKEFILE = """MAKEFLAGS += --no-builtin-rules
+Makefile: ;
+%.o: FORCE
+\tmkdir -p $(O)/$(dir $@) && gcc -Wall -Werror -I$(CURDIR)/include -c $(CURDIR)/$*.c -o $(O)/$@
+bzImage: FORCE
+\tmkdir -p $(O)/arch/x86/boot && cat $(O)/drivers/vfio/*.o > $(O)/arch/x86/boot/bzImage
+FORCE:
+.PHONY: FORCE bzImage
+"""
+
+
+def test_a_mutant_whose_switch_does_not_compile_is_taken_out_of_its_layer(tmp_path: Path) -> None:
+    from harness.mutate.schemata import plan
+
+    src, build = tmp_path / "src", tmp_path / "build"
+    (src / "drivers/vfio").mkdir(parents=True)
+    (src / "include/linux").mkdir(parents=True)
+    (src / "include/linux/moduleparam.h").write_text(FAKE_MODULEPARAM)
+    (src / "drivers/vfio/schema.c").write_text(SCHEMA_C)
+    (src / "Makefile").write_text(SCHEMA_MAKEFILE)
+    build.mkdir()
+    file = "drivers/vfio/schema.c"
+    ms = _mutants(file, SCHEMA_C)
+    errno_at = next(m for m in ms if m.operator == "errno")
+    broken = Mutant(file, errno_at.line, "errno", 5, "check", errno_at.start, errno_at.end, errno_at.original,
+                    "NO_SUCH_ERRNO")
+    numbered = [*enumerate(ms, 1), (len(ms) + 1, broken)]
+    ws = Workspace(src, build, "k", tmp_path / "ws")
+    with ws.session():
+        built = ws.build_layer(plan(numbered, {file: SCHEMA_C})[0], {file: SCHEMA_C})
+    assert built.image is not None and built.image.read_bytes(), built.log_tail
+    # The broken one and the one sharing its switch (the same span) go; the rest is built.
+    shared = ms.index(errno_at) + 1
+    assert built.dropped == {shared, len(ms) + 1}
+    assert sorted(built.layer.numbers()) == [n for n in range(1, len(ms) + 1) if n != shared]
+    assert (src / file).read_text() == SCHEMA_C             # put back
+
+
+def test_a_verdict_counts_for_its_corpus_and_hints_the_next(tmp_path: Path) -> None:
+    ms = _mutants("drivers/iommu/iommufd/ioas.c", IOAS_C)[:3]
+    path = tmp_path / "r.jsonl"
+    old = ResultsCache(path, "corpus-a")
+    for m, verdict in zip(ms, (KILLED, SURVIVED, NOT_COMPILED), strict=True):
+        old.put(Result(m.id, m.name, m.file, m.line, m.operator, m.function, verdict, by="case-x"))
+    same, new = ResultsCache(path, "corpus-a"), ResultsCache(path, "corpus-b")
+    assert [same.get(m.id).verdict for m in ms] == [KILLED, SURVIVED, NOT_COMPILED]  # type: ignore[union-attr]
+    # Another corpus: the booted verdicts are run again, the killer kept as a hint; a build failure stands.
+    assert [new.get(m.id) for m in ms[:2]] == [None, None]
+    assert new.previous(ms[0].id).by == "case-x"            # type: ignore[union-attr]
+    assert new.get(ms[2].id).verdict == NOT_COMPILED        # type: ignore[union-attr]

@@ -150,6 +150,7 @@ class Runner:
     progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr)
     schemata: bool = True
     finished: int = 0
+    planned: int = 0
 
     def run(self, mutants: Iterable[Mutant], deadline: float | None = None) -> list[Result]:
         """The verdict of each mutant, in order.  Past ``deadline`` (a ``time.monotonic()`` value:
@@ -157,15 +158,16 @@ class Runner:
         verdicts included, and a later run resumes with the rest."""
         mutants = list(mutants)
         todo = [m for m in mutants if self.cache.get(m.id) is None]
-        for n, m in enumerate(mutants, 1):
-            if self.cache.get(m.id) is not None:
-                self.progress(f"mutate: [{n}/{len(mutants)}] {m.name} ({m.id}): "
-                              f"{self._equivalent(self.cache.get(m.id)).verdict} (cached)")  # type: ignore[arg-type]
+        self.planned = len(todo)
+        if len(todo) < len(mutants):
+            self.progress(f"mutate: {len(mutants) - len(todo)} of {len(mutants)} mutants have a verdict in the "
+                          "results cache for this corpus")
         one_by_one = todo if not self.schemata else self._run_schemata(todo, deadline)
         for m in one_by_one:
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            self._done(m, self.one(m))
+            with self.workspace.session():
+                self._done(m, self.one(m))
         out = self.cached(mutants)
         if len(out) < len(mutants):
             self.progress(f"mutate: budget spent: {len(mutants) - len(out)} of {len(mutants)} mutants not run "
@@ -176,7 +178,7 @@ class Runner:
         self.cache.put(r)
         r = self._equivalent(r)
         self.finished += 1
-        self.progress(f"mutate: [{self.finished} run] {m.name} ({m.id}): {r.verdict}"
+        self.progress(f"mutate: [{self.finished}/{self.planned}] {m.name} ({m.id}): {r.verdict}"
                       + (f" by {r.by}" if r.by else "") + f"; build {r.build_s:.0f} s, run {r.run_s:.0f} s, "
                       f"{r.cases_run} cases")
 
@@ -184,32 +186,42 @@ class Runner:
         """Run ``mutants`` in schemata kernels (schemata.py), a layer per kernel; the mutants no
         layer could build (or whose layer's guests could not be used) are returned, to be built
         one by one."""
-        texts = {f: self.workspace.original_text(f) for f in sorted({m.file for m in mutants})}
-        number = {n: m for n, m in enumerate(mutants, 1)}
-        left: list[Mutant] = []
-        for i, layer in enumerate(plan(list(number.items()), texts), 1):
+        if not mutants or (deadline is not None and time.monotonic() >= deadline):
+            return []
+        # The layers hold every mutant of the scope, numbered in source order: the same kernels
+        # for every run of this source (a sample, a shard, a resumed run), each built once.
+        texts = {f: self.workspace.original_text(f) for f in sorted(self.scope.by_file())}
+        everything = list(enumerate(generate(texts, self.scope), 1))
+        number = {m.id: n for n, m in everything}
+        wanted = {number[m.id]: m for m in mutants if m.id in number}
+        left = [m for m in mutants if m.id not in number]
+        for i, layer in enumerate(plan(everything, texts), 1):
+            mine = [n for n in layer.numbers() if n in wanted]
+            if not mine:
+                continue
             if deadline is not None and time.monotonic() >= deadline:
                 return left
-            self.progress(f"mutate: building schemata kernel {i} ({len(layer.numbers())} mutants in "
-                          f"{len(layer.files())} files)")
-            built = self.workspace.build_layer(layer, texts, self.jobs)
-            left += [number[n] for n in sorted(built.dropped)]
+            with self.workspace.session():
+                built = self.workspace.build_layer(layer, texts, self.jobs)
+            left += [wanted[n] for n in sorted(built.dropped) if n in wanted]
             if built.image is None:
                 self.progress(f"mutate: schemata kernel {i} did not build: its mutants are built one by one\n"
                               + built.log_tail)
                 continue
-            self.progress(f"mutate: schemata kernel {i} built in {built.seconds:.0f} s"
-                          + (f"; {len(built.dropped)} mutants taken out (built one by one)" if built.dropped else ""))
+            self.progress(f"mutate: schemata kernel {i} ({len(built.layer.numbers())} mutants, {len(mine)} to run) "
+                          + ("from the cache" if built.cached else f"built in {built.seconds:.0f} s")
+                          + (f"; {len(built.dropped)} taken out (built one by one)" if built.dropped else ""))
             live = Selection(VmTarget(built.image, "both", self.accel, self.cases_root, self.case_timeout))
             try:
-                for n in sorted(built.layer.numbers(), key=lambda k: (number[k].file, number[k].start)):
+                run = [n for n in mine if n not in built.dropped]
+                for k, n in enumerate(run):
                     if deadline is not None and time.monotonic() >= deadline:
                         return left
                     try:
-                        self._done(number[n], self.switched(number[n], n, live))
+                        self._done(wanted[n], self.switched(wanted[n], n, live))
                     except SchemataUnusable as e:
                         self.progress(f"mutate: schemata kernel {i}: {e}; the rest of its mutants are built one by one")
-                        left += [number[k] for k in built.layer.numbers() if self.cache.get(number[k].id) is None]
+                        left += [wanted[j] for j in run[k:]]
                         break
             finally:
                 live.target.close()

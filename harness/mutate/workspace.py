@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -50,6 +51,7 @@ class LayerBuild:
     dropped: set[int]          # the mutants taken out: to build one by one
     seconds: float
     log_tail: str
+    cached: bool = False       # built by an earlier run
 
 
 @dataclass(frozen=True)
@@ -210,9 +212,15 @@ class Workspace:
         """Build a schemata kernel of ``layer`` (texts: file -> original source): its image,
         copied out of the build directory, and the layer as built.  The mutants whose switch a
         compiler or link error names are taken out and the build tried again; the files are put
-        back before returning, whatever happened."""
+        back before returning, whatever happened.  A layer built before (the same files made)
+        is not built again."""
         dropped: set[int] = set()
         seconds = 0.0
+        image = self.root / "schemata" / f"{layer.key(texts)}.bzImage"
+        made = image.with_suffix(".json")
+        if image.is_file() and made.is_file():
+            dropped = set(json.loads(made.read_text())["dropped"])
+            return LayerBuild(image, layer.without(dropped), dropped, 0.0, "", cached=True)
         try:
             for _ in range(attempts):
                 files = layer.files()
@@ -225,9 +233,9 @@ class Workspace:
                     built = self.make(jobs, append=True)
                     seconds += built.seconds
                     if built.ok:
-                        image = self.root / "schemata" / f"{layer.key(texts)}.bzImage"
                         image.parent.mkdir(exist_ok=True)
                         shutil.copyfile(self.image, image)
+                        made.write_text(json.dumps({"dropped": sorted(dropped)}))
                         return LayerBuild(image, layer, dropped, seconds, "")
                     bad = {n for f in self.unlinked(files) for n in layer.numbers_in(f)}
                 else:
