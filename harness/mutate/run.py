@@ -238,9 +238,9 @@ class Runner:
         self._cases(m, r, live.target, lambda case: live.select(case, n))
         if r.verdict in (KILLED, TIMED_OUT) and not live.clean and not live.confirms(r.by, self.cases):
             live.fresh()
-            r = self._result(m)
+            killer, r = r.by, self._result(m)
             live.begin(n)
-            self._cases(m, r, live.target, lambda case: live.select(case, n))
+            self._cases(m, r, live.target, lambda case: live.select(case, n), killer)
         r.run_s = round(time.monotonic() - start, 1)
         r.schemata = True
         return r
@@ -306,11 +306,14 @@ class Runner:
             target.target.discard(profile_for(case))
             return target.run(case)
 
-    def _cases(self, m: Mutant, r: Result, target: VmTarget, before: Callable[[Case], None] | None = None) -> None:
-        """Run the mutant's cases (``before`` each one: switch the mutant on in its guest) until one kills it."""
+    def _cases(self, m: Mutant, r: Result, target: VmTarget, before: Callable[[Case], None] | None = None,
+               killer: str = "") -> None:
+        """Run the mutant's cases (``before`` each one: switch the mutant on in its guest) until one
+        kills it; ``killer`` (else the case that killed it in the results cache's last run) first."""
         source = self.workspace.original_text(m.file)
         previous = self.cache.previous(m.id)
-        killer = previous.by if previous is not None and previous.verdict in (KILLED, TIMED_OUT) else ""
+        if not killer and previous is not None and previous.verdict in (KILLED, TIMED_OUT):
+            killer = previous.by
         for case in order_cases(m, self.cases, self.scope, self.lines, self.only_reaching, source, killer):
             try:
                 if before is not None:
