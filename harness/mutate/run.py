@@ -1,5 +1,7 @@
-"""One mutation run: generate the mutants, pick the sample, and for each one build it in the
-workspace, boot it and run cases on it until one kills it.
+"""One mutation run: generate the mutants, pick the sample, and for each one run cases on it
+until one kills it: in a schemata kernel that holds every mutant of the scope behind a switch
+(schemata.py; one build and boot for all, the switch set before each case), or built and booted
+alone (``schemata`` False, or a mutant whose switch does not compile).
 
 Cases are tried in this order: those whose kernel coverage reaches the mutated lines
 (``--case-lines``), else those with an ioctl whose handler reaches the mutated function
@@ -218,7 +220,7 @@ class Runner:
                     if deadline is not None and time.monotonic() >= deadline:
                         return left
                     try:
-                        self._done(wanted[n], self.switched(wanted[n], n, live))
+                        self._done(wanted[n], self._switched_again(wanted[n], n, live))
                     except SchemataUnusable as e:
                         self.progress(f"mutate: schemata kernel {i}: {e}; the rest of its mutants are built one by one")
                         left += [wanted[j] for j in run[k:]]
@@ -227,6 +229,16 @@ class Runner:
                 live.target.close()
         return left
 
+    def _switched_again(self, m: Mutant, n: int, live: Selection) -> Result:
+        """``switched``, once more on fresh guests when a guest could not be booted or switched
+        (a boot that timed out on a loaded machine); twice is the schemata kernel's trouble."""
+        try:
+            return self.switched(m, n, live)
+        except SchemataUnusable as e:
+            self.progress(f"mutate: {m.name}: {e}; once more on fresh guests")
+            live.fresh()
+            return self.switched(m, n, live)
+
     def switched(self, m: Mutant, n: int, live: Selection) -> Result:
         """Mutant ``m``, number ``n`` of the schemata kernel ``live`` runs, switched on for its cases.
         A kill on a guest that ran other mutants first stands only if the killing case passes there
@@ -234,12 +246,12 @@ class Runner:
         fresh guests, whose verdict stands."""
         start = time.monotonic()
         r = self._result(m)
-        live.begin(n)
+        live.begin()
         self._cases(m, r, live.target, lambda case: live.select(case, n))
         if r.verdict in (KILLED, TIMED_OUT) and not live.clean and not live.confirms(r.by, self.cases):
             live.fresh()
             killer, r = r.by, self._result(m)
-            live.begin(n)
+            live.begin()
             self._cases(m, r, live.target, lambda case: live.select(case, n), killer)
         r.run_s = round(time.monotonic() - start, 1)
         r.schemata = True
@@ -343,10 +355,9 @@ class Selection:
     target: VmTarget
     live: dict[str, tuple[Guest, int, set[int]]] = field(default_factory=dict)  # profile -> guest, live, ran
     clean: bool = True
-    current: int = 0
 
-    def begin(self, n: int) -> None:
-        self.current, self.clean = n, True
+    def begin(self) -> None:
+        self.clean = True
 
     def select(self, case: Case, n: int) -> None:
         profile = profile_for(case)
