@@ -24,7 +24,7 @@ from .cases.loader import Loader
 from .exitcodes import ENVIRONMENT, USAGE_ERROR
 from .runner.deadline import DEFAULT_KERNEL_TIMEOUT, DEFAULT_MODEL_TIMEOUT, case_timeout
 from .runner.outcome import CaseOutcome, malformed_outcome, unfinished
-from .runner.session import BACKENDS, backends_for, make_backends, run_case
+from .runner.session import BACKENDS, Session
 from .runner.target import TargetUnusable
 from .runner.trace import ERROR, FAIL, SKIP
 
@@ -116,10 +116,11 @@ def conformance_backends(request: pytest.FixtureRequest) -> Any:
                        ".json")
         return
     try:
-        yield make_backends(backend, tuple(cfg.getoption("--device")), cfg.getoption("--target"),
-                            cfg.getoption("--model-kernel"))
+        session = Session(backend, tuple(cfg.getoption("--device")), cfg.getoption("--target"),
+                          cfg.getoption("--model-kernel"), Path(str(cfg.rootpath)), timeout_of(cfg))
     except (OSError, RuntimeError, ValueError) as e:
         pytest.exit(f"cannot set up the {backend} backend: {e}", returncode=ENVIRONMENT)
+    yield session
 
 
 def kernel_lines(cfg: pytest.Config, image: Path) -> Any:
@@ -135,16 +136,12 @@ def kernel_lines(cfg: pytest.Config, image: Path) -> Any:
         pytest.exit(f"--kernel-lines: {e}", returncode=ENVIRONMENT)
 
 
-def run_one(case: Case | CaseError, backends: Any, item: pytest.Item) -> None:
+def run_one(case: Case | CaseError, target: Any, item: pytest.Item) -> None:
     if isinstance(case, CaseError):
         item.stash[_OUTCOME] = malformed_outcome(case)
         pytest.fail(str(case), pytrace=False)
     try:
-        if hasattr(backends, "run"):  # a VmTarget picks the guest and watches its console
-            outcome = backends.run(case)
-        else:
-            outcome = run_case(case, backends_for(case, backends), Path(str(item.config.rootpath)),
-                               timeout_of(item.config))
+        outcome = target.run(case)  # a Session, or a VmTarget (which also watches the guest's console)
     except TargetUnusable as e:
         pytest.exit(f"cannot set up the kernel target: {e}", returncode=ENVIRONMENT)
     except Exception as e:

@@ -195,3 +195,32 @@ def test_every_rule_is_reached_from_random_tapes(kind: str) -> None:
         finally:
             m.teardown()
     assert seen == {fn.__name__ for fn, _ in MACHINES[kind].build(True).RULES}
+
+
+def test_the_vfio_machine_keeps_a_device_fd_only_when_group_get_device_fd_gave_one() -> None:
+    """A VFIO_GROUP_GET_DEVICE_FD the model refuses (a wrong name, a group without a container
+    or not viable) binds its name to -1: kept as a device, every later step on it would only
+    get EBADF.  The machine keeps the names of the calls that gave a device fd, and only those."""
+    lockstep = Lockstep([ModelBackend()])
+    lockstep.use_roles(ROLES)
+    machine = make_machine(lockstep, kind="vfio")
+    rng = random.Random(11)
+    seen = {"kept": 0, "refused": 0}
+    for _ in range(120):
+        m = machine()
+        try:
+            m.run(rng.randbytes(WINDOW * 16))
+            closed = {s["close"] for s in m.steps if "close" in s}
+            for step, rec in zip(m.steps, lockstep.traces[0].steps, strict=True):
+                if step.get("ioctl") != "VFIO_GROUP_GET_DEVICE_FD":
+                    continue
+                if rec.errno:
+                    assert step["as"] not in m.devices, (rec.errno, m.steps)
+                    seen["refused"] += 1
+                elif step["as"] not in closed:
+                    assert step["as"] in m.devices, m.steps
+                    seen["kept"] += 1
+            assert all(lockstep.envs[0][d] >= 0 for d in m.devices)
+        finally:
+            m.teardown()
+    assert seen["kept"] and seen["refused"], seen

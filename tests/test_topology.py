@@ -76,9 +76,9 @@ def test_the_mock_guest_gives_its_e1000_a_noiommu_group_on_the_model() -> None:
     import dataclasses as dc
 
     from harness.model.backend import ModelBackend
-    from harness.model.topologies import default_facts
+    from harness.model.topologies import guest_facts
 
-    facts = dc.replace(default_facts(), vfio_noiommu=True, profile="mock")
+    facts = guest_facts("mock")
     model = ModelBackend(vm_topology("mock"), facts)
     e1000 = model.topology().functions["0000:00:02.0"]
     assert (e1000.driver, e1000.iommu_group, e1000.noiommu, e1000.cdev) == ("vfio-pci", 0, True, None)
@@ -90,26 +90,30 @@ def test_the_mock_guest_gives_its_e1000_a_noiommu_group_on_the_model() -> None:
 
 
 def test_cases_asking_for_the_noiommu_role_run_in_the_mock_guest_and_pass_on_its_model() -> None:
-    import dataclasses as dc
     from pathlib import Path
 
     from harness.cases.loader import Loader
     from harness.model.backend import ModelBackend
-    from harness.model.topologies import default_facts
-    from harness.runner.session import backends_for, run_case
+    from harness.runner.session import Session, run_case
     from harness.runner.target import profile_for
 
     loader = Loader(Path(__file__).resolve().parents[1] / "cases")
     noiommu, errors = loader.load_all("noiommu/*.yaml")
     others, more_errors = loader.load_all("viability/isolated-viable.yaml")
-    assert noiommu and others and not errors and not more_errors
-    assert {profile_for(c) for c in noiommu} == {"mock"} and {profile_for(c) for c in others} == {"viommu"}
-    facts = dc.replace(default_facts(), vfio_noiommu=True, profile="mock")
-    outcomes = {c.test_id: run_case(c, [ModelBackend(vm_topology("mock"), facts)]).status for c in noiommu}
-    assert set(outcomes.values()) == {"pass"}, outcomes
-    # On the viommu guest's model they have no function to run on; the model alone runs them on
-    # the mock guest's (what `vfio-conformance run` does), and every other case on its own.
-    default = [ModelBackend()]
-    assert {run_case(c, default).status for c in noiommu} == {"skip"}
-    assert all(backends_for(c, default)[0].facts().vfio_noiommu for c in noiommu)
-    assert all(backends_for(c, default) is default for c in others)
+    in_mock, mock_errors = loader.load_all("mock/*.yaml")
+    mock = [c for c in in_mock if c.requires.mock_domains]
+    assert noiommu and others and mock and not errors and not more_errors and not mock_errors
+    assert {profile_for(c) for c in noiommu + mock} == {"mock"} and {profile_for(c) for c in others} == {"viommu"}
+    # On the viommu guest's model they have no function to run on ...
+    assert {run_case(c, [ModelBackend()]).status for c in noiommu} == {"skip"}
+    # ... the model alone (`vfio-conformance run`) runs them on the mock guest's, booted once per
+    # run, and every other case on the viommu guest's: one model per profile, as a VM run has
+    # one guest per profile.
+    session = Session("model", model_kernel="7.2.13")
+    assert {session.run(c).status for c in noiommu} == {"pass"}
+    assert {session.run(c).status for c in others} == {"pass"}
+    assert {session.run(c).status for c in mock} == {"pass"}
+    assert sorted(session.models) == ["mock", "viommu"]
+    assert session.models["mock"].facts().vfio_noiommu and not session.models["viommu"].facts().vfio_noiommu
+    assert {m.facts().kernel for m in session.models.values()} == {"7.2.13"}
+    assert session.backends("mock") == [session.models["mock"]]

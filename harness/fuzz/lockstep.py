@@ -81,6 +81,10 @@ class Lockstep:
         step.index = index
         return self.run(step).divergence or (after_step() if after_step else "")
 
+    def succeeded(self) -> bool:
+        """The last step succeeded on every backend: a name it bound stands for an object on each."""
+        return all(not t.steps[-1].errno and not t.steps[-1].failures for t in self.traces)
+
     def run(self, step: Step) -> StepOutcome:
         records = []
         for b, env, t in zip(self.backends, self.envs, self.traces, strict=True):

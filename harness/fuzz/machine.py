@@ -206,13 +206,17 @@ class SequenceMachine:
         self.counter += 1
         return f"{stem}{self.counter}"
 
-    def do(self, raw: dict[str, Any]) -> None:
+    def do(self, raw: dict[str, Any]) -> bool:
+        """Run the step on every backend; Divergence where they disagree, else whether it
+        succeeded (a machine records the object a step opens or makes only when it did: a
+        name bound to a failed call's -1 would give later steps nothing but EBADF)."""
         raw.setdefault("expect", "any")
         self.steps.append(raw)
         hook = type(self).after_step
         problem = self.lockstep.run_raw(raw, self.bound, len(self.steps) - 1, hook)
         if problem:
             raise Divergence(problem, self.steps)
+        return self.lockstep.succeeded()
 
     def fields(self, c: Choices, names: list[str]) -> Fields:
         return Fields(c, names, self.share)

@@ -98,9 +98,7 @@ class VfioMachine(ConfigRules, RegionRules, IrqRules):
             self.do({"ioctl": "VFIO_GROUP_SET_CONTAINER", "fd": group, "int": f"${container}"})
             self.do({"ioctl": "VFIO_SET_IOMMU", "fd": container, "value": "VFIO_TYPE1v2_IOMMU"})
             if start != "attached":
-                device = self.name("device")
-                self.do({"ioctl": "VFIO_GROUP_GET_DEVICE_FD", "fd": group, "string": f"${{{role}.bdf}}", "as": device})
-                self.devices[device] = role
+                self._get_device_fd(group, f"${{{role}.bdf}}", role)
         elif start == "cdev":
             cdev, iommufd, ioas = self.name("cdev"), self.name("iommufd"), self.name("ioas")
             self.do({"open": "${dev.cdev}", "as": cdev})
@@ -155,14 +153,19 @@ class VfioMachine(ConfigRules, RegionRules, IrqRules):
     @precondition(lambda self: self.groups)
     @rule
     def group_get_device_fd(self, c: Choices) -> None:
-        n = self.name("device")
         group = c.pick(list(self.groups))
         role = self.groups[group]
         f = self.fields(c, ["name"])
         other = next(r for r in ROLES if r != role)
-        name = f.get("name", f"${{{role}.bdf}}", one_of(f"${{{other}.bdf}}", "0000:00:00.0", "x"))
-        self.do({"ioctl": "VFIO_GROUP_GET_DEVICE_FD", "fd": group, "string": name, "as": n})
-        self.devices[n] = role
+        self._get_device_fd(group, f.get("name", f"${{{role}.bdf}}", one_of(f"${{{other}.bdf}}", "0000:00:00.0", "x")),
+                            role)
+
+    def _get_device_fd(self, group: str, name: str, role: str) -> None:
+        """A device fd of ``group``'s function ``role``, kept only if the call gave one (a wrong
+        name, a group without an IOMMU or not viable refuse it)."""
+        n = self.name("device")
+        if self.do({"ioctl": "VFIO_GROUP_GET_DEVICE_FD", "fd": group, "string": name, "as": n}):
+            self.devices[n] = role
 
     # -- the container's IOMMU ----------------------------------------------
     @precondition(lambda self: self.containers)

@@ -12,6 +12,7 @@ groups) is harness.backends.guest_layout's; this module adds the hardware facts.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ..backends.base import QEMU_HEADER_WMASK, Facts, PciFunction, Topology
@@ -37,6 +38,15 @@ def default_facts(release: str = DEFAULT_RELEASE) -> Facts:
         kernel=release, config=DEFAULT_CONFIG, container="legacy",
         mock_domains=True, enable_sriov=True, profile="model",
     )
+
+
+def guest_facts(profile: str, release: str | None = None) -> Facts:
+    """The facts of the model alone as the test VM guest of ``profile``, mirroring ``release``
+    (default: DEFAULT_RELEASE): for the ``viommu`` guest the default machine's (default_facts);
+    for the ``mock`` one, without a vIOMMU, those of a guest booted in vfio's no-IOMMU mode
+    (docs/vm.md)."""
+    facts = default_facts(release or DEFAULT_RELEASE)
+    return facts if PROFILES[profile].viommu else replace(facts, vfio_noiommu=True, profile=profile)
 
 
 def nvme_msix_vectors(props: dict[str, int | str] = NVME_PF_PROPS) -> tuple[int, int]:

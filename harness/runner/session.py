@@ -13,6 +13,7 @@ from ..cases.case import Case
 from .diff import Diff, diff
 from .engine import Runner
 from .outcome import CaseOutcome, combine, steps_view
+from .topology import profile_for
 from .trace import ERROR, FAIL, PASS, SKIP, Trace
 
 BACKENDS = ("model", "kernel", "both")
@@ -45,19 +46,15 @@ def agent_command(target: str, devices: tuple[str, ...]) -> list[str]:
     return ["ssh", "-T", *port, "--", dest, remote]
 
 
-def make_backends(name: str, devices: tuple[str, ...] = (), target: str | None = None,
-                  model_kernel: str | None = None) -> list[Backend]:
-    """The backends a run uses.  The kernel is this host's (in process), or a remote
-    host's through the agent (``target``).  With "both", the model boots with the
-    kernel's own topology and facts so the two are compared on equal terms; alone, it
-    mirrors release ``model_kernel`` (default: the 6.12 it was written from)."""
+def make_backends(name: str, devices: tuple[str, ...] = (), target: str | None = None) -> list[Backend]:
+    """The backends a run on a kernel uses (``name`` "kernel" or "both"; the model alone is a
+    Session's).  The kernel is this host's (in process), or a remote host's through the agent
+    (``target``).  With "both", the model boots with the kernel's own topology and facts so the
+    two are compared on equal terms."""
     from ..model.backend import ModelBackend
-    from ..model.topologies import default_facts
 
-    if name == "model":
-        return [ModelBackend(facts=default_facts(model_kernel) if model_kernel else None)]
-    if model_kernel:
-        raise ValueError("--model-kernel is for the model alone: against a kernel, the model mirrors its release")
+    if name not in ("kernel", "both"):
+        raise ValueError(f"unknown kernel backend {name!r} (kernel or both)")
     kernel: Backend
     if target:
         from ..agent.client import AgentBackend
@@ -67,40 +64,45 @@ def make_backends(name: str, devices: tuple[str, ...] = (), target: str | None =
         from ..backends.kernel import KernelBackend
 
         kernel = KernelBackend(devices=devices)
-    if name == "kernel":
-        return [kernel]
-    if name == "both":
-        return [kernel, ModelBackend(kernel.topology(), kernel.facts())]
-    raise ValueError(f"unknown backend {name!r} (one of {', '.join(BACKENDS)})")
+    return [kernel] if name == "kernel" else [kernel, ModelBackend(kernel.topology(), kernel.facts())]
 
 
-def mock_guest_model(release: str) -> Backend:
-    """The model alone as the mock test VM guest of ``release`` (no IOMMU, vfio's no-IOMMU mode,
-    its e1000 in a vfio-noiommu group: harness.model.topologies.vm_topology("mock"))."""
-    from dataclasses import replace
+class Session:
+    """A run outside the test VM and the backends it owns: its cases run on them.
 
-    from ..model.backend import ModelBackend
-    from ..model.topologies import default_facts, vm_topology
+    A kernel (this host's or a remote one, make_backends) is one machine whatever the case,
+    with the model booted as its twin.  The model alone mirrors release ``model_kernel``
+    (default: the 6.12 it was written from) and keeps one model per test VM guest profile
+    (model/topologies.py vm_topology and guest_facts), booted on first use; each case runs on
+    the model of the guest it needs (runner.topology.profile_for), as a VM run runs it in that
+    guest (runner/target.py: a KernelTarget keeps one guest per profile)."""
 
-    got = _MOCK_MODELS.get(release)
-    if got is None:
-        facts = replace(default_facts(release), vfio_noiommu=True, profile="mock")
-        got = _MOCK_MODELS[release] = ModelBackend(vm_topology("mock"), facts)
-    return got
+    def __init__(self, name: str, devices: tuple[str, ...] = (), target: str | None = None,
+                 model_kernel: str | None = None, root: Path | None = None, case_timeout: float | None = None):
+        if name not in BACKENDS:
+            raise ValueError(f"unknown backend {name!r} (one of {', '.join(BACKENDS)})")
+        if model_kernel and name != "model":
+            raise ValueError("--model-kernel is for the model alone: against a kernel, the model mirrors its release")
+        self.root, self.case_timeout = root, case_timeout
+        self.release = model_kernel
+        # a kernel and its twin; None for the model alone
+        self.machine = None if name == "model" else make_backends(name, devices, target)
+        self.models: dict[str, Backend] = {}
 
+    def backends(self, profile: str) -> list[Backend]:
+        """The backends a case that needs the test VM guest ``profile`` runs on."""
+        if self.machine is not None:
+            return self.machine
+        model = self.models.get(profile)
+        if model is None:
+            from ..model.backend import ModelBackend
+            from ..model.topologies import guest_facts, vm_topology
 
-_MOCK_MODELS: dict[str, Backend] = {}
+            model = self.models[profile] = ModelBackend(vm_topology(profile), guest_facts(profile, self.release))
+        return [model]
 
-
-def backends_for(case: Case, backends: list[Backend]) -> list[Backend]:
-    """The backends ``case`` runs on: those of the run, except that the model alone (whose
-    default machine answers for both VM guests at once) runs a case that asks for a role only
-    the mock guest offers on the model of that guest (runner.topology.mock_guest_only)."""
-    from .topology import mock_guest_only
-
-    if len(backends) == 1 and backends[0].name == "model" and mock_guest_only(case):
-        return [mock_guest_model(backends[0].facts().kernel)]
-    return backends
+    def run(self, case: Case) -> CaseOutcome:
+        return run_case(case, self.backends(profile_for(case)), self.root, self.case_timeout)
 
 
 def accepted(case: Case, kernel_version: str, d: Diff) -> str:
