@@ -482,6 +482,25 @@ def test_stop_does_not_wait_on_a_hung_agent(fake_qemu: Path, monkeypatch: pytest
     v.close()
 
 
+def test_a_guest_known_to_be_hung_is_not_asked_to_power_off(fake_qemu: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    v = boot(fake_qemu, "ok", monkeypatch, accel="tcg", wait_for="init")
+
+    class Silent:
+        closed = False
+        asked: list[str] = []
+
+        def call(self, op: str, timeout: float | None = None) -> None:
+            self.asked.append(op)
+
+        def close(self) -> None:
+            self.closed = True
+
+    silent = Silent()
+    v.agent = silent
+    v.close(hung=True)
+    assert silent.asked == [] and silent.closed and not v.alive()
+
+
 # As seen in the mock guest when fault injection failed an allocation on the device-open path
 # (ACPI _PRT evaluation), then in later, uninjected ACPI calls.
 ACPI_CORRUPTION = """\

@@ -93,7 +93,8 @@ class KernelTarget:
 
     def discard(self, profile: str, read_counters: bool = True) -> str:
         """Shut the guest of ``profile`` down (it is not to be trusted any more); its console tail.
-        ``read_counters`` False: a guest that stopped answering is not asked for its gcov counters."""
+        ``read_counters`` False: a guest that stopped answering is not asked for its gcov counters,
+        nor to power off (QEMU is signalled at once)."""
         g = self.guests.pop(profile, None)
         if g is None:
             return ""
@@ -101,7 +102,7 @@ class KernelTarget:
             with contextlib.suppress(OSError, VmError):   # closing() lists the cases whose counts are lost
                 self.lines.closing(g.kernel if read_counters and g.usable() else None, profile)
         tail = g.vm.console_tail(25)
-        g.vm.close()
+        g.vm.close(hung=not read_counters)
         return tail
 
     @property

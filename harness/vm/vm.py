@@ -335,11 +335,15 @@ class Vm:
             self._qemu_log_file.close()
             self._qemu_log_file = None
 
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """Ask the agent to power off, then SIGTERM, then SIGKILL; QEMU's exit status."""
+    def stop(self, timeout: float = 10.0, hung: bool = False) -> int | None:
+        """Ask the agent to power off (not when ``hung``: it stopped answering already), then
+        SIGTERM, then SIGKILL; QEMU's exit status."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None and self.agent is not None and not getattr(self.agent, "closed", False):
+        if hung and self.agent is not None:
+            with contextlib.suppress(Exception):
+                self.agent.close()
+        elif self.proc.poll() is None and self.agent is not None and not getattr(self.agent, "closed", False):
             # The agent resets its backend and exits; guest-init then powers off.  A
             # hung agent gets a short deadline, then QEMU is signalled.
             asked = False
@@ -378,8 +382,8 @@ class Vm:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def close(self) -> None:
-        self.stop()
+    def close(self, hung: bool = False) -> None:
+        self.stop(hung=hung)
         if self._own_workdir and not self.keep_workdir and not self.scan_console():
             shutil.rmtree(self.workdir, ignore_errors=True)
 
