@@ -677,12 +677,20 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+HARD_EXIT = "vfio-conformance SIGTERM hard exit"
+HARD_EXIT_AFTER = 20.0
+
+
 def _terminated(signum: int, _frame: Any) -> None:
     """SIGTERM unwinds like Ctrl-C (guests stopped, PCI state put back).  Should the unwinding
     itself be stuck (an exception swallowed deep in a library), exit hard 20 s later: QEMU
-    dies with us (PR_SET_PDEATHSIG) and `vfio-conformance restore` replays the PCI state."""
-    signal.signal(signal.SIGALRM, lambda *_: os._exit(128 + signal.SIGTERM))
-    signal.alarm(20)
+    dies with us (PR_SET_PDEATHSIG) and `vfio-conformance restore` replays the PCI state.  The
+    hard exit is a timer thread, not SIGALRM: a case's own alarm (runner/deadline.py) re-arms
+    and cancels that one."""
+    if not any(t.name == HARD_EXIT for t in threading.enumerate()):
+        timer = threading.Timer(HARD_EXIT_AFTER, os._exit, (128 + signal.SIGTERM,))
+        timer.name, timer.daemon = HARD_EXIT, True
+        timer.start()
     raise KeyboardInterrupt
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -119,3 +120,27 @@ def test_version_and_refused_arguments() -> None:
 def test_validate_with_no_matching_case_is_not_a_success() -> None:
     proc = run_cli("validate", "--cases", "no-such-area/*")
     assert proc.returncode == 5 and "no case matched" in proc.stderr
+
+
+def test_sigterm_exits_hard_even_when_its_interrupt_is_swallowed_and_a_case_alarm_runs() -> None:
+    """The unwinding SIGTERM starts can be stuck (an interrupt swallowed deep in a library, as
+    seen in `mutate`); the hard exit must still come, even after a case's alarm came and went."""
+    snippet = """
+import os, signal, time
+from harness import cli
+from harness.runner.deadline import alarm
+cli.HARD_EXIT_AFTER = 1.0
+signal.signal(signal.SIGTERM, cli._terminated)
+try:
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(1)
+except KeyboardInterrupt:
+    pass                                   # swallowed
+with alarm(30):                            # the next case's alarm
+    pass
+time.sleep(30)
+print("still running")
+"""
+    p = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, timeout=60,
+                       cwd=str(Path(__file__).resolve().parent.parent))
+    assert p.returncode == 128 + signal.SIGTERM and "still running" not in p.stdout, (p.returncode, p.stderr)

@@ -60,7 +60,7 @@ def alarm(seconds: float | None) -> Iterator[None]:
         yield
     finally:
         armed = False
-        # Only our own alarm is taken back: one armed meanwhile (SIGTERM's hard exit in the CLI)
+        # Only our own alarm is taken back: one armed meanwhile by other code
         # stays armed.  A signal already caught is handled by a Python function even so: after
         # SIG_DFL or SIG_IGN were put back, Python would raise "ignored due to race condition".
         if signal.getsignal(signal.SIGALRM) is fire:
