@@ -43,6 +43,7 @@ from .vfio_main import (
     vfio_state,
     vfio_unregister_group_dev,
 )
+from .virqfd import Virqfd, vfio_virqfd_disable, vfio_virqfd_enable
 
 if TYPE_CHECKING:
     from ..iommufd import IommufdCtx
@@ -71,12 +72,12 @@ class VfioPciVfToken:
 class VfioPciIoeventfd:
     """struct vfio_pci_ioeventfd."""
 
-    def __init__(self, bar: int, pos: int, data: int, count: int, trigger: EventFd):
+    def __init__(self, bar: int, pos: int, data: int, count: int):
         self.bar = bar
         self.pos = pos
         self.data = data
         self.count = count
-        self.trigger = trigger
+        self.virqfd: Virqfd | None = None
 
 
 class VfioPciCoreDevice(VfioDevice):
@@ -240,8 +241,12 @@ def vfio_pci_core_disable(vdev: VfioPciCoreDevice) -> None:
     """:594-726: interrupts, ioeventfds and low power off."""
     vdev.pm_runtime_engaged = False
     vdev.pm_wake_eventfd = None
+    if pci_intrs.is_intx(vdev):
+        pci_intrs.vfio_intx_disable(vdev)  # :631-633, SET_IRQS DATA_NONE of the irq type
     vdev.ctx.clear()
     vdev.irq_type = uv.VFIO_PCI_NUM_IRQS
+    for ioeventfd in vdev.ioeventfds:
+        vfio_virqfd_disable(ioeventfd, "virqfd")  # :636-642
     vdev.ioeventfds.clear()
     vdev.virq_disabled = False
 
@@ -504,6 +509,7 @@ def vfio_pci_ioeventfd(k: ModelKernel, vdev: VfioPciCoreDevice, offset: int, dat
     for ioeventfd in vdev.ioeventfds:
         if (ioeventfd.pos, ioeventfd.bar, ioeventfd.data, ioeventfd.count) == (pos, bar, data, count):
             if fd == -1:
+                vfio_virqfd_disable(ioeventfd, "virqfd")
                 vdev.ioeventfds.remove(ioeventfd)
                 return 0
             raise Errno(errno.EEXIST, cite(RDWR_C, 477))
@@ -511,8 +517,10 @@ def vfio_pci_ioeventfd(k: ModelKernel, vdev: VfioPciCoreDevice, offset: int, dat
         raise Errno(errno.ENODEV, cite(RDWR_C, 484))
     if len(vdev.ioeventfds) >= VFIO_PCI_IOEVENTFD_MAX:
         raise Errno(errno.ENOSPC, cite(RDWR_C, 489))
-    trigger = pci_intrs.vfio_virqfd_enable(k, fd)
-    vdev.ioeventfds.insert(0, VfioPciIoeventfd(bar, pos, data, count, trigger))
+    ioeventfd = VfioPciIoeventfd(bar, pos, data, count)
+    vfio_virqfd_enable(k, fd, lambda: pci_rdwr.vfio_pci_ioeventfd_handler(vdev, ioeventfd), None,
+                       ioeventfd, "virqfd")
+    vdev.ioeventfds.insert(0, ioeventfd)
     return 0
 
 

@@ -11,30 +11,14 @@ from typing import TYPE_CHECKING
 
 from ...uapi import vfio as uv
 from ..errors import Errno, cite
-from ..eventfd import EventFd
+from ..eventfd import EventFd, eventfd_ctx_fdget
 from ..kernel import ModelKernel
+from .virqfd import Virqfd, vfio_virqfd_disable, vfio_virqfd_enable
 
 if TYPE_CHECKING:
     from .pci_core import VfioPciCoreDevice
 
 INTRS_C = "drivers/vfio/pci/vfio_pci_intrs.c"
-
-
-def eventfd_ctx_fdget(k: ModelKernel, fd: int, badf: str = "fs/eventfd.c:352",
-                      inval: str = "fs/eventfd.c:371") -> EventFd:
-    """fs/eventfd.c:347-375: EBADF for a closed fd, EINVAL for a file that is no
-    eventfd (vfio_virqfd_enable() does the same at other lines)."""
-    f = k.files.get(fd)
-    if f is None:
-        raise Errno(errno.EBADF, badf)
-    if not isinstance(f, EventFd):
-        raise Errno(errno.EINVAL, inval)
-    return f
-
-
-def vfio_virqfd_enable(k: ModelKernel, fd: int) -> EventFd:
-    """drivers/vfio/virqfd.c:136-142."""
-    return eventfd_ctx_fdget(k, fd, cite("drivers/vfio/virqfd.c", 138), cite("fs/eventfd.c", 371))
 
 
 class IrqCtx:
@@ -43,7 +27,8 @@ class IrqCtx:
     def __init__(self, trigger: EventFd | None):
         self.trigger = trigger
         self.masked = False
-        self.unmask: EventFd | None = None  # the virqfd that unmasks INTx
+        self.unmask: Virqfd | None = None  # the virqfd that unmasks INTx
+        self.mask: Virqfd | None = None    # never set: DATA_EVENTFD | ACTION_MASK is ENOTTY
 
 
 def _s32(data: bytes, i: int) -> int:
@@ -68,6 +53,20 @@ def vfio_send_intx_eventfd(vdev: VfioPciCoreDevice) -> None:
         ctx.trigger.signal()
 
 
+def vfio_pci_intx_unmask_handler(vdev: VfioPciCoreDevice, ctx: IrqCtx) -> bool:
+    """:165-202, the unmask of an ioctl or of the unmask eventfd's virqfd.  True would send the
+    INTx eventfd (an interrupt still pending): the model's functions raise none."""
+    if is_intx(vdev) and ctx.masked and not vdev.virq_disabled:
+        ctx.masked = False
+    return False
+
+
+def __vfio_pci_intx_unmask(vdev: VfioPciCoreDevice, ctx: IrqCtx) -> None:
+    """:204-212."""
+    if vfio_pci_intx_unmask_handler(vdev, ctx):
+        vfio_send_intx_eventfd(vdev)
+
+
 def vfio_intx_enable(vdev: VfioPciCoreDevice, trigger: EventFd | None) -> None:
     """:250-322."""
     if not is_irq_none(vdev):
@@ -82,7 +81,10 @@ def vfio_intx_enable(vdev: VfioPciCoreDevice, trigger: EventFd | None) -> None:
 
 def vfio_intx_disable(vdev: VfioPciCoreDevice) -> None:
     """:349-368."""
-    vdev.ctx.pop(0, None)
+    ctx = vdev.ctx.pop(0, None)
+    if ctx is not None:
+        vfio_virqfd_disable(ctx, "unmask")  # :357-358
+        vfio_virqfd_disable(ctx, "mask")
     vdev.irq_type = uv.VFIO_PCI_NUM_IRQS
 
 
@@ -93,19 +95,17 @@ def vfio_pci_set_intx_unmask(k: ModelKernel, vdev: VfioPciCoreDevice, index: int
         raise Errno(errno.EINVAL, cite(INTRS_C, 592))
     ctx = vdev.ctx[0]
     if flags & uv.VFIO_IRQ_SET_DATA_NONE:
-        ctx.masked = False
+        __vfio_pci_intx_unmask(vdev, ctx)
     elif flags & uv.VFIO_IRQ_SET_DATA_BOOL:
         if data[0]:
-            ctx.masked = False
+            __vfio_pci_intx_unmask(vdev, ctx)
     elif flags & uv.VFIO_IRQ_SET_DATA_EVENTFD:
         fd = _s32(data, 0)
         if fd >= 0:
-            efd = vfio_virqfd_enable(k, fd)
-            if ctx.unmask is not None:
-                raise Errno(errno.EBUSY, cite("drivers/vfio/virqfd.c", 160))
-            ctx.unmask = efd
+            vfio_virqfd_enable(k, fd, lambda: vfio_pci_intx_unmask_handler(vdev, ctx),
+                               lambda: vfio_send_intx_eventfd(vdev), ctx, "unmask")
         else:
-            ctx.unmask = None
+            vfio_virqfd_disable(ctx, "unmask")
 
 
 def vfio_pci_set_intx_mask(k: ModelKernel, vdev: VfioPciCoreDevice, index: int, start: int, count: int,

@@ -18,7 +18,7 @@ from . import pci_config
 
 if TYPE_CHECKING:
     from ..pci.pci import PciDev
-    from .pci_core import VfioPciCoreDevice
+    from .pci_core import VfioPciCoreDevice, VfioPciIoeventfd
 
 RDWR_C = "drivers/vfio/pci/vfio_pci_rdwr.c"
 CORE_C = "drivers/vfio/pci/vfio_pci_core.c"
@@ -114,3 +114,15 @@ def vfio_pci_rw(vdev: VfioPciCoreDevice, ppos: int, count: int, data: bytes | No
         return vfio_pci_bar_rw(vdev, ppos, count, data)
     # VFIO_PCI_VGA_REGION_INDEX: CONFIG_VFIO_PCI_VGA is off, the stub refuses
     raise Errno(errno.EINVAL, cite("drivers/vfio/pci/vfio_pci_priv.h", 51))
+
+
+def vfio_pci_ioeventfd_handler(vdev: VfioPciCoreDevice, ioeventfd: VfioPciIoeventfd) -> bool:
+    """:408-426, an ioeventfd's virqfd handler: the data goes to the BAR (through its
+    register stand-in), unless the BAR is memory and the command register's memory enable
+    is off.  Never asks for the thread: the memory lock is never contended here."""
+    test_mem = ioeventfd.bar not in vdev.dev.fn.io_bars
+    if test_mem and not pci_config.memory_enabled(vdev):
+        return False
+    io = bar_memory(vdev.dev, ioeventfd.bar)
+    io[ioeventfd.pos:ioeventfd.pos + ioeventfd.count] = ioeventfd.data.to_bytes(8, "little")[:ioeventfd.count]
+    return False
