@@ -231,7 +231,8 @@ def cmd_mutate(args: argparse.Namespace) -> int:
         _say(args, f"mutate: wrote {p}")
     t = tally(results).get("all")
     if t is not None:
-        print(f"mutate: score {t.score_text()}; " + ", ".join(f"{v} {n}" for v, n in t.counts.items())
+        print(f"mutate: score {t.score_text()} (reached: {t.reached_score_text()}); " + ", ".join(
+              f"{v} {n}" for v, n in t.counts.items())
               + (f"; {not_run} of {len(picked)} not run (--budget spent)" if not_run else ""))
     for r in results:
         if r.verdict == SURVIVED:

@@ -318,6 +318,22 @@ def test_the_reports(tmp_path: Path) -> None:
     assert ktap.startswith("KTAP version 1") and "pass:2 fail:1" in ktap and "skip:1" in ktap
 
 
+def test_survivors_no_case_reached_are_counted_apart(tmp_path: Path) -> None:
+    reached = Result("0" * 11 + "1", "a.c:1:negate:0", "a.c", 1, "negate", "f", SURVIVED, diff="--- a\n", cases_run=3)
+    unreached = Result("0" * 11 + "2", "a.c:2:errno:0", "a.c", 2, "errno", "g", SURVIVED, diff="--- a\n")
+    rs = [reached, unreached, _result(KILLED, 3), _result(TIMED_OUT, 4)]
+    t = tally(rs)["all"]
+    assert (t.unreached, t.score_text(), t.reached_score_text()) == (1, "50.0% (2/4)", "66.7% (2/3)")
+    assert tally([_result(KILLED, 1)])["all"].unreached == 0
+    write(rs, tmp_path, {})
+    md = (tmp_path / "mutate.md").read_text()
+    assert "## Survivors a case reached (1)" in md and "### a.c:1 negate in f()" in md
+    assert "## Survivors no case reached (1), by function" in md and "- a.c g() (1): 2 errno `000000000002`" in md
+    assert "### a.c:2" not in md
+    data = json.loads((tmp_path / "mutate.json").read_text())
+    assert data["unreached_survivors"] == 1 and data["reached_score"] == pytest.approx(2 / 3)
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "harness", "mutate", *args], cwd=ROOT, capture_output=True,
                           text=True)
@@ -390,10 +406,16 @@ def test_the_cases_reaching_a_mutant_come_first() -> None:
     # Among the direct ones, those expecting the errno of the check's body (EOPNOTSUPP) first.
     expecting = [c for c in direct if "EOPNOTSUPP" in {s.expect.errno for s in c.steps if s.expect}]
     assert direct[:len(expecting)] == expecting
-    # With case lines, exactly the cases covering the mutated line.
-    lines = CaseLines.parse(_by_case({direct[-1].test_id: {"status": "pass", "lines": {m.file: [m.line]}},
-                                      "nonexistent": {"status": "pass", "lines": {m.file: [1]}}}))
+    # With case lines, exactly the cases covering the mutated line, and, of the cases the lines do
+    # not name (newer than the measurement), those static reach picks.
+    measured = {c.test_id: {"status": "pass", "lines": {m.file: [1]}} for c in cases}
+    measured[direct[-1].test_id] = {"status": "pass", "lines": {m.file: [m.line]}}
+    measured[direct[0].test_id] = {"status": "fail", "lines": {m.file: [m.line]}}
+    lines = CaseLines.parse(_by_case(measured))
     assert order_cases(m, cases, scope, lines, only_reaching=True, source=IOAS_C) == [direct[-1]]
+    del measured[direct[1].test_id]
+    lines = CaseLines.parse(_by_case(measured))
+    assert order_cases(m, cases, scope, lines, only_reaching=True, source=IOAS_C) == [direct[1], direct[-1]]
 
 
 def test_list_picks_the_same_sample_every_time() -> None:

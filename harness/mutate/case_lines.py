@@ -1,8 +1,10 @@
 """Which kernel lines each case reaches: ``kernel-lines-by-case.json`` as ``vm --coverage
 --per-case`` writes it (harness/coverage/kernel_lines.py ``by_case_json``; the format is in
 docs/kernel.md).  Only the cases that passed on the unmutated kernel count: a case that failed
-there cannot tell a mutant apart.  A file that is not that format, or another version of it, is
-refused with what is wrong, before anything is built."""
+there cannot tell a mutant apart; a case the file does not name at all (written after the
+measurement) is not known to miss a line, so the run falls back to static reach for it.  A file
+that is not that format, or another version of it, is refused with what is wrong, before
+anything is built."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ class CaseLinesError(ValueError):
 class CaseLines:
     lines: dict[str, dict[str, set[int]]] = field(default_factory=dict)   # case -> file -> lines
     release: str = ""
+    measured: set[str] = field(default_factory=set)     # every case the file names, whatever its status
 
     @classmethod
     def parse(cls, data: Any, origin: str = "case lines") -> CaseLines:
@@ -41,6 +44,7 @@ class CaseLines:
             where = f"{origin}: cases: {case}"
             if not isinstance(entry, dict) or not isinstance(entry.get("lines"), dict):
                 raise CaseLinesError(f"{where}: no lines object")
+            out.measured.add(str(case))
             if entry.get("status") != "pass":
                 continue
             per: dict[str, set[int]] = {}

@@ -33,9 +33,11 @@ def outcome(r: Result) -> CaseOutcome:
 
 
 def _table(title: str, groups: dict[str, Tally]) -> list[str]:
-    out = [f"| {title} | " + " | ".join(VERDICTS) + " | score |", "|---" * (len(VERDICTS) + 2) + "|"]
+    out = [f"| {title} | " + " | ".join(VERDICTS) + " | of them unreached | score | reached score |",
+           "|---" * (len(VERDICTS) + 4) + "|"]
     for name, t in sorted(groups.items()):
-        out.append(f"| {name} | " + " | ".join(str(t.counts[v]) for v in VERDICTS) + f" | {t.score_text()} |")
+        out.append(f"| {name} | " + " | ".join(str(t.counts[v]) for v in VERDICTS)
+                   + f" | {t.unreached} | {t.score_text()} | {t.reached_score_text()} |")
     return out
 
 
@@ -45,14 +47,17 @@ def markdown(results: list[Result], header: dict[str, str]) -> str:
     lines += [f"- {k}: {v}" for k, v in header.items()]
     lines += [f"- mutants: {t.total}; " + ", ".join(f"{v} {t.counts[v]}" for v in VERDICTS),
               f"- **score: {t.score_text()}** (killed + timed out) / "
-              "(total - not compiled - equivalent - identical code)", ""]
+              "(total - not compiled - equivalent - identical code)",
+              f"- reached score: {t.reached_score_text()}, leaving out the {t.unreached} survivors no case reached "
+              "(coverage gaps: `vm --coverage` shows their lines)", ""]
     lines += ["## Per operator", "", *_table("operator", tally(results, "operator")), ""]
     lines += ["## Per file", "", *_table("file", tally(results, "file")), ""]
-    survivors = [r for r in results if r.verdict == SURVIVED]
-    lines += [f"## Survivors ({len(survivors)})", ""]
+    survivors = [r for r in results if r.verdict == SURVIVED and not r.unreached]
+    lines += [f"## Survivors a case reached ({len(survivors)})", ""]
     for r in survivors:
         lines += [f"### {r.file}:{r.line} {r.operator} in {r.function}() `{r.id}`", "",
                   f"Survived {r.cases_run} cases.", "", "```diff", r.diff.rstrip("\n"), "```", ""]
+    lines += _unreached(results)
     for verdict in (EQUIVALENT, IDENTICAL, NOT_COMPILED):
         some = [r for r in results if r.verdict == verdict]
         if some:
@@ -66,10 +71,25 @@ def markdown(results: list[Result], header: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def _unreached(results: list[Result]) -> list[str]:
+    """The survivors no case reached, one line each under their function: the lines to cover."""
+    by_function: dict[tuple[str, str], list[Result]] = {}
+    for r in results:
+        if r.unreached:
+            by_function.setdefault((r.file, r.function), []).append(r)
+    if not by_function:
+        return []
+    out = [f"## Survivors no case reached ({sum(map(len, by_function.values()))}), by function", ""]
+    for (file, function), rs in sorted(by_function.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        out.append(f"- {file} {function}() ({len(rs)}): " + ", ".join(f"{r.line} {r.operator} `{r.id}`" for r in rs))
+    return [*out, ""]
+
+
 def to_json(results: list[Result], header: dict[str, str]) -> str:
     t = tally(results).get("all", Tally())
     return json.dumps({
         "run": header, "counts": t.counts, "score": t.score, "scored": t.scored,
+        "unreached_survivors": t.unreached, "reached_score": t.reached_score,
         "per_operator": {k: v.counts for k, v in tally(results, "operator").items()},
         "per_file": {k: v.counts for k, v in tally(results, "file").items()},
         "mutants": [r.to_json() for r in results],

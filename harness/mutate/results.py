@@ -10,6 +10,9 @@ that one's verdict, naming it.
 
 score = (killed + timed out) / (total - not compiled - equivalent - identical code)
 
+A survivor that ran no case (``--only-reaching``, and no case reaches its line) is a coverage gap
+rather than a detection gap: the tallies count those apart, and the reached score leaves them out.
+
 The cache is one JSON-lines file per kernel source: ``<cache>/mutate/results/<source
 key>.jsonl``, one line per finished mutant, appended and flushed as it finishes, so an
 interrupted run resumes where it stopped.  The source key names the build (version and config)
@@ -52,6 +55,11 @@ class Result:
     schemata: bool = False         # run in a schemata kernel (schemata.py), not built alone
     corpus: str = ""               # the corpus (cases, model, case options) the verdict was reached with
 
+    @property
+    def unreached(self) -> bool:
+        """A survivor no case reached: no case ran on it."""
+        return self.verdict == SURVIVED and self.cases_run == 0
+
     def to_json(self) -> dict[str, object]:
         return asdict(self)
 
@@ -64,9 +72,11 @@ class Result:
 @dataclass
 class Tally:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(VERDICTS, 0))
+    unreached: int = 0             # of the survivors, those no case reached
 
-    def add(self, verdict: str) -> None:
+    def add(self, verdict: str, unreached: bool = False) -> None:
         self.counts[verdict] += 1
+        self.unreached += unreached
 
     @property
     def total(self) -> int:
@@ -86,16 +96,26 @@ class Tally:
     def score(self) -> float | None:
         return self.detected / self.scored if self.scored else None
 
+    @property
+    def reached_score(self) -> float | None:
+        """The score over the mutants some case reached (the unreached survivors left out)."""
+        n = self.scored - self.unreached
+        return self.detected / n if n else None
+
     def score_text(self) -> str:
         s = self.score
         return "n/a" if s is None else f"{100 * s:.1f}% ({self.detected}/{self.scored})"
+
+    def reached_score_text(self) -> str:
+        s = self.reached_score
+        return "n/a" if s is None else f"{100 * s:.1f}% ({self.detected}/{self.scored - self.unreached})"
 
 
 def tally(results: Iterable[Result], key: str | None = None) -> dict[str, Tally]:
     """Verdict counts overall (``key`` None: under "all") or per ``file`` / ``operator``."""
     out: dict[str, Tally] = {}
     for r in results:
-        out.setdefault("all" if key is None else str(getattr(r, key)), Tally()).add(r.verdict)
+        out.setdefault("all" if key is None else str(getattr(r, key)), Tally()).add(r.verdict, r.unreached)
     return out
 
 

@@ -4,8 +4,9 @@ until one kills it: in a schemata kernel that holds every mutant of the scope be
 alone (``schemata`` False, or a mutant whose switch does not compile).
 
 Cases are tried in this order: those whose kernel coverage reaches the mutated lines
-(``--case-lines``), else those with an ioctl whose handler reaches the mutated function
-(the static call graph of harness/mutate/scope.py), then the rest of the corpus unless
+(``--case-lines``; for a case written after that measurement, and without it for every case,
+those with an ioctl whose handler reaches the mutated function: the static call graph of
+harness/mutate/scope.py), then the rest of the corpus unless
 ``only_reaching``.  A case kills a mutant when it fails, errors, diverges from the model or the
 kernel prints a splat while it runs, and only when the same case passes on the unmutated test
 kernel (checked once per case, on a guest of that kernel kept for the run): a case that fails
@@ -84,7 +85,8 @@ def order_cases(mutant: Mutant, cases: list[Case], scope: Scope, lines: CaseLine
     if lines is not None:
         span = range(mutant.line, mutant.line + mutant.original.count("\n") + 1)
         ids = lines.reaching(mutant.file, span)
-        first = [c for c in cases if c.test_id in ids]
+        first = [c for c in cases if c.test_id in ids
+                 or (c.test_id not in lines.measured and case_ioctls(c) & set(reach))]
     else:
         first = [c for c in cases if case_ioctls(c) & set(reach)]
     errnos = mutant_errnos(mutant, source) if source else set()
