@@ -162,6 +162,16 @@ def test_duplicate_ids_across_files(tmp_path: Path) -> None:
     assert len(cases) == 1 and "duplicate id" in errors[0].message
 
 
+def test_a_variants_requires_the_case_never_uses_is_an_error(tmp_path: Path) -> None:
+    ignored = GOOD + "variants:\n  a: {x: 1}\n  b: {requires: {kernel: \">=7.2\"}}\n"
+    e = error(tmp_path, ignored)
+    assert e.line == ignored.splitlines().index("  b: {requires: {kernel: \">=7.2\"}}") + 1
+    assert e.where == "variants.b.requires" and "ignored" in str(e)
+    used = ignored.replace("verified_on: []\n", "verified_on: []\nrequires: ${requires}\n")
+    used = used.replace("{x: 1}", "{requires: {}}")
+    assert [c.requires.kernel for c in load(tmp_path, used)][1] == ">=7.2"
+
+
 def test_matrix_expands_to_named_variants(tmp_path: Path) -> None:
     text = GOOD.replace("steps:", "matrix:\n  iova: [0x1001, 3]\nsteps:", 1).replace(
         "iova: minsz(IOMMU_IOAS_MAP) * 0x100", "iova: ${iova}")

@@ -319,6 +319,12 @@ class Loader:
         if not isinstance(doc["verified_on"], list):
             raise ctx.err(doc, "verified_on", "verified_on", "a list of kernel versions ([] = model only)")
         own = _variants(ctx, doc)
+        if "${requires}" not in str(doc.get("requires", "")):
+            for vname, params in own:
+                if "requires" in params:
+                    raise ctx.err(doc["variants"], vname, f"variants.{vname}.requires",
+                                  "a case's variant gives requirements through the case's `requires: ${requires}`, "
+                                  "which this case does not have: they would be ignored")
         # A fixture named outright lends its variants; one picked per variant (`fixture: ${p}`) has none.
         static = doc.get("fixture")
         fixed = self._fixture(ctx, doc) if not (isinstance(static, str) and "${" in static) else None
