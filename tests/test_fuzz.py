@@ -224,3 +224,27 @@ def test_the_vfio_machine_keeps_a_device_fd_only_when_group_get_device_fd_gave_o
         finally:
             m.teardown()
     assert seen["kept"] and seen["refused"], seen
+
+
+def test_the_vfio_machine_keeps_only_the_fds_and_ioases_that_were_made() -> None:
+    """A second open of a group (EBUSY) or an IOAS_ALLOC on a closed iommufd made nothing: the
+    machine keeps no name for it, so no later step is drawn on a -1."""
+    lockstep = Lockstep([ModelBackend()])
+    lockstep.use_roles(ROLES)
+    machine = make_machine(lockstep, kind="vfio")
+    rng = random.Random(5)
+    refused = 0
+    for _ in range(120):
+        m = machine()
+        try:
+            m.run(rng.randbytes(WINDOW * 16))
+            kept = {*m.containers, *m.groups, *m.cdevs, *m.iommufds, *m.ioases}
+            for step, rec in zip(m.steps, lockstep.traces[0].steps, strict=True):
+                made = step.get("as") if "open" in step else next(iter(step.get("save") or {}), None) \
+                    if step.get("ioctl") == "IOMMU_IOAS_ALLOC" else None
+                if made is not None and rec.errno:
+                    assert made not in kept, (rec.errno, step, m.steps)
+                    refused += 1
+        finally:
+            m.teardown()
+    assert refused, "no open or IOAS_ALLOC was refused in 120 sequences"

@@ -112,8 +112,8 @@ class VfioMachine(ConfigRules, RegionRules, IrqRules):
 
     def _open_container(self, personality: str) -> None:
         n = self.name("container")
-        self.do({"open": CONTAINER_NODES[personality], "as": n})
-        self.containers[n] = personality
+        if self.do({"open": CONTAINER_NODES[personality], "as": n}):
+            self.containers[n] = personality
 
     @precondition(lambda self: len(self.containers) < 2)
     @rule
@@ -128,8 +128,8 @@ class VfioMachine(ConfigRules, RegionRules, IrqRules):
     def _open_node(self, c: Choices, attr: str, prefix: str, table: dict[str, str]) -> None:
         """Open a role's group (``${dev.group}``) or cdev (``${dev.cdev}``)."""
         n, role = self.name(attr), self.role(c)
-        self.do({"open": f"{prefix}${{{role}.{attr}}}", "as": n})
-        table[n] = role
+        if self.do({"open": f"{prefix}${{{role}.{attr}}}", "as": n}):     # a group opens once: EBUSY
+            table[n] = role
 
     @precondition(lambda self: self.groups)
     @rule
@@ -273,16 +273,16 @@ class VfioMachine(ConfigRules, RegionRules, IrqRules):
     @rule
     def open_iommufd(self, c: Choices) -> None:
         n = self.name("iommufd")
-        self.do({"open": "/dev/iommu", "as": n})
-        self.iommufds.append(n)
+        if self.do({"open": "/dev/iommu", "as": n}):
+            self.iommufds.append(n)
 
     @precondition(lambda self: self.iommufds or "compat" in self.containers.values())
     @rule
     def ioas_alloc(self, c: Choices) -> None:
         n = self.name("ioas")
         fd = c.pick(self.iommufds + [c for c, p in self.containers.items() if p == "compat"])
-        self.do({"ioctl": "IOMMU_IOAS_ALLOC", "fd": fd, "save": {n: "out_ioas_id"}})
-        self.ioases.append(n)
+        if self.do({"ioctl": "IOMMU_IOAS_ALLOC", "fd": fd, "save": {n: "out_ioas_id"}}):
+            self.ioases.append(n)
 
     @precondition(lambda self: self.cdevs and (self.iommufds or self.containers))
     @rule
