@@ -629,10 +629,14 @@ class SelftestAccess(File):
 def iommufd_test_access_unmap(k: ModelKernel, staccess: Any, iova: int, length: int) -> None:
     """selftest.c:1014-1033: the access ops' unmap callback."""
     iova_last = iova + length - 1
-    assert isinstance(staccess, SelftestAccess) and staccess.access is not None
+    assert isinstance(staccess, SelftestAccess)
     for item in list(staccess.items):
         if iova > item.iova + item.length - 1 or iova_last < item.iova:
             continue
+        # staccess->access is read only per item (selftest.c:1028): an access whose create
+        # failed after the attach (selftest.c:1149-1151, staccess->access never set) has no
+        # items, and its detach's unmap callback walks an empty list.
+        assert staccess.access is not None
         staccess.items.remove(item)
         device_c.iommufd_access_unpin_pages(k, staccess.access, item.iova, item.length)
 
