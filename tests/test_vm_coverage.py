@@ -23,7 +23,7 @@ from harness.kernel import gcov, lcov
 pytestmark = MARKS
 
 # mock-domain-flags-pasid (mock guest) and viability-container-set-flags (viommu guest)
-CASES = "[mv]*/[cd]o*-[fs]*-[fp]*.yaml"
+CASES = "[mv]*/[cd]o[nm]*-[fs]*-[fp]*.yaml"
 ROOT = Path(__file__).resolve().parent.parent
 
 
