@@ -162,6 +162,33 @@ def test_case_lines_reads_what_vm_coverage_per_case_writes() -> None:
     assert cl.reaching("drivers/iommu/iommufd/ioas.c", [21]) == {"ioas-a"}      # ioas-c failed unmutated
     assert cl.reaching("drivers/iommu/iommufd/ioas.c", [11, 44]) == {"ioas-a", "ioas-b"}
     assert cl.reaching("drivers/iommu/iommufd/ioas.c", [1]) == set()
+    assert "executable" not in json.loads(written)       # no total coverage given
+    assert cl.reaching_mutant("drivers/iommu/iommufd/ioas.c", [12], "iommufd_ioas_alloc") == set()
+
+
+def test_a_line_without_code_is_reached_by_the_cases_entering_its_function() -> None:
+    from harness.coverage.kernel_lines import by_case_json
+    from harness.kernel import gcov
+    from harness.runner.kernel_lines import CaseLines as Ran
+
+    ioas = "drivers/iommu/iommufd/ioas.c"
+    total = {ioas: gcov.FileCoverage(ioas, {10: 2, 11: 2, 13: 0, 21: 1, 44: 1},
+                                     {"alloc": gcov.FunctionSpan("alloc", 9, 22),
+                                      "option": gcov.FunctionSpan("option", 40, 50)})}
+    written = by_case_json({"ioas-a": Ran("mock", "pass", {ioas: [10, 11]}),
+                            "ioas-b": Ran("mock", "pass", {ioas: [21]}),
+                            "ioas-c": Ran("mock", "pass", {ioas: [44]})},
+                           [], "6.12.118", Path("bzImage"), Path("src"), ["drivers/iommu/iommufd"], total)
+    cl = CaseLines.parse(json.loads(written))
+    # Line 12 (say a `return -EINVAL;` the compiler folded into line 11's `if`) has no code:
+    # the cases entering alloc() may reach its mutant.
+    assert cl.reaching_mutant(ioas, [12], "alloc") == {"ioas-a", "ioas-b"}
+    # Line 13 has code no case ran: none reaches it, as before.
+    assert cl.reaching_mutant(ioas, [13], "alloc") == set()
+    # A function the measurement has no span for: unknown (static reach decides).
+    assert cl.reaching_mutant(ioas, [30], "inlined") is None
+    # A file the measurement has no executable lines for: line by line, as before.
+    assert cl.reaching_mutant("drivers/vfio/group.c", [5], "f") == set()
 
 
 @pytest.mark.parametrize(("data", "says"), [
@@ -169,6 +196,9 @@ def test_case_lines_reads_what_vm_coverage_per_case_writes() -> None:
     ({**_by_case({}), "version": 2}, "version 2"),
     (_by_case({"a": {"status": "pass"}}), "cases: a: no lines object"),
     (_by_case({"a": {"status": "pass", "lines": {"ioas.c": ["10-12"]}}}), "lines: ioas.c: not a list"),
+    ({**_by_case({}), "executable": [1]}, "executable: not an object"),
+    ({**_by_case({}), "executable": {"ioas.c": [True]}}, "executable: ioas.c: not a list of line numbers"),
+    ({**_by_case({}), "functions": {"ioas.c": {"f": [1]}}}, "functions: ioas.c: not an object of [start, end]"),
 ])
 def test_case_lines_refuses_what_is_not_that_format(data: Any, says: str) -> None:
     with pytest.raises(CaseLinesError) as e:
@@ -417,6 +447,12 @@ def test_the_cases_reaching_a_mutant_come_first() -> None:
     lines = CaseLines.parse(_by_case(measured))
     picked = order_cases(m, cases, scope, lines, only_reaching=True, source=IOAS_C)
     assert sorted(c.test_id for c in picked) == sorted([direct[1].test_id, direct[-1].test_id])
+    # The mutated line without code of its own: the cases entering its function (every case here,
+    # all measured at line 1, inside it) but not the one that failed unmutated.
+    lines.executable[m.file] = {1}
+    lines.functions[m.file] = {m.function: (1, m.line + 1)}
+    picked = order_cases(m, cases, scope, lines, only_reaching=True, source=IOAS_C)
+    assert len(picked) == len(cases) - 1 and direct[0] not in picked
 
 
 def test_list_picks_the_same_sample_every_time() -> None:

@@ -69,3 +69,8 @@ def test_vm_coverage_per_case_in_both_guests(tmp_path: Path) -> None:
     assert pasid["lines"]["drivers/iommu/iommufd/selftest.c"]
     assert not set(pasid["lines"].get("drivers/vfio/group.c", [])) & set(body)
     assert all(ext_cap_len not in c["lines"].get("drivers/vfio/pci/vfio_pci_config.c", []) for c in cases.values())
+    # Every line with a counter, run or not, and the function spans: what mutate needs for a line
+    # the compiler left without code.
+    executable = set(by_case["executable"]["drivers/vfio/group.c"])
+    assert set(flags["lines"]["drivers/vfio/group.c"]) < executable
+    assert by_case["functions"]["drivers/vfio/group.c"]["vfio_group_ioctl_get_status"] == [status["start"], status["end"]]

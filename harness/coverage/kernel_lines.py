@@ -198,13 +198,20 @@ BY_CASE_FORMAT = "vfio-conformance kernel lines by case"
 
 
 def by_case_json(by_case: dict[str, Any], lost: list[str], release: str, image: Path, source: Path,
-                 dirs: list[str]) -> str:
-    """``kernel-lines-by-case.json`` (its format: docs/kernel.md)."""
-    return json.dumps({
+                 dirs: list[str], total: gcov.Coverage | None = None) -> str:
+    """``kernel-lines-by-case.json`` (its format: docs/kernel.md).  With ``total``, also each file's
+    executable lines and function spans: a line the compiler left no code on (a ``return -EINVAL;``
+    folded into its ``if``, a dead check) is reached by no case, yet its mutant may be."""
+    out: dict[str, Any] = {
         "format": BY_CASE_FORMAT, "version": 1, "release": release, "kernel": str(image), "source": str(source),
         "instrumented": dirs, "lost": sorted(set(lost)),
         "cases": {k: {"guest": c.guest, "status": c.status, "lines": c.lines} for k, c in sorted(by_case.items())},
-    }, indent=None, separators=(",", ":")) + "\n"
+    }
+    if total is not None:
+        out["executable"] = {f: sorted(fc.lines) for f, fc in sorted(total.items())}
+        out["functions"] = {f: {n: [s.start, s.end] for n, s in sorted(fc.functions.items())}
+                            for f, fc in sorted(total.items())}
+    return json.dumps(out, indent=None, separators=(",", ":")) + "\n"
 
 
 def write_reports(run: RunLines, image: Path, report: Path, merge: dict[Path, gcov.Coverage]) -> list[str]:
@@ -232,7 +239,7 @@ def write_reports(run: RunLines, image: Path, report: Path, merge: dict[Path, gc
                else f"vfio-conformance: wrote {report / 'kernel-coverage' / 'index.html'}")
     if run.per_case:
         cases = report / "kernel-lines-by-case.json"
-        cases.write_text(by_case_json(run.by_case, run.lost, release, image, source, dirs))
+        cases.write_text(by_case_json(run.by_case, run.lost, release, image, source, dirs, cov))
         out.append(f"vfio-conformance: wrote {cases} ({len(run.by_case)} cases)")
     for t in TARGETS:
         hit, total = t.figures(cov)

@@ -4,7 +4,8 @@ until one kills it: in a schemata kernel that holds every mutant of the scope be
 alone (``schemata`` False, or a mutant whose switch does not compile).
 
 Cases are tried in this order: those whose kernel coverage reaches the mutated lines
-(``--case-lines``; for a case written after that measurement, and without it for every case,
+(``--case-lines``; those entering the mutated function when the lines have no code of their own;
+for a case written after that measurement, and without it for every case,
 those with an ioctl whose handler reaches the mutated function: the static call graph of
 harness/mutate/scope.py), then the rest of the corpus unless
 ``only_reaching``.  A case kills a mutant when it fails, errors, diverges from the model or the
@@ -84,8 +85,8 @@ def order_cases(mutant: Mutant, cases: list[Case], scope: Scope, lines: CaseLine
     reach = scope.roots.get(mutant.function, {})
     if lines is not None:
         span = range(mutant.line, mutant.line + mutant.original.count("\n") + 1)
-        ids = lines.reaching(mutant.file, span)
-        first = [c for c in cases if c.test_id in ids
+        ids = lines.reaching_mutant(mutant.file, span, mutant.function)
+        first = [c for c in cases if (c.test_id in ids if ids is not None else case_ioctls(c) & set(reach))
                  or (c.test_id not in lines.measured and case_ioctls(c) & set(reach))]
     else:
         first = [c for c in cases if case_ioctls(c) & set(reach)]
