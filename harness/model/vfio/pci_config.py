@@ -9,7 +9,8 @@ virtualized bits come from (and go to) ``vconfig``, the others from (to) the har
 The hardware is ``PciFunction``'s description (harness.model.topologies.HARDWARE): the
 IDs, command register, BARs, capability chains.  Bytes it does not describe (the
 contents of a capability past its header, revision, subsystem IDs) read as 0 here: cases
-compare them through a mask.  Not mirrored yet: the write handlers of the PM, PCI Express,
+compare them through a mask.  The PM capability's control register moves the function between
+D0 and D3hot (vfio_pm_config_write()).  Not mirrored yet: the write handlers of the PCI Express,
 PCI-X, VPD, AF, AER and power-budget capabilities (the model drops such writes), MSI's
 virtualized registers, and the BAR restore after a backdoor reset."""
 
@@ -38,6 +39,11 @@ PCI_COMMAND_MEMORY = 0x2
 PCI_COMMAND_INTX_DISABLE = 0x400
 PCI_STATUS_CAP_LIST = 0x10
 PCI_CAP_ID_BASIC = 0        # the fake capability ID of the standard header (:32)
+PCI_CAP_ID_PM = 0x01
+PCI_PM_CTRL = 4
+PCI_PM_CTRL_STATE_MASK = 0x3
+PCI_D0 = 0
+PCI_D3HOT = 3
 PCI_CAP_ID_EXP = 0x10
 PCI_CAP_ID_INVALID = 0xFF
 PCI_CAP_ID_INVALID_VIRT = 0xFE
@@ -156,6 +162,51 @@ def pci_enable_device(pdev: PciDev) -> None:
     if any(pdev.resource_len(b) for b in range(7) if b not in fn.io_bars):
         cmd |= PCI_COMMAND_MEMORY
     cfg[PCI_COMMAND:PCI_COMMAND + 2] = cmd.to_bytes(2, "little")
+
+
+# -- power state (drivers/pci/pci.c, vfio_pci_core.c:268-316) -----------------------------------
+
+def _pm_cap(pdev: PciDev) -> int | None:
+    """pdev->pm_cap: the PM capability's offset, None when the function has none."""
+    return next((off for off, cap in pdev.fn.capabilities if cap == PCI_CAP_ID_PM), None)
+
+
+def current_state(pdev: PciDev) -> int:
+    """pdev->current_state as the PMCSR power state bits hold it (D0 without a PM capability)."""
+    pm = _pm_cap(pdev)
+    if pm is None:
+        return PCI_D0
+    return hw_config(pdev)[pm + PCI_PM_CTRL] & PCI_PM_CTRL_STATE_MASK
+
+
+def pci_set_power_state(pdev: PciDev, state: int) -> None:
+    """pci_set_power_state() (drivers/pci/pci.c:1436-1445,1604-1625) for D0 and D3hot: without
+    a PM capability nothing changes; D1 and D2 need d1_support/d2_support from the PMC, which
+    the functions here do not advertise (-EIO, the state unchanged)."""
+    pm = _pm_cap(pdev)
+    if pm is None or state not in (PCI_D0, PCI_D3HOT):
+        return
+    cfg = hw_config(pdev)
+    cfg[pm + PCI_PM_CTRL] = (cfg[pm + PCI_PM_CTRL] & ~PCI_PM_CTRL_STATE_MASK) | state
+
+
+def vfio_pci_set_power_state(vdev: VfioPciCoreDevice, state: int) -> int:
+    """vfio_pci_set_power_state() (vfio_pci_core.c:268-316): a PF with VFs enabled stays where it
+    is for any state below D0 (:274-279, -EBUSY).  The save/restore around D3hot for NoSoftRst-
+    functions (needs_pm_restore) is not mirrored: the guests' PM-capable function (QEMU's NVMe)
+    sets No_Soft_Reset."""
+    if state > PCI_D0 and vdev.sriov_active:
+        return -errno.EBUSY
+    pci_set_power_state(vdev.dev, state)
+    return 0
+
+
+def _pm_write(vdev: VfioPciCoreDevice, offset: int, val: int) -> None:
+    """vfio_pm_config_write() (vfio_pci_config.c:719-747): the state bits are not written by
+    vfio_default_config_write() (init_pci_cap_pm_perm(), :773: writable are ~STATE_MASK), a
+    write at PCI_PM_CTRL asks vfio_pci_set_power_state() for them; its result is not reported."""
+    if offset == PCI_PM_CTRL:
+        vfio_pci_set_power_state(vdev, val & PCI_PM_CTRL_STATE_MASK)
 
 
 # -- vfio_config_init() (:1734-1837) ------------------------------------------------------------
@@ -394,7 +445,9 @@ def vfio_config_do_rw(vdev: VfioPciCoreDevice, pos: int, count: int, data: bytes
             vdev.vconfig[pos:pos + count] = data[:count]
         elif cap == PCI_CAP_ID_BASIC and pos < PCI_STD_HEADER_SIZEOF:
             _basic_write(vdev, pos, count, val)
-        # capabilities: read-only (direct_ro) here; see the module's note on write handlers
+        elif cap == PCI_CAP_ID_PM and pos < PCI_CFG_SPACE_SIZE:
+            _pm_write(vdev, pos - _cap_start(vdev, pos), val)
+        # other capabilities: read-only (direct_ro) here; see the module's note on write handlers
         return count, b""
     if cap == PCI_CAP_ID_INVALID:
         val = _u(hw_config(vdev.dev)[pos:pos + count])
@@ -421,5 +474,7 @@ def vfio_pci_config_rw(vdev: VfioPciCoreDevice, pos: int, count: int, data: byte
 
 
 def memory_enabled(vdev: VfioPciCoreDevice) -> bool:
-    """__vfio_pci_memory_enabled() (:404-418): the virtual command register's memory enable."""
-    return bool(_u(vdev.vconfig[PCI_COMMAND:PCI_COMMAND + 2]) & PCI_COMMAND_MEMORY)
+    """__vfio_pci_memory_enabled() (:404-418): the virtual command register's memory enable,
+    and never in D3hot (:415)."""
+    cmd = _u(vdev.vconfig[PCI_COMMAND:PCI_COMMAND + 2])
+    return current_state(vdev.dev) < PCI_D3HOT and bool(cmd & PCI_COMMAND_MEMORY)

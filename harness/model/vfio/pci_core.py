@@ -241,6 +241,7 @@ def vfio_pci_core_disable(vdev: VfioPciCoreDevice) -> None:
     """:594-726: interrupts, ioeventfds and low power off."""
     vdev.pm_runtime_engaged = False
     vdev.pm_wake_eventfd = None
+    pci_config.vfio_pci_set_power_state(vdev, pci_config.PCI_D0)  # :626
     if pci_intrs.is_intx(vdev):
         pci_intrs.vfio_intx_disable(vdev)  # :631-633, SET_IRQS DATA_NONE of the irq type
     vdev.ctx.clear()
@@ -374,6 +375,7 @@ def vfio_pci_ioctl_reset(vdev: VfioPciCoreDevice) -> int:
     """:1254-1279."""
     if not vdev.reset_works:
         raise Errno(errno.EINVAL, cite(CORE_C, 1260))
+    pci_config.vfio_pci_set_power_state(vdev, pci_config.PCI_D0)  # :1273
     pci_try_reset_function(vdev.dev)  # ENOTTY once the user turned every method off
     return 0
 
@@ -457,6 +459,9 @@ def vfio_pci_dev_set_hot_reset(k: ModelKernel, vdev: VfioPciCoreDevice, groups: 
             owned = any(vfio_file_has_dev(f, cur) for f in groups or [])
         if not owned:
             raise Errno(errno.EINVAL, cite(CORE_C, 2497))
+    for cur in dev_set.device_list:
+        if isinstance(cur, VfioPciCoreDevice):
+            pci_config.vfio_pci_set_power_state(cur, pci_config.PCI_D0)  # :2530-2531
     return 0
 
 
@@ -783,6 +788,7 @@ def vfio_pci_core_sriov_configure(k: ModelKernel, vdev: VfioPciCoreDevice, nr_vi
         if vdev in pfs:
             raise Errno(errno.EINVAL, cite(CORE_C, 2302))
         pfs.append(vdev)
+        pci_config.vfio_pci_set_power_state(vdev, pci_config.PCI_D0)  # :2323
         vdev.sriov_active = True
         try:
             pci_enable_sriov(k, pdev, nr_virtfn)
