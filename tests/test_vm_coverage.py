@@ -73,4 +73,5 @@ def test_vm_coverage_per_case_in_both_guests(tmp_path: Path) -> None:
     # the compiler left without code.
     executable = set(by_case["executable"]["drivers/vfio/group.c"])
     assert set(flags["lines"]["drivers/vfio/group.c"]) < executable
-    assert by_case["functions"]["drivers/vfio/group.c"]["vfio_group_ioctl_get_status"] == [status["start"], status["end"]]
+    spans = by_case["functions"]["drivers/vfio/group.c"]
+    assert spans["vfio_group_ioctl_get_status"] == [status["start"], status["end"]]
