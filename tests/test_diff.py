@@ -114,3 +114,18 @@ def test_every_out_fd_field_is_a_file_descriptor() -> None:
     for ioctl, name in (("IOMMU_FAULT_QUEUE_ALLOC", "out_fault_fd"), ("IOMMU_VEVENTQ_ALLOC", "out_veventq_fd")):
         step = StepRecord(0, 1, "ioctl", ioctl, out={name: 4})
         assert role_of(step, f"out.{name}") == "fd", name
+
+
+def _write_fd_trace(backend: str, fd: int, written: int) -> Trace:
+    t = Trace("c", backend)
+    t.steps = [
+        StepRecord(0, 1, "open", "open /dev/iommu", request={"path": "/dev/iommu"}, ret=fd),
+        StepRecord(1, 2, "write_mem", "write_mem", request={"addr": 0x7F00_0000_0000, "fd": written}),
+    ]
+    return t
+
+
+def test_an_fd_number_written_to_memory_is_renamed() -> None:
+    assert diff(_write_fd_trace("kernel", 9, 9), _write_fd_trace("model", 3, 3)).first is None
+    d = diff(_write_fd_trace("kernel", 9, 9), _write_fd_trace("model", 3, 4))
+    assert d.first is not None and d.first.what == "request.fd"

@@ -313,3 +313,13 @@ def test_extends_merges_requirements_and_runs_the_base_first(tmp_path: Path) -> 
         assert e.path == str(path) and "extends chains at most 8 fixtures" in str(e)
     else:
         raise AssertionError("a chain of 11 fixtures loaded")
+
+
+def test_write_mem_of_an_fd_number_loads_and_excludes_hex(tmp_path: Path) -> None:
+    text = GOOD.replace("  - open: /dev/iommu\n", "  - open: /dev/iommu\n    as: i\n"
+                        f"{_MAPPED}  - write_mem: {{at: $b + 8, fd: $i}}\n", 1)
+    (case,) = load(tmp_path, text)
+    step = next(s for s in case.steps if s.kind == "write_mem")
+    assert "hex" not in step.spec and step.spec["fd"].eval({"i": 5}) == 5
+    e = error(tmp_path, text.replace("fd: $i}", "fd: $i, hex: '00'}"))
+    assert "hex: or fd:, not both" in e.message, str(e)

@@ -466,7 +466,13 @@ def parse_step(ctx: FileContext, raw: Any, idx: int, where: str, bound: set[str]
         if not isinstance(target, LMap) or "at" not in target:
             raise ctx.err(raw, kind, f"{where}.{kind}", f"{kind} takes {{at: EXPR, ...}}")
         spec["at"] = _value(ctx, target, "at", f"{where}.{kind}.at", target["at"])
-        if kind == "write_mem":
+        if kind == "write_mem" and "fd" in target:
+            # An fd's number (a little-endian s32) for a struct argument in case memory: the
+            # number differs between backends, so it cannot be literal hex.
+            if "hex" in target:
+                raise ctx.err(raw, kind, f"{where}.{kind}", "write_mem takes hex: or fd:, not both")
+            spec["fd"] = _value(ctx, target, "fd", f"{where}.{kind}.fd", target["fd"])
+        elif kind == "write_mem":
             spec["hex"] = _hex(ctx, target, "hex", f"{where}.{kind}.hex", target.get("hex", ""))
         else:
             spec["length"] = _in_range(

@@ -327,6 +327,10 @@ class Runner:
 
     def _do_write_mem(self, step: Step, env: dict[str, Any], rec: StepRecord) -> tuple[OpResult, bytes, int]:
         addr = _as_int(evaluate(step.spec["at"], env))
+        if "fd" in step.spec:
+            fd = _as_int(evaluate(step.spec["fd"], env))
+            rec.request = {"addr": addr, "fd": fd}
+            return self.backend.write_mem(addr, fd.to_bytes(4, "little", signed=True)), b"", 0
         rec.request = {"addr": addr, "hex": step.spec["hex"].hex()}
         return self.backend.write_mem(addr, step.spec["hex"]), b"", 0
 

@@ -50,7 +50,8 @@ RULES: tuple[Rule, ...] = (
     _r("id", r"(.*\.)?(id|out_[a-z_]*id|[a-z_]*_id|out_devid)", reason="object ids are allocated by the kernel"),
     _r("fd", r"(.*\.)?(iommufd|out_[a-z_]*_fd|fd|int)", reason="file descriptor numbers"),
     _r("fd", r"ret", ioctl="step:open"), _r("fd", r"ret", ioctl="step:eventfd"), _r("fd", r"ret", ioctl="step:memfd"),
-    *(_r("fd", r"fd", ioctl=f"step:{k}") for k in ("close", "read", "write", "pread", "pwrite", "raw_ioctl", "mmap")),
+    *(_r("fd", r"fd", ioctl=f"step:{k}")
+      for k in ("close", "read", "write", "pread", "pwrite", "raw_ioctl", "mmap", "write_mem")),
     _r("fd", r"ret", ioctl="VFIO_GROUP_GET_DEVICE_FD"),
     _r("fd", r"data", ioctl="VFIO_DEVICE_SET_IRQS", if_flag="VFIO_IRQ_SET_DATA_EVENTFD", elements="i",
        reason="the eventfds of a DATA_EVENTFD array"),
