@@ -1,14 +1,22 @@
-"""Ctrl-C inside a fuzz run is deferred to the run's safe points (harness/runner/interrupts.py)."""
+"""Ctrl-C inside a fuzz run is deferred to the run's safe points (harness/runner/interrupts.py); an
+interrupt inside a case unwinds as itself, whatever the cleanup after it raises."""
 
 from __future__ import annotations
 
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
+from harness.backends.base import OpResult
+from harness.cases.loader import Loader
+from harness.model.backend import ModelBackend
 from harness.runner import interrupts
+from harness.runner.engine import Runner
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _signal_self(sig: int) -> None:
@@ -54,3 +62,21 @@ def test_handlers_are_put_back() -> None:
     with interrupts.deferred():
         assert signal.getsignal(signal.SIGINT) is not before[0]
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+class _DesyncedModel(ModelBackend):
+    """The model, interrupted in an ioctl, whose reset then fails as a guest agent's does after a
+    request left mid-reply (VmError: "expected the reply to request N, got N-1")."""
+
+    def ioctl(self, fd: int, request: int, arg: bytes | int | None) -> OpResult:
+        raise KeyboardInterrupt
+
+    def reset(self) -> None:
+        super().reset()
+        raise OSError("expected the reply to request 2, got 1")
+
+
+def test_an_interrupt_mid_step_propagates_whatever_the_cleanup_raises() -> None:
+    cases, _ = Loader(ROOT / "cases").load_all("ioas/copy-fixed.yaml")
+    with pytest.raises(KeyboardInterrupt):
+        Runner(_DesyncedModel()).run(cases[0], timeout=60)

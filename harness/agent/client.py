@@ -49,6 +49,7 @@ __all__ = ["AgentBackend", "AgentConnectionError", "AgentError", "AgentRemoteErr
            "Call", "RemoteRefusal", "from_wire"]
 
 DEFAULT_REQUEST_TIMEOUT = 60.0
+INTERRUPTED = "interrupted mid-request"
 
 
 class AgentError(RuntimeError):
@@ -62,6 +63,11 @@ class AgentTimeout(AgentError, TimeoutError):
 
 class AgentConnectionError(AgentError, ConnectionError):
     """The agent could not be reached, went away, or broke the protocol."""
+
+
+class AgentInterrupted(AgentConnectionError):
+    """The connection was left mid-request by Ctrl-C or SIGTERM (a reply still unread): a call
+    after it is refused with this, which callers must not take for a stuck kernel."""
 
 
 class AgentRemoteError(AgentError):
@@ -435,6 +441,8 @@ class AgentBackend(Backend):
 
     # -- RPC -----------------------------------------------------------------------------
     def _usable(self) -> None:
+        if self._broken == INTERRUPTED:
+            raise AgentInterrupted(f"{self._chan.describe}: connection unusable ({self._broken})")
         if self._broken:
             raise AgentConnectionError(f"{self._chan.describe}: connection unusable ({self._broken})")
 
@@ -452,6 +460,9 @@ class AgentBackend(Backend):
         except AgentConnectionError as e:
             self._broken = str(e)
             raise AgentConnectionError(f"{e}{self._exit_status()}") from None
+        except BaseException:
+            self._broken = INTERRUPTED    # the request may be sent and its reply not read
+            raise
         try:
             return json.loads(reply)
         except ValueError:

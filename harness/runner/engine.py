@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno as _errno
 import struct as _struct
@@ -199,6 +200,7 @@ class Runner:
             return trace
         deadline = time.monotonic() + timeout if timeout else None
         current: Step | None = case.steps[0] if case.steps else None
+        interrupted = False
         try:
             with alarm(timeout if self.backend.interruptible else None):
                 for step in case.steps:
@@ -217,8 +219,18 @@ class Runner:
             trace.status, trace.reason = ERROR, f"step {len(trace.steps) + 1}{where}: {e}"
         except CaseTimeout:
             trace.status, trace.reason = FAIL, _timed_out(timeout, current)
+        except BaseException as e:
+            interrupted = not isinstance(e, Exception)
+            raise
         finally:
-            self._cleanup(case, env, trace, timeout)
+            if interrupted:
+                # Ctrl-C or SIGTERM mid-step: the backend may be mid-request (a guest agent's reply
+                # still unread), so its cleanup may fail; the interrupt is what propagates, never
+                # that failure (it read as a hung kernel: a mutant scored "timed out").
+                with contextlib.suppress(Exception):
+                    self._cleanup(case, env, trace, timeout)
+            else:
+                self._cleanup(case, env, trace, timeout)
         return trace
 
     def _cleanup(self, case: Case, env: dict[str, Any], trace: Trace, timeout: float | None) -> None:

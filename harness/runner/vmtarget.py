@@ -12,6 +12,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from ..agent.client import AgentInterrupted
 from ..backends.base import Backend
 from ..cases.case import Case
 from ..vm import AgentStartError, VmError
@@ -48,6 +49,8 @@ class VmTarget:
         guest.splats()  # what earlier cases printed is theirs
         try:
             outcome = run_case(case, self.backends(profile), self.root, self.case_timeout)
+        except AgentInterrupted:   # Ctrl-C or SIGTERM, masked by the cleanup after it: not a verdict
+            raise KeyboardInterrupt from None
         except (OSError, VmError) as e:  # AgentTimeout is a TimeoutError: a hung kernel
             outcome = unfinished(case, ERROR, f"the {profile} guest stopped answering: {e}", time.monotonic() - start)
             if self.target.lines is not None:
