@@ -103,12 +103,14 @@ class Tally:
         return self.detected / n if n else None
 
     def score_text(self) -> str:
-        s = self.score
-        return "n/a" if s is None else f"{100 * s:.1f}% ({self.detected}/{self.scored})"
+        return _percent(self.detected, self.scored)
 
     def reached_score_text(self) -> str:
-        s = self.reached_score
-        return "n/a" if s is None else f"{100 * s:.1f}% ({self.detected}/{self.scored - self.unreached})"
+        return _percent(self.detected, self.scored - self.unreached)
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}% ({part}/{whole})" if whole else "n/a"
 
 
 def tally(results: Iterable[Result], key: str | None = None) -> dict[str, Tally]:

@@ -83,13 +83,15 @@ def order_cases(mutant: Mutant, cases: list[Case], scope: Scope, lines: CaseLine
     handler reaches it in fewer calls, then those expecting an errno named where the mutant is,
     then those running in the guest most of them need (one boot for a kill)."""
     reach = scope.roots.get(mutant.function, {})
+    statically = {c.test_id for c in cases if case_ioctls(c) & reach.keys()}
     if lines is not None:
         span = range(mutant.line, mutant.line + mutant.original.count("\n") + 1)
         ids = lines.reaching_mutant(mutant.file, span, mutant.function)
-        first = [c for c in cases if (c.test_id in ids if ids is not None else case_ioctls(c) & set(reach))
-                 or (c.test_id not in lines.measured and case_ioctls(c) & set(reach))]
+        if ids is None:
+            ids = statically
+        first = [c for c in cases if c.test_id in ids or (c.test_id not in lines.measured and c.test_id in statically)]
     else:
-        first = [c for c in cases if case_ioctls(c) & set(reach)]
+        first = [c for c in cases if c.test_id in statically]
     errnos = mutant_errnos(mutant, source) if source else set()
     profiles = [profile_for(c) for c in first]
     common = max(sorted(set(profiles)), key=profiles.count) if profiles else "viommu"
